@@ -1,0 +1,264 @@
+package agentcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentcache/agentcache-go/internal/breaker"
+	"github.com/agentcache/agentcache-go/internal/flight"
+	"github.com/agentcache/agentcache-go/internal/stripe"
+	"github.com/agentcache/agentcache-go/tier"
+	"github.com/agentcache/agentcache-go/tier/memory"
+)
+
+var errNoEpochStore = errors.New("agentcache: the L2 store keeps no epochs (it does not implement tier.Epochs)")
+
+// Cache is a two-tier cache. It is safe for concurrent use. Create it with
+// New and release it with Close.
+type Cache struct {
+	opts  Options
+	id    string
+	l1    *memory.Store[*entry]
+	l2    tier.Remote // nil: L1 only
+	codec Codec
+	brk   *breaker.Breaker
+	ep    *epochs
+	w     *writer
+	fl    *flight.Group
+	log   *rateLog
+	kv    *resState // the key-value API's built-in resource
+
+	resMu     sync.Mutex // guards resources
+	resources map[string]*resState
+
+	base   context.Context // ends at Close: cancels loads and background work
+	cancel context.CancelFunc
+	closed atomic.Bool
+	stats  counters
+
+	snapMu   sync.Mutex // serializes snapshot saves
+	snapStop chan struct{}
+	snapDone chan struct{}
+}
+
+// entry is what L1 holds for one key.
+type entry struct {
+	value     any
+	st        stamp
+	expiresAt int64 // Unix nanos; 0: never. Kept for snapshots.
+	// raw is set on entries restored from a snapshot: value is then the
+	// encoded []byte and st carries values but no cells until the first
+	// lookup confirms the epochs and decodes it.
+	raw bool
+}
+
+// counters are the cache's statistics. Lookup counters are striped: every L1
+// hit adds to one, and parallel hits must not share a cache line.
+type counters struct {
+	l1Hits, l2Hits, misses                     stripe.Counter
+	loads, loadErrors                          atomic.Uint64
+	l2Errors, l2Corrupt                        atomic.Uint64
+	writesQueued, writesDropped, writesFailed  atomic.Uint64
+	writesSkipped, oversize                    atomic.Uint64
+	invalidations, fleetErrors, snapshotErrors atomic.Uint64
+}
+
+// New returns a Cache configured by opts, or an error naming each bad option.
+func New(opts Options) (*Cache, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, resources: map[string]*resState{}}
+	c.id = o.InstanceID
+	if c.id == "" {
+		c.id = uuid.NewString()
+	}
+	c.log = &rateLog{l: o.Logger, every: o.LogInterval, now: o.Now}
+	c.l1, err = memory.New[*entry](memory.Options{MaxEntries: o.L1MaxEntries, Now: opts.Now})
+	if err != nil {
+		return nil, fmt.Errorf("agentcache: %w", err)
+	}
+	c.base, c.cancel = context.WithCancel(context.Background())
+	c.fl = flight.New(c.base, o.LoadTimeout)
+	c.brk = breaker.New(breaker.Options{
+		Failures: o.Breaker.Failures, OpenFor: o.Breaker.OpenFor, MaxOpenFor: o.Breaker.MaxOpenFor, Now: o.Now,
+		OnChange: func(from, to breaker.State) {
+			c.log.l.Warn("agentcache: L2 circuit breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	restored, snapErr := c.loadSnapshot()
+	c.ep, err = newEpochs(c, max(4*o.L1MaxEntries, 10_000), restored.epochs)
+	if err != nil {
+		c.l1.Close()
+		return nil, fmt.Errorf("agentcache: %w", err)
+	}
+	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL}
+	c.w = newWriter(c)
+	c.ep.start()
+	c.applySnapshot(restored)
+	if snapErr != nil {
+		c.stats.snapshotErrors.Add(1)
+		c.log.l.Warn("agentcache: snapshot not restored; starting cold", "error", snapErr)
+	}
+	c.startSnapshots()
+	return c, nil
+}
+
+// Close stops the cache: new calls fail with ErrClosed; loads in flight are
+// given until ctx ends to finish; the L2 write queue is drained (writes still
+// queued when ctx ends are dropped and counted); the snapshot, if
+// configured, is saved. Every goroutine the cache started has stopped when
+// Close returns. The L2 store is not closed: it belongs to the caller.
+func (c *Cache) Close(ctx context.Context) error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	var errs []error
+	if err := c.fl.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("agentcache: loads still running at Close: %w", err))
+	}
+	c.cancel()
+	_ = c.fl.Wait(context.Background()) // cancelled loads return promptly
+	c.stopSnapshots()
+	if err := c.w.close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.saveSnapshot(); err != nil {
+		errs = append(errs, err)
+	}
+	c.ep.close()
+	c.l1.Close()
+	return errors.Join(errs...)
+}
+
+// Stats is a snapshot of a Cache's counters.
+type Stats struct {
+	L1Hits uint64 // lookups answered by L1
+	L2Hits uint64 // lookups answered by L2
+	Misses uint64 // lookups that reached the loader
+
+	Loads      uint64 // loader runs (a shared run counts once)
+	LoadErrors uint64 // loader runs that returned an error or panicked
+
+	L2Errors  uint64 // failed or timed-out L2 calls
+	L2Corrupt uint64 // undecodable L2 values (each deleted)
+
+	WritesQueued  uint64 // L2 writes accepted by the write-behind queue
+	WritesDropped uint64 // L2 writes dropped: queue full, or still queued at Close
+	WritesFailed  uint64 // L2 writes the store refused
+	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
+	Oversize      uint64 // values kept out of L2 by MaxValueSize
+
+	Invalidations  uint64 // Invalidate, Delete and Clear calls
+	FleetErrors    uint64 // of those, how many could not tell the fleet
+	SnapshotErrors uint64 // snapshot saves or restores that failed
+
+	L1Entries       int    // entries in L1 now
+	WriteQueueDepth int    // writes waiting for L2 now
+	Breaker         string // "closed", "open" or "half-open"
+}
+
+// HitRatio is the share of lookups answered by either tier.
+func (s Stats) HitRatio() float64 {
+	total := s.L1Hits + s.L2Hits + s.Misses
+	if total == 0 {
+		return 0
+	}
+	return float64(s.L1Hits+s.L2Hits) / float64(total)
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		L1Hits: s.l1Hits.Load(), L2Hits: s.l2Hits.Load(), Misses: s.misses.Load(),
+		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
+		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
+		WritesQueued: s.writesQueued.Load(), WritesDropped: s.writesDropped.Load(),
+		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),
+		Oversize:      s.oversize.Load(),
+		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),
+		SnapshotErrors: s.snapshotErrors.Load(),
+		L1Entries:      c.l1.Len(), WriteQueueDepth: c.w.depth(),
+		Breaker: c.brk.State().String(),
+	}
+}
+
+// l2Call runs one L2 operation on a caller's behalf behind the breaker and
+// the L2 timeout, and records its outcome. It returns errBreakerOpen without
+// calling when the breaker refuses.
+func (c *Cache) l2Call(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	if c.l2 == nil {
+		return errNoL2
+	}
+	if !c.brk.Allow() {
+		return errBreakerOpen
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.L2Timeout)
+	err := op(cctx)
+	cancel()
+	c.record(ctx, what, err)
+	return err
+}
+
+// record feeds an L2 outcome to the breaker, the counters and the log.
+func (c *Cache) record(ctx context.Context, what string, err error) {
+	switch {
+	case err == nil:
+		c.brk.Success()
+	case ctx.Err() != nil:
+		// The caller gave up; that says nothing about L2's health.
+		c.brk.Cancel()
+	default:
+		c.brk.Failure()
+		c.stats.l2Errors.Add(1)
+		c.warn("l2 "+what, "agentcache: L2 "+what+" failed; serving without it", err)
+	}
+}
+
+var (
+	errNoL2        = errors.New("agentcache: no L2 configured")
+	errBreakerOpen = errors.New("agentcache: L2 circuit breaker is open")
+)
+
+func (c *Cache) warn(kind, msg string, err error) { c.log.warn(kind, msg, err) }
+
+// rateLog logs each kind of warning at most once per interval and reports
+// how many it held back.
+type rateLog struct {
+	l     *slog.Logger
+	every time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	last  map[string]time.Time
+	held  map[string]int
+}
+
+func (r *rateLog) warn(kind, msg string, err error) {
+	r.mu.Lock()
+	if r.last == nil {
+		r.last, r.held = map[string]time.Time{}, map[string]int{}
+	}
+	now := r.now()
+	if t, ok := r.last[kind]; ok && now.Sub(t) < r.every {
+		r.held[kind]++
+		r.mu.Unlock()
+		return
+	}
+	held := r.held[kind]
+	r.last[kind], r.held[kind] = now, 0
+	r.mu.Unlock()
+	if held > 0 {
+		r.l.Warn(msg, "error", err, "suppressed", held)
+	} else {
+		r.l.Warn(msg, "error", err)
+	}
+}

@@ -1,0 +1,393 @@
+package agentcache
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func newL1(t *testing.T, o Options) *Cache {
+	t.Helper()
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+type user struct {
+	ID   string
+	Name string
+}
+
+func TestGetLoadsOnceThenHits(t *testing.T) {
+	c := newL1(t, Options{})
+	var calls atomic.Int32
+	load := LoaderFunc[user](func(ctx context.Context, key string) (user, error) {
+		calls.Add(1)
+		return user{ID: key, Name: "Ada"}, nil
+	})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		u, err := Get(ctx, c, "u1", load)
+		if err != nil || u.Name != "Ada" || u.ID != "u1" {
+			t.Fatalf("Get = %+v, %v", u, err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("loader ran %d times, want 1", calls.Load())
+	}
+	s := c.Stats()
+	if s.L1Hits != 4 || s.Misses != 1 || s.Loads != 1 {
+		t.Fatalf("stats = %+v", s)
+	}
+	if r := s.HitRatio(); r != 0.8 {
+		t.Fatalf("HitRatio = %v, want 0.8", r)
+	}
+}
+
+func TestConcurrentMissesLoadOnce(t *testing.T) {
+	c := newL1(t, Options{})
+	var calls atomic.Int32
+	release := make(chan struct{})
+	load := LoaderFunc[int](func(ctx context.Context, key string) (int, error) {
+		calls.Add(1)
+		<-release
+		return 42, nil
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := Get(context.Background(), c, "k", load)
+			if err != nil || v != 42 {
+				t.Errorf("Get = %v, %v", v, err)
+			}
+		}()
+	}
+	for c.fl.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if calls.Load() != 1 {
+		t.Fatalf("loader ran %d times for 100 concurrent misses", calls.Load())
+	}
+}
+
+func TestLoaderErrorsAreNotCached(t *testing.T) {
+	c := newL1(t, Options{})
+	boom := errors.New("tool down")
+	var calls atomic.Int32
+	load := LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+		if calls.Add(1) == 1 {
+			return "", boom
+		}
+		return "ok", nil
+	})
+	if _, err := Get(context.Background(), c, "k", load); !errors.Is(err, boom) {
+		t.Fatalf("first Get err = %v, want the loader's", err)
+	}
+	if v, err := Get(context.Background(), c, "k", load); err != nil || v != "ok" {
+		t.Fatalf("second Get = %q, %v; the error must not be cached", v, err)
+	}
+	if s := c.Stats(); s.LoadErrors != 1 || s.Loads != 2 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
+	c := newL1(t, Options{})
+	start := make(chan struct{})
+	load := LoaderFunc[int](func(ctx context.Context, key string) (int, error) {
+		<-start
+		panic("tool exploded")
+	})
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := Get(context.Background(), c, "k", load)
+			var pe *PanicError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), "tool exploded") {
+				t.Errorf("err = %v, want a PanicError", err)
+			}
+		}()
+	}
+	for c.fl.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(start)
+	wg.Wait()
+	if s := c.Stats(); s.LoadErrors != 1 {
+		t.Fatalf("LoadErrors = %d, want 1", s.LoadErrors)
+	}
+}
+
+func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
+	c := newL1(t, Options{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	load := LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+		calls.Add(1)
+		select {
+		case <-release:
+			return "v", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := Get(ctx, c, "k", load); errc <- err }()
+	for c.fl.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v", err)
+	}
+	close(release)
+	for c.fl.InFlight() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if v, err := Get(context.Background(), c, "k", load); err != nil || v != "v" {
+		t.Fatalf("Get after = %q, %v", v, err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("loader ran %d times; the abandoned load must still fill the cache", calls.Load())
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	c := newL1(t, Options{})
+	ctx := context.Background()
+	load := LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"empty key", func() error { _, err := Get(ctx, c, "", load); return err }(), "empty key"},
+		{"NUL key", func() error { _, err := Get(ctx, c, "\x00x", load); return err }(), "reserved"},
+		{"long key", func() error { _, err := Get(ctx, c, strings.Repeat("k", MaxKeyLen+1), load); return err }(), "exceeds"},
+		{"nil loader", func() error { _, err := Get[int](ctx, c, "k", nil); return err }(), "non-nil Loader"},
+		{"negative TTL", c.Set(ctx, "k", 1, -time.Second), "negative TTL"},
+		{"Set empty key", c.Set(ctx, "", 1, 0), "empty key"},
+		{"Delete empty key", c.Delete(ctx, ""), "empty key"},
+	}
+	for _, tc := range cases {
+		if tc.err == nil || !strings.HasPrefix(tc.err.Error(), "agentcache: ") || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want an agentcache error containing %q", tc.name, tc.err, tc.want)
+		}
+	}
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	_, err := New(Options{L1MaxEntries: -1, DefaultTTL: -time.Second, MaxEpochAge: time.Millisecond})
+	if err == nil {
+		t.Fatal("New accepted bad options")
+	}
+	for _, want := range []string{"L1MaxEntries", "DefaultTTL", "MaxEpochAge"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestClosed(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load := LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	if _, err := Get(ctx, c, "k", load); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	if err := c.Set(ctx, "k", 1, 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Set after Close: %v", err)
+	}
+	if err := c.Close(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestSetDeleteClear(t *testing.T) {
+	c := newL1(t, Options{})
+	ctx := context.Background()
+	never := LoaderFunc[string](func(context.Context, string) (string, error) {
+		return "", errors.New("loader must not run")
+	})
+	if err := c.Set(ctx, "a", "A", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Get(ctx, c, "a", never); err != nil || v != "A" {
+		t.Fatalf("Get after Set = %q, %v", v, err)
+	}
+	if err := c.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, c, "a", never); err == nil {
+		t.Fatal("Get after Delete served a value")
+	}
+	c.Set(ctx, "b", "B", 0)
+	if err := c.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, c, "b", never); err == nil {
+		t.Fatal("Get after Clear served a value")
+	}
+}
+
+func TestTTLExpiry(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute})
+	var calls atomic.Int32
+	load := LoaderFunc[int](func(context.Context, string) (int, error) { return int(calls.Add(1)), nil })
+	ctx := context.Background()
+	if v, _ := Get(ctx, c, "k", load); v != 1 {
+		t.Fatalf("first = %d", v)
+	}
+	now.Add(int64(59 * time.Second))
+	if v, _ := Get(ctx, c, "k", load); v != 1 {
+		t.Fatalf("before TTL = %d, want the cached 1", v)
+	}
+	now.Add(int64(2 * time.Second))
+	if v, _ := Get(ctx, c, "k", load); v != 2 {
+		t.Fatalf("after TTL = %d, want a reload", v)
+	}
+}
+
+func TestSnapshotWarmStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l1.snap")
+	ctx := context.Background()
+	c, err := New(Options{Snapshot: SnapshotOptions{Path: path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "a", user{ID: "a", Name: "Ada"}, time.Hour)
+	c.Set(ctx, "short", 1, time.Millisecond)
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+
+	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}})
+	never := LoaderFunc[user](func(context.Context, string) (user, error) {
+		return user{}, errors.New("loader must not run: the snapshot has it")
+	})
+	u, err := Get(ctx, c2, "a", never)
+	if err != nil || u.Name != "Ada" {
+		t.Fatalf("after restart Get = %+v, %v", u, err)
+	}
+	// Once decoded, the entry is a plain L1 hit.
+	if _, err := Get(ctx, c2, "a", never); err != nil {
+		t.Fatal(err)
+	}
+	if s := c2.Stats(); s.L1Hits != 2 {
+		t.Fatalf("L1Hits = %d, want 2", s.L1Hits)
+	}
+	var calls atomic.Int32
+	load := LoaderFunc[int](func(context.Context, string) (int, error) { calls.Add(1); return 2, nil })
+	if v, _ := Get(ctx, c2, "short", load); v != 2 || calls.Load() != 1 {
+		t.Fatal("an entry that expired while down was restored")
+	}
+}
+
+func TestSnapshotRestoredEntryRespectsInvalidation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l1.snap")
+	ctx := context.Background()
+	c, _ := New(Options{Snapshot: SnapshotOptions{Path: path}})
+	c.Set(ctx, "a", "old", time.Hour)
+	c.Close(ctx)
+
+	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}})
+	if err := c2.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Get(ctx, c2, "a", LoaderFunc[string](func(context.Context, string) (string, error) { return "new", nil }))
+	if err != nil || v != "new" {
+		t.Fatalf("Get = %q, %v; a restored entry survived Clear", v, err)
+	}
+}
+
+func TestCorruptSnapshotStartsCold(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l1.snap")
+	if err := os.WriteFile(path, []byte("definitely not a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}})
+	if s := c.Stats(); s.SnapshotErrors != 1 {
+		t.Fatalf("SnapshotErrors = %d, want 1", s.SnapshotErrors)
+	}
+	matches, _ := filepath.Glob(path + ".corrupt-*")
+	if len(matches) != 1 {
+		t.Fatalf("corrupt snapshot not moved aside: %v", matches)
+	}
+	v, err := Get(context.Background(), c, "k", LoaderFunc[int](func(context.Context, string) (int, error) { return 7, nil }))
+	if err != nil || v != 7 {
+		t.Fatalf("cold cache Get = %v, %v", v, err)
+	}
+}
+
+func TestWarmup(t *testing.T) {
+	c := newL1(t, Options{})
+	var running, peak atomic.Int32
+	task := func(name string, fail bool) WarmupTask {
+		return WarmupTask{Name: name, Run: func(ctx context.Context) error {
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+			running.Add(-1)
+			if fail {
+				return errors.New("nope")
+			}
+			_, err := Get(ctx, c, name, LoaderFunc[string](func(context.Context, string) (string, error) { return name, nil }))
+			return err
+		}}
+	}
+	var tasks []WarmupTask
+	for i := 0; i < 10; i++ {
+		tasks = append(tasks, task(string(rune('a'+i)), i == 3))
+	}
+	tasks = append(tasks, WarmupTask{Name: "panics", Run: func(context.Context) error { panic("x") }})
+	rep := c.Warmup(context.Background(), 2, tasks...)
+	if rep.Total != 11 || rep.Loaded != 9 || len(rep.Failed) != 2 {
+		t.Fatalf("report = %+v", rep)
+	}
+	if rep.Failed[0].Name != "d" || rep.Failed[1].Name != "panics" {
+		t.Fatalf("failures = %+v", rep.Failed)
+	}
+	if peak.Load() > 2 {
+		t.Fatalf("ran %d tasks at once, limit 2", peak.Load())
+	}
+	if rep.Err() == nil {
+		t.Fatal("Err() = nil with failures")
+	}
+	if c.l1.Len() != 9 {
+		t.Fatalf("L1 holds %d entries, want 9", c.l1.Len())
+	}
+}

@@ -1,0 +1,59 @@
+// Package agentcache caches the results of LLM agent tool calls in two tiers:
+// an in-process L1 and a remote L2 (Redis) shared by every instance of the
+// application.
+//
+// # Reading
+//
+// A lookup tries L1, then L2, then the loader (the real tool):
+//
+//	v, err := agentcache.Get(ctx, c, "weather:paris", agentcache.LoaderFunc[Forecast](fetchForecast))
+//
+// An L1 hit returns the stored value itself — no decoding, no allocation.
+// An L2 hit decodes the value (JSON by default) and fills L1. On a miss the
+// loader runs once for every concurrent caller of the key on this instance
+// (singleflight), on its own goroutine: a caller whose context ends leaves
+// with its own ctx.Err() while the load goes on for the others, and a
+// loader panic becomes a *PanicError for every waiter. Loader errors are
+// returned and never cached.
+//
+// # Writing
+//
+// A loaded value is written to L1 at once and to L2 through a bounded
+// write-behind queue that pipelines writes: the caller never waits for Redis
+// and never sees an L2 error. A full queue drops the write and counts it
+// (Stats.WritesDropped). Close drains the queue.
+//
+// # Failure behaviour
+//
+// Redis errors never reach a caller on the read path: they are logged (each
+// kind at most once per Options.LogInterval) and counted, and the lookup
+// goes on to the next tier. A circuit breaker opens after
+// Options.Breaker.Failures consecutive L2 failures or timeouts, so a dead or
+// blackholed Redis costs one timeout, not one per call; half-open probes
+// close it again. Undecodable L2 data is a miss: the key is deleted and
+// counted. A corrupt snapshot is moved aside and the cache starts cold.
+//
+// # Consistency
+//
+// Every key carries invalidation epochs (for the whole cache, and with
+// resources for the resource, the scope and the resource in the scope).
+// Invalidating bumps an epoch: entries under the old one become unreachable
+// at once, whatever their number, and age out of Redis by TTL. Epoch values
+// are random and never reused, so an epoch evicted from Redis becomes a new
+// namespace, never an old one. The guarantees:
+//
+//  1. On the instance that invalidated: once Invalidate (or Delete or Clear)
+//     returns, no value loaded before it is served. A load that started
+//     before it stores its result under the old epoch, where nobody looks.
+//  2. On every other instance: as soon as the invalidation message arrives
+//     (milliseconds on a LAN), and never later than Options.MaxEpochAge
+//     after the instance next reaches L2, even when messages are lost: an
+//     instance confirms each epoch it relies on with L2 at least that often,
+//     and a reconnect of its subscription marks every epoch unconfirmed.
+//  3. If L2 is unreachable, an invalidation applies locally and returns a
+//     *FleetError saying the fleet was not told. An instance cut off from
+//     L2 keeps serving its L1 until the entries' TTLs end: availability is
+//     chosen over a bound nobody could enforce without L2.
+//
+// L1 holds values, not copies: treat what the cache returns as immutable.
+package agentcache

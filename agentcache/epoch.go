@@ -1,0 +1,516 @@
+package agentcache
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// Epochs make invalidation O(1). Every cache key carries a token mixed from
+// up to four epochs — the whole cache, the resource, the scope, and the
+// resource in the scope — so bumping one epoch makes every entry under it
+// unreachable at once, on every instance, with no scan. Old entries age out
+// by TTL.
+//
+// Each instance keeps what it knows of an epoch in a cell. An L1 entry keeps
+// pointers to the cells it was stamped with and the values they had, so an
+// L1 hit checks a few atomics and never touches a map. A cell is trusted for
+// MaxEpochAge after it was last confirmed with L2; invalidation messages
+// update cells at once, and a lost message is therefore bounded by
+// MaxEpochAge. A reconnect of the message subscription marks every cell
+// unconfirmed.
+
+// staleTicks is how many ticks of MaxEpochAge/staleTicks make a cell stale;
+// half of it starts a refresh in the background.
+const staleTicks = 4
+
+// unverified is the tick value of a cell that must be confirmed before it is
+// trusted again.
+const unverified = -1 << 62
+
+// forever is the tick value of a cell that needs no confirmation (no L2 that
+// keeps epochs).
+const forever = 1 << 62
+
+// invalidation channel, relative to the L2 prefix.
+const invalidationChannel = "inv"
+
+// cell is what this instance knows of one epoch.
+type cell struct {
+	key      string        // the epoch's key in L2
+	val      atomic.Uint64 // current value; 0 once the cell left the table
+	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
+
+	mu  sync.Mutex // serializes writers; readers use the atomics
+	seq uint64     // guarded by mu: bumped by every pushed update
+
+	refreshing atomic.Bool // a background confirmation is running
+}
+
+// stamp is the set of epochs an entry was created under.
+type stamp struct {
+	cells [4]*cell
+	vals  [4]uint64
+	n     uint8
+}
+
+// valid reports whether every epoch of s is unchanged and trusted at tick.
+// It is the L1 hit check, so it stays a handful of loads.
+func (s *stamp) valid(tick int64) bool {
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		if c == nil || c.val.Load() != s.vals[i] || tick-c.verified.Load() >= staleTicks {
+			return false
+		}
+	}
+	return true
+}
+
+// sameVals reports whether s and o carry the same epoch values.
+func (s *stamp) sameVals(o *stamp) bool {
+	if s.n != o.n {
+		return false
+	}
+	for i := uint8(0); i < s.n; i++ {
+		if s.vals[i] != o.vals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// current reports whether the cells still hold the stamped values.
+func (s *stamp) current() bool {
+	for i := uint8(0); i < s.n; i++ {
+		if s.cells[i].val.Load() != s.vals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// token mixes the stamped values into the key segment of an entry.
+func (s *stamp) token() uint64 {
+	h := uint64(0x9E3779B97F4A7C15)
+	for i := uint8(0); i < s.n; i++ {
+		h ^= s.vals[i]
+		h *= 0xBF58476D1CE4E5B9
+		h ^= h >> 31
+	}
+	return h
+}
+
+// newEpochValue returns a random epoch value. Zero marks a dead cell, so it
+// is never returned.
+func newEpochValue() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// epochs is the instance's table of cells.
+type epochs struct {
+	c      *Cache
+	store  tier.Epochs      // nil: epochs are local only
+	bcast  tier.Broadcaster // nil: no invalidation messages
+	tick   atomic.Int64
+	global *cell
+
+	pinned sync.Map // key → *cell: the global and per-resource epochs, never dropped
+	scoped *otter.Cache[string, *cell]
+
+	restored map[string]uint64 // epoch values from a snapshot, used when there is no store
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, error) {
+	e := &epochs{c: c, stop: make(chan struct{}), restored: restored}
+	if c.l2 != nil {
+		e.store, _ = c.l2.(tier.Epochs)
+		if e.store != nil {
+			e.bcast, _ = c.l2.(tier.Broadcaster)
+		}
+	}
+	sc, err := otter.New(&otter.Options[string, *cell]{
+		MaximumSize: maxScoped,
+		// A cell that leaves the table is dead: entries stamped with it
+		// miss and the next lookup builds a fresh cell.
+		OnAtomicDeletion: func(ev otter.DeletionEvent[string, *cell]) {
+			if ev.Cause != otter.CauseReplacement {
+				ev.Value.val.Store(0)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.scoped = sc
+	e.global = e.pinnedCell("ep:g")
+	return e, nil
+}
+
+func (e *epochs) newCell(key string) *cell {
+	c := &cell{key: key}
+	if v, ok := e.restored[key]; ok && e.store == nil {
+		c.val.Store(v)
+	} else {
+		c.val.Store(newEpochValue())
+	}
+	if e.store == nil {
+		c.verified.Store(forever)
+	} else {
+		c.verified.Store(unverified)
+	}
+	return c
+}
+
+// pinnedCell returns the never-dropped cell for key.
+func (e *epochs) pinnedCell(key string) *cell {
+	if c, ok := e.pinned.Load(key); ok {
+		return c.(*cell)
+	}
+	c, _ := e.pinned.LoadOrStore(key, e.newCell(key))
+	return c.(*cell)
+}
+
+// scopedCell returns the cell for a per-scope epoch, creating it if needed.
+func (e *epochs) scopedCell(key string) *cell {
+	if c, ok := e.scoped.GetIfPresent(key); ok {
+		return c
+	}
+	c, _ := e.scoped.SetIfAbsent(key, e.newCell(key))
+	return c
+}
+
+// lookupCell returns the cell for key if this instance has one.
+func (e *epochs) lookupCell(key string) *cell {
+	if c, ok := e.pinned.Load(key); ok {
+		return c.(*cell)
+	}
+	if c, ok := e.scoped.GetIfPresent(key); ok {
+		return c
+	}
+	return nil
+}
+
+// confirm brings the cells of s up to date with L2 where they are stale, and
+// returns the stamp to use for a lookup. It never fails: when L2 cannot be
+// asked, the cells keep what they know (availability over a bound that
+// nobody could break without L2 either).
+func (e *epochs) confirm(ctx context.Context, s *stamp) {
+	tick := e.tick.Load()
+	var need []*cell
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		age := tick - c.verified.Load()
+		switch {
+		case age >= staleTicks:
+			need = append(need, c)
+		case age >= staleTicks/2:
+			e.refreshAsync(c)
+		}
+	}
+	if len(need) > 0 {
+		e.load(ctx, need)
+	}
+	for i := uint8(0); i < s.n; i++ {
+		s.vals[i] = s.cells[i].val.Load()
+	}
+}
+
+// load confirms cells with L2 in one call.
+func (e *epochs) load(ctx context.Context, cells []*cell) bool {
+	if e.store == nil {
+		return true
+	}
+	keys := make([]string, len(cells))
+	fresh := make([]uint64, len(cells))
+	seqs := make([]uint64, len(cells))
+	for i, c := range cells {
+		keys[i] = c.key
+		fresh[i] = newEpochValue()
+		c.mu.Lock()
+		seqs[i] = c.seq
+		c.mu.Unlock()
+	}
+	tick := e.tick.Load()
+	var vals []uint64
+	err := e.c.l2Call(ctx, "epoch read", func(ctx context.Context) (err error) {
+		vals, err = e.store.LoadEpochs(ctx, keys, fresh, e.ttlFor(keys[0]))
+		return err
+	})
+	if err != nil || len(vals) != len(cells) {
+		return false
+	}
+	for i, c := range cells {
+		c.mu.Lock()
+		// An update pushed while we asked is newer than our answer: keep it
+		// and leave the cell for the next confirmation.
+		if c.seq == seqs[i] && c.val.Load() != 0 {
+			c.val.Store(vals[i])
+			c.verified.Store(tick)
+		}
+		c.mu.Unlock()
+	}
+	return true
+}
+
+func (e *epochs) refreshAsync(c *cell) {
+	if !c.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case <-e.stop:
+		c.refreshing.Store(false)
+		return
+	default:
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer c.refreshing.Store(false)
+		e.load(context.Background(), []*cell{c})
+	}()
+}
+
+// ttlFor returns the L2 expiry of an epoch key: the global and per-resource
+// epochs live forever, per-scope ones expire (a new random value replaces an
+// expired one, so expiry costs misses, never correctness).
+func (e *epochs) ttlFor(key string) time.Duration {
+	if len(key) > 3 && (key[:4] == "ep:g" || key[:4] == "ep:r") {
+		return 0
+	}
+	return e.c.opts.ScopeEpochTTL
+}
+
+// bump gives each cell a new value locally and in L2, deletes the exact
+// L2 keys, and tells the fleet (epochs and L1 keys) in one message. The
+// local change is applied first and always; the error says whether the
+// fleet was told.
+func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []string) error {
+	tick := e.tick.Load()
+	msg := message{From: e.c.id, Keys: l1Keys}
+	for _, c := range cells {
+		v := newEpochValue()
+		c.mu.Lock()
+		c.seq++
+		c.val.Store(v)
+		if e.store != nil {
+			c.verified.Store(tick)
+		}
+		c.mu.Unlock()
+		msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: v})
+	}
+	if e.c.l2 == nil {
+		return nil
+	}
+	if e.store == nil && len(cells) > 0 {
+		return errNoEpochStore
+	}
+	err := e.c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
+		if len(l2Keys) > 0 {
+			if err := e.c.l2.Delete(ctx, l2Keys...); err != nil {
+				return err
+			}
+		}
+		for ttl, group := range e.group(cells) {
+			keys := make([]string, len(group))
+			vals := make([]uint64, len(group))
+			for i, c := range group {
+				keys[i], vals[i] = c.key, c.val.Load()
+			}
+			if err := e.store.StoreEpochs(ctx, keys, vals, ttl); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return e.publish(ctx, msg)
+}
+
+// message is what instances tell each other on the invalidation channel.
+type message struct {
+	From   string        `json:"f"`
+	Epochs []epochUpdate `json:"e,omitempty"`
+	Keys   []string      `json:"k,omitempty"` // L1 keys to drop
+	Clear  bool          `json:"c,omitempty"` // drop every L1 entry
+}
+
+type epochUpdate struct {
+	Key string `json:"k"`
+	Val uint64 `json:"v,string"`
+}
+
+func (e *epochs) publish(ctx context.Context, m message) error {
+	if e.bcast == nil {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return e.c.l2Call(ctx, "publish", func(ctx context.Context) error {
+		return e.bcast.Publish(ctx, invalidationChannel, b)
+	})
+}
+
+// apply handles a message from another instance. An epoch it carries is
+// applied at once and then confirmed with L2 before it is trusted again:
+// two invalidations racing on different instances may publish out of order,
+// and L2 holds the one that won.
+func (e *epochs) apply(m message) {
+	if m.From == e.c.id {
+		return
+	}
+	for _, u := range m.Epochs {
+		c := e.lookupCell(u.Key)
+		if c == nil || u.Val == 0 {
+			continue
+		}
+		c.mu.Lock()
+		c.seq++
+		if c.val.Load() != 0 {
+			c.val.Store(u.Val)
+		}
+		c.verified.Store(unverified)
+		c.mu.Unlock()
+	}
+	for _, k := range m.Keys {
+		e.c.l1.Delete(k)
+	}
+	if m.Clear {
+		e.c.l1.Clear()
+	}
+}
+
+// reset marks every cell unconfirmed: the subscription was (re)established
+// and messages may have been lost.
+func (e *epochs) reset() {
+	if e.store == nil {
+		return
+	}
+	mark := func(c *cell) {
+		c.mu.Lock()
+		c.seq++
+		c.verified.Store(unverified)
+		c.mu.Unlock()
+	}
+	e.pinned.Range(func(_, v any) bool { mark(v.(*cell)); return true })
+	for _, c := range e.scoped.All() {
+		mark(c)
+	}
+}
+
+// start runs the ticker and, with a broadcaster, the subscription.
+func (e *epochs) start() {
+	period := e.c.opts.MaxEpochAge / staleTicks
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stop:
+				return
+			case <-t.C:
+				e.tick.Add(1)
+			}
+		}
+	}()
+	if e.bcast != nil {
+		e.wg.Add(1)
+		go e.listen()
+	}
+}
+
+// listen keeps a subscription to the invalidation channel, resubscribing
+// with backoff when it cannot.
+func (e *epochs) listen() {
+	defer e.wg.Done()
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-e.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		sub, err := e.bcast.Subscribe(ctx, invalidationChannel)
+		if err != nil {
+			cancel()
+			e.c.warn("subscribe", "agentcache: cannot subscribe to invalidations; epochs are confirmed every MaxEpochAge", err)
+			select {
+			case <-e.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		e.pump(sub)
+		sub.Close()
+		cancel()
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+	}
+}
+
+func (e *epochs) pump(sub tier.Subscription) {
+	for {
+		select {
+		case <-e.stop:
+			return
+		case m, ok := <-sub.C():
+			if !ok {
+				e.reset()
+				return
+			}
+			if m.Reset {
+				e.reset()
+				continue
+			}
+			var msg message
+			if err := json.Unmarshal(m.Payload, &msg); err != nil {
+				e.c.warn("bad message", "agentcache: ignoring an undecodable invalidation message", err)
+				continue
+			}
+			e.apply(msg)
+		}
+	}
+}
+
+func (e *epochs) close() {
+	close(e.stop)
+	e.wg.Wait()
+	e.scoped.StopAllGoroutines()
+}
+
+// hex16 appends v as 16 lower-case hex digits.
+func hex16(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, digits[(v>>uint(i))&0xF])
+	}
+	return dst
+}

@@ -1,0 +1,176 @@
+package agentcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// Target names a slice of the cache to invalidate. Build one with the
+// Target functions; the zero Target is invalid.
+type Target struct {
+	kind targetKind
+	res  resource.Resource
+	sk   scope.Kind
+	id   string
+	args any // TargetCall: the call's arguments (json.RawMessage for JSON tools)
+	err  error
+}
+
+type targetKind uint8
+
+const (
+	targetNone targetKind = iota
+	targetAll
+	targetResource
+	targetScope
+	targetResourceScope
+	targetCall
+)
+
+// TargetAll is every entry of every resource and of the key-value API.
+func TargetAll() Target { return Target{kind: targetAll} }
+
+// TargetResource is every entry of r, in every scope.
+func TargetResource(r resource.Resource) Target { return Target{kind: targetResource, res: r} }
+
+// TargetUser is every entry of every per-user resource for user id (logout).
+func TargetUser(id string) Target { return Target{kind: targetScope, sk: scope.User, id: id} }
+
+// TargetSession is every entry of every per-session resource for session id.
+func TargetSession(id string) Target {
+	return Target{kind: targetScope, sk: scope.Session, id: id}
+}
+
+// TargetResourceScope is every entry of r in the scope id (this user's
+// cart). For a global resource id is ignored and the target is the whole
+// resource.
+func TargetResourceScope(r resource.Resource, id string) Target {
+	if r.Scope == scope.Global {
+		return TargetResource(r)
+	}
+	return Target{kind: targetResourceScope, res: r, sk: r.Scope, id: id}
+}
+
+// TargetResourceIn is TargetResourceScope with the scope ID r needs taken
+// from ctx. It fails, like a lookup would, when ctx lacks it.
+func TargetResourceIn(ctx context.Context, r resource.Resource) (Target, error) {
+	id, err := scope.ID(ctx, r.Scope)
+	if err != nil {
+		return Target{}, fmt.Errorf("agentcache: invalidate %s: %w", r.Name, err)
+	}
+	return TargetResourceScope(r, id), nil
+}
+
+// TargetCall is the one entry of r for these arguments in scope id ("" for
+// a global resource): args as the wrapped tool takes them, or a
+// json.RawMessage for a JSON tool.
+func TargetCall(r resource.Resource, id string, args any) Target {
+	return Target{kind: targetCall, res: r, sk: r.Scope, id: id, args: args}
+}
+
+// Invalidate drops the targets' entries on every instance, in O(1) round
+// trips whatever their number: each target bumps an epoch that is part of
+// its entries' keys (an exact call deletes its one key). All the targets
+// travel in one L2 write per shard and one message.
+//
+// Once Invalidate returns, this instance serves no value loaded before it.
+// Other instances stop serving old values when the message reaches them, and
+// never later than Options.MaxEpochAge after they next reach L2. If L2 cannot
+// be reached the local invalidation applies and a *FleetError says the fleet
+// was not told. Bad targets (an invalid resource or scope ID) fail before
+// anything is applied.
+func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	var cells []*cell
+	var l1Keys, l2Keys []string
+	for _, t := range targets {
+		cs, l1, l2, err := c.resolve(ctx, t)
+		if err != nil {
+			return err
+		}
+		cells = append(cells, cs...)
+		if l1 != "" {
+			l1Keys = append(l1Keys, l1)
+			l2Keys = append(l2Keys, l2)
+		}
+	}
+	c.stats.invalidations.Add(1)
+	for _, k := range l1Keys {
+		c.l1.Delete(k)
+	}
+	return c.fleet("invalidate", c.ep.bump(ctx, cells, l1Keys, l2Keys))
+}
+
+// resolve turns a target into the epoch cells to bump, or for an exact call
+// into its L1 and L2 keys.
+func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 string, err error) {
+	if t.kind == targetNone {
+		return nil, "", "", errors.New("agentcache: invalidate: zero Target (use the Target functions)")
+	}
+	if t.kind == targetAll {
+		return []*cell{c.ep.global}, "", "", nil
+	}
+	if t.kind == targetScope {
+		if err := scope.Validate(t.id); err != nil {
+			return nil, "", "", fmt.Errorf("agentcache: invalidate: %w", err)
+		}
+		p := "u:"
+		if t.sk == scope.Session {
+			p = "s:"
+		}
+		seg := string(scope.AppendEscaped([]byte(p), t.id))
+		return []*cell{c.ep.scopedCell("ep:s:" + seg)}, "", "", nil
+	}
+	rs, err := c.register(t.res)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if rs.segPrefix != "" && t.kind != targetResource {
+		if err := scope.Validate(t.id); err != nil {
+			return nil, "", "", fmt.Errorf("agentcache: invalidate %s: %w", rs.id, err)
+		}
+	}
+	switch t.kind {
+	case targetResource:
+		return []*cell{rs.cell}, "", "", nil
+	case targetResourceScope:
+		seg := rs.seg(t.id)
+		return []*cell{c.ep.scopedCell("{" + rs.id + ":" + seg + "}:ep")}, "", "", nil
+	}
+	// targetCall
+	var h resource.Hash
+	if raw, ok := t.args.(json.RawMessage); ok {
+		h, err = resource.HashJSON(raw, resource.Limits{})
+	} else {
+		h, err = resource.HashValue(t.args, resource.Limits{})
+	}
+	if err != nil {
+		return nil, "", "", fmt.Errorf("agentcache: invalidate %s: arguments: %w", rs.id, err)
+	}
+	id := t.id
+	if rs.segPrefix == "" {
+		id = ""
+	}
+	lk := lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: rs.l1Key(id, h)}
+	st := c.stampFor(ctx, &lk)
+	return nil, lk.l1, lk.l2Key(&st), nil
+}
+
+// group sorts epoch cells by the L2 expiry of their keys, so each class is
+// one StoreEpochs call.
+func (e *epochs) group(cells []*cell) map[time.Duration][]*cell {
+	g := map[time.Duration][]*cell{}
+	for _, c := range cells {
+		ttl := e.ttlFor(c.key)
+		g[ttl] = append(g[ttl], c)
+	}
+	return g
+}

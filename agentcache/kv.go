@@ -1,0 +1,154 @@
+package agentcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxKeyLen bounds a key of the key-value API, in bytes.
+const MaxKeyLen = 4096
+
+// Loader loads the value for a key on a miss. A Loader that returns
+// ErrNotFound (or an error wrapping it) says the thing does not exist; any
+// other error is returned to the callers and never cached.
+type Loader[T any] interface {
+	Load(ctx context.Context, key string) (T, error)
+}
+
+// LoaderFunc adapts a function to Loader.
+type LoaderFunc[T any] func(ctx context.Context, key string) (T, error)
+
+// Load calls f.
+func (f LoaderFunc[T]) Load(ctx context.Context, key string) (T, error) { return f(ctx, key) }
+
+// Get returns the value cached at key, from L1, else from L2, else from
+// loader — which runs once for all concurrent callers of the key on this
+// instance, on its own goroutine, so that a caller whose ctx ends leaves with
+// ctx.Err() while the load goes on for the others. The loaded value is
+// written to L1 at once and to L2 in the background, for Options.DefaultTTL.
+//
+// L1 holds the value itself, not a copy: treat values as immutable. Redis
+// errors never reach the caller; they make the lookup go to the loader.
+func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T, error) {
+	var zero T
+	if c.closed.Load() {
+		return zero, ErrClosed
+	}
+	// The key check on the hit path is one byte: keys starting with NUL are
+	// reserved for resources, so a key-value key can never name one.
+	if len(key) > 0 && key[0] != 0 {
+		if v, ok := fromL1Fast[T](c, key); ok {
+			return v, nil
+		}
+	}
+	if err := checkKey(key); err != nil {
+		return zero, err
+	}
+	if loader == nil {
+		return zero, errors.New("agentcache: Get needs a non-nil Loader")
+	}
+	lk := lookup{r: c.kv, tail: key, l1: key}
+	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return loader.Load(ctx, key) })
+}
+
+// Set stores value at key for ttl (0: Options.DefaultTTL): in L1 at once, in
+// L2 through the write-behind queue, after which the other instances drop
+// their L1 copy of key. It returns an error only for bad arguments or a
+// closed cache.
+func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return fmt.Errorf("agentcache: Set %q: negative TTL %v", key, ttl)
+	}
+	if ttl == 0 {
+		ttl = c.opts.DefaultTTL
+	}
+	lk := lookup{r: c.kv, tail: key, l1: key}
+	st := c.stampFor(ctx, &lk)
+	exp := c.opts.Now().Add(ttl)
+	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
+	if c.l2 != nil {
+		if b, ok := c.encode(value, kindValue, exp); ok {
+			c.w.enqueue(writeOp{key: lk.l2Key(&st), value: b, ttl: ttl, announce: key})
+		}
+	}
+	return nil
+}
+
+// Delete removes key from L1 and L2 and tells the other instances to drop
+// it from their L1. The local removal always happens; a *FleetError says L2
+// or the fleet could not be reached.
+func (c *Cache) Delete(ctx context.Context, key string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	c.stats.invalidations.Add(1)
+	c.l1.Delete(key)
+	if c.l2 == nil {
+		return nil
+	}
+	lk := lookup{r: c.kv, tail: key, l1: key}
+	st := c.stampFor(ctx, &lk)
+	l2key := lk.l2Key(&st)
+	err := c.l2Call(ctx, "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, l2key) })
+	if err == nil {
+		err = c.ep.publish(ctx, message{From: c.id, Keys: []string{key}})
+	}
+	return c.fleet("delete", err)
+}
+
+// Clear empties the cache everywhere: this instance's L1, every key under
+// the L2 prefix, and — through a message and a new global epoch — every
+// other instance's L1. A *FleetError says L2 or the fleet could not be
+// reached; the local L1 is cleared regardless.
+func (c *Cache) Clear(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	c.stats.invalidations.Add(1)
+	c.l1.Clear()
+	var err error
+	if c.l2 != nil {
+		err = c.l2Call(ctx, "clear", func(ctx context.Context) error { return c.l2.Clear(ctx) })
+	}
+	// The new global epoch makes every instance's L1 entries unreachable
+	// even if one misses the message (within MaxEpochAge).
+	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil, nil); err == nil {
+		err = berr
+	}
+	if err == nil {
+		err = c.ep.publish(ctx, message{From: c.id, Clear: true})
+	}
+	return c.fleet("clear", err)
+}
+
+// fleet wraps an L2 error of a fleet-wide operation.
+func (c *Cache) fleet(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	c.stats.fleetErrors.Add(1)
+	return &FleetError{Op: op, Err: err}
+}
+
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("%w: key of %d bytes exceeds %d", ErrInvalidKey, len(key), MaxKeyLen)
+	case key[0] == 0:
+		return fmt.Errorf("%w: keys starting with a NUL byte are reserved", ErrInvalidKey)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package agentcache
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultL1MaxEntries   = 10_000
+	DefaultTTL            = 5 * time.Minute
+	DefaultMaxValueSize   = 1 << 20
+	DefaultWriteQueueSize = 4096
+	DefaultWriteBatchSize = 128
+	DefaultL2Timeout      = 250 * time.Millisecond
+	DefaultMaxEpochAge    = 30 * time.Second
+	DefaultScopeEpochTTL  = 24 * time.Hour
+	DefaultLogInterval    = 10 * time.Second
+)
+
+// Options configures a Cache. The zero value is a valid L1-only cache; every
+// field documents its default.
+type Options struct {
+	// L1MaxEntries bounds the in-process tier. Default DefaultL1MaxEntries.
+	L1MaxEntries int
+
+	// L2 is the remote tier shared by every instance, usually a
+	// tier/redis Store. Nil means L1 only. The Cache does not close it.
+	L2 tier.Remote
+
+	// DefaultTTL is the life of an entry when neither the call nor its
+	// resource says otherwise. Default DefaultTTL.
+	DefaultTTL time.Duration
+
+	// MaxValueSize bounds an encoded value written to L2, in bytes. A larger
+	// value stays in L1, is not written to L2, and is logged and counted.
+	// Default DefaultMaxValueSize.
+	MaxValueSize int
+
+	// Codec encodes values for L2 and snapshots. Default JSON.
+	Codec Codec
+
+	// Logger receives the cache's warnings (L2 failures, dropped writes,
+	// corrupt data), each kind at most once per LogInterval. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// LogInterval is the minimum time between two log lines of the same
+	// kind; the lines in between are counted and reported with the next
+	// one. Default DefaultLogInterval.
+	LogInterval time.Duration
+
+	// WriteQueueSize bounds the L2 write-behind queue. When it is full a
+	// write is dropped and counted (Stats.WritesDropped); the caller never
+	// waits for Redis. Default DefaultWriteQueueSize.
+	WriteQueueSize int
+	// WriteBatchSize is the most writes sent to L2 in one pipeline. Default
+	// DefaultWriteBatchSize.
+	WriteBatchSize int
+
+	// L2Timeout bounds each L2 call made on a caller's behalf (a read, an
+	// epoch check). Default DefaultL2Timeout. Note: a go-redis client honours
+	// it only with ContextTimeoutEnabled, which the tier/redis constructors
+	// set; for a client of your own, its ReadTimeout is the bound.
+	L2Timeout time.Duration
+
+	// LoadTimeout, if positive, bounds each loader run. Loads do not run on
+	// the caller's context (a caller that gives up does not cancel a load
+	// others wait for), so this is what stops a hung tool. Default: none.
+	LoadTimeout time.Duration
+
+	// Breaker configures the circuit breaker in front of L2.
+	Breaker BreakerOptions
+
+	// MaxEpochAge bounds how long this instance trusts what it knows of
+	// the invalidation epochs without confirming it with L2. It is the
+	// staleness bound when invalidation messages are lost. Default
+	// DefaultMaxEpochAge.
+	MaxEpochAge time.Duration
+	// ScopeEpochTTL is the life in L2 of per-user and per-session epochs.
+	// An epoch that expires is replaced by a new random one, which only
+	// costs misses, never stale data. Default DefaultScopeEpochTTL.
+	ScopeEpochTTL time.Duration
+
+	// Snapshot, if Path is set, restores L1 from a file at New and saves it
+	// at Close (and every Interval if positive), for warm restarts.
+	Snapshot SnapshotOptions
+
+	// InstanceID names this instance in invalidation messages. Default: a
+	// random UUID.
+	InstanceID string
+
+	// Now is the clock. Default time.Now. Tests inject one.
+	Now func() time.Time
+}
+
+// BreakerOptions configures the circuit breaker in front of L2.
+type BreakerOptions struct {
+	// Failures is the number of consecutive L2 failures or timeouts that
+	// opens the breaker. Default 5.
+	Failures int
+	// OpenFor is the pause before the first probe. Default 500ms; it doubles
+	// after each failed probe up to MaxOpenFor (default 30s).
+	OpenFor    time.Duration
+	MaxOpenFor time.Duration
+}
+
+// SnapshotOptions configures the disk snapshot of L1.
+type SnapshotOptions struct {
+	// Path of the snapshot file. Empty: no snapshot.
+	Path string
+	// Interval between periodic saves. Zero: save only at Close.
+	Interval time.Duration
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	v := *o
+	var errs []error
+	bad := func(field, msg string) { errs = append(errs, fmt.Errorf("agentcache: Options.%s %s", field, msg)) }
+	nonNeg := func(field string, d time.Duration) {
+		if d < 0 {
+			bad(field, "must not be negative")
+		}
+	}
+	if v.L1MaxEntries < 0 {
+		bad("L1MaxEntries", "must not be negative")
+	}
+	if v.MaxValueSize < 0 {
+		bad("MaxValueSize", "must not be negative")
+	}
+	if v.WriteQueueSize < 0 {
+		bad("WriteQueueSize", "must not be negative")
+	}
+	if v.WriteBatchSize < 0 {
+		bad("WriteBatchSize", "must not be negative")
+	}
+	if v.Breaker.Failures < 0 {
+		bad("Breaker.Failures", "must not be negative")
+	}
+	nonNeg("DefaultTTL", v.DefaultTTL)
+	nonNeg("LogInterval", v.LogInterval)
+	nonNeg("L2Timeout", v.L2Timeout)
+	nonNeg("LoadTimeout", v.LoadTimeout)
+	nonNeg("MaxEpochAge", v.MaxEpochAge)
+	nonNeg("ScopeEpochTTL", v.ScopeEpochTTL)
+	nonNeg("Snapshot.Interval", v.Snapshot.Interval)
+	nonNeg("Breaker.OpenFor", v.Breaker.OpenFor)
+	nonNeg("Breaker.MaxOpenFor", v.Breaker.MaxOpenFor)
+	if v.MaxEpochAge > 0 && v.MaxEpochAge < 4*time.Millisecond {
+		bad("MaxEpochAge", "must be at least 4ms")
+	}
+	if len(errs) > 0 {
+		return v, errors.Join(errs...)
+	}
+	def := func(p *int, d int) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	defD := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	def(&v.L1MaxEntries, DefaultL1MaxEntries)
+	def(&v.MaxValueSize, DefaultMaxValueSize)
+	def(&v.WriteQueueSize, DefaultWriteQueueSize)
+	def(&v.WriteBatchSize, DefaultWriteBatchSize)
+	defD(&v.DefaultTTL, DefaultTTL)
+	defD(&v.LogInterval, DefaultLogInterval)
+	defD(&v.L2Timeout, DefaultL2Timeout)
+	defD(&v.MaxEpochAge, DefaultMaxEpochAge)
+	defD(&v.ScopeEpochTTL, DefaultScopeEpochTTL)
+	if v.Codec == nil {
+		v.Codec = JSON{}
+	}
+	if v.Logger == nil {
+		v.Logger = slog.Default()
+	}
+	if v.Now == nil {
+		v.Now = time.Now
+	}
+	return v, nil
+}

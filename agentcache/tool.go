@@ -1,0 +1,233 @@
+package agentcache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// ToolOption adjusts how a tool is cached.
+type ToolOption interface{ apply(*toolConfig) }
+
+type toolConfig struct {
+	isNegative func(any) bool
+	limits     resource.Limits
+}
+
+type optionFunc func(*toolConfig)
+
+func (f optionFunc) apply(c *toolConfig) { f(c) }
+
+// NegativeWhen marks results for which pred returns true as "not found"
+// (an empty search result, say): they are cached for the resource's negative
+// TTL and callers get ErrNotFound, exactly as if the tool had returned it.
+func NegativeWhen[R any](pred func(R) bool) ToolOption {
+	return optionFunc(func(c *toolConfig) {
+		c.isNegative = func(v any) bool { r, _ := v.(R); return pred(r) }
+	})
+}
+
+// ArgLimits bounds the size and nesting of arguments accepted for hashing
+// (defaults: resource.Limits' zero value). Arguments beyond them are
+// refused with an error and the tool is not called.
+func ArgLimits(l resource.Limits) ToolOption {
+	return optionFunc(func(c *toolConfig) { c.limits = l })
+}
+
+// register returns the cache's state for r, creating it on first use. Two
+// registrations of one name@version must agree on every setting.
+func (c *Cache) register(r resource.Resource) (*resState, error) {
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("agentcache: %w", err)
+	}
+	ttl := r.TTL
+	if ttl == 0 {
+		ttl = c.opts.DefaultTTL
+	}
+	rs := &resState{
+		id:     r.ID(),
+		def:    r,
+		ttl:    ttl,
+		negTTL: r.NegativeTTLFor(ttl),
+		stale:  r.StaleWindow,
+	}
+	switch r.Scope {
+	case scope.Global:
+		rs.kind = kindGlobal
+	case scope.User:
+		rs.kind, rs.segPrefix = kindUser, "u:"
+	case scope.Session:
+		rs.kind, rs.segPrefix = kindSession, "s:"
+	}
+	c.resMu.Lock()
+	defer c.resMu.Unlock()
+	if old, ok := c.resources[rs.id]; ok {
+		if old.def != r {
+			return nil, fmt.Errorf("agentcache: resource %s is already registered with other settings (%+v)", rs.id, old.def)
+		}
+		return old, nil
+	}
+	rs.cell = c.ep.pinnedCell("ep:r:" + rs.id)
+	c.resources[rs.id] = rs
+	return rs, nil
+}
+
+// seg returns the scope segment of keys for the scope ID id.
+func (rs *resState) seg(id string) string {
+	if rs.segPrefix == "" {
+		return ""
+	}
+	return string(scope.AppendEscaped([]byte(rs.segPrefix), id))
+}
+
+// l1Key lays out the L1 key of a call: NUL, name@version, NUL, scope
+// segment, NUL, argument hash. The leading NUL keeps it apart from every
+// key-value key.
+func (rs *resState) l1Key(id string, h resource.Hash) string {
+	b := make([]byte, 0, 4+len(rs.id)+len(rs.segPrefix)+3*len(id)+22)
+	b = append(b, 0)
+	b = append(b, rs.id...)
+	b = append(b, 0)
+	if rs.segPrefix != "" {
+		b = append(b, rs.segPrefix...)
+		b = scope.AppendEscaped(b, id)
+	}
+	b = append(b, 0)
+	b = h.AppendTo(b)
+	return string(b)
+}
+
+// call is the cached path of every wrapped tool.
+func call[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error)) (R, error) {
+	l1 := rs.l1Key(id, h)
+	if v, ok := fromL1Fast[R](c, l1); ok {
+		return v, nil
+	}
+	lk := lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: l1, isNegative: cfg.isNegative}
+	return fetch(ctx, c, &lk, run)
+}
+
+// Wrap returns tool cached as resource r: same signature, same results,
+// served from L1 or L2 when the same arguments were seen in the same scope.
+//
+// The key is built from r (name@version), the scope ID that r's kind takes
+// from ctx (see package scope), and a hash of args' canonical JSON form. A
+// per-user or per-session resource called without that ID in ctx fails
+// with an error wrapping scope.ErrMissing: the tool is not called and
+// nothing is cached. Bad arguments (too large, too deep, not encodable) are
+// refused the same way.
+func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context, args A) (R, error), opts ...ToolOption) (func(ctx context.Context, args A) (R, error), error) {
+	if tool == nil {
+		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)
+	}
+	rs, err := c.register(r)
+	if err != nil {
+		return nil, err
+	}
+	cfg := newToolConfig(opts)
+	return func(ctx context.Context, args A) (R, error) {
+		var zero R
+		if c.closed.Load() {
+			return zero, ErrClosed
+		}
+		id, err := scope.ID(ctx, r.Scope)
+		if err != nil {
+			return zero, fmt.Errorf("agentcache: %s: %w", rs.id, err)
+		}
+		h, err := resource.HashValue(args, cfg.limits)
+		if err != nil {
+			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
+		}
+		return call(ctx, c, rs, cfg, h, id, func(ctx context.Context) (R, error) { return tool(ctx, args) })
+	}, nil
+}
+
+// JSONTool is the shape agent frameworks and MCP give tools: raw JSON
+// arguments in, raw JSON result out.
+type JSONTool func(ctx context.Context, args json.RawMessage) (json.RawMessage, error)
+
+// WrapJSON is Wrap for a JSONTool. The key is the hash of the canonical form
+// of the arguments, so the same arguments give the same entry whatever their
+// key order, whitespace or escaping. Arguments that are not valid JSON (or
+// hit the limits) are refused with an error and the tool is not called.
+func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) (JSONTool, error) {
+	if tool == nil {
+		return nil, fmt.Errorf("agentcache: WrapJSON %s: nil tool", r.Name)
+	}
+	rs, err := c.register(r)
+	if err != nil {
+		return nil, err
+	}
+	cfg := newToolConfig(opts)
+	return func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
+		if c.closed.Load() {
+			return nil, ErrClosed
+		}
+		id, err := scope.ID(ctx, r.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("agentcache: %s: %w", rs.id, err)
+		}
+		h, err := resource.HashJSON(args, cfg.limits)
+		if err != nil {
+			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
+		}
+		return call(ctx, c, rs, cfg, h, id, func(ctx context.Context) (json.RawMessage, error) { return tool(ctx, args) })
+	}, nil
+}
+
+func newToolConfig(opts []ToolOption) *toolConfig {
+	cfg := &toolConfig{}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(cfg)
+		}
+	}
+	return cfg
+}
+
+// WrapMutation returns a write tool that, when it succeeds, invalidates each
+// of the given resources in the caller's scope — add_to_cart dropping this
+// user's get_cart on every instance, nobody else's. A global resource is
+// invalidated everywhere.
+//
+// The scope IDs the resources need are checked before the tool runs: a
+// mutation that could not invalidate what it changes fails closed, without
+// running. If the tool succeeds but the fleet cannot be told (L2 down), the
+// local invalidation still applies, the result is returned without error (the
+// write happened; an error would invite a retry), and the failure is logged
+// and counted in Stats.FleetErrors.
+func WrapMutation[A, R any](c *Cache, tool func(ctx context.Context, args A) (R, error), invalidates ...resource.Resource) (func(ctx context.Context, args A) (R, error), error) {
+	if tool == nil {
+		return nil, fmt.Errorf("agentcache: WrapMutation: nil tool")
+	}
+	for _, r := range invalidates {
+		if _, err := c.register(r); err != nil {
+			return nil, err
+		}
+	}
+	return func(ctx context.Context, args A) (R, error) {
+		var zero R
+		if c.closed.Load() {
+			return zero, ErrClosed
+		}
+		targets := make([]Target, len(invalidates))
+		for i, r := range invalidates {
+			t, err := TargetResourceIn(ctx, r)
+			if err != nil {
+				return zero, err
+			}
+			targets[i] = t
+		}
+		res, err := tool(ctx, args)
+		if err != nil {
+			return res, err
+		}
+		if ierr := c.Invalidate(ctx, targets...); ierr != nil {
+			c.warn("mutation", "agentcache: mutation succeeded but its invalidation did not reach the fleet", ierr)
+		}
+		return res, nil
+	}, nil
+}

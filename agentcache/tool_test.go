@@ -1,0 +1,248 @@
+package agentcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+var (
+	getCart    = resource.Resource{Name: "get_cart", Scope: scope.User, TTL: time.Minute, Version: 1}
+	getWeather = resource.Resource{Name: "get_weather", Scope: scope.Global, TTL: time.Minute}
+	getNotes   = resource.Resource{Name: "session_notes", Scope: scope.Session, TTL: time.Minute}
+)
+
+type cartArgs struct {
+	Currency string `json:"currency"`
+}
+
+type cart struct {
+	User  string   `json:"user"`
+	Items []string `json:"items"`
+}
+
+// fakeShop is a cart store whose get_cart answer names the user it served.
+type fakeShop struct {
+	calls atomic.Int32
+	items map[string][]string
+}
+
+func (s *fakeShop) getCart(ctx context.Context, a cartArgs) (cart, error) {
+	s.calls.Add(1)
+	u, _ := scope.UserFrom(ctx)
+	return cart{User: u, Items: append([]string(nil), s.items[u]...)}, nil
+}
+
+func (s *fakeShop) addToCart(ctx context.Context, item string) (bool, error) {
+	u, _ := scope.UserFrom(ctx)
+	s.items[u] = append(s.items[u], item)
+	return true, nil
+}
+
+func TestWrapCachesPerUser(t *testing.T) {
+	c := newL1(t, Options{})
+	shop := &fakeShop{items: map[string][]string{"alice": {"book"}, "bob": {"pen"}}}
+	get, err := Wrap(c, getCart, shop.getCart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := scope.WithUser(context.Background(), "alice")
+	bob := scope.WithUser(context.Background(), "bob")
+	for i := 0; i < 3; i++ {
+		for _, ctx := range []context.Context{alice, bob} {
+			got, err := get(ctx, cartArgs{Currency: "EUR"})
+			want, _ := scope.UserFrom(ctx)
+			if err != nil || got.User != want {
+				t.Fatalf("get_cart for %s = %+v, %v", want, got, err)
+			}
+		}
+	}
+	if n := shop.calls.Load(); n != 2 {
+		t.Fatalf("tool ran %d times, want once per user", n)
+	}
+}
+
+func TestScopedToolFailsClosed(t *testing.T) {
+	c := newL1(t, Options{})
+	shop := &fakeShop{items: map[string][]string{}}
+	get, _ := Wrap(c, getCart, shop.getCart)
+	notes, _ := Wrap(c, getNotes, func(ctx context.Context, _ struct{}) (string, error) { return "n", nil })
+	cases := []struct {
+		name string
+		ctx  context.Context
+		want error
+		call func(context.Context) error
+	}{
+		{"no user", context.Background(), scope.ErrMissing, func(ctx context.Context) error { _, err := get(ctx, cartArgs{}); return err }},
+		{"invalid user", scope.WithUser(context.Background(), "bad\x00id"), scope.ErrInvalid, func(ctx context.Context) error { _, err := get(ctx, cartArgs{}); return err }},
+		{"session missing, user set", scope.WithUser(context.Background(), "alice"), scope.ErrMissing, func(ctx context.Context) error { _, err := notes(ctx, struct{}{}); return err }},
+	}
+	for _, tc := range cases {
+		err := tc.call(tc.ctx)
+		if !errors.Is(err, tc.want) || !strings.HasPrefix(err.Error(), "agentcache: ") {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if shop.calls.Load() != 0 || c.l1.Len() != 0 {
+		t.Fatalf("a call without its scope reached the tool (%d) or the cache (%d)", shop.calls.Load(), c.l1.Len())
+	}
+}
+
+func TestUserIDsCannotForgeKeys(t *testing.T) {
+	c := newL1(t, Options{})
+	rs, err := c.register(getCart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := resource.HashJSON([]byte(`{}`), resource.Limits{})
+	st := stamp{n: 4}
+	// IDs crafted to look like other segments, other users, hash tags or
+	// other resources must all give distinct keys, and none may put a brace
+	// or a separator of its own into the key.
+	ids := []string{"alice", "alice}", "{alice}", "alice:x", "u:alice", "alice\u00a0", "ALICE", "alice%3A", "a/b", "get_cart@1", "alice}:0000000000000000:x"}
+	seen := map[string]string{}
+	for _, id := range ids {
+		lk := lookup{r: rs, seg: rs.seg(id), tail: h.String(), l1: rs.l1Key(id, h)}
+		k2 := lk.l2Key(&st)
+		for _, k := range []string{lk.l1, k2} {
+			if other, dup := seen[k]; dup {
+				t.Fatalf("IDs %q and %q share key %q", id, other, k)
+			}
+			seen[k] = id
+		}
+		if strings.Count(k2, "{") != 1 || strings.Count(k2, "}") != 1 || !strings.HasPrefix(k2, "{get_cart@1:u:") {
+			t.Fatalf("ID %q broke out of its segment: %q", id, k2)
+		}
+		if strings.Count(k2, ":") != 4 {
+			t.Fatalf("ID %q added a separator: %q", id, k2)
+		}
+	}
+}
+
+func TestMutationInvalidatesOnlyThatUsersCart(t *testing.T) {
+	c := newL1(t, Options{})
+	shop := &fakeShop{items: map[string][]string{"alice": {"book"}, "bob": {"pen"}}}
+	get, _ := Wrap(c, getCart, shop.getCart)
+	add, err := WrapMutation(c, shop.addToCart, getCart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := scope.WithUser(context.Background(), "alice")
+	bob := scope.WithUser(context.Background(), "bob")
+	get(alice, cartArgs{})
+	get(bob, cartArgs{})
+	if _, err := add(alice, "lamp"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := get(alice, cartArgs{})
+	if len(got.Items) != 2 {
+		t.Fatalf("alice's cart after add_to_cart = %v; the old cart was served", got.Items)
+	}
+	get(bob, cartArgs{})
+	if n := shop.calls.Load(); n != 3 {
+		t.Fatalf("tool calls = %d, want 3 (bob's cart must stay cached)", n)
+	}
+	// A mutation without the user it invalidates fails before running.
+	if _, err := add(context.Background(), "x"); !errors.Is(err, scope.ErrMissing) {
+		t.Fatalf("mutation without user: %v", err)
+	}
+	if len(shop.items[""]) != 0 {
+		t.Fatal("mutation ran without the scope it must invalidate")
+	}
+}
+
+func TestInvalidateTargets(t *testing.T) {
+	c := newL1(t, Options{})
+	shop := &fakeShop{items: map[string][]string{"alice": {"a"}, "bob": {"b"}}}
+	get, _ := Wrap(c, getCart, shop.getCart)
+	var weatherCalls atomic.Int32
+	weather, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) {
+		weatherCalls.Add(1)
+		return "sunny in " + city, nil
+	})
+	alice := scope.WithUser(context.Background(), "alice")
+	bob := scope.WithUser(context.Background(), "bob")
+	warm := func() {
+		get(alice, cartArgs{})
+		get(bob, cartArgs{})
+		get(alice, cartArgs{Currency: "USD"})
+		weather(alice, "paris")
+	}
+	warm()
+	base, baseW := shop.calls.Load(), weatherCalls.Load()
+	cases := []struct {
+		name        string
+		target      Target
+		carts, wthr int32 // extra tool calls expected on a second warm()
+	}{
+		{"one call", TargetCall(getCart, "alice", cartArgs{Currency: "USD"}), 1, 0},
+		{"resource in scope", TargetResourceScope(getCart, "alice"), 2, 0},
+		{"user across resources", TargetUser("bob"), 1, 0},
+		{"resource everywhere", TargetResource(getCart), 3, 0},
+		{"global resource", TargetResource(getWeather), 0, 1},
+		{"everything", TargetAll(), 3, 1},
+	}
+	for _, tc := range cases {
+		if err := c.Invalidate(context.Background(), tc.target); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		warm()
+		if d, w := shop.calls.Load()-base, weatherCalls.Load()-baseW; d != tc.carts || w != tc.wthr {
+			t.Fatalf("%s: reloaded %d carts and %d forecasts, want %d and %d", tc.name, d, w, tc.carts, tc.wthr)
+		}
+		base, baseW = shop.calls.Load(), weatherCalls.Load()
+	}
+	if err := c.Invalidate(context.Background(), Target{}); err == nil {
+		t.Fatal("zero Target accepted")
+	}
+	if err := c.Invalidate(context.Background(), TargetUser("")); !errors.Is(err, scope.ErrInvalid) {
+		t.Fatalf("empty user ID: %v", err)
+	}
+}
+
+func TestWrapJSONCanonicalArgs(t *testing.T) {
+	c := newL1(t, Options{})
+	var calls atomic.Int32
+	search, err := WrapJSON(c, resource.Resource{Name: "search_docs", TTL: time.Minute}, func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
+		calls.Add(1)
+		return json.RawMessage(`{"hits":3}`), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, args := range []string{`{"q":"redis","limit":10}`, `{ "limit" : 10.0, "q" : "redis" }`, `{"q":"\u0072edis","limit":1e1}`} {
+		out, err := search(ctx, json.RawMessage(args))
+		if err != nil || string(out) != `{"hits":3}` {
+			t.Fatalf("search(%s) = %s, %v", args, out, err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("tool ran %d times for one canonical call", calls.Load())
+	}
+	if _, err := search(ctx, json.RawMessage(`{"q":`)); err == nil || calls.Load() != 1 {
+		t.Fatalf("invalid JSON: err = %v, calls = %d", err, calls.Load())
+	}
+}
+
+func TestRegisterConflicts(t *testing.T) {
+	c := newL1(t, Options{})
+	if _, err := Wrap(c, getCart, (&fakeShop{}).getCart); err != nil {
+		t.Fatal(err)
+	}
+	other := getCart
+	other.TTL = time.Hour
+	if _, err := Wrap(c, other, (&fakeShop{}).getCart); err == nil {
+		t.Fatal("same name@version with another TTL accepted")
+	}
+	if _, err := Wrap(c, resource.Resource{Name: "Bad Name"}, (&fakeShop{}).getCart); err == nil || !strings.Contains(err.Error(), "resource:") {
+		t.Fatalf("invalid resource: %v", err)
+	}
+}

@@ -1,0 +1,131 @@
+// Package flight runs one load per key at a time and shares its result with
+// every caller that asks for the key while the load runs (singleflight).
+//
+// Unlike golang.org/x/sync/singleflight, a load here does not run on the
+// first caller's context: it runs on its own goroutine with the caller's
+// values (trace span, scope IDs) but without its cancellation, so a caller
+// that gives up — its context ends — gets its own ctx.Err() at once while the
+// load goes on for the others and its result is still cached. A panic in the
+// load becomes a *PanicError for every waiter instead of crashing the process.
+package flight
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// PanicError is returned to every waiter of a load that panicked.
+type PanicError struct {
+	Value any    // what the load panicked with
+	Stack []byte // the stack of the panicking goroutine
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("loader panicked: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value when it is an error, so errors.Is sees it.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+type call struct {
+	done chan struct{}
+	val  any
+	err  error
+}
+
+// Group coordinates loads. Its zero value is not usable; call New.
+type Group struct {
+	base    context.Context // ends when the owner closes: cancels running loads
+	timeout time.Duration
+
+	mu    sync.Mutex    // guards calls
+	calls map[string]*call
+	wg    sync.WaitGroup // running loads
+}
+
+// New returns a Group whose loads are cancelled when base ends and, if
+// timeout > 0, after timeout.
+func New(base context.Context, timeout time.Duration) *Group {
+	return &Group{base: base, timeout: timeout, calls: make(map[string]*call)}
+}
+
+// Do returns the result of fn for key, running fn only if no load of key is
+// in flight. shared reports whether the result came from a load another
+// caller started. If ctx ends first, Do returns ctx.Err() and the load goes
+// on.
+func (g *Group) Do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (v any, err error, shared bool) {
+	g.mu.Lock()
+	c, ok := g.calls[key]
+	if !ok {
+		c = &call{done: make(chan struct{})}
+		g.calls[key] = c
+		g.wg.Add(1)
+		go g.run(ctx, key, c, fn)
+	}
+	g.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.val, c.err, ok
+	case <-ctx.Done():
+		return nil, ctx.Err(), ok
+	}
+}
+
+func (g *Group) run(parent context.Context, key string, c *call, fn func(ctx context.Context) (any, error)) {
+	defer g.wg.Done()
+	ctx := detach(parent, g.base)
+	if g.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				c.val, c.err = nil, &PanicError{Value: r, Stack: debug.Stack()}
+			}
+		}()
+		c.val, c.err = fn(ctx)
+	}()
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
+	close(c.done)
+}
+
+// InFlight reports the number of loads running.
+func (g *Group) InFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.calls)
+}
+
+// Wait blocks until every running load has returned or ctx ends.
+func (g *Group) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// detach returns a context with values's values and base's lifetime.
+func detach(values, base context.Context) context.Context {
+	return detached{Context: base, values: values}
+}
+
+type detached struct {
+	context.Context // lifetime: Deadline, Done, Err
+	values          context.Context
+}
+
+func (d detached) Value(key any) any { return d.values.Value(key) }

@@ -1,0 +1,158 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type ctxKey struct{}
+
+func TestDoRunsOncePerKey(t *testing.T) {
+	g := New(context.Background(), 0)
+	var runs atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]any, 50)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err, _ := g.Do(context.Background(), "k", func(context.Context) (any, error) {
+				runs.Add(1)
+				<-release
+				return "v", nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = v
+		}()
+	}
+	// Let every caller join before the load ends.
+	for g.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("load ran %d times, want 1", n)
+	}
+	for i, v := range results {
+		if v != "v" {
+			t.Fatalf("caller %d got %v", i, v)
+		}
+	}
+	if g.InFlight() != 0 {
+		t.Fatal("call not removed after completion")
+	}
+}
+
+func TestWaiterLeavesLoadGoesOn(t *testing.T) {
+	g := New(context.Background(), 0)
+	release := make(chan struct{})
+	finished := make(chan any, 1)
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "trace"))
+	go func() {
+		_, err, _ := g.Do(ctx, "k", func(lctx context.Context) (any, error) {
+			<-release
+			// The load keeps the first caller's values and outlives its cancellation.
+			if lctx.Err() != nil {
+				finished <- lctx.Err()
+				return nil, lctx.Err()
+			}
+			finished <- lctx.Value(ctxKey{})
+			return "v", nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled waiter got %v, want context.Canceled", err)
+		}
+	}()
+	for g.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// A second waiter joins and stays.
+	got := make(chan any, 1)
+	go func() {
+		v, _, shared := g.Do(context.Background(), "k", nil)
+		if !shared {
+			t.Error("second caller did not share the load")
+		}
+		got <- v
+	}()
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	if v := <-finished; v != "trace" {
+		t.Fatalf("load saw %v, want the caller's value and a live context", v)
+	}
+	if v := <-got; v != "v" {
+		t.Fatalf("remaining waiter got %v", v)
+	}
+}
+
+func TestPanicBecomesErrorForEveryWaiter(t *testing.T) {
+	g := New(context.Background(), 0)
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err, _ := g.Do(context.Background(), "k", func(context.Context) (any, error) {
+				<-start
+				panic(boom)
+			})
+			var pe *PanicError
+			if !errors.As(err, &pe) || !errors.Is(err, boom) || len(pe.Stack) == 0 {
+				t.Errorf("got %v, want a PanicError wrapping boom with a stack", err)
+			}
+		}()
+	}
+	for g.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	close(start)
+	wg.Wait()
+}
+
+func TestBaseCancelsLoadsAndWait(t *testing.T) {
+	base, stop := context.WithCancel(context.Background())
+	g := New(base, 0)
+	errc := make(chan error, 1)
+	go func() {
+		_, err, _ := g.Do(context.Background(), "k", func(ctx context.Context) (any, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		errc <- err
+	}()
+	for g.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if err := g.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	g := New(context.Background(), 20*time.Millisecond)
+	_, err, _ := g.Do(context.Background(), "k", func(ctx context.Context) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+}

@@ -1,0 +1,152 @@
+package memory
+
+import (
+	"errors"
+	"iter"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// DefaultMaxEntries is the bound of a Store whose Options leave MaxEntries zero.
+const DefaultMaxEntries = 10_000
+
+// noExpiry is how long an entry without a TTL lives: otter wants a duration,
+// and a century is "until evicted" for any process.
+const noExpiry = 100 * 365 * 24 * time.Hour
+
+// Options configures a Store. The zero value is valid.
+type Options struct {
+	// MaxEntries bounds the number of entries; beyond it the least valuable
+	// entries are evicted. Zero means DefaultMaxEntries; negative is an error.
+	MaxEntries int
+	// Now, when set, is the clock used for TTLs (tests inject one). Nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Stats are a Store's counters since it was created.
+type Stats struct {
+	// Evictions counts entries removed to respect MaxEntries.
+	Evictions uint64
+	// Expirations counts entries removed because their TTL ended.
+	Expirations uint64
+}
+
+// item is what otter holds: the value and the TTL it was written with, so
+// that one expiry calculator serves every entry.
+type item[V any] struct {
+	value V
+	ttl   time.Duration
+}
+
+// Store is a bounded in-process store with per-entry TTLs. It implements
+// tier.Local. The zero value is not usable; call New.
+type Store[V any] struct {
+	c           *otter.Cache[string, item[V]]
+	evictions   atomic.Uint64
+	expirations atomic.Uint64
+}
+
+// New returns a Store configured by opts.
+func New[V any](opts Options) (*Store[V], error) {
+	if opts.MaxEntries < 0 {
+		return nil, errors.New("memory: MaxEntries must not be negative")
+	}
+	max := opts.MaxEntries
+	if max == 0 {
+		max = DefaultMaxEntries
+	}
+	s := &Store[V]{}
+	o := &otter.Options[string, item[V]]{
+		MaximumSize: max,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
+			if e.Value.ttl <= 0 {
+				return noExpiry
+			}
+			return e.Value.ttl
+		}),
+		// Runs inline under the bucket lock: only atomic adds here.
+		OnAtomicDeletion: func(e otter.DeletionEvent[string, item[V]]) {
+			switch e.Cause {
+			case otter.CauseOverflow:
+				s.evictions.Add(1)
+			case otter.CauseExpiration:
+				s.expirations.Add(1)
+			}
+		},
+	}
+	if opts.Now != nil {
+		o.Clock = funcClock(opts.Now)
+	}
+	c, err := otter.New(o)
+	if err != nil {
+		return nil, errors.New("memory: " + err.Error())
+	}
+	s.c = c
+	return s, nil
+}
+
+// Get returns the live value at key.
+func (s *Store[V]) Get(key string) (V, bool) {
+	it, ok := s.c.GetIfPresent(key)
+	return it.value, ok
+}
+
+// Set stores value at key; ttl <= 0 keeps it until evicted or deleted.
+func (s *Store[V]) Set(key string, value V, ttl time.Duration) {
+	s.c.Set(key, item[V]{value: value, ttl: ttl})
+}
+
+// Delete removes key.
+func (s *Store[V]) Delete(key string) { s.c.Invalidate(key) }
+
+// Clear removes every entry.
+func (s *Store[V]) Clear() { s.c.InvalidateAll() }
+
+// Len returns the number of entries, an estimate while writes race.
+func (s *Store[V]) Len() int { return s.c.EstimatedSize() }
+
+// All yields every live entry. Entries written during the iteration may or
+// may not be seen.
+func (s *Store[V]) All() iter.Seq2[string, V] {
+	return func(yield func(string, V) bool) {
+		for k, it := range s.c.All() {
+			if !yield(k, it.value) {
+				return
+			}
+		}
+	}
+}
+
+// ExpiresAt returns when the entry at key expires (zero time: never), and
+// whether the key is present. Snapshots use it to keep each entry's expiry.
+func (s *Store[V]) ExpiresAt(key string) (time.Time, bool) {
+	e, ok := s.c.GetEntryQuietly(key)
+	if !ok {
+		return time.Time{}, false
+	}
+	if e.Value.ttl <= 0 {
+		return time.Time{}, true
+	}
+	return e.ExpiresAt(), true
+}
+
+// Stats returns the Store's counters.
+func (s *Store[V]) Stats() Stats {
+	return Stats{Evictions: s.evictions.Load(), Expirations: s.expirations.Load()}
+}
+
+// Close stops the Store's background goroutines. The Store stays readable;
+// expired entries are then only dropped when read.
+func (s *Store[V]) Close() { s.c.StopAllGoroutines() }
+
+// funcClock adapts a func() time.Time to otter's clock. It gives no ticks:
+// otter then skips its periodic clean-up, and expired entries go when read or
+// evicted, which is what a test clock wants (nothing moves behind its back).
+type funcClock func() time.Time
+
+func (f funcClock) NowNano() int64 { return f().UnixNano() }
+
+func (f funcClock) Tick(time.Duration) <-chan time.Time { return nil }

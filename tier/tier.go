@@ -1,0 +1,180 @@
+// Package tier defines the storage tiers behind an agentcache Cache: an
+// in-process local store (L1) and a remote store shared by every instance of
+// the application (L2).
+//
+// A remote store only has to implement [Remote]. Everything else a store can
+// do better than the generic path — batch reads, pipelined writes, writes that
+// never overwrite, invalidation epochs, pub/sub, leases — is an optional
+// capability the cache discovers with a type assertion ([BatchGetter],
+// [BatchWriter], [Adder], [Epochs], [Broadcaster], [Locker]). A store that
+// lacks a capability still works; the cache falls back to the basic methods or
+// does without the feature, and says so in its package documentation.
+//
+// Every remote store, whether shipped here or written by a user for Memcached,
+// DynamoDB or anything else, must pass the conformance suite in
+// [github.com/agentcache/agentcache-go/tier/tiertest].
+//
+// Keys handed to a remote store are relative to the store's namespace: the
+// store prepends its own prefix, and Clear removes only the keys under that
+// prefix. Keys may contain any byte; a store must not interpret them except
+// where documented (Redis Cluster hash tags, see the redis package).
+package tier
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"time"
+)
+
+// ErrClosed is returned by a store used after Close.
+var ErrClosed = errors.New("tier: store is closed")
+
+// Local is an in-process store (L1). It holds decoded values, so a hit costs
+// no decoding. Local stores never block on I/O, so their methods take no
+// context. Implementations must be safe for concurrent use.
+type Local[V any] interface {
+	// Get returns the live value stored at key.
+	Get(key string) (V, bool)
+	// Set stores value at key. ttl > 0 bounds its life; ttl <= 0 means the
+	// entry lives until it is evicted or deleted.
+	Set(key string, value V, ttl time.Duration)
+	// Delete removes key.
+	Delete(key string)
+	// Clear removes every entry.
+	Clear()
+	// Len returns the number of entries (an estimate while writes race).
+	Len() int
+	// All yields every live entry, for snapshots. Order is unspecified.
+	All() iter.Seq2[string, V]
+}
+
+// Remote is a store shared by every instance (L2). It holds encoded bytes.
+//
+// Implementations must be safe for concurrent use, must honour ctx
+// cancellation where the underlying client allows it, and must never return
+// one caller's value to another caller (a cancelled request must not leave a
+// reply on a connection that someone else will read).
+type Remote interface {
+	// Get returns the value at key. A missing key is (nil, false, nil): a miss
+	// is not an error.
+	Get(ctx context.Context, key string) (value []byte, found bool, err error)
+	// Set stores value at key. ttl > 0 sets an expiry; ttl == 0 means none.
+	// A negative ttl is an error.
+	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Delete removes the keys. Missing keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+	// Clear removes every key under this store's namespace and nothing else.
+	Clear(ctx context.Context) error
+	// Close releases what the store owns. A client the user supplied is left
+	// open unless the store's options say otherwise.
+	Close() error
+}
+
+// Lookup is the result for one key of a batch read.
+type Lookup struct {
+	Value []byte
+	Found bool
+	// Err reports a failure that affected this key only (for example one
+	// cluster node being down); the other keys of the batch are still valid.
+	Err error
+}
+
+// BatchGetter is implemented by stores that read many keys in few round trips.
+type BatchGetter interface {
+	// GetMulti returns one Lookup per key, in the order of keys, using as few
+	// round trips as the store allows (for Redis Cluster, one per slot or
+	// node; never a CROSSSLOT error). err reports a failure of the whole call.
+	GetMulti(ctx context.Context, keys []string) ([]Lookup, error)
+}
+
+// Write is one write of a batch.
+type Write struct {
+	Key   string
+	Value []byte
+	// TTL as in Remote.Set.
+	TTL time.Duration
+	// IfAbsent writes only when the key does not exist (SET NX).
+	IfAbsent bool
+}
+
+// BatchWriter is implemented by stores that pipeline many writes.
+type BatchWriter interface {
+	// SetMulti applies the writes in as few round trips as the store allows.
+	// It returns one error per write (nil on success, and also nil for an
+	// IfAbsent write that found the key present); err reports a failure of
+	// the whole call.
+	SetMulti(ctx context.Context, writes []Write) (errs []error, err error)
+}
+
+// Adder is implemented by stores that can write a key only if it is absent.
+// The cache uses it so that a "not found" marker never replaces a real value
+// written concurrently by another instance. Without it, the cache does not
+// write negative markers to the store.
+type Adder interface {
+	// SetIfAbsent stores value at key only if key does not exist, and reports
+	// whether it did.
+	SetIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+}
+
+// Epochs is implemented by stores that can hold invalidation epochs:
+// generation numbers that are part of every cache key, so that bumping one
+// makes every entry under it unreachable in O(1).
+//
+// Epoch values are chosen by the cache (random, never reused); a store only
+// keeps them. Keys are relative, like every other key.
+type Epochs interface {
+	// LoadEpochs returns the epoch at each key. Where a key is missing it is
+	// set to fresh[i], atomically and only if still absent, and the value
+	// that ends up stored is returned — so a lost or evicted epoch becomes a
+	// new value, never an old one. ttl > 0 is the expiry of keys it creates.
+	// One round trip per shard.
+	LoadEpochs(ctx context.Context, keys []string, fresh []uint64, ttl time.Duration) ([]uint64, error)
+	// StoreEpochs sets each key to the matching value unconditionally, with
+	// the expiry ttl (0 = none). One round trip per shard.
+	StoreEpochs(ctx context.Context, keys []string, values []uint64, ttl time.Duration) error
+}
+
+// Message is one delivery of a [Subscription].
+type Message struct {
+	// Payload is the published message. Empty when Reset is true.
+	Payload []byte
+	// Reset reports that the subscription was (re)established. Messages
+	// published while it was down are lost, so a receiver that relies on them
+	// must treat what it learned from earlier messages as possibly stale.
+	Reset bool
+}
+
+// Broadcaster is implemented by stores that deliver messages to every
+// instance (Redis pub/sub). Channels are relative names, namespaced by the
+// store like keys.
+type Broadcaster interface {
+	// Publish sends msg to every current subscriber of channel.
+	Publish(ctx context.Context, channel string, msg []byte) error
+	// Subscribe starts receiving messages published on channel. The first
+	// delivery is a Reset once the subscription is active; later Resets
+	// follow reconnects. Subscribe returns once the subscription is active or
+	// ctx ends.
+	Subscribe(ctx context.Context, channel string) (Subscription, error)
+}
+
+// Subscription is an active subscription.
+type Subscription interface {
+	// C delivers messages until the subscription is closed, then is closed.
+	C() <-chan Message
+	// Close ends the subscription and closes C.
+	Close() error
+}
+
+// Locker is implemented by stores that can hold short leases, used by the
+// cache to run one load for the whole fleet. A lease is identified by key and
+// owned by the holder of token; only that token can extend or release it.
+type Locker interface {
+	// TryLock takes the lease at key for ttl if nobody holds it.
+	TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
+	// Extend pushes the lease's expiry to ttl from now if token still holds it.
+	Extend(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
+	// Unlock releases the lease if token still holds it, and reports whether
+	// it did.
+	Unlock(ctx context.Context, key, token string) (bool, error)
+}
