@@ -14,6 +14,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/breaker"
 	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/internal/stripe"
+	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/memory"
 )
@@ -62,7 +63,8 @@ type entry struct {
 // counters are the cache's statistics. Lookup counters are striped: every L1
 // hit adds to one, and parallel hits must not share a cache line.
 type counters struct {
-	l1Hits, l2Hits, misses                     stripe.Counter
+	l1Hits, l2Hits, negativeHits, misses       stripe.Counter
+	negativeStored                             atomic.Uint64
 	loads, loadErrors                          atomic.Uint64
 	l2Errors, l2Corrupt                        atomic.Uint64
 	writesQueued, writesDropped, writesFailed  atomic.Uint64
@@ -100,7 +102,7 @@ func New(opts Options) (*Cache, error) {
 		c.l1.Close()
 		return nil, fmt.Errorf("agentcache: %w", err)
 	}
-	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL}
+	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL)}
 	c.w = newWriter(c)
 	c.ep.start()
 	c.applySnapshot(restored)
@@ -145,6 +147,9 @@ type Stats struct {
 	L2Hits uint64 // lookups answered by L2
 	Misses uint64 // lookups that reached the loader
 
+	NegativeHits   uint64 // lookups answered "not found" by the negative cache
+	NegativeStored uint64 // "not found" answers remembered
+
 	Loads      uint64 // loader runs (a shared run counts once)
 	LoadErrors uint64 // loader runs that returned an error or panicked
 
@@ -166,13 +171,14 @@ type Stats struct {
 	Breaker         string // "closed", "open" or "half-open"
 }
 
-// HitRatio is the share of lookups answered by either tier.
+// HitRatio is the share of lookups answered without the loader (by L1, L2
+// or the negative cache).
 func (s Stats) HitRatio() float64 {
-	total := s.L1Hits + s.L2Hits + s.Misses
-	if total == 0 {
+	hits := s.L1Hits + s.L2Hits + s.NegativeHits
+	if hits+s.Misses == 0 {
 		return 0
 	}
-	return float64(s.L1Hits+s.L2Hits) / float64(total)
+	return float64(hits) / float64(hits+s.Misses)
 }
 
 // Stats returns the cache's counters.
@@ -180,6 +186,7 @@ func (c *Cache) Stats() Stats {
 	s := &c.stats
 	return Stats{
 		L1Hits: s.l1Hits.Load(), L2Hits: s.l2Hits.Load(), Misses: s.misses.Load(),
+		NegativeHits: s.negativeHits.Load(), NegativeStored: s.negativeStored.Load(),
 		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
 		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
 		WritesQueued: s.writesQueued.Load(), WritesDropped: s.writesDropped.Load(),

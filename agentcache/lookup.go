@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
@@ -24,10 +25,11 @@ type resState struct {
 	def       resource.Resource // as registered
 	kind      resKind
 	segPrefix string // "u:", "s:" or "" (unscoped)
-	ttl    time.Duration
-	negTTL time.Duration // < 0: "not found" is not remembered
-	stale  time.Duration
-	cell   *cell // the resource's epoch; nil for the key-value API
+	ttl       time.Duration
+	negTTL    time.Duration // < 0: "not found" is not remembered
+	stale     time.Duration
+	cell      *cell                     // the resource's epoch
+	neg       atomic.Pointer[negFilter] // created by the first "not found"
 }
 
 // lookup names one entry.
@@ -112,8 +114,8 @@ func fromL1Fast[T any](c *Cache, key string) (T, bool) {
 	return zero, false
 }
 
-// fetch is the slow read path: L1 against confirmed epochs, then L2, then
-// one load per key at a time.
+// fetch is the slow read path: L1 against confirmed epochs, the negative
+// filter, L2, then one load per key at a time.
 func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	st := c.stampFor(ctx, lk)
@@ -122,11 +124,30 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		return v, nil
 	}
 	key := lk.l2Key(&st)
+	maybeNegative := false
+	if f := lk.r.neg.Load(); f != nil {
+		maybeNegative = f.test(key)
+	}
+	status := l2Unavailable
 	if c.l2 != nil {
-		if v, ok := fromL2[T](ctx, c, lk, key, &st); ok {
+		var v T
+		v, status = fromL2[T](ctx, c, lk, key, &st)
+		switch status {
+		case l2Hit:
 			c.stats.l2Hits.Inc()
 			return v, nil
+		case l2Negative:
+			c.stats.negativeHits.Inc()
+			if !maybeNegative && lk.r.negTTL > 0 {
+				c.negFilterFor(lk.r).add(key)
+			}
+			return zero, negativeHit(lk.r)
 		}
+	}
+	// A bloom "maybe" that L2 could not confirm or deny is trusted.
+	if maybeNegative && status == l2Unavailable {
+		c.stats.negativeHits.Inc()
+		return zero, negativeHit(lk.r)
 	}
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -141,6 +162,14 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 			}
 		}()
 		val, err := load(lctx)
+		if isNotFound(lk, val, err) {
+			ok = true
+			c.putNegative(lk, key, &st)
+			if err == nil {
+				err = negativeHit(lk.r)
+			}
+			return nil, err
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -157,6 +186,16 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	}
 	return tv, nil
 }
+
+// l2Status is what an L2 read found.
+type l2Status uint8
+
+const (
+	l2Unavailable l2Status = iota // not asked (no L2, breaker open) or failed
+	l2Miss                        // asked; nothing usable there
+	l2Hit                         // a value
+	l2Negative                    // a "not found" marker
+)
 
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
 // fast path it accepts cells that could not be confirmed (L2 down), and it
@@ -188,8 +227,8 @@ func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, bool) {
 	return v, ok
 }
 
-// fromL2 reads an entry from L2 and fills L1 with it.
-func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, bool) {
+// fromL2 reads an entry from L2 and fills L1 with a value it finds.
+func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Status) {
 	var zero T
 	var b []byte
 	var found bool
@@ -197,20 +236,24 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 		b, found, err = c.l2.Get(ctx, key)
 		return err
 	})
-	if err != nil || !found {
-		return zero, false
+	if err != nil {
+		return zero, l2Unavailable
+	}
+	if !found {
+		return zero, l2Miss
 	}
 	kind, fresh, payload, err := openEnvelope(b)
-	if err != nil || kind != kindValue {
-		if err != nil {
-			c.corrupt(key, err)
-		}
-		return zero, false
+	if err != nil {
+		c.corrupt(key, err)
+		return zero, l2Miss
+	}
+	if kind == kindMissing {
+		return zero, l2Negative
 	}
 	var v T
 	if err := c.codec.Unmarshal(payload, &v); err != nil {
 		c.corrupt(key, err)
-		return zero, false
+		return zero, l2Miss
 	}
 	ttl := lk.r.ttl
 	var exp int64
@@ -218,13 +261,13 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 		exp = fresh.UnixNano()
 		ttl = c.remaining(exp)
 		if ttl <= 0 {
-			return zero, false
+			return zero, l2Miss
 		}
 	}
 	if st.current() {
 		c.l1.Set(lk.l1, &entry{value: v, st: *st, expiresAt: exp}, ttl)
 	}
-	return v, true
+	return v, l2Hit
 }
 
 // corrupt handles an undecodable L2 value: a miss, counted, and the key

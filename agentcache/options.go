@@ -20,6 +20,9 @@ const (
 	DefaultMaxEpochAge    = 30 * time.Second
 	DefaultScopeEpochTTL  = 24 * time.Hour
 	DefaultLogInterval    = 10 * time.Second
+	DefaultNegativeKeys   = 100_000
+
+	DefaultFalsePositiveRate = 0.01
 )
 
 // Options configures a Cache. The zero value is a valid L1-only cache; every
@@ -85,6 +88,10 @@ type Options struct {
 	// costs misses, never stale data. Default DefaultScopeEpochTTL.
 	ScopeEpochTTL time.Duration
 
+	// Negative sizes the L1 negative cache (bloom filters of "not found"
+	// answers).
+	Negative NegativeOptions
+
 	// Snapshot, if Path is set, restores L1 from a file at New and saves it
 	// at Close (and every Interval if positive), for warm restarts.
 	Snapshot SnapshotOptions
@@ -106,6 +113,20 @@ type BreakerOptions struct {
 	// after each failed probe up to MaxOpenFor (default 30s).
 	OpenFor    time.Duration
 	MaxOpenFor time.Duration
+}
+
+// NegativeOptions sizes the bloom filters that remember "not found" answers
+// in L1 (one pair per resource, created by its first such answer).
+type NegativeOptions struct {
+	// ExpectedKeys is how many distinct "not found" keys one resource is
+	// expected to see within half its negative TTL; past it the filter
+	// rotates early. Memory per resource is about 2.4 bytes per expected key
+	// at the default rate. Default DefaultNegativeKeys.
+	ExpectedKeys int
+	// FalsePositiveRate is the filter's target rate, in (0, 0.5]. It matters
+	// only when L2 is down or absent; otherwise every "maybe" is confirmed.
+	// Default DefaultFalsePositiveRate.
+	FalsePositiveRate float64
 }
 
 // SnapshotOptions configures the disk snapshot of L1.
@@ -149,6 +170,12 @@ func (o *Options) withDefaults() (Options, error) {
 	nonNeg("Snapshot.Interval", v.Snapshot.Interval)
 	nonNeg("Breaker.OpenFor", v.Breaker.OpenFor)
 	nonNeg("Breaker.MaxOpenFor", v.Breaker.MaxOpenFor)
+	if v.Negative.ExpectedKeys < 0 {
+		bad("Negative.ExpectedKeys", "must not be negative")
+	}
+	if f := v.Negative.FalsePositiveRate; f < 0 || f > 0.5 || f != f {
+		bad("Negative.FalsePositiveRate", "must be in (0, 0.5]")
+	}
 	if v.MaxEpochAge > 0 && v.MaxEpochAge < 4*time.Millisecond {
 		bad("MaxEpochAge", "must be at least 4ms")
 	}
@@ -166,6 +193,10 @@ func (o *Options) withDefaults() (Options, error) {
 		}
 	}
 	def(&v.L1MaxEntries, DefaultL1MaxEntries)
+	def(&v.Negative.ExpectedKeys, DefaultNegativeKeys)
+	if v.Negative.FalsePositiveRate == 0 {
+		v.Negative.FalsePositiveRate = DefaultFalsePositiveRate
+	}
 	def(&v.MaxValueSize, DefaultMaxValueSize)
 	def(&v.WriteQueueSize, DefaultWriteQueueSize)
 	def(&v.WriteBatchSize, DefaultWriteBatchSize)

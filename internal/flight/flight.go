@@ -44,7 +44,7 @@ type Group struct {
 	base    context.Context // ends when the owner closes: cancels running loads
 	timeout time.Duration
 
-	mu    sync.Mutex    // guards calls
+	mu    sync.Mutex // guards calls
 	calls map[string]*call
 	wg    sync.WaitGroup // running loads
 }

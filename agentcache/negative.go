@@ -1,0 +1,141 @@
+package agentcache
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
+
+// The negative cache remembers "not found" answers so that an agent guessing
+// IDs does not reach the tool again and again.
+//
+// Exactly, in L2: a marker under the entry's own key, written only if the
+// key is absent (SET NX), so it never replaces a real value another
+// instance wrote; shared by the fleet and cleared by invalidation like any
+// entry, because the key carries the epochs.
+//
+// Compactly, in L1: a bloom filter per resource, so a flood of distinct
+// guesses costs about a byte or two each and never evicts positive L1
+// entries. Two generations rotate every half negative TTL, so a key is
+// remembered for between half and all of the TTL. A bloom "maybe" is only a
+// hint while L2 is healthy: it is confirmed by reading the marker, so a
+// false positive never becomes a wrong "not found". Without a healthy L2
+// (none configured, or the breaker open) the filter is trusted, and a key
+// that was never negative is wrongly reported as not found with about the
+// configured false-positive rate (Options.Negative.FalsePositiveRate, 1% by
+// default) — and only on an L1 miss, since L1 is consulted first.
+
+// negFilter is one resource's pair of rotating bloom filters.
+type negFilter struct {
+	mu        sync.RWMutex // guards everything below
+	cur, prev *bloom.BloomFilter
+	added     uint // adds to cur since the last rotation
+	capacity  uint
+	every     time.Duration
+	next      time.Time
+	now       func() time.Time
+}
+
+func newNegFilter(capacity uint, fpr float64, negTTL time.Duration, now func() time.Time) *negFilter {
+	f := &negFilter{
+		cur:      bloom.NewWithEstimates(capacity, fpr),
+		prev:     bloom.NewWithEstimates(capacity, fpr),
+		capacity: capacity,
+		every:    max(negTTL/2, time.Millisecond),
+		now:      now,
+	}
+	f.next = now().Add(f.every)
+	return f
+}
+
+// rotate drops the older generation if its time has come (or the current
+// one is full). Callers hold mu.
+func (f *negFilter) rotate(now time.Time) {
+	if now.Before(f.next) && f.added < f.capacity {
+		return
+	}
+	if now.Sub(f.next) >= f.every {
+		// Idle for more than a period: both generations are too old.
+		f.cur.ClearAll()
+	}
+	f.prev.ClearAll()
+	f.cur, f.prev = f.prev, f.cur
+	f.added = 0
+	f.next = now.Add(f.every)
+}
+
+func (f *negFilter) add(key string) {
+	f.mu.Lock()
+	f.rotate(f.now())
+	f.cur.AddString(key)
+	f.added++
+	f.mu.Unlock()
+}
+
+func (f *negFilter) test(key string) bool {
+	now := f.now()
+	f.mu.RLock()
+	if !now.Before(f.next) {
+		f.mu.RUnlock()
+		f.mu.Lock()
+		f.rotate(now)
+		f.mu.Unlock()
+		f.mu.RLock()
+	}
+	hit := f.cur.TestString(key) || f.prev.TestString(key)
+	f.mu.RUnlock()
+	return hit
+}
+
+// negFilterFor returns rs's filter, creating it on first use.
+func (c *Cache) negFilterFor(rs *resState) *negFilter {
+	if f := rs.neg.Load(); f != nil {
+		return f
+	}
+	f := newNegFilter(uint(c.opts.Negative.ExpectedKeys), c.opts.Negative.FalsePositiveRate, rs.negTTL, c.opts.Now)
+	if rs.neg.CompareAndSwap(nil, f) {
+		return f
+	}
+	return rs.neg.Load()
+}
+
+// isNotFound reports whether a load's outcome means "does not exist".
+func isNotFound(lk *lookup, v any, err error) bool {
+	if err != nil {
+		return errors.Is(err, ErrNotFound)
+	}
+	return lk.isNegative != nil && lk.isNegative(v)
+}
+
+// putNegative remembers a "not found" answer in the filter and as an L2
+// marker that never overwrites a value.
+func (c *Cache) putNegative(lk *lookup, key string, st *stamp) {
+	if lk.r.negTTL <= 0 || !st.current() {
+		return
+	}
+	c.negFilterFor(lk.r).add(key)
+	c.stats.negativeStored.Add(1)
+	if c.l2 != nil {
+		exp := c.opts.Now().Add(lk.r.negTTL)
+		if b, ok := c.encode(nil, kindMissing, exp); ok {
+			c.w.enqueue(writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true})
+		}
+	}
+}
+
+// negativeHit is the error a caller gets from a remembered "not found".
+func negativeHit(rs *resState) error {
+	if rs.id == "" {
+		return ErrNotFound
+	}
+	return &notFoundError{res: rs.id}
+}
+
+type notFoundError struct{ res string }
+
+func (e *notFoundError) Error() string { return "agentcache: " + e.res + ": not found (cached)" }
+func (e *notFoundError) Is(target error) bool {
+	return target == ErrNotFound
+}
