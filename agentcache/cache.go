@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/agentcache/agentcache-go/internal/breaker"
 	"github.com/agentcache/agentcache-go/internal/flight"
@@ -34,6 +35,7 @@ type Cache struct {
 	w     *writer
 	fl    *flight.Group
 	log   *rateLog
+	obs   *observer
 	kv    *resState // the key-value API's built-in resource
 
 	resMu     sync.Mutex // guards resources
@@ -97,12 +99,18 @@ func New(opts Options) (*Cache, error) {
 		},
 	})
 	restored, snapErr := c.loadSnapshot()
+	if c.obs, err = newObserver(c); err != nil {
+		c.l1.Close()
+		return nil, fmt.Errorf("agentcache: telemetry: %w", err)
+	}
 	c.ep, err = newEpochs(c, max(4*o.L1MaxEntries, 10_000), restored.epochs)
 	if err != nil {
 		c.l1.Close()
+		c.obs.close()
 		return nil, fmt.Errorf("agentcache: %w", err)
 	}
-	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL)}
+	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL),
+		obs: c.obs.newResObs("kv", "none")}
 	c.w = newWriter(c)
 	c.ep.start()
 	c.applySnapshot(restored)
@@ -137,6 +145,7 @@ func (c *Cache) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.ep.close()
+	c.obs.close()
 	c.l1.Close()
 	return errors.Join(errs...)
 }
@@ -209,10 +218,17 @@ func (c *Cache) l2Call(ctx context.Context, what string, op func(ctx context.Con
 	if !c.brk.Allow() {
 		return errBreakerOpen
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.opts.L2Timeout)
+	sctx, span := c.l2Span(ctx, what)
+	cctx, cancel := context.WithTimeout(sctx, c.opts.L2Timeout)
 	err := op(cctx)
 	cancel()
 	c.record(ctx, what, err)
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 	return err
 }
 

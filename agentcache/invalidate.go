@@ -33,6 +33,18 @@ const (
 	targetCall
 )
 
+func (k targetKind) String() string {
+	return [...]string{"none", "all", "resource", "scope", "resource_scope", "call"}[k]
+}
+
+// countInvalidation counts one invalidation of kind in Stats and metrics.
+func (c *Cache) countInvalidation(ctx context.Context, kind string) {
+	c.stats.invalidations.Add(1)
+	if c.obs.inst.Invalidations.Enabled(ctx) {
+		c.obs.inst.Invalidations.Add(ctx, 1, c.obs.invOpts[kind]...)
+	}
+}
+
 // TargetAll is every entry of every resource and of the key-value API.
 func TargetAll() Target { return Target{kind: targetAll} }
 
@@ -96,13 +108,13 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 		if err != nil {
 			return err
 		}
+		c.countInvalidation(ctx, t.kind.String())
 		cells = append(cells, cs...)
 		if l1 != "" {
 			l1Keys = append(l1Keys, l1)
 			l2Keys = append(l2Keys, l2)
 		}
 	}
-	c.stats.invalidations.Add(1)
 	for _, k := range l1Keys {
 		c.l1.Delete(k)
 	}

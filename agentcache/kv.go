@@ -36,10 +36,23 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
+	if c.obs.active(ctx) {
+		return observe(ctx, c, c.kv.obs, &obsLookup{}, func(ctx context.Context, o *obsLookup) (T, error) {
+			return getKV(ctx, c, key, loader, o)
+		})
+	}
+	return getKV(ctx, c, key, loader, nil)
+}
+
+func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o *obsLookup) (T, error) {
+	var zero T
 	// The key check on the hit path is one byte: keys starting with NUL are
 	// reserved for resources, so a key-value key can never name one.
 	if len(key) > 0 && key[0] != 0 {
 		if v, ok := fromL1Fast[T](c, key); ok {
+			if o != nil {
+				o.tier = tierL1
+			}
 			return v, nil
 		}
 	}
@@ -50,7 +63,7 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 		return zero, errors.New("agentcache: Get needs a non-nil Loader")
 	}
 	lk := lookup{r: c.kv, tail: key, l1: key}
-	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return loader.Load(ctx, key) })
+	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return loader.Load(ctx, key) }, o)
 }
 
 // Set stores value at key for ttl (0: Options.DefaultTTL): in L1 at once, in
@@ -92,7 +105,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	c.stats.invalidations.Add(1)
+	c.countInvalidation(ctx, "delete")
 	c.l1.Delete(key)
 	if c.l2 == nil {
 		return nil
@@ -115,7 +128,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.stats.invalidations.Add(1)
+	c.countInvalidation(ctx, "clear")
 	c.l1.Clear()
 	var err error
 	if c.l2 != nil {

@@ -30,6 +30,7 @@ type resState struct {
 	stale     time.Duration
 	cell      *cell                     // the resource's epoch
 	neg       atomic.Pointer[negFilter] // created by the first "not found"
+	obs       *resObs
 }
 
 // lookup names one entry.
@@ -116,11 +117,17 @@ func fromL1Fast[T any](c *Cache, key string) (T, bool) {
 
 // fetch is the slow read path: L1 against confirmed epochs, the negative
 // filter, L2, then one load per key at a time.
-func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx context.Context) (T, error)) (T, error) {
+// o, if not nil, learns which tier answered.
+func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx context.Context) (T, error), o *obsLookup) (T, error) {
 	var zero T
+	var scratch obsLookup
+	if o == nil {
+		o = &scratch
+	}
 	st := c.stampFor(ctx, lk)
 	if v, ok := fromL1[T](c, lk, &st); ok {
 		c.stats.l1Hits.Inc()
+		o.tier = tierL1
 		return v, nil
 	}
 	key := lk.l2Key(&st)
@@ -135,9 +142,11 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		switch status {
 		case l2Hit:
 			c.stats.l2Hits.Inc()
+			o.tier = tierL2
 			return v, nil
 		case l2Negative:
 			c.stats.negativeHits.Inc()
+			o.tier = tierNegative
 			if !maybeNegative && lk.r.negTTL > 0 {
 				c.negFilterFor(lk.r).add(key)
 			}
@@ -147,8 +156,10 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	// A bloom "maybe" that L2 could not confirm or deny is trusted.
 	if maybeNegative && status == l2Unavailable {
 		c.stats.negativeHits.Inc()
+		o.tier = tierNegative
 		return zero, negativeHit(lk.r)
 	}
+	o.tier = tierLoader
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
@@ -161,7 +172,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 				c.stats.loadErrors.Add(1)
 			}
 		}()
-		val, err := load(lctx)
+		val, err := runTool(lctx, c, lk.r.obs, load)
 		if isNotFound(lk, val, err) {
 			ok = true
 			c.putNegative(lk, key, &st)

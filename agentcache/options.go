@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/agentcache/agentcache-go/tier"
 )
 
@@ -95,6 +98,25 @@ type Options struct {
 	// Snapshot, if Path is set, restores L1 from a file at New and saves it
 	// at Close (and every Interval if positive), for warm restarts.
 	Snapshot SnapshotOptions
+
+	// TracerProvider and MeterProvider supply the tracer and meter. Nil
+	// means the global providers (otel.GetTracerProvider and
+	// otel.GetMeterProvider); with no SDK installed they record nothing and
+	// cost nothing on an L1 hit.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// RootSpans makes every lookup a span even when the caller's context has
+	// no recording span. By default a lookup is traced only as part of a
+	// trace the caller is recording.
+	RootSpans bool
+	// RecordScopeIDs puts a hash of the scope ID (the user or session) on
+	// lookup spans. Off by default: IDs stay out of telemetry.
+	RecordScopeIDs bool
+	// RecordArgs puts the hash of a call's canonical arguments on lookup
+	// spans. Off by default.
+	RecordArgs bool
+	// Name labels this cache's metrics (agentcache.cache). Default "default".
+	Name string
 
 	// InstanceID names this instance in invalidation messages. Default: a
 	// random UUID.
@@ -205,6 +227,9 @@ func (o *Options) withDefaults() (Options, error) {
 	defD(&v.L2Timeout, DefaultL2Timeout)
 	defD(&v.MaxEpochAge, DefaultMaxEpochAge)
 	defD(&v.ScopeEpochTTL, DefaultScopeEpochTTL)
+	if v.Name == "" {
+		v.Name = "default"
+	}
 	if v.Codec == nil {
 		v.Codec = JSON{}
 	}

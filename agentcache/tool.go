@@ -54,6 +54,7 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 		negTTL: r.NegativeTTLFor(ttl),
 		stale:  r.StaleWindow,
 	}
+	rs.obs = c.obs.newResObs(r.Name, r.Scope.String())
 	switch r.Scope {
 	case scope.Global:
 		rs.kind = kindGlobal
@@ -102,12 +103,28 @@ func (rs *resState) l1Key(id string, h resource.Hash) string {
 
 // call is the cached path of every wrapped tool.
 func call[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error)) (R, error) {
+	if c.obs.active(ctx) {
+		o := &obsLookup{scopeID: id}
+		if c.obs.recordArgs {
+			o.argHash = h.String()
+		}
+		return observe(ctx, c, rs.obs, o, func(ctx context.Context, o *obsLookup) (R, error) {
+			return callTier(ctx, c, rs, cfg, h, id, run, o)
+		})
+	}
+	return callTier(ctx, c, rs, cfg, h, id, run, nil)
+}
+
+func callTier[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error), o *obsLookup) (R, error) {
 	l1 := rs.l1Key(id, h)
 	if v, ok := fromL1Fast[R](c, l1); ok {
+		if o != nil {
+			o.tier = tierL1
+		}
 		return v, nil
 	}
 	lk := lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: l1, isNegative: cfg.isNegative}
-	return fetch(ctx, c, &lk, run)
+	return fetch(ctx, c, &lk, run, o)
 }
 
 // Wrap returns tool cached as resource r: same signature, same results,

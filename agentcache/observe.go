@@ -1,0 +1,302 @@
+package agentcache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	acotel "github.com/agentcache/agentcache-go/otel"
+)
+
+// tierIdx indexes the answering tier of a lookup.
+type tierIdx uint8
+
+const (
+	tierL1 tierIdx = iota
+	tierL2
+	tierNegative
+	tierLoader
+	numTiers
+)
+
+var tierNames = [numTiers]string{acotel.TierL1, acotel.TierL2, acotel.TierNegative, acotel.TierLoader}
+
+// outcome indexes how a lookup ended.
+type outcome uint8
+
+const (
+	outHit outcome = iota
+	outMiss
+	outNotFound
+	outError
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{acotel.OutcomeHit, acotel.OutcomeMiss, acotel.OutcomeNotFound, acotel.OutcomeError}
+
+// observer is the cache's tracing and metrics wiring.
+type observer struct {
+	tracer     trace.Tracer
+	inst       *acotel.Instruments
+	rootSpans  bool
+	recordIDs  bool
+	recordArgs bool
+	cacheAttr  attribute.KeyValue
+	reg        metric.Registration
+	invOpts    map[string][]metric.AddOption
+}
+
+// resObs is a resource's precomputed telemetry: attribute sets are built
+// once so that recording a lookup allocates nothing for them.
+type resObs struct {
+	name       string // resource name, or "kv" for the key-value API
+	scopeKind  string
+	spanName   string
+	toolSpan   string
+	spanAttrs  []attribute.KeyValue
+	lookupOpts [numTiers][numOutcomes][]metric.AddOption
+	tierOpts   [numTiers][]metric.RecordOption
+	savedOpts  [numTiers][]metric.AddOption
+	loadOpts   [numOutcomes][]metric.RecordOption
+	meanLoadNs atomic.Int64 // moving average of tool run time, for time saved
+}
+
+func newObserver(c *Cache) (*observer, error) {
+	o := &observer{
+		tracer:     acotel.Tracer(c.opts.TracerProvider),
+		rootSpans:  c.opts.RootSpans,
+		recordIDs:  c.opts.RecordScopeIDs,
+		recordArgs: c.opts.RecordArgs,
+		cacheAttr:  acotel.KeyCache.String(c.opts.Name),
+	}
+	m := acotel.Meter(c.opts.MeterProvider)
+	var err error
+	if o.inst, err = acotel.NewInstruments(m); err != nil {
+		return nil, err
+	}
+	o.invOpts = map[string][]metric.AddOption{}
+	for _, k := range []string{"all", "resource", "scope", "resource_scope", "call", "delete", "clear"} {
+		o.invOpts[k] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(o.cacheAttr, acotel.KeyKind.String(k)))}
+	}
+	l1, err := m.Int64ObservableGauge(acotel.MetricL1Entries, metric.WithDescription("Entries in L1."), metric.WithUnit("{entry}"))
+	if err != nil {
+		return nil, err
+	}
+	depth, err := m.Int64ObservableGauge(acotel.MetricWriteQueueDepth, metric.WithDescription("L2 writes waiting in the write-behind queue."), metric.WithUnit("{write}"))
+	if err != nil {
+		return nil, err
+	}
+	state, err := m.Int64ObservableGauge(acotel.MetricBreakerState, metric.WithDescription("L2 circuit breaker: 0 closed, 1 open, 2 half-open."))
+	if err != nil {
+		return nil, err
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(o.cacheAttr))
+	o.reg, err = m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
+		ob.ObserveInt64(l1, int64(c.l1.Len()), opt)
+		ob.ObserveInt64(depth, int64(c.w.depth()), opt)
+		ob.ObserveInt64(state, int64(c.brk.State()), opt)
+		return nil
+	}, l1, depth, state)
+	return o, err
+}
+
+func (o *observer) close() {
+	if o.reg != nil {
+		_ = o.reg.Unregister()
+	}
+}
+
+func (o *observer) newResObs(name, scopeKind string) *resObs {
+	r := &resObs{name: name, scopeKind: scopeKind,
+		spanName: acotel.SpanLookup + " " + name, toolSpan: acotel.SpanTool + " " + name}
+	r.spanAttrs = []attribute.KeyValue{acotel.KeyResource.String(name), acotel.KeyScopeKind.String(scopeKind)}
+	res := acotel.KeyResource.String(name)
+	for t := tierIdx(0); t < numTiers; t++ {
+		tk := acotel.KeyTier.String(tierNames[t])
+		for oc := outcome(0); oc < numOutcomes; oc++ {
+			set := attribute.NewSet(o.cacheAttr, res, tk, acotel.KeyOutcome.String(outcomeNames[oc]))
+			r.lookupOpts[t][oc] = []metric.AddOption{metric.WithAttributeSet(set)}
+		}
+		set := attribute.NewSet(o.cacheAttr, res, tk)
+		r.tierOpts[t] = []metric.RecordOption{metric.WithAttributeSet(set)}
+		r.savedOpts[t] = []metric.AddOption{metric.WithAttributeSet(set)}
+	}
+	for oc := outcome(0); oc < numOutcomes; oc++ {
+		r.loadOpts[oc] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(o.cacheAttr, res, acotel.KeyOutcome.String(outcomeNames[oc])))}
+	}
+	return r
+}
+
+// active reports whether anything would record this lookup: a recording
+// parent span (or root spans), enabled metrics, or a Run in ctx. When
+// nothing does, the lookup takes the uninstrumented path.
+func (o *observer) active(ctx context.Context) bool {
+	return o.rootSpans || trace.SpanFromContext(ctx).IsRecording() ||
+		o.inst.Lookups.Enabled(ctx) || acotel.RunFrom(ctx) != nil
+}
+
+// obsLookup carries one observed lookup's findings.
+type obsLookup struct {
+	tier    tierIdx
+	stale   bool
+	scopeID string // for RecordScopeIDs
+	argHash string // for RecordArgs
+}
+
+// observe runs an instrumented lookup: a span when tracing, the metrics,
+// and the Run in ctx.
+func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
+	ob := c.obs
+	start := time.Now()
+	var span trace.Span
+	if ob.rootSpans || trace.SpanFromContext(ctx).IsRecording() {
+		ctx, span = ob.tracer.Start(ctx, ro.spanName, trace.WithAttributes(ro.spanAttrs...), trace.WithSpanKind(trace.SpanKindInternal))
+	}
+	v, err := run(ctx, o)
+	lat := time.Since(start)
+	oc := outHit
+	switch {
+	case err == nil && o.tier == tierLoader:
+		oc = outMiss
+	case errors.Is(err, ErrNotFound):
+		oc = outNotFound
+	case err != nil:
+		oc = outError
+	}
+	var saved time.Duration
+	if o.tier != tierLoader && oc != outError {
+		if mean := time.Duration(ro.meanLoadNs.Load()); mean > lat {
+			saved = mean - lat
+		}
+	}
+	if span != nil {
+		span.SetAttributes(
+			acotel.KeyTier.String(tierNames[o.tier]),
+			acotel.KeyHit.Bool(o.tier != tierLoader && oc != outError),
+			acotel.KeyStale.Bool(o.stale),
+		)
+		if ob.recordIDs && o.scopeID != "" {
+			sum := sha256.Sum256([]byte(o.scopeID))
+			span.SetAttributes(acotel.KeyScopeID.String(hex.EncodeToString(sum[:8])))
+		}
+		if ob.recordArgs && o.argHash != "" {
+			span.SetAttributes(acotel.KeyArgsHash.String(o.argHash))
+		}
+		if oc == outError {
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(acotel.KeyErrorType.String(errorType(err)))
+		}
+		span.End()
+	}
+	if ob.inst.Lookups.Enabled(ctx) {
+		ob.inst.Lookups.Add(ctx, 1, ro.lookupOpts[o.tier][oc]...)
+		ob.inst.LookupDuration.Record(ctx, lat.Seconds(), ro.tierOpts[o.tier]...)
+		if saved > 0 {
+			ob.inst.TimeSaved.Add(ctx, saved.Seconds(), ro.savedOpts[o.tier]...)
+		}
+	}
+	if run := acotel.RunFrom(ctx); run != nil {
+		run.Record(ro.name, tierNames[o.tier], lat, saved, oc == outError)
+	}
+	return v, err
+}
+
+// runTool runs the real tool for a load, timing it for the time-saved
+// estimate and, under a recording span, as a GenAI execute_tool span.
+func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx context.Context) (T, error)) (T, error) {
+	var span trace.Span
+	if trace.SpanFromContext(ctx).IsRecording() {
+		attrs := []attribute.KeyValue{
+			acotel.KeyGenAIOperation.String(acotel.OpExecuteTool),
+			acotel.KeyGenAIToolName.String(ro.name),
+		}
+		if id := acotel.ToolCallIDFrom(ctx); id != "" {
+			attrs = append(attrs, acotel.KeyGenAIToolCallID.String(id))
+		}
+		ctx, span = c.obs.tracer.Start(ctx, ro.toolSpan, trace.WithAttributes(attrs...))
+	}
+	start := time.Now()
+	ok := false
+	var v T
+	var err error
+	defer func() {
+		d := time.Since(start)
+		oc := outMiss
+		switch {
+		case !ok:
+			oc = outError
+		case errors.Is(err, ErrNotFound):
+			oc = outNotFound
+		case err != nil:
+			oc = outError
+		}
+		if oc != outError {
+			ro.learn(d)
+		}
+		if c.obs.inst.LoaderDuration.Enabled(ctx) {
+			c.obs.inst.LoaderDuration.Record(ctx, d.Seconds(), ro.loadOpts[oc]...)
+		}
+		if span != nil {
+			if oc == outError {
+				msg := "tool panicked"
+				if err != nil {
+					msg = err.Error()
+				}
+				span.SetStatus(codes.Error, msg)
+				span.SetAttributes(acotel.KeyErrorType.String(errorType(err)))
+			}
+			span.End()
+		}
+	}()
+	v, err = load(ctx)
+	ok = true
+	return v, err
+}
+
+// learn folds a tool run's duration into the resource's moving average.
+func (r *resObs) learn(d time.Duration) {
+	for {
+		old := r.meanLoadNs.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if r.meanLoadNs.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// errorType is the error.type attribute: low-cardinality names for the
+// errors the cache knows, else the error's Go type.
+func errorType(err error) string {
+	var pe *PanicError
+	switch {
+	case err == nil || errors.As(err, &pe):
+		return "panic"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+// l2Span starts a child span for an L2 round trip when ctx is traced.
+func (c *Cache) l2Span(ctx context.Context, op string) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, nil
+	}
+	return c.obs.tracer.Start(ctx, acotel.SpanL2+" "+op,
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(acotel.KeyOp.String(op), acotel.KeyTier.String(acotel.TierL2)))
+}

@@ -1,0 +1,150 @@
+package otel
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+type runKey struct{}
+
+// Run collects what the cache did during one agent run: each lookup, the
+// tier that answered, tool time spent and tool time saved. Start one with
+// StartRun and pass its context to the wrapped tools; every Cache records
+// into the Run it finds in the context. A Run is safe for concurrent use.
+type Run struct {
+	mu  sync.Mutex // guards sum
+	sum RunSummary
+}
+
+// RunSummary is a Run's totals.
+type RunSummary struct {
+	Lookups   int            // tool calls that went through the cache
+	ByTier    map[string]int // lookups by answering tier (TierL1, TierL2, TierNegative, TierLoader)
+	Errors    int            // lookups that returned an error other than "not found"
+	ToolTime  time.Duration  // time spent in the real tools
+	TimeSaved time.Duration  // estimated tool time saved by hits
+	Resources map[string]ResourceSummary
+}
+
+// ResourceSummary is a Run's totals for one resource.
+type ResourceSummary struct {
+	Lookups   int
+	ByTier    map[string]int
+	ToolTime  time.Duration
+	TimeSaved time.Duration
+}
+
+// StartRun returns a context that carries a new Run.
+func StartRun(ctx context.Context) (context.Context, *Run) {
+	r := &Run{}
+	return context.WithValue(ctx, runKey{}, r), r
+}
+
+// RunFrom returns the Run ctx carries, or nil.
+func RunFrom(ctx context.Context) *Run {
+	r, _ := ctx.Value(runKey{}).(*Run)
+	return r
+}
+
+// Record adds one lookup of resource answered by tier. latency is the
+// lookup's duration (for TierLoader, the tool's); saved is the estimated
+// tool time it avoided; failed marks an error other than "not found".
+func (r *Run) Record(resource, tier string, latency, saved time.Duration, failed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.sum
+	if s.ByTier == nil {
+		s.ByTier, s.Resources = map[string]int{}, map[string]ResourceSummary{}
+	}
+	rs := s.Resources[resource]
+	if rs.ByTier == nil {
+		rs.ByTier = map[string]int{}
+	}
+	s.Lookups++
+	rs.Lookups++
+	if failed {
+		s.Errors++
+	} else {
+		s.ByTier[tier]++
+		rs.ByTier[tier]++
+	}
+	if tier == TierLoader {
+		s.ToolTime += latency
+		rs.ToolTime += latency
+	}
+	s.TimeSaved += saved
+	rs.TimeSaved += saved
+	s.Resources[resource] = rs
+}
+
+// Summary returns a copy of the totals so far.
+func (r *Run) Summary() RunSummary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.sum
+	out.ByTier = cloneMap(r.sum.ByTier)
+	out.Resources = make(map[string]ResourceSummary, len(r.sum.Resources))
+	for k, v := range r.sum.Resources {
+		v.ByTier = cloneMap(v.ByTier)
+		out.Resources[k] = v
+	}
+	return out
+}
+
+func cloneMap(m map[string]int) map[string]int {
+	c := make(map[string]int, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// HitRatio is the share of lookups answered without running the tool.
+func (s RunSummary) HitRatio() float64 {
+	if s.Lookups == 0 {
+		return 0
+	}
+	return float64(s.Lookups-s.ByTier[TierLoader]-s.Errors) / float64(s.Lookups)
+}
+
+// String renders the summary as a few lines of text.
+func (s RunSummary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d tool calls: %d from L1, %d from L2, %d not-found from the negative cache, %d ran the tool",
+		s.Lookups, s.ByTier[TierL1], s.ByTier[TierL2], s.ByTier[TierNegative], s.ByTier[TierLoader])
+	if s.Errors > 0 {
+		fmt.Fprintf(&b, ", %d errors", s.Errors)
+	}
+	fmt.Fprintf(&b, "\nhit ratio %.0f%%; time in tools %v; tool time saved ~%v\n",
+		100*s.HitRatio(), s.ToolTime.Round(time.Millisecond), s.TimeSaved.Round(time.Millisecond))
+	names := make([]string, 0, len(s.Resources))
+	for n := range s.Resources {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		r := s.Resources[n]
+		fmt.Fprintf(&b, "  %-20s %3d calls  l1=%d l2=%d negative=%d tool=%d  saved ~%v\n", n, r.Lookups,
+			r.ByTier[TierL1], r.ByTier[TierL2], r.ByTier[TierNegative], r.ByTier[TierLoader], r.TimeSaved.Round(time.Millisecond))
+	}
+	return b.String()
+}
+
+type callIDKey struct{}
+
+// WithToolCallID returns a context that carries the agent framework's ID
+// for the current tool call; the cache puts it on the execute_tool span as
+// gen_ai.tool.call.id.
+func WithToolCallID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, callIDKey{}, id)
+}
+
+// ToolCallIDFrom returns the tool call ID in ctx, or "".
+func ToolCallIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(callIDKey{}).(string)
+	return id
+}
