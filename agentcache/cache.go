@@ -69,7 +69,8 @@ type counters struct {
 	negativeStored                             atomic.Uint64
 	loads, loadErrors                          atomic.Uint64
 	l2Errors, l2Corrupt                        atomic.Uint64
-	writesQueued, writesDropped, writesFailed  atomic.Uint64
+	writesQueued, writesDone                   atomic.Uint64
+	writesDropped, writesFailed                atomic.Uint64
 	writesSkipped, oversize                    atomic.Uint64
 	invalidations, fleetErrors, snapshotErrors atomic.Uint64
 }
@@ -166,6 +167,7 @@ type Stats struct {
 	L2Corrupt uint64 // undecodable L2 values (each deleted)
 
 	WritesQueued  uint64 // L2 writes accepted by the write-behind queue
+	WritesDone    uint64 // L2 writes the store accepted
 	WritesDropped uint64 // L2 writes dropped: queue full, or still queued at Close
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
@@ -198,7 +200,7 @@ func (c *Cache) Stats() Stats {
 		NegativeHits: s.negativeHits.Load(), NegativeStored: s.negativeStored.Load(),
 		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
 		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
-		WritesQueued: s.writesQueued.Load(), WritesDropped: s.writesDropped.Load(),
+		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),
 		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),
 		Oversize:      s.oversize.Load(),
 		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),

@@ -109,6 +109,10 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 					continue
 				}
 			}
+			// One record the format refuses would fail the whole save.
+			if len(key) > disk.MaxKeyLen || len(payload)+33 > disk.DefaultMaxValueLen {
+				continue
+			}
 			b := make([]byte, 0, 1+8*int(e.st.n)+len(payload))
 			b = append(b, e.st.n)
 			for i := uint8(0); i < e.st.n; i++ {

@@ -130,6 +130,7 @@ func (w *writer) flush(batch []writeOp) {
 			c.warn("write", "agentcache: an L2 write failed", errs[i])
 			continue
 		}
+		c.stats.writesDone.Add(1)
 		if op.announce != "" {
 			announce = append(announce, op.announce)
 		}

@@ -1,0 +1,286 @@
+package agentcache
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	acotel "github.com/agentcache/agentcache-go/otel"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier/memory"
+)
+
+type telemetry struct {
+	tp     *sdktrace.TracerProvider
+	spans  *tracetest.InMemoryExporter
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+}
+
+func newTelemetry(t *testing.T) *telemetry {
+	tel := &telemetry{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
+	tel.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(tel.spans))
+	tel.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(tel.reader))
+	t.Cleanup(func() {
+		tel.tp.Shutdown(context.Background())
+		tel.mp.Shutdown(context.Background())
+	})
+	return tel
+}
+
+// lookups returns the agentcache.lookups points as "tier/outcome" → count
+// for one resource.
+func (tel *telemetry) lookups(t *testing.T, res string) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := tel.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Name != acotel.ScopeName || sm.Scope.Version != acotel.Version {
+			t.Fatalf("instrumentation scope = %+v", sm.Scope)
+		}
+		for _, m := range sm.Metrics {
+			if m.Name != acotel.MetricLookups {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				if r, _ := dp.Attributes.Value(acotel.KeyResource); r.AsString() != res {
+					continue
+				}
+				tr, _ := dp.Attributes.Value(acotel.KeyTier)
+				oc, _ := dp.Attributes.Value(acotel.KeyOutcome)
+				out[tr.AsString()+"/"+oc.AsString()] += dp.Value
+			}
+		}
+	}
+	return out
+}
+
+func attr(s sdktrace.ReadOnlySpan, k attribute.Key) (attribute.Value, bool) {
+	for _, kv := range s.Attributes() {
+		if kv.Key == k {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+// spansOf returns the ended spans with name, oldest first.
+func (tel *telemetry) spansOf(name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range tel.spans.GetSpans().Snapshots() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestTelemetryPerTier(t *testing.T) {
+	tel := newTelemetry(t)
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	newCache := func() *Cache {
+		return newL1(t, Options{L2: backend.Remote("tel:"), TracerProvider: tel.tp, MeterProvider: tel.mp})
+	}
+	a, b := newCache(), newCache()
+	order := resource.Resource{Name: "get_order", Scope: scope.User, TTL: time.Minute}
+	tool := func(ctx context.Context, id string) (string, error) {
+		switch id {
+		case "missing":
+			return "", ErrNotFound
+		case "broken":
+			return "", errors.New("upstream 502")
+		}
+		time.Sleep(2 * time.Millisecond)
+		return "order " + id, nil
+	}
+	getA, _ := Wrap(a, order, tool)
+	getB, _ := Wrap(b, order, tool)
+
+	ctx := scope.WithUser(context.Background(), "alice-secret-id")
+	ctx, parent := tel.tp.Tracer("test").Start(ctx, "agent run")
+
+	getA(ctx, "o-1") // loader
+	getA(ctx, "o-1") // l1
+	waitFor(t, func() bool { return a.Stats().WritesDone == 1 })
+	getB(ctx, "o-1")     // l2
+	getA(ctx, "missing") // loader, not found
+	getA(ctx, "missing") // negative
+	getA(ctx, "broken")  // loader error
+	parent.End()
+
+	lookups := tel.spansOf(acotel.SpanLookup + " get_order")
+	wantTiers := []string{"loader", "l1", "l2", "loader", "negative", "loader"}
+	if len(lookups) != len(wantTiers) {
+		t.Fatalf("%d lookup spans, want %d", len(lookups), len(wantTiers))
+	}
+	for i, s := range lookups {
+		tierV, _ := attr(s, acotel.KeyTier)
+		hit, _ := attr(s, acotel.KeyHit)
+		if tierV.AsString() != wantTiers[i] {
+			t.Errorf("lookup %d: tier %q, want %q", i, tierV.AsString(), wantTiers[i])
+		}
+		if wantHit := wantTiers[i] != "loader"; hit.AsBool() != wantHit {
+			t.Errorf("lookup %d: cache.hit %v, want %v", i, hit.AsBool(), wantHit)
+		}
+		if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+			t.Errorf("lookup %d is not a child of the agent's span", i)
+		}
+		if res, _ := attr(s, acotel.KeyResource); res.AsString() != "get_order" {
+			t.Errorf("lookup %d: resource %q", i, res.AsString())
+		}
+		if sk, _ := attr(s, acotel.KeyScopeKind); sk.AsString() != "user" {
+			t.Errorf("lookup %d: scope kind %q", i, sk.AsString())
+		}
+		// A miss or a not-found is not an error; only the broken tool is.
+		if failed := s.Status().Code == codes.Error; failed != (i == 5) {
+			t.Errorf("lookup %d: status %v", i, s.Status())
+		}
+	}
+
+	tools := tel.spansOf("execute_tool get_order")
+	if len(tools) != 3 {
+		t.Fatalf("%d execute_tool spans, want 3", len(tools))
+	}
+	for i, s := range tools {
+		if s.Parent().SpanID() != lookups[[]int{0, 3, 5}[i]].SpanContext().SpanID() {
+			t.Errorf("execute_tool %d is not a child of its lookup", i)
+		}
+		op, _ := attr(s, acotel.KeyGenAIOperation)
+		name, _ := attr(s, acotel.KeyGenAIToolName)
+		if op.AsString() != "execute_tool" || name.AsString() != "get_order" {
+			t.Errorf("execute_tool %d: gen_ai attributes %v, %v", i, op, name)
+		}
+	}
+	if tools[2].Status().Code != codes.Error {
+		t.Error("a failing tool did not mark its span failed")
+	}
+	if et, ok := attr(tools[2], acotel.KeyErrorType); !ok || et.AsString() == "" {
+		t.Error("failing tool span has no error.type")
+	}
+	if tools[1].Status().Code == codes.Error {
+		t.Error("a not-found tool answer marked its span failed")
+	}
+	// The L2 read of instance b is a child of b's lookup.
+	var l2Child bool
+	for _, s := range tel.spansOf(acotel.SpanL2 + " read") {
+		if s.Parent().SpanID() == lookups[2].SpanContext().SpanID() {
+			l2Child = true
+		}
+	}
+	if !l2Child {
+		t.Error("no L2 read span under the L2-tier lookup")
+	}
+
+	// Privacy: neither the user ID nor the arguments appear anywhere.
+	for _, s := range tel.spans.GetSpans().Snapshots() {
+		for _, kv := range s.Attributes() {
+			v := kv.Value.Emit()
+			if strings.Contains(v, "alice") || strings.Contains(v, "o-1") || strings.Contains(v, "missing") {
+				t.Errorf("span %q leaks %s=%s", s.Name(), kv.Key, v)
+			}
+		}
+	}
+
+	got := tel.lookups(t, "get_order")
+	want := map[string]int64{"loader/miss": 1, "l1/hit": 1, "l2/hit": 1, "loader/not_found": 1, "negative/not_found": 1, "loader/error": 1}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("lookups %s = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+func TestNoRecordingSpanNoSpans(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newL1(t, Options{TracerProvider: tel.tp})
+	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
+	get(context.Background(), "paris")
+	get(context.Background(), "paris")
+	if n := len(tel.spans.GetSpans()); n != 0 {
+		t.Fatalf("%d spans recorded without a recording parent", n)
+	}
+	c2 := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true})
+	get2, _ := Wrap(c2, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
+	get2(context.Background(), "paris")
+	if n := len(tel.spansOf(acotel.SpanLookup + " get_weather")); n != 1 {
+		t.Fatalf("RootSpans: %d lookup spans, want 1", n)
+	}
+}
+
+func TestRecordScopeIDsHashes(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, RecordArgs: true})
+	get, _ := Wrap(c, getCart, (&fakeShop{items: map[string][]string{}}).getCart)
+	get(scope.WithUser(context.Background(), "alice"), cartArgs{Currency: "EUR"})
+	s := tel.spansOf(acotel.SpanLookup + " get_cart")[0]
+	id, ok := attr(s, acotel.KeyScopeID)
+	if !ok || id.AsString() == "" || strings.Contains(id.AsString(), "alice") {
+		t.Fatalf("scope ID attribute = %q, want a hash", id.AsString())
+	}
+	if h, ok := attr(s, acotel.KeyArgsHash); !ok || strings.Contains(h.AsString(), "EUR") {
+		t.Fatalf("args hash attribute = %v", h)
+	}
+}
+
+func TestRunSummary(t *testing.T) {
+	c := newL1(t, Options{})
+	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) {
+		time.Sleep(5 * time.Millisecond)
+		return "sun", nil
+	})
+	ctx, run := acotel.StartRun(context.Background())
+	for i := 0; i < 4; i++ {
+		get(ctx, "paris")
+	}
+	s := run.Summary()
+	if s.Lookups != 4 || s.ByTier["loader"] != 1 || s.ByTier["l1"] != 3 {
+		t.Fatalf("summary %+v", s)
+	}
+	if s.ToolTime < 5*time.Millisecond || s.TimeSaved < 3*4*time.Millisecond {
+		t.Fatalf("tool time %v, saved %v: want at least one tool run and three hits' worth", s.ToolTime, s.TimeSaved)
+	}
+	if !strings.Contains(s.String(), "get_weather") {
+		t.Fatalf("String() = %q", s.String())
+	}
+}
+
+func TestToolCallIDOnSpan(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true})
+	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
+	get(acotel.WithToolCallID(context.Background(), "call_42"), "oslo")
+	s := tel.spansOf("execute_tool get_weather")
+	if len(s) != 1 {
+		t.Fatalf("%d tool spans", len(s))
+	}
+	if id, _ := attr(s[0], acotel.KeyGenAIToolCallID); id.AsString() != "call_42" {
+		t.Fatalf("gen_ai.tool.call.id = %q", id.AsString())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+
