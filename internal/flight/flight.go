@@ -79,7 +79,7 @@ func (g *Group) Do(ctx context.Context, key string, fn func(ctx context.Context)
 
 func (g *Group) run(parent context.Context, key string, c *call, fn func(ctx context.Context) (any, error)) {
 	defer g.wg.Done()
-	ctx := detach(parent, g.base)
+	ctx := Detach(parent, g.base)
 	if g.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, g.timeout)
@@ -118,8 +118,9 @@ func (g *Group) Wait(ctx context.Context) error {
 	}
 }
 
-// detach returns a context with values's values and base's lifetime.
-func detach(values, base context.Context) context.Context {
+// Detach returns a context with the values of values and the lifetime
+// (deadline, cancellation) of base.
+func Detach(values, base context.Context) context.Context {
 	return detached{Context: base, values: values}
 }
 

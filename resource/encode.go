@@ -1,0 +1,352 @@
+package resource
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"reflect"
+	"strconv"
+)
+
+// maxIndirections is how many pointers and interfaces the reflection
+// encoder follows on one path before it hands the value to encoding/json,
+// which detects pointer cycles. Nesting of arrays and objects is bounded by
+// Limits.MaxDepth instead.
+const maxIndirections = 1000
+
+// encode writes the canonical form of json.Marshal(v) to s.out.
+func (s *state) encode(v reflect.Value, p *plan) error {
+	switch p.kind {
+	case kBool:
+		if v.Bool() {
+			s.out = append(s.out, "true"...)
+		} else {
+			s.out = append(s.out, "false"...)
+		}
+	case kInt:
+		// A decimal integer of at most 19 digits is already canonical.
+		s.out = strconv.AppendInt(s.out, v.Int(), 10)
+	case kUint:
+		s.out = strconv.AppendUint(s.out, v.Uint(), 10)
+	case kFloat32:
+		return s.float(v, 32)
+	case kFloat64:
+		return s.float(v, 64)
+	case kString:
+		s.out = appendQuotedString(s.out, v.String())
+		return s.checkSize()
+	case kNumber:
+		return s.jsonNumber(v.String())
+	case kRaw:
+		if v.IsNil() {
+			s.out = append(s.out, "null"...)
+			return nil
+		}
+		if err := s.canonical(v.Bytes()); err != nil {
+			return err
+		}
+		return s.checkSize()
+	case kBytes:
+		if v.IsNil() {
+			s.out = append(s.out, "null"...)
+			return nil
+		}
+		s.out = append(s.out, '"')
+		s.out = base64.StdEncoding.AppendEncode(s.out, v.Bytes())
+		s.out = append(s.out, '"')
+		return s.checkSize()
+	case kSlice:
+		if v.IsNil() {
+			s.out = append(s.out, "null"...)
+			return nil
+		}
+		return s.encArray(v, p.elem)
+	case kArray:
+		return s.encArray(v, p.elem)
+	case kMap:
+		if v.IsNil() {
+			s.out = append(s.out, "null"...)
+			return nil
+		}
+		return s.encObject(v, p)
+	case kPtr, kIface:
+		if v.IsNil() {
+			s.out = append(s.out, "null"...)
+			return nil
+		}
+		if s.indir >= maxIndirections {
+			return s.fallback(v)
+		}
+		s.indir++
+		e := v.Elem()
+		ep := p.elem
+		if p.kind == kIface {
+			ep = planFor(e.Type())
+		}
+		err := s.encode(e, ep)
+		s.indir--
+		return err
+	case kStruct:
+		return s.structure(v, p)
+	case kMarshal:
+		return s.fallback(v)
+	case kAddrMarshal:
+		if v.CanAddr() {
+			return s.fallback(v)
+		}
+		return s.encode(v, p.alt)
+	default:
+		return &json.UnsupportedTypeError{Type: v.Type()}
+	}
+	return nil
+}
+
+func (s *state) checkSize() error {
+	if len(s.out) > s.maxBytes {
+		return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(s.maxBytes) + " bytes", -1}
+	}
+	return nil
+}
+
+// float writes a float as encoding/json would (the shortest decimal that
+// reads back as the same float of that size), in canonical form.
+func (s *state) float(v reflect.Value, bits int) error {
+	f := v.Float()
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return &json.UnsupportedValueError{Value: v, Str: strconv.FormatFloat(f, 'g', -1, bits)}
+	}
+	var buf [32]byte
+	b := strconv.AppendFloat(buf[:0], f, 'e', -1, bits) // -d.ddde±dd
+	p, _, _ := scanNumber(b, 0)
+	s.out, _ = appendNumber(s.out, p)
+	return nil
+}
+
+// jsonNumber writes a json.Number, which encoding/json writes literally
+// after checking that it is a valid number ("" counts as 0).
+func (s *state) jsonNumber(n string) error {
+	if n == "" {
+		s.out = append(s.out, '0')
+		return nil
+	}
+	in := []byte(n)
+	p, end, msg := scanNumber(in, 0)
+	if msg != "" || end != len(in) {
+		return &jsonError{ErrInvalidJSON, "invalid json.Number literal", -1}
+	}
+	var ok bool
+	if s.out, ok = appendNumber(s.out, p); !ok {
+		return &jsonError{ErrTooLarge, "json.Number exponent out of range", -1}
+	}
+	return nil
+}
+
+func (s *state) encArray(v reflect.Value, elem *plan) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	s.out = append(s.out, '[')
+	n := v.Len()
+	for i := range n {
+		if i > 0 {
+			s.out = append(s.out, ',')
+		}
+		if err := s.encode(v.Index(i), elem); err != nil {
+			return err
+		}
+	}
+	s.out = append(s.out, ']')
+	s.depth--
+	return s.checkSize()
+}
+
+func (s *state) structure(v reflect.Value, p *plan) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	s.out = append(s.out, '{')
+	first := true
+fields:
+	for i := range p.fields {
+		f := &p.fields[i]
+		var fv reflect.Value
+		if len(f.index) == 1 {
+			fv = v.Field(f.index[0])
+		} else {
+			fv = v
+			for _, x := range f.index {
+				if fv.Kind() == reflect.Pointer { // an embedded *T
+					if fv.IsNil() {
+						continue fields
+					}
+					fv = fv.Elem()
+				}
+				fv = fv.Field(x)
+			}
+		}
+		if f.omitEmpty && isEmptyValue(fv) || f.omitZero && fv.IsZero() {
+			continue
+		}
+		if !first {
+			s.out = append(s.out, ',')
+		}
+		first = false
+		s.out = append(s.out, f.name...)
+		if f.quoted {
+			s.out = append(s.out, '"')
+			if err := s.encode(fv, f.plan); err != nil {
+				return err
+			}
+			s.out = append(s.out, '"')
+			continue
+		}
+		if err := s.encode(fv, f.plan); err != nil {
+			return err
+		}
+	}
+	s.out = append(s.out, '}')
+	s.depth--
+	return s.checkSize()
+}
+
+// isEmptyValue is encoding/json's definition of empty for omitempty.
+func isEmptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64,
+		reflect.Interface, reflect.Pointer:
+		return v.IsZero()
+	}
+	return false
+}
+
+// encObject writes a map. Its members are written in iteration order and then
+// sorted by closeObject, which also rejects keys that collide once invalid
+// UTF-8 is replaced, as HashJSON would reject json.Marshal's output.
+func (s *state) encObject(v reflect.Value, p *plan) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	start := len(s.out)
+	s.out = append(s.out, '{')
+	memBase, keyBase := len(s.mems), len(s.keys)
+	n := 0
+	var err error
+	switch {
+	case p.fast == fastStringAny && v.CanInterface():
+		for k, x := range v.Interface().(map[string]any) {
+			s.beginMember(&n, k)
+			if x == nil {
+				s.out = append(s.out, "null"...)
+			} else if err = s.encodeAny(x); err != nil {
+				return err
+			}
+			s.endMember(memBase + n - 1)
+		}
+	case p.fast == fastStringString && v.CanInterface():
+		for k, x := range v.Interface().(map[string]string) {
+			s.beginMember(&n, k)
+			s.out = appendQuotedString(s.out, x)
+			s.endMember(memBase + n - 1)
+		}
+	default:
+		it := v.MapRange()
+		for it.Next() {
+			k := it.Key()
+			k0 := len(s.keys)
+			switch p.key {
+			case keyString:
+				s.keys = appendSanitized(s.keys, k.String(), false)
+			case keyInt:
+				s.keys = strconv.AppendInt(s.keys, k.Int(), 10)
+			case keyUint:
+				s.keys = strconv.AppendUint(s.keys, k.Uint(), 10)
+			}
+			s.beginMemberKey(&n, k0)
+			if err = s.encode(it.Value(), p.elem); err != nil {
+				return err
+			}
+			s.endMember(memBase + n - 1)
+		}
+	}
+	if err := s.closeObject(start, memBase, keyBase, -1); err != nil {
+		return err
+	}
+	return s.checkSize()
+}
+
+func (s *state) beginMember(n *int, key string) {
+	k0 := len(s.keys)
+	s.keys = appendSanitized(s.keys, key, false)
+	s.beginMemberKey(n, k0)
+}
+
+// beginMemberKey starts the member whose unescaped key is s.keys[k0:].
+func (s *state) beginMemberKey(n *int, k0 int) {
+	if *n > 0 {
+		s.out = append(s.out, ',')
+	}
+	*n++
+	k1 := len(s.keys)
+	m0 := len(s.out)
+	s.out = appendQuoted(s.out, s.keys[k0:k1])
+	s.out = append(s.out, ':')
+	s.mems = append(s.mems, member{k0: k0, k1: k1, m0: m0})
+}
+
+func (s *state) endMember(i int) { s.mems[i].m1 = len(s.out) }
+
+// encodeAny writes the value held by an interface, as if reached through
+// an interface-typed map value.
+func (s *state) encodeAny(x any) error {
+	if s.indir >= maxIndirections {
+		// As encoding/json sees an interface's content: not addressable.
+		b, err := json.Marshal(x)
+		if err != nil {
+			return err
+		}
+		if err := s.canonical(b); err != nil {
+			return err
+		}
+		return s.checkSize()
+	}
+	s.indir++
+	v := reflect.ValueOf(x)
+	err := s.encode(v, planFor(v.Type()))
+	s.indir--
+	return err
+}
+
+// fallback writes v by running encoding/json on it and canonicalizing the
+// result. The value is handed over so that encoding/json sees it exactly as
+// its own traversal would have: through its address if it is addressable
+// (which decides whether pointer-receiver MarshalJSON methods apply), and
+// still wrapped if it is an interface.
+func (s *state) fallback(v reflect.Value) error {
+	if !v.CanInterface() {
+		return errWhole
+	}
+	var x any
+	switch {
+	case v.CanAddr():
+		x = v.Addr().Interface()
+	case v.Kind() == reflect.Interface:
+		c := reflect.New(v.Type())
+		c.Elem().Set(v)
+		x = c.Interface()
+	default:
+		x = v.Interface()
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	if err := s.canonical(b); err != nil {
+		return err
+	}
+	return s.checkSize()
+}

@@ -1,0 +1,107 @@
+package resource
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+)
+
+// Hash identifies a set of tool arguments: the first 16 bytes of the
+// SHA-256 of their canonical form. 128 bits make an accidental collision
+// among the arguments one cache ever sees negligible.
+type Hash [16]byte
+
+// AppendTo appends h in unpadded base64url (22 bytes, [A-Za-z0-9_-]) to dst
+// and returns the extended slice. The form is safe in Redis keys.
+func (h Hash) AppendTo(dst []byte) []byte {
+	return base64.RawURLEncoding.AppendEncode(dst, h[:])
+}
+
+// String returns h in unpadded base64url, as [Hash.AppendTo] writes it.
+func (h Hash) String() string {
+	var buf [22]byte
+	return string(h.AppendTo(buf[:0]))
+}
+
+func (s *state) sum() Hash {
+	full := sha256.Sum256(s.out)
+	return Hash(full[:16])
+}
+
+// HashJSON returns the [Hash] of the canonical form of the JSON value in
+// data (see [AppendCanonicalJSON]), so that arguments that differ only in
+// key order, white space, string escapes or number spelling hash the same.
+// It does not allocate unless it fails.
+func HashJSON(data []byte, lim Limits) (Hash, error) {
+	s := getState(lim)
+	err := s.canonical(data)
+	var h Hash
+	if err == nil {
+		h = s.sum()
+	}
+	putState(s)
+	return h, err
+}
+
+// errWhole asks HashValue to encode the whole value with encoding/json
+// because the reflection encoder met something it cannot reproduce exactly.
+var errWhole = errors.New("resource: internal: encode with encoding/json")
+
+// HashValue returns the [Hash] of the canonical form of json.Marshal(v): the
+// same Hash as HashJSON(json.Marshal(v)) for every v that json.Marshal
+// accepts, and an error for every v it rejects. Typed tools call it with
+// their argument struct on every lookup.
+//
+// It follows encoding/json's rules (field names and tags, omitempty,
+// omitzero, the string option, embedded structs, map key conversion,
+// []byte as base64, invalid UTF-8 as U+FFFD) but writes the canonical form
+// directly, without building json.Marshal's output, and caches a plan per
+// type. Values it cannot reproduce exactly by reflection — types that
+// implement json.Marshaler or encoding.TextMarshaler, structs whose field
+// names collide, the string option on string and float fields, omitzero on
+// types with an IsZero method — are encoded with json.Marshal and
+// canonicalized, which is correct but slower. For a struct of strings,
+// numbers, bools, slices and maps of them, HashValue itself does not
+// allocate; converting a non-pointer struct to any at the call site
+// allocates once.
+//
+// Here [Limits.MaxBytes] bounds the canonical form, while HashJSON applies
+// it to its input, so near the limit one may accept a value the other
+// rejects. MaxDepth applies alike.
+func HashValue(v any, lim Limits) (Hash, error) {
+	s := getState(lim)
+	err := s.encodeValue(v)
+	if err == errWhole {
+		s.out, s.depth, s.indir = s.out[:0], 0, 0
+		s.keys, s.mems = s.keys[:0], s.mems[:0]
+		var b []byte
+		if b, err = json.Marshal(v); err == nil {
+			err = s.canonical(b)
+		}
+	}
+	var h Hash
+	if err == nil {
+		h = s.sum()
+	}
+	putState(s)
+	if err != nil {
+		var je *jsonError
+		if !errors.As(err, &je) {
+			err = fmt.Errorf("resource: cannot encode arguments: %w", err)
+		}
+		return Hash{}, err
+	}
+	return h, nil
+}
+
+func (s *state) encodeValue(v any) error {
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() {
+		s.out = append(s.out, "null"...)
+		return nil
+	}
+	return s.encode(rv, planFor(rv.Type()))
+}
