@@ -41,6 +41,11 @@ type Cache struct {
 	resMu     sync.Mutex // guards resources
 	resources map[string]*resState
 
+	locker     tier.Locker // nil: no fleet lock
+	fills      fillWaiters
+	refreshing sync.Map       // L1 key → struct{}: refreshes running
+	bg         sync.WaitGroup // refreshes and lease renewals
+
 	base   context.Context // ends at Close: cancels loads and background work
 	cancel context.CancelFunc
 	closed atomic.Bool
@@ -56,6 +61,12 @@ type entry struct {
 	value     any
 	st        stamp
 	expiresAt int64 // Unix nanos; 0: never. Kept for snapshots.
+	// freshUntil, with a stale window, is when the entry turns stale; it
+	// is served stale until expiresAt while one refresh runs. 0: no window.
+	freshUntil int64
+	// refreshAt, with refresh-ahead, is when a read starts a background
+	// refresh while the entry is still fresh. 0: none.
+	refreshAt int64
 	// raw is set on entries restored from a snapshot: value is then the
 	// encoded []byte and st carries values but no cells until the first
 	// lookup confirms the epochs and decodes it.
@@ -66,6 +77,8 @@ type entry struct {
 // hit adds to one, and parallel hits must not share a cache line.
 type counters struct {
 	l1Hits, l2Hits, negativeHits, misses       stripe.Counter
+	staleHits                                  stripe.Counter
+	refreshes, fleetWaits                      atomic.Uint64
 	negativeStored                             atomic.Uint64
 	loads, loadErrors                          atomic.Uint64
 	l2Errors, l2Corrupt                        atomic.Uint64
@@ -113,6 +126,7 @@ func New(opts Options) (*Cache, error) {
 	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL),
 		obs: c.obs.newResObs("kv", "none")}
 	c.w = newWriter(c)
+	c.locker, _ = o.L2.(tier.Locker)
 	c.ep.start()
 	c.applySnapshot(restored)
 	if snapErr != nil {
@@ -138,6 +152,7 @@ func (c *Cache) Close(ctx context.Context) error {
 	}
 	c.cancel()
 	_ = c.fl.Wait(context.Background()) // cancelled loads return promptly
+	c.bg.Wait()
 	c.stopSnapshots()
 	if err := c.w.close(ctx); err != nil {
 		errs = append(errs, err)
@@ -157,6 +172,9 @@ type Stats struct {
 	L2Hits uint64 // lookups answered by L2
 	Misses uint64 // lookups that reached the loader
 
+	StaleHits      uint64 // of the L1 and L2 hits, how many were served stale
+	Refreshes      uint64 // background refreshes started (stale or ahead)
+	FleetWaits     uint64 // times a load waited for another instance's lease
 	NegativeHits   uint64 // lookups answered "not found" by the negative cache
 	NegativeStored uint64 // "not found" answers remembered
 
@@ -198,6 +216,7 @@ func (c *Cache) Stats() Stats {
 	return Stats{
 		L1Hits: s.l1Hits.Load(), L2Hits: s.l2Hits.Load(), Misses: s.misses.Load(),
 		NegativeHits: s.negativeHits.Load(), NegativeStored: s.negativeStored.Load(),
+		StaleHits: s.staleHits.Load(), Refreshes: s.refreshes.Load(), FleetWaits: s.fleetWaits.Load(),
 		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
 		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
 		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),

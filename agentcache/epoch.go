@@ -347,6 +347,7 @@ type message struct {
 	From   string        `json:"f"`
 	Epochs []epochUpdate `json:"e,omitempty"`
 	Keys   []string      `json:"k,omitempty"` // L1 keys to drop
+	Fills  []string      `json:"l,omitempty"` // L2 keys just filled under a lease
 	Clear  bool          `json:"c,omitempty"` // drop every L1 entry
 }
 
@@ -391,6 +392,9 @@ func (e *epochs) apply(m message) {
 	}
 	for _, k := range m.Keys {
 		e.c.l1.Delete(k)
+	}
+	for _, k := range m.Fills {
+		e.c.fills.notify(k)
 	}
 	if m.Clear {
 		e.c.l1.Clear()

@@ -49,7 +49,7 @@ func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o
 	// The key check on the hit path is one byte: keys starting with NUL are
 	// reserved for resources, so a key-value key can never name one.
 	if len(key) > 0 && key[0] != 0 {
-		if v, ok := fromL1Fast[T](c, key); ok {
+		if v, h := fromL1Fast[T](c, key); h != hitNone {
 			if o != nil {
 				o.tier = tierL1
 			}

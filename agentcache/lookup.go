@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,11 @@ type lookup struct {
 	l1   string // the L1 key
 	// isNegative, if set, marks loaded values that mean "not found".
 	isNegative func(any) bool
+	// refreshAhead, if in (0, 1), refreshes an entry read after that share
+	// of its TTL, in the background.
+	refreshAhead float64
+	writeThrough bool // write L2 before the lookup returns
+	noFleetLock  bool // load on this instance even when the fleet lock is on
 }
 
 // stampFor returns the epochs the entry lives under, confirmed with L2 where
@@ -103,21 +109,73 @@ func (lk *lookup) l2Key(st *stamp) string {
 	return string(b)
 }
 
-// fromL1Fast is the L1 hit path: no allocation, no map but L1's, no clock.
-func fromL1Fast[T any](c *Cache, key string) (T, bool) {
+// hit says how an L1 lookup went.
+type hit uint8
+
+const (
+	hitNone    hit = iota // not in L1 (or not usable)
+	hitFresh              // a fresh value
+	hitRefresh            // a fresh value due for refresh-ahead
+	hitStale              // a value past its TTL, inside the stale window
+)
+
+// fromL1Fast is the L1 hit path: no allocation, no map but L1's, and no
+// clock unless the entry has a stale window or refresh-ahead.
+func fromL1Fast[T any](c *Cache, key string) (T, hit) {
 	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.valid(c.ep.tick.Load()) {
 		if v, ok := e.value.(T); ok {
-			c.stats.l1Hits.Inc()
-			return v, true
+			h := hitFresh
+			if e.freshUntil|e.refreshAt != 0 {
+				h = c.age(e)
+			}
+			c.countL1(h)
+			return v, h
 		}
 	}
 	var zero T
-	return zero, false
+	return zero, hitNone
+}
+
+// age classifies an entry that has a stale window or refresh-ahead.
+func (c *Cache) age(e *entry) hit {
+	now := c.opts.Now().UnixNano()
+	switch {
+	case e.freshUntil != 0 && now >= e.freshUntil:
+		return hitStale
+	case e.refreshAt != 0 && now >= e.refreshAt:
+		return hitRefresh
+	}
+	return hitFresh
+}
+
+func (c *Cache) countL1(h hit) {
+	c.stats.l1Hits.Inc()
+	if h == hitStale {
+		c.stats.staleHits.Inc()
+	}
+}
+
+// served finishes an L1 hit of the slow or fast path: a stale or due entry
+// starts one background refresh.
+func served[T any](ctx context.Context, c *Cache, lk *lookup, h hit, load func(context.Context) (T, error), o *obsLookup) {
+	if o != nil {
+		o.tier = tierL1
+		o.stale = h == hitStale
+	}
+	if h == hitStale || h == hitRefresh {
+		refreshAsync(ctx, c, lk, load)
+	}
+}
+
+// loaded is what a load step hands the flight's waiters.
+type loaded struct {
+	v    any
+	tier tierIdx // tierLoader, or tierL2/tierNegative when another instance's load filled L2
 }
 
 // fetch is the slow read path: L1 against confirmed epochs, the negative
-// filter, L2, then one load per key at a time.
-// o, if not nil, learns which tier answered.
+// filter, L2, then one load per key at a time (and, with the fleet lock,
+// per key across the fleet). o, if not nil, learns which tier answered.
 func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx context.Context) (T, error), o *obsLookup) (T, error) {
 	var zero T
 	var scratch obsLookup
@@ -125,9 +183,9 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		o = &scratch
 	}
 	st := c.stampFor(ctx, lk)
-	if v, ok := fromL1[T](c, lk, &st); ok {
-		c.stats.l1Hits.Inc()
-		o.tier = tierL1
+	if v, h := fromL1[T](c, lk, &st); h != hitNone {
+		c.countL1(h)
+		served(ctx, c, lk, h, load, o)
 		return v, nil
 	}
 	key := lk.l2Key(&st)
@@ -138,11 +196,16 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	status := l2Unavailable
 	if c.l2 != nil {
 		var v T
-		v, status = fromL2[T](ctx, c, lk, key, &st)
+		var stale bool
+		v, status, stale = fromL2[T](ctx, c, lk, key, &st)
 		switch status {
 		case l2Hit:
 			c.stats.l2Hits.Inc()
-			o.tier = tierL2
+			o.tier, o.stale = tierL2, stale
+			if stale {
+				c.stats.staleHits.Inc()
+				refreshAsync(ctx, c, lk, load)
+			}
 			return v, nil
 		case l2Negative:
 			c.stats.negativeHits.Inc()
@@ -164,38 +227,59 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		return zero, err
 	}
 	c.stats.misses.Inc()
-	v, err, _ := c.fl.Do(ctx, key, func(lctx context.Context) (any, error) {
-		c.stats.loads.Add(1)
-		ok := false
-		defer func() {
-			if !ok { // an error or a panic (which the flight turns into a PanicError)
-				c.stats.loadErrors.Add(1)
-			}
-		}()
-		val, err := runTool(lctx, c, lk.r.obs, load)
-		if isNotFound(lk, val, err) {
-			ok = true
-			c.putNegative(lk, key, &st)
-			if err == nil {
-				err = negativeHit(lk.r)
-			}
-			return nil, err
-		}
-		if err != nil {
-			return nil, err
-		}
-		ok = true
-		c.put(lk, key, &st, val, lk.r.ttl)
-		return val, nil
+	res, err, _ := c.fl.Do(ctx, key, func(lctx context.Context) (any, error) {
+		l, err := loadStep(lctx, c, lk, key, &st, load)
+		return l, err
 	})
+	if l, ok := res.(loaded); ok && l.tier != tierLoader {
+		o.tier = l.tier
+	}
 	if err != nil {
 		return zero, err
 	}
-	tv, ok := v.(T)
-	if !ok && v != nil {
-		return zero, fmt.Errorf("agentcache: a concurrent load of the same key returned %T, not %T", v, zero)
+	l, _ := res.(loaded)
+	tv, ok := l.v.(T)
+	if !ok && l.v != nil {
+		return zero, fmt.Errorf("agentcache: a concurrent load of the same key returned %T, not %T", l.v, zero)
 	}
 	return tv, nil
+}
+
+// loadStep runs inside the flight: the tool, under the fleet lock when it
+// is on.
+func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error)) (loaded, error) {
+	if c.fleetOn(lk) {
+		return loadFleet(ctx, c, lk, key, st, load)
+	}
+	return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
+}
+
+// loadLocal runs the tool and stores what it returns: a value, or a "not
+// found". Errors are returned and never stored. With writeThrough the L2
+// write happens before it returns.
+func loadLocal[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error), writeThrough bool) (loaded, error) {
+	c.stats.loads.Add(1)
+	ok := false
+	defer func() {
+		if !ok { // an error or a panic (which the flight turns into a PanicError)
+			c.stats.loadErrors.Add(1)
+		}
+	}()
+	val, err := runTool(ctx, c, lk.r.obs, load)
+	if isNotFound(lk, val, err) {
+		ok = true
+		c.putNegative(ctx, lk, key, st, writeThrough)
+		if err == nil {
+			err = negativeHit(lk.r)
+		}
+		return loaded{tier: tierLoader}, err
+	}
+	if err != nil {
+		return loaded{tier: tierLoader}, err
+	}
+	ok = true
+	c.put(ctx, lk, key, st, val, writeThrough)
+	return loaded{v: val, tier: tierLoader}, nil
 }
 
 // l2Status is what an L2 read found.
@@ -211,11 +295,11 @@ const (
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
 // fast path it accepts cells that could not be confirmed (L2 down), and it
 // decodes entries restored from a snapshot on first use.
-func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, bool) {
+func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, hit) {
 	var zero T
 	e, ok := c.l1.Get(lk.l1)
 	if !ok || !e.st.sameVals(st) {
-		return zero, false
+		return zero, hitNone
 	}
 	if e.raw {
 		raw, _ := e.value.([]byte)
@@ -223,24 +307,30 @@ func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, bool) {
 		if err := c.codec.Unmarshal(raw, &v); err != nil {
 			c.l1.Delete(lk.l1)
 			c.warn("snapshot decode", "agentcache: dropping a restored entry that does not decode", err)
-			return zero, false
+			return zero, hitNone
 		}
-		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt}
+		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil}
 		c.l1.Set(lk.l1, ne, c.remaining(e.expiresAt))
-		return v, true
+		return v, c.age(ne)
 	}
 	for i := uint8(0); i < st.n; i++ {
 		if e.st.cells[i] != st.cells[i] {
-			return zero, false
+			return zero, hitNone
 		}
 	}
 	v, ok := e.value.(T)
-	return v, ok
+	if !ok {
+		return zero, hitNone
+	}
+	if e.freshUntil|e.refreshAt != 0 {
+		return v, c.age(e)
+	}
+	return v, hitFresh
 }
 
-// fromL2 reads an entry from L2 and fills L1 with a value it finds.
-func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Status) {
-	var zero T
+// fromL2 reads an entry from L2 and fills L1 with a value it finds. stale
+// reports a value past its TTL but inside the resource's stale window.
+func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (v T, status l2Status, stale bool) {
 	var b []byte
 	var found bool
 	err := c.l2Call(ctx, "read", func(ctx context.Context) (err error) {
@@ -248,37 +338,42 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 		return err
 	})
 	if err != nil {
-		return zero, l2Unavailable
+		return v, l2Unavailable, false
 	}
 	if !found {
-		return zero, l2Miss
+		return v, l2Miss, false
 	}
 	kind, fresh, payload, err := openEnvelope(b)
 	if err != nil {
 		c.corrupt(key, err)
-		return zero, l2Miss
+		return v, l2Miss, false
 	}
 	if kind == kindMissing {
-		return zero, l2Negative
+		return v, l2Negative, false
 	}
-	var v T
 	if err := c.codec.Unmarshal(payload, &v); err != nil {
 		c.corrupt(key, err)
-		return zero, l2Miss
+		var zero T
+		return zero, l2Miss, false
 	}
-	ttl := lk.r.ttl
-	var exp int64
+	e := &entry{value: v, st: *st}
+	ttl := lk.r.ttl + lk.r.stale
 	if !fresh.IsZero() {
-		exp = fresh.UnixNano()
-		ttl = c.remaining(exp)
-		if ttl <= 0 {
-			return zero, l2Miss
+		f := fresh.UnixNano()
+		e.expiresAt = f + int64(lk.r.stale)
+		if ttl = c.remaining(e.expiresAt); ttl <= 0 {
+			var zero T
+			return zero, l2Miss, false
+		}
+		if lk.r.stale > 0 {
+			e.freshUntil = f
+			stale = c.opts.Now().UnixNano() >= f
 		}
 	}
 	if st.current() {
-		c.l1.Set(lk.l1, &entry{value: v, st: *st, expiresAt: exp}, ttl)
+		c.l1.Set(lk.l1, e, ttl)
 	}
-	return v, l2Hit
+	return v, l2Hit, stale
 }
 
 // corrupt handles an undecodable L2 value: a miss, counted, and the key
@@ -297,22 +392,73 @@ func (c *Cache) remaining(expiresAt int64) time.Duration {
 	return time.Duration(expiresAt - c.opts.Now().UnixNano())
 }
 
-// put stores a loaded value: L1 now, L2 through the write-behind queue. A
-// value loaded under epochs that have moved since is returned to its
-// callers but not stored: it may predate an invalidation.
-func (c *Cache) put(lk *lookup, key string, st *stamp, v any, ttl time.Duration) {
+// jitter shortens ttl by a random share of up to Options.TTLJitter, so that
+// entries written together do not expire together.
+func (c *Cache) jitter(ttl time.Duration) time.Duration {
+	if c.opts.TTLJitter <= 0 || ttl <= 0 {
+		return ttl
+	}
+	span := int64(float64(ttl) * c.opts.TTLJitter)
+	if span <= 0 {
+		return ttl
+	}
+	return ttl - time.Duration(rand.Int64N(span))
+}
+
+// put stores a loaded value: L1 now, L2 through the write-behind queue (or
+// at once with writeThrough). A value loaded under epochs that have moved
+// since is returned to its callers but not stored: it may predate an
+// invalidation.
+func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, writeThrough bool) {
 	if !st.current() {
 		return
 	}
+	ttl := lk.r.ttl
 	if ttl <= 0 {
 		ttl = c.opts.DefaultTTL
 	}
-	exp := c.opts.Now().Add(ttl)
-	c.l1.Set(lk.l1, &entry{value: v, st: *st, expiresAt: exp.UnixNano()}, ttl)
+	ttl = c.jitter(ttl)
+	now := c.opts.Now()
+	fresh := now.Add(ttl)
+	life := ttl + lk.r.stale
+	e := &entry{value: v, st: *st, expiresAt: now.Add(life).UnixNano()}
+	if lk.r.stale > 0 {
+		e.freshUntil = fresh.UnixNano()
+	}
+	if lk.refreshAhead > 0 {
+		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
+	}
+	c.l1.Set(lk.l1, e, life)
 	if c.l2 != nil {
-		if b, ok := c.encode(v, kindValue, exp); ok {
-			c.w.enqueue(writeOp{key: key, value: b, ttl: ttl})
+		if b, ok := c.encode(v, kindValue, fresh); ok {
+			c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
 		}
+	}
+}
+
+// writeL2 queues a write, or with sync makes it now (write-through) and
+// falls back to the queue if that fails.
+func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) {
+	if !sync {
+		c.w.enqueue(op)
+		return
+	}
+	err := c.l2Call(context.WithoutCancel(ctx), "write", func(ctx context.Context) error {
+		if op.ifAbsent {
+			if c.w.adder == nil {
+				return nil
+			}
+			_, err := c.w.adder.SetIfAbsent(ctx, op.key, op.value, op.ttl)
+			return err
+		}
+		return c.l2.Set(ctx, op.key, op.value, op.ttl)
+	})
+	if err == nil {
+		c.stats.writesDone.Add(1)
+	} else if err != errBreakerOpen {
+		c.stats.writesFailed.Add(1)
+	} else {
+		c.stats.writesSkipped.Add(1)
 	}
 }
 

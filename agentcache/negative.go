@@ -1,6 +1,7 @@
 package agentcache
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -111,7 +112,7 @@ func isNotFound(lk *lookup, v any, err error) bool {
 
 // putNegative remembers a "not found" answer in the filter and as an L2
 // marker that never overwrites a value.
-func (c *Cache) putNegative(lk *lookup, key string, st *stamp) {
+func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *stamp, writeThrough bool) {
 	if lk.r.negTTL <= 0 || !st.current() {
 		return
 	}
@@ -120,7 +121,7 @@ func (c *Cache) putNegative(lk *lookup, key string, st *stamp) {
 	if c.l2 != nil {
 		exp := c.opts.Now().Add(lk.r.negTTL)
 		if b, ok := c.encode(nil, kindMissing, exp); ok {
-			c.w.enqueue(writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true})
+			c.writeL2(ctx, writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true}, writeThrough)
 		}
 	}
 }

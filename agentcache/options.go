@@ -24,6 +24,9 @@ const (
 	DefaultScopeEpochTTL  = 24 * time.Hour
 	DefaultLogInterval    = 10 * time.Second
 	DefaultNegativeKeys   = 100_000
+	DefaultLockLease      = 10 * time.Second
+	DefaultLockPoll       = 10 * time.Millisecond
+	DefaultTTLJitter      = 0.05
 
 	DefaultFalsePositiveRate = 0.01
 )
@@ -94,6 +97,24 @@ type Options struct {
 	// Negative sizes the L1 negative cache (bloom filters of "not found"
 	// answers).
 	Negative NegativeOptions
+
+	// TTLJitter shortens each entry's TTL by a random share of up to this
+	// fraction, so entries written together do not expire together.
+	// Default DefaultTTLJitter; negative turns it off.
+	TTLJitter float64
+
+	// DisableFleetLock turns off the fleet-wide load lock. By default, when
+	// L2 can hold leases (tier.Locker), one instance runs the tool for a key
+	// that many instances miss at once and the others read its result.
+	DisableFleetLock bool
+	// LockLease is the life of a load lease; the holder renews it every
+	// third of it, and if the holder dies another instance takes over after
+	// at most this long. Default DefaultLockLease.
+	LockLease time.Duration
+	// LockPoll is how often a waiting instance first checks L2, in case the
+	// fill announcement is lost; it doubles up to 16 times this. Default
+	// DefaultLockPoll.
+	LockPoll time.Duration
 
 	// Snapshot, if Path is set, restores L1 from a file at New and saves it
 	// at Close (and every Interval if positive), for warm restarts.
@@ -190,6 +211,14 @@ func (o *Options) withDefaults() (Options, error) {
 	nonNeg("MaxEpochAge", v.MaxEpochAge)
 	nonNeg("ScopeEpochTTL", v.ScopeEpochTTL)
 	nonNeg("Snapshot.Interval", v.Snapshot.Interval)
+	nonNeg("LockLease", v.LockLease)
+	nonNeg("LockPoll", v.LockPoll)
+	if v.TTLJitter >= 1 || v.TTLJitter != v.TTLJitter {
+		bad("TTLJitter", "must be below 1")
+	}
+	if v.LockLease > 0 && v.LockLease < 3*time.Millisecond {
+		bad("LockLease", "must be at least 3ms")
+	}
 	nonNeg("Breaker.OpenFor", v.Breaker.OpenFor)
 	nonNeg("Breaker.MaxOpenFor", v.Breaker.MaxOpenFor)
 	if v.Negative.ExpectedKeys < 0 {
@@ -227,6 +256,11 @@ func (o *Options) withDefaults() (Options, error) {
 	defD(&v.L2Timeout, DefaultL2Timeout)
 	defD(&v.MaxEpochAge, DefaultMaxEpochAge)
 	defD(&v.ScopeEpochTTL, DefaultScopeEpochTTL)
+	defD(&v.LockLease, DefaultLockLease)
+	defD(&v.LockPoll, DefaultLockPoll)
+	if v.TTLJitter == 0 {
+		v.TTLJitter = DefaultTTLJitter
+	}
 	if v.Name == "" {
 		v.Name = "default"
 	}

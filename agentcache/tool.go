@@ -13,9 +13,38 @@ import (
 type ToolOption interface{ apply(*toolConfig) }
 
 type toolConfig struct {
-	isNegative func(any) bool
-	limits     resource.Limits
+	isNegative   func(any) bool
+	limits       resource.Limits
+	refreshAhead float64
+	writeThrough bool
+	noFleetLock  bool
 }
+
+func (cfg *toolConfig) lookup(rs *resState, id string, h resource.Hash, l1 string) lookup {
+	return lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: l1,
+		isNegative: cfg.isNegative, refreshAhead: cfg.refreshAhead,
+		writeThrough: cfg.writeThrough, noFleetLock: cfg.noFleetLock}
+}
+
+// RefreshAhead refreshes an entry in the background when it is read after
+// the given share of its TTL (0.8: in its last fifth), so hot entries never
+// expire under their readers. Values outside (0, 1) turn it off.
+func RefreshAhead(share float64) ToolOption {
+	return optionFunc(func(c *toolConfig) {
+		if share > 0 && share < 1 {
+			c.refreshAhead = share
+		}
+	})
+}
+
+// WriteThrough writes L2 before a call that ran the tool returns, for
+// resources where read-after-write across instances matters more than
+// latency. By default L2 is written in the background.
+func WriteThrough() ToolOption { return optionFunc(func(c *toolConfig) { c.writeThrough = true }) }
+
+// NoFleetLock lets every instance run the tool on its own misses instead of
+// one instance loading for the fleet (the default when L2 can hold leases).
+func NoFleetLock() ToolOption { return optionFunc(func(c *toolConfig) { c.noFleetLock = true }) }
 
 type optionFunc func(*toolConfig)
 
@@ -117,13 +146,18 @@ func call[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h
 
 func callTier[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error), o *obsLookup) (R, error) {
 	l1 := rs.l1Key(id, h)
-	if v, ok := fromL1Fast[R](c, l1); ok {
+	v, hit := fromL1Fast[R](c, l1)
+	if hit == hitFresh {
 		if o != nil {
 			o.tier = tierL1
 		}
 		return v, nil
 	}
-	lk := lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: l1, isNegative: cfg.isNegative}
+	lk := cfg.lookup(rs, id, h, l1)
+	if hit != hitNone {
+		served(ctx, c, &lk, hit, run, o)
+		return v, nil
+	}
 	return fetch(ctx, c, &lk, run, o)
 }
 

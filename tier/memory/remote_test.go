@@ -1,0 +1,220 @@
+package memory
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentcache/agentcache-go/tier"
+	"github.com/agentcache/agentcache-go/tier/tiertest"
+)
+
+func TestRemoteConformance(t *testing.T) {
+	b := NewBackend(BackendOptions{SweepInterval: 20 * time.Millisecond})
+	t.Cleanup(func() { _ = b.Close() })
+	tiertest.Run(t, func(t *testing.T, prefix string) tier.Remote {
+		return b.Remote(prefix)
+	})
+}
+
+// remoteClock is a fake clock for the remote tests.
+type remoteClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newRemoteClock() *remoteClock {
+	return &remoteClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *remoteClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *remoteClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestRemoteFakeClock(t *testing.T) {
+	clock := newRemoteClock()
+	b := NewBackend(BackendOptions{Clock: clock.Now, SweepInterval: -1})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+
+	if err := r.Set(ctx, "k", []byte("v"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := r.TryLock(ctx, "lease", "a", 5*time.Second); !ok {
+		t.Fatal("TryLock on a free lease failed")
+	}
+	if _, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.Advance(9 * time.Second)
+	if _, ok, _ := r.Get(ctx, "k"); !ok {
+		t.Fatal("entry expired before its TTL")
+	}
+	if ok, _ := r.TryLock(ctx, "lease", "b", time.Second); !ok {
+		t.Fatal("lease did not expire with the fake clock")
+	}
+	clock.Advance(2 * time.Second)
+	if _, ok, _ := r.Get(ctx, "k"); ok {
+		t.Fatal("entry outlived its TTL")
+	}
+	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{2}, 0); got[0] != 1 {
+		t.Fatalf("epoch = %d before its TTL, want 1", got[0])
+	}
+	clock.Advance(10 * time.Second)
+	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{2}, 0); got[0] != 2 {
+		t.Fatalf("epoch = %d after its TTL, want the fresh value 2", got[0])
+	}
+	if n := b.Len(); n != 1 {
+		t.Fatalf("Len = %d, want 1 (the new epoch)", n)
+	}
+}
+
+func TestRemoteSweeperIsBoundedAndStops(t *testing.T) {
+	clock := newRemoteClock()
+	b := NewBackend(BackendOptions{Clock: clock.Now, SweepInterval: 5 * time.Millisecond, SweepLimit: 3})
+	r := b.Remote("app:")
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		if err := r.Set(ctx, k, []byte("v"), time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Set(ctx, "keep", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.data)
+	}
+	clock.Advance(2 * time.Second)
+	// Nothing touches the expired keys: only the sweeper can remove them,
+	// three at most per sweep.
+	deadline := time.Now().Add(10 * time.Second)
+	for stored() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper left %d entries, want 1", stored())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = b.Close() // waits for the sweeper goroutine to return
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the sweeper did not stop")
+	}
+	if _, _, err := r.Get(ctx, "keep"); !errors.Is(err, tier.ErrClosed) {
+		t.Fatalf("Get after the backend closed: %v, want tier.ErrClosed", err)
+	}
+}
+
+func TestRemoteSlowSubscriberGetsReset(t *testing.T) {
+	b := NewBackend(BackendOptions{SubscriptionBuffer: 4})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+	sub, err := r.Subscribe(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// Nobody reads while ten messages are published: Publish must not block.
+	for i := range 10 {
+		if err := r.Publish(ctx, "ch", []byte{byte('0' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The buffer held [Reset 0 1 2]; 3 overflowed it: dropped, Reset; then
+	// 4 5 6 filled it; 7 overflowed: dropped, Reset; then 8 9.
+	want := []tier.Message{{Reset: true}, {Payload: []byte("8")}, {Payload: []byte("9")}}
+	for i, w := range want {
+		select {
+		case m := <-sub.C():
+			if m.Reset != w.Reset || string(m.Payload) != string(w.Payload) {
+				t.Fatalf("delivery %d = %+v, want %+v", i, m, w)
+			}
+		default:
+			t.Fatalf("delivery %d missing, want %+v", i, w)
+		}
+	}
+	select {
+	case m := <-sub.C():
+		t.Fatalf("unexpected extra delivery %+v", m)
+	default:
+	}
+}
+
+func TestRemoteSetErrorSimulatesOutage(t *testing.T) {
+	b := NewBackend(BackendOptions{})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+	sub, err := r.Subscribe(ctx, "ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	<-sub.C() // the first Reset
+
+	down := errors.New("connection refused")
+	b.SetError(down)
+	if _, _, err := r.Get(ctx, "k"); !errors.Is(err, down) {
+		t.Fatalf("Get during the outage: %v, want the injected error", err)
+	}
+	if err := r.Publish(ctx, "ch", []byte("lost")); !errors.Is(err, down) {
+		t.Fatalf("Publish during the outage: %v, want the injected error", err)
+	}
+	if err := r.Set(ctx, "k", []byte("v"), 0); !errors.Is(err, down) {
+		t.Fatalf("Set during the outage: %v, want the injected error", err)
+	}
+	b.SetError(nil)
+	if m := <-sub.C(); !m.Reset {
+		t.Fatalf("first delivery after the outage = %+v, want a Reset", m)
+	}
+	if err := r.Set(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatalf("Set after the outage: %v", err)
+	}
+
+	b.ResetSubscriptions()
+	if m := <-sub.C(); !m.Reset {
+		t.Fatalf("delivery after ResetSubscriptions = %+v, want a Reset", m)
+	}
+}
+
+func TestRemoteNonEpochValue(t *testing.T) {
+	b := NewBackend(BackendOptions{})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+	if err := r.Set(ctx, "e", []byte("not a number"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0); err == nil {
+		t.Fatal("LoadEpochs of a key holding text: no error")
+	}
+}
+
+func TestRemoteLeaseNeedsTTL(t *testing.T) {
+	b := NewBackend(BackendOptions{})
+	defer b.Close()
+	r := b.Remote("app:")
+	if _, err := r.TryLock(context.Background(), "l", "t", 0); err == nil {
+		t.Fatal("TryLock with ttl 0: no error")
+	}
+}

@@ -1,0 +1,362 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// roundTrips counts, per node, the pipelines and the single commands that
+// go-redis sends.
+type roundTrips struct {
+	mu        sync.Mutex
+	pipelines map[string]int // node address → pipelines sent
+	commands  map[string]int // node address → single commands sent
+}
+
+func newRoundTrips() *roundTrips {
+	return &roundTrips{pipelines: map[string]int{}, commands: map[string]int{}}
+}
+
+// install adds a counting hook to every node client of cc. It must run
+// before cc sends anything, since it only sees nodes created afterwards.
+func (r *roundTrips) install(cc *goredis.ClusterClient) {
+	cc.OnNewNode(func(node *goredis.Client) {
+		node.AddHook(nodeCounter{r: r, addr: node.Options().Addr})
+	})
+}
+
+func (r *roundTrips) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.pipelines)
+	clear(r.commands)
+}
+
+// snapshot returns the counts since the last reset.
+func (r *roundTrips) snapshot() (pipelines, commands map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pipelines, commands = map[string]int{}, map[string]int{}
+	for k, v := range r.pipelines {
+		pipelines[k] = v
+	}
+	for k, v := range r.commands {
+		commands[k] = v
+	}
+	return pipelines, commands
+}
+
+type nodeCounter struct {
+	r    *roundTrips
+	addr string
+}
+
+func (h nodeCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h nodeCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h.r.mu.Lock()
+		h.r.commands[h.addr]++
+		h.r.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h nodeCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		h.r.mu.Lock()
+		h.r.pipelines[h.addr]++
+		h.r.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
+	t.Parallel()
+	const masters = 3
+	c := redistest.StartCluster(t, masters, 0)
+	o := c.ClusterOptions()
+	o.ContextTimeoutEnabled = true
+	cc := goredis.NewClusterClient(o)
+	t.Cleanup(func() { _ = cc.Close() })
+	rt := newRoundTrips()
+	rt.install(cc)
+
+	s, err := New(cc, Options{Prefix: "rt:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Set(ctx, "warm-up", []byte("v"), 0); err != nil { // loads the slot map
+		t.Fatal(err)
+	}
+
+	// 100 keys with 100 different hash tags land on every master.
+	keys := make([]string, 100)
+	writes := make([]tier.Write, len(keys))
+	epochs := make([]uint64, len(keys))
+	for i := range keys {
+		keys[i] = fmt.Sprintf("{user:%d}cart", i)
+		writes[i] = tier.Write{Key: keys[i], Value: []byte(keys[i]), TTL: time.Minute, IfAbsent: i%2 == 0}
+		epochs[i] = uint64(i)
+	}
+	epochKeys := make([]string, len(keys))
+	for i := range keys {
+		epochKeys[i] = fmt.Sprintf("{user:%d}epoch", i)
+	}
+	// Steady state: the pipeline connections to every node exist (opening
+	// one costs its own handshake round trips, which are not the batch's).
+	if _, err := s.GetMulti(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	check := func(op string, call func() error) {
+		t.Helper()
+		rt.reset()
+		if err := call(); err != nil {
+			t.Fatalf("%s of 100 keys over %d masters: %v", op, masters, err)
+		}
+		pipelines, commands := rt.snapshot()
+		total := 0
+		for addr, n := range pipelines {
+			total += n
+			if n != 1 {
+				t.Errorf("%s: %d pipelines to %s, want 1", op, n, addr)
+			}
+		}
+		if total > masters || total < 2 {
+			t.Errorf("%s: %d pipelines, want one per master touched (at most %d)", op, total, masters)
+		}
+		if len(commands) > 0 {
+			t.Errorf("%s: sent single commands %v besides its pipelines", op, commands)
+		}
+		t.Logf("%s: %d round trips %v", op, total, pipelines)
+	}
+	check("SetMulti", func() error {
+		errs, err := s.SetMulti(ctx, writes)
+		for i, e := range errs {
+			if e != nil {
+				return fmt.Errorf("write %d: %w", i, e)
+			}
+		}
+		return err
+	})
+	check("GetMulti", func() error {
+		got, err := s.GetMulti(ctx, keys)
+		if err != nil {
+			return err
+		}
+		for i, l := range got {
+			if l.Err != nil || !l.Found || string(l.Value) != keys[i] {
+				return fmt.Errorf("lookup %d = %+v", i, l)
+			}
+		}
+		return nil
+	})
+	check("LoadEpochs", func() error {
+		_, err := s.LoadEpochs(ctx, epochKeys, epochs, time.Minute)
+		return err
+	})
+	check("StoreEpochs", func() error { return s.StoreEpochs(ctx, epochKeys, epochs, time.Minute) })
+	check("Delete", func() error { return s.Delete(ctx, keys...) })
+}
+
+// slotOwners maps every hash slot to the address of the master serving it.
+func slotOwners(t *testing.T, cc *goredis.ClusterClient) []string {
+	t.Helper()
+	slots, err := cc.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := make([]string, 16384)
+	for _, r := range slots {
+		for s := r.Start; s <= r.End; s++ {
+			owners[s] = r.Nodes[0].Addr
+		}
+	}
+	return owners
+}
+
+func TestClusterNodeFailureIsPerKey(t *testing.T) {
+	// A long node timeout keeps the other masters from declaring the paused
+	// one failed (and the cluster down) while the test runs.
+	c := redistest.StartCluster(t, 3, 0, redistest.Config{Args: []string{
+		"cluster-node-timeout 30000",
+		"cluster-require-full-coverage no",
+	}})
+	o := c.ClusterOptions()
+	o.ContextTimeoutEnabled = true
+	o.ReadTimeout = 300 * time.Millisecond
+	o.WriteTimeout = 300 * time.Millisecond
+	o.MaxRedirects = 1
+	cc := goredis.NewClusterClient(o)
+	t.Cleanup(func() { _ = cc.Close() })
+	s, err := New(cc, Options{Prefix: "fail:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	keys := make([]string, 60)
+	var writes []tier.Write
+	for i := range keys {
+		keys[i] = fmt.Sprintf("{k%d}", i)
+		writes = append(writes, tier.Write{Key: keys[i], Value: []byte(keys[i])})
+	}
+	if errs, err := s.SetMulti(ctx, writes); err != nil || firstNonNil(errs) != nil {
+		t.Fatalf("SetMulti: %v %v", err, firstNonNil(errs))
+	}
+
+	owners := slotOwners(t, cc)
+	var victim *redistest.Server
+	for _, n := range c.Nodes() {
+		if n.Role == redistest.RoleMaster {
+			victim = n.Server
+			break
+		}
+	}
+	onVictim := func(key string) bool {
+		slot, err := cc.ClusterKeySlot(ctx, "fail:"+key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sameAddr(owners[slot], victim.Addr())
+	}
+	down := map[string]bool{}
+	for _, k := range keys {
+		down[k] = onVictim(k)
+	}
+
+	victim.Pause()
+	defer victim.Resume()
+
+	got, err := s.GetMulti(ctx, keys)
+	if err != nil {
+		t.Fatalf("GetMulti with one master paused: whole-call error %v, want per-key errors", err)
+	}
+	nDown := 0
+	for i, k := range keys {
+		l := got[i]
+		if down[k] {
+			nDown++
+			if l.Err == nil {
+				t.Errorf("key %q on the paused master: no error (%+v)", k, l)
+			} else if !strings.HasPrefix(l.Err.Error(), "redis: get multi: ") {
+				t.Errorf("key %q: error %q lacks the operation", k, l.Err)
+			}
+			continue
+		}
+		if l.Err != nil || !l.Found || string(l.Value) != k {
+			t.Errorf("key %q on a healthy master = %+v, want its value", k, l)
+		}
+	}
+	if nDown == 0 || nDown == len(keys) {
+		t.Fatalf("%d of %d keys on the paused master: the test needs some on each side", nDown, len(keys))
+	}
+
+	for i := range writes {
+		writes[i].Value = []byte("new")
+	}
+	errs, err := s.SetMulti(ctx, writes)
+	if err != nil {
+		t.Fatalf("SetMulti with one master paused: whole-call error %v", err)
+	}
+	for i, w := range writes {
+		if down[w.Key] != (errs[i] != nil) {
+			t.Errorf("write %q (on paused master: %v): error %v", w.Key, down[w.Key], errs[i])
+		}
+	}
+
+	victim.Resume()
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.WaitForFailover(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	// Everything works again, and the failed writes really did not happen
+	// on the paused node, or happened completely.
+	got, err = s.GetMulti(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if got[i].Err != nil || !got[i].Found {
+			t.Errorf("after Resume, key %q = %+v", k, got[i])
+		}
+	}
+}
+
+func sameAddr(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb {
+		return false
+	}
+	norm := func(h string) string {
+		if h == "localhost" || h == "" {
+			return "127.0.0.1"
+		}
+		return h
+	}
+	return norm(ha) == norm(hb)
+}
+
+func firstNonNil(errs []error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func TestClusterClearEveryMaster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 0)
+	cc := clusterClient(t, c)
+	ctx := context.Background()
+	a, _ := New(cc, Options{Prefix: "a:"})
+	b, _ := New(cc, Options{Prefix: "ab:"})
+	var writes []tier.Write
+	for i := range 3000 {
+		writes = append(writes, tier.Write{Key: fmt.Sprintf("{%d}", i), Value: []byte("v")})
+	}
+	for _, s := range []*Store{a, b} {
+		if _, err := s.SetMulti(ctx, writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Clear(ctx); err != nil {
+		t.Fatalf("Clear on a cluster: %v", err)
+	}
+	// Count on every node, replicas included (there are none here).
+	var left, kept int
+	for _, addr := range c.Addrs() {
+		node := goredis.NewClient(&goredis.Options{Addr: addr, Password: c.ClusterOptions().Password})
+		for _, p := range []struct {
+			pattern string
+			n       *int
+		}{{"a:*", &left}, {"ab:*", &kept}} {
+			iter := node.Scan(ctx, 0, p.pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				*p.n++
+			}
+			if err := iter.Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = node.Close()
+	}
+	if left != 0 || kept != len(writes) {
+		t.Fatalf("after Clear of prefix a: %d keys left under a:, %d under ab: (want 0 and %d)", left, kept, len(writes))
+	}
+}

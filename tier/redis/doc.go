@@ -1,0 +1,77 @@
+// Package redis is the Redis remote store (L2) of agentcache, built on a
+// go-redis [goredis.UniversalClient]: a single server, a Redis Cluster
+// ([goredis.ClusterClient]) or a Sentinel-managed primary
+// ([goredis.NewFailoverClient]); a client-side sharded Ring works too, each
+// shard treated like a cluster node. It implements [tier.Remote] and every
+// optional capability of the tier package, and passes
+// [github.com/agentcache/agentcache-go/tier/tiertest] on a single server, on
+// a cluster and on a Ring. It needs Redis 7.0 or later (LoadEpochs uses
+// SET NX GET).
+//
+// Open a store on a client you own with [New], or let [NewFromConfig] or
+// [NewFromURL] create, check and own the client.
+//
+// # Keys and Clear
+//
+// Every key and every pub/sub channel is Options.Prefix followed by the key
+// the cache supplies, byte for byte. The prefix cannot contain '{' or '}', so
+// the Redis Cluster hash tag of a key is always chosen by the cache's part of
+// the key (agentcache puts one resource×scope in one slot that way).
+//
+// Clear removes the keys that start with the prefix and nothing else: it
+// walks the keyspace with SCAN and a MATCH pattern made from the prefix with
+// its glob characters escaped, and UNLINKs what it finds, one page at a time,
+// on every master of a cluster. It never uses KEYS, so it never blocks Redis
+// for long, but it visits the whole keyspace: it is an administrative
+// operation, not a hot-path one. Keys written while Clear runs may survive
+// it. Prefixes nest: Clear with prefix "app:" also removes the keys of a
+// store whose prefix is "app:v2:".
+//
+// # Isolation
+//
+// A reply is never handed to the wrong caller. go-redis closes a connection
+// whose reply was not read completely (a timeout or a cancelled context)
+// instead of returning it to the pool, so a late reply cannot be read by the
+// next user of the connection. Each call checks its context first, and the
+// clients that [NewFromConfig] and [NewFromURL] create set
+// ContextTimeoutEnabled, so a context deadline also bounds the network I/O of
+// each call; set it on clients you pass to [New] for the same effect
+// (otherwise only the client's own read and write timeouts bound a call).
+//
+// # Failures
+//
+// Every Redis or network error is returned to the caller, wrapped with the
+// operation ("redis: get: ..."); the cache above decides what to do with it
+// (it never fails a read because of L2). A miss is never an error: go-redis's
+// redis.Nil does not leave this package. An error caused by the caller's
+// context wraps ctx.Err(), so it can be told apart from a failing server; an
+// operation after Close returns an error wrapping [tier.ErrClosed]. Keys
+// never appear in error messages, since they may hold user IDs.
+//
+// # Clusters
+//
+// Batches ([Store.GetMulti], [Store.SetMulti], [Store.LoadEpochs],
+// [Store.StoreEpochs], multi-key [Store.Delete]) are sent as pipelines of
+// single-key commands; go-redis splits a cluster pipeline by node, so a batch
+// costs one round trip per master it touches and can never fail with
+// CROSSSLOT. On a single server, GetMulti uses one MGET and Delete one
+// UNLINK. When one cluster node fails, only the keys on that node report the
+// error (in [tier.Lookup].Err, or in the per-write errors of SetMulti); a
+// whole-call error is returned only when nothing succeeded.
+//
+// Publish sends PUBLISH to the master that owns the channel's hash slot, and
+// Subscribe connects to that same node, so the messages of one publisher
+// arrive in the order they were published (Redis Cluster still broadcasts
+// them to every node). go-redis re-subscribes after a lost connection, a
+// restart or a failover; each confirmed (re)subscription is delivered as a
+// [tier.Message] with Reset set. A receiver that falls behind by more than
+// Options.SubscriptionBuffer messages loses its backlog and gets a Reset
+// instead, so a lost message is always signalled.
+//
+// Leases ([Store.TryLock]) use SET NX PX; Extend and Unlock are Lua scripts
+// that compare the token first, so only the holder can extend or release.
+//
+// [goredis.UniversalClient]: https://pkg.go.dev/github.com/redis/go-redis/v9#UniversalClient
+// [goredis.ClusterClient]: https://pkg.go.dev/github.com/redis/go-redis/v9#ClusterClient
+// [goredis.NewFailoverClient]: https://pkg.go.dev/github.com/redis/go-redis/v9#NewFailoverClient
+package redis

@@ -1,0 +1,67 @@
+package redis
+
+import (
+	"context"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// The lease scripts compare the token before touching the key, atomically,
+// so a holder whose lease expired and was taken by someone else cannot
+// extend or release the new holder's lease.
+var (
+	extendScript = goredis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
+end
+return 0`)
+
+	unlockScript = goredis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+)
+
+// TryLock implements [tier.Locker] with SET NX PX. ttl must be positive: a
+// lease that never expires would outlive a crashed holder.
+func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errLeaseTTL
+	}
+	if err := s.begin(ctx, "try lock"); err != nil {
+		return false, err
+	}
+	ok, err := s.client.SetNX(ctx, s.prefix+key, token, expiry(ttl)).Result()
+	if err != nil {
+		return false, s.fail(ctx, "try lock", err)
+	}
+	return ok, nil
+}
+
+// Extend implements [tier.Locker] with a script that sets the new expiry
+// only if token still holds the lease.
+func (s *Store) Extend(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errLeaseTTL
+	}
+	return s.runLease(ctx, "extend", extendScript, key, token, expiry(ttl).Milliseconds())
+}
+
+// Unlock implements [tier.Locker] with a script that deletes the key only if
+// token still holds the lease.
+func (s *Store) Unlock(ctx context.Context, key, token string) (bool, error) {
+	return s.runLease(ctx, "unlock", unlockScript, key, token)
+}
+
+func (s *Store) runLease(ctx context.Context, op string, script *goredis.Script, key string, args ...any) (bool, error) {
+	if err := s.begin(ctx, op); err != nil {
+		return false, err
+	}
+	n, err := script.Run(ctx, s.client, []string{s.prefix + key}, args...).Int64()
+	if err != nil {
+		return false, s.fail(ctx, op, err)
+	}
+	return n == 1, nil
+}

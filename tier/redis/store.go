@@ -1,0 +1,367 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// Every capability the cache looks for.
+var (
+	_ tier.Remote      = (*Store)(nil)
+	_ tier.BatchGetter = (*Store)(nil)
+	_ tier.BatchWriter = (*Store)(nil)
+	_ tier.Adder       = (*Store)(nil)
+	_ tier.Epochs      = (*Store)(nil)
+	_ tier.Broadcaster = (*Store)(nil)
+	_ tier.Locker      = (*Store)(nil)
+)
+
+// DefaultPrefix is the key prefix when Options.Prefix is empty.
+const DefaultPrefix = "agentcache:"
+
+// MaxPrefixLen is the longest prefix accepted, in bytes.
+const MaxPrefixLen = 128
+
+// Options configures a [Store]. The zero value is valid.
+type Options struct {
+	// Prefix is prepended to every key and channel; Clear removes only the
+	// keys that start with it. Default: DefaultPrefix ("agentcache:"); a
+	// store always has a prefix, so Clear can never empty a whole database.
+	// At most MaxPrefixLen bytes, with no control characters and no '{' or
+	// '}': a brace in the prefix would become the Redis Cluster hash tag of
+	// every key and put the whole cache in one slot.
+	Prefix string
+
+	// CloseClient makes Close close the go-redis client too. Default false:
+	// a client passed to New belongs to the caller. Stores made by
+	// NewFromConfig and NewFromURL always close the client they created.
+	CloseClient bool
+
+	// SubscriptionBuffer is how many messages a subscription buffers for a
+	// slow receiver. When it is full, the backlog is dropped and a Reset is
+	// delivered in its place. Default: 256.
+	SubscriptionBuffer int
+}
+
+// Store is the Redis remote store. Create it with [New], [NewFromConfig] or
+// [NewFromURL]. It is safe for concurrent use.
+type Store struct {
+	client      goredis.UniversalClient
+	prefix      string
+	closeClient bool
+	subBuf      int
+	// singleNode reports a client that talks to one server (a *goredis.Client,
+	// including a Sentinel failover client): multi-key commands are safe
+	// there, and Clear scans that one server.
+	singleNode bool
+
+	closed atomic.Bool
+	mu     sync.Mutex
+	subs   map[*subscription]struct{} // open subscriptions; guarded by mu
+}
+
+// New returns a store on client. The client may be a single-node, cluster or
+// failover (Sentinel) client; it stays the caller's unless opts.CloseClient
+// is set. New does not contact Redis.
+func New(client goredis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redis: nil client")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	_, single := client.(*goredis.Client)
+	return &Store{
+		client:      client,
+		prefix:      opts.Prefix,
+		closeClient: opts.CloseClient,
+		subBuf:      opts.SubscriptionBuffer,
+		singleNode:  single,
+		subs:        make(map[*subscription]struct{}),
+	}, nil
+}
+
+// validate fills in defaults and checks opts.
+func (o *Options) validate() error {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if len(o.Prefix) > MaxPrefixLen {
+		return fmt.Errorf("redis: prefix is %d bytes, longer than %d", len(o.Prefix), MaxPrefixLen)
+	}
+	for _, c := range []byte(o.Prefix) {
+		switch {
+		case c == '{' || c == '}':
+			return fmt.Errorf("redis: prefix must not contain %q: it would become the cluster hash tag of every key", string(c))
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("redis: prefix must not contain control character %q", string(c))
+		}
+	}
+	if o.SubscriptionBuffer < 0 {
+		return errors.New("redis: negative subscription buffer")
+	}
+	if o.SubscriptionBuffer == 0 {
+		o.SubscriptionBuffer = 256
+	}
+	return nil
+}
+
+// Prefix returns the prefix of every key and channel of the store.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Client returns the go-redis client the store uses.
+func (s *Store) Client() goredis.UniversalClient { return s.client }
+
+// begin checks that an operation may start.
+func (s *Store) begin(ctx context.Context, op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("redis: %s: %w", op, tier.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis: %s: %w", op, err)
+	}
+	return nil
+}
+
+// fail wraps an error of operation op: a closed client becomes
+// tier.ErrClosed, and an error that happened because ctx ended also wraps
+// ctx.Err() (go-redis reports a deadline hit during I/O as a network
+// timeout).
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	if errors.Is(err, goredis.ErrClosed) && !errors.Is(err, tier.ErrClosed) {
+		return fmt.Errorf("redis: %s: %w: %w", op, tier.ErrClosed, err)
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redis: %s: %w: %w", op, cerr, err)
+	}
+	return fmt.Errorf("redis: %s: %w", op, err)
+}
+
+var (
+	errNegativeTTL = errors.New("redis: negative ttl")
+	errLeaseTTL    = errors.New("redis: lease ttl must be positive")
+)
+
+// expiry returns the TTL to send: Redis counts in milliseconds, so a
+// positive TTL is rounded up to the next millisecond, never down to zero
+// (which Redis would reject) or below what the caller asked.
+func expiry(ttl time.Duration) time.Duration {
+	if r := ttl % time.Millisecond; ttl > 0 && r != 0 {
+		ttl += time.Millisecond - r
+	}
+	return ttl
+}
+
+// Get implements [tier.Remote].
+func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	if err := s.begin(ctx, "get"); err != nil {
+		return nil, false, err
+	}
+	v, err := s.client.Get(ctx, s.prefix+key).Bytes()
+	if err != nil {
+		if errors.Is(err, goredis.Nil) {
+			return nil, false, nil
+		}
+		return nil, false, s.fail(ctx, "get", err)
+	}
+	return v, true, nil
+}
+
+// Set implements [tier.Remote].
+func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl < 0 {
+		return errNegativeTTL
+	}
+	if err := s.begin(ctx, "set"); err != nil {
+		return err
+	}
+	if err := s.client.Set(ctx, s.prefix+key, value, expiry(ttl)).Err(); err != nil {
+		return s.fail(ctx, "set", err)
+	}
+	return nil
+}
+
+// Delete implements [tier.Remote] with UNLINK (memory is reclaimed in the
+// background): one command on a single server, a pipeline of single-key
+// commands on a cluster.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if err := s.begin(ctx, "delete"); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	full := s.fullKeys(keys)
+	var err error
+	if s.singleNode || len(keys) == 1 {
+		err = s.client.Unlink(ctx, full...).Err()
+	} else {
+		var cmds []goredis.Cmder
+		cmds, err = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, k := range full {
+				p.Unlink(ctx, k)
+			}
+			return nil
+		})
+		err = firstErr(cmds, err)
+	}
+	if err != nil {
+		return s.fail(ctx, "delete", err)
+	}
+	return nil
+}
+
+// fullKeys returns the prefixed keys, built in one allocation: each is a
+// substring of one string holding them all.
+func (s *Store) fullKeys(keys []string) []string {
+	n := 0
+	for _, k := range keys {
+		n += len(s.prefix) + len(k)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range keys {
+		b.WriteString(s.prefix)
+		b.WriteString(k)
+	}
+	all := b.String()
+	full := make([]string, len(keys))
+	at := 0
+	for i, k := range keys {
+		end := at + len(s.prefix) + len(k)
+		full[i] = all[at:end]
+		at = end
+	}
+	return full
+}
+
+// firstErr returns the first error of cmds other than redis.Nil, or err if
+// no command has one (a pipeline that failed before sending anything).
+func firstErr(cmds []goredis.Cmder, err error) error {
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, goredis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, goredis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// scanCount is the COUNT hint of each SCAN page in Clear.
+const scanCount = 1000
+
+// Clear implements [tier.Remote]: SCAN with the escaped prefix as MATCH
+// pattern, then UNLINK of each page, on every master of a cluster (every
+// shard of a Ring). Any other UniversalClient is treated as one server.
+func (s *Store) Clear(ctx context.Context) error {
+	if err := s.begin(ctx, "clear"); err != nil {
+		return err
+	}
+	pattern := escapeGlob(s.prefix) + "*"
+	var err error
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		err = c.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return clearNode(ctx, node, pattern, false)
+		})
+	case *goredis.Ring:
+		err = c.ForEachShard(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return clearNode(ctx, node, pattern, false)
+		})
+	default:
+		err = clearNode(ctx, s.client, pattern, s.singleNode)
+	}
+	if err != nil {
+		return s.fail(ctx, "clear", err)
+	}
+	return nil
+}
+
+// clearNode deletes the keys matching pattern on the one server c talks to.
+// multiKey allows one UNLINK per page; a cluster node gets a pipeline of
+// single-key UNLINKs instead, since one page holds keys of many slots.
+func clearNode(ctx context.Context, c goredis.UniversalClient, pattern string, multiKey bool) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if multiKey {
+				err = c.Unlink(ctx, keys...).Err()
+			} else {
+				var cmds []goredis.Cmder
+				cmds, err = c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+					for _, k := range keys {
+						p.Unlink(ctx, k)
+					}
+					return nil
+				})
+				err = firstErr(cmds, err)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// escapeGlob escapes the characters that Redis's glob matching (SCAN MATCH)
+// treats specially, so the pattern matches s literally.
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Close implements [tier.Remote]. It ends the store's subscriptions (their
+// goroutines have returned when Close returns) and closes the client if the
+// store owns it. Calling Close again returns nil.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.mu.Lock()
+	subs := make([]*subscription, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		_ = sub.Close()
+	}
+	if s.closeClient {
+		if err := s.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+			return fmt.Errorf("redis: close: %w", err)
+		}
+	}
+	return nil
+}
