@@ -258,7 +258,7 @@ func TestTTLExpiry(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute})
+	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute, TTLJitter: -1})
 	var calls atomic.Int32
 	load := LoaderFunc[int](func(context.Context, string) (int, error) { return int(calls.Add(1)), nil })
 	ctx := context.Background()

@@ -50,6 +50,12 @@
 //     after the instance next reaches L2, even when messages are lost: an
 //     instance confirms each epoch it relies on with L2 at least that often,
 //     and a reconnect of its subscription marks every epoch unconfirmed.
+//     An exact-call invalidation (TargetCall) or a key-value Delete has no
+//     epoch: it travels as a message only. Redis loses pub/sub messages only
+//     with the subscriber's connection, and every reconnect drops this
+//     instance's L1 (entries come back from L2), so the bound holds as long
+//     as the subscription reconnects; otherwise such an entry lives until its
+//     TTL. Prefer scoped targets where the bound matters.
 //  3. If L2 is unreachable, an invalidation applies locally and returns a
 //     *FleetError saying the fleet was not told. An instance cut off from
 //     L2 keeps serving its L1 until the entries' TTLs end: availability is

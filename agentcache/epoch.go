@@ -47,6 +47,11 @@ type cell struct {
 	key      string        // the epoch's key in L2
 	val      atomic.Uint64 // current value; 0 once the cell left the table
 	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
+	// shared is set once val is known to be the value in L2 (read from it,
+	// written to it, or announced by an instance that wrote it). Until then
+	// val is this instance's alone, and entries stamped with it stay out of
+	// L2, where nobody else could find them.
+	shared atomic.Bool
 
 	mu  sync.Mutex // serializes writers; readers use the atomics
 	seq uint64     // guarded by mu: bumped by every pushed update
@@ -59,6 +64,9 @@ type stamp struct {
 	cells [4]*cell
 	vals  [4]uint64
 	n     uint8
+	// local is set when some epoch is not known to L2: the lookup then
+	// neither reads nor writes L2.
+	local bool
 }
 
 // valid reports whether every epoch of s is unchanged and trusted at tick.
@@ -123,6 +131,7 @@ type epochs struct {
 	store  tier.Epochs      // nil: epochs are local only
 	bcast  tier.Broadcaster // nil: no invalidation messages
 	tick   atomic.Int64
+	resets atomic.Uint64 // subscription resets seen
 	global *cell
 
 	pinned sync.Map // key → *cell: the global and per-resource epochs, never dropped
@@ -169,6 +178,7 @@ func (e *epochs) newCell(key string) *cell {
 	}
 	if e.store == nil {
 		c.verified.Store(forever)
+		c.shared.Store(true) // no epoch store: keys carry what every instance starts with
 	} else {
 		c.verified.Store(unverified)
 	}
@@ -224,8 +234,12 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 	if len(need) > 0 {
 		e.load(ctx, need)
 	}
+	s.local = false
 	for i := uint8(0); i < s.n; i++ {
 		s.vals[i] = s.cells[i].val.Load()
+		if !s.cells[i].shared.Load() {
+			s.local = true
+		}
 	}
 }
 
@@ -245,6 +259,7 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 		c.mu.Unlock()
 	}
 	tick := e.tick.Load()
+	resets := e.resets.Load()
 	var vals []uint64
 	err := e.c.l2Call(ctx, "epoch read", func(ctx context.Context) (err error) {
 		vals, err = e.store.LoadEpochs(ctx, keys, fresh, e.ttlFor(keys[0]))
@@ -253,13 +268,19 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 	if err != nil || len(vals) != len(cells) {
 		return false
 	}
+	confirmed := e.resets.Load() == resets
 	for i, c := range cells {
 		c.mu.Lock()
 		// An update pushed while we asked is newer than our answer: keep it
-		// and leave the cell for the next confirmation.
+		// and leave the cell for the next confirmation. A reset while we
+		// asked means messages may have been lost around our read: take the
+		// value (it is L2's) but confirm it again next time.
 		if c.seq == seqs[i] && c.val.Load() != 0 {
 			c.val.Store(vals[i])
-			c.verified.Store(tick)
+			c.shared.Store(true)
+			if confirmed {
+				c.verified.Store(tick)
+			}
 		}
 		c.mu.Unlock()
 	}
@@ -307,6 +328,8 @@ func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []strin
 		c.seq++
 		c.val.Store(v)
 		if e.store != nil {
+			// The new value is this instance's alone until L2 has it.
+			c.shared.Store(false)
 			c.verified.Store(tick)
 		}
 		c.mu.Unlock()
@@ -338,6 +361,11 @@ func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []strin
 	})
 	if err != nil {
 		return err
+	}
+	for _, u := range msg.Epochs {
+		if c := e.lookupCell(u.Key); c != nil && c.val.Load() == u.Val {
+			c.shared.Store(true)
+		}
 	}
 	return e.publish(ctx, msg)
 }
@@ -386,6 +414,7 @@ func (e *epochs) apply(m message) {
 		c.seq++
 		if c.val.Load() != 0 {
 			c.val.Store(u.Val)
+			c.shared.Store(true)
 		}
 		c.verified.Store(unverified)
 		c.mu.Unlock()
@@ -401,15 +430,24 @@ func (e *epochs) apply(m message) {
 	}
 }
 
-// reset marks every cell unconfirmed: the subscription was (re)established
-// and messages may have been lost.
+// reset handles a (re)established subscription: messages may have been
+// lost. Every cell becomes unconfirmed (epoch invalidations are then caught
+// by the next confirmation), and L1 entries are dropped, because a lost
+// message may have been an exact-key invalidation, which no epoch records.
+// Entries restored from a snapshot stay: they are checked against the
+// epochs on first use. Entries are reloaded from L2, not from the tools.
 func (e *epochs) reset() {
 	if e.store == nil {
 		return
 	}
+	e.resets.Add(1)
+	for k, en := range e.c.l1.All() {
+		if !en.raw {
+			e.c.l1.Delete(k)
+		}
+	}
 	mark := func(c *cell) {
 		c.mu.Lock()
-		c.seq++
 		c.verified.Store(unverified)
 		c.mu.Unlock()
 	}

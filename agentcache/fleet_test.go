@@ -233,3 +233,23 @@ func TestTTLJitterSpreadsExpiry(t *testing.T) {
 		t.Fatalf("jitter off: %v", d)
 	}
 }
+
+// An instance that cannot learn the epochs from L2 works from L1 alone: it
+// must not write entries under epochs only it knows, where no other
+// instance would ever find them.
+func TestUnsharedEpochsStayOutOfL2(t *testing.T) {
+	b := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { b.Close() })
+	b.SetError(errors.New("L2 down"))
+	c := newL1(t, Options{L2: b.Remote("x:"), Breaker: BreakerOptions{Failures: 1000}})
+	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
+	if v, err := get(context.Background(), "rome"); err != nil || v != "sun" {
+		t.Fatalf("with L2 down: %q, %v", v, err)
+	}
+	if s := c.Stats(); s.WritesQueued != 0 {
+		t.Fatalf("%d L2 writes queued under epochs L2 never had", s.WritesQueued)
+	}
+	b.SetError(nil)
+	get(context.Background(), "lima")
+	waitFor(t, func() bool { return c.Stats().WritesDone == 1 })
+}

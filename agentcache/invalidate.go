@@ -18,8 +18,8 @@ type Target struct {
 	res  resource.Resource
 	sk   scope.Kind
 	id   string
-	args any // TargetCall: the call's arguments (json.RawMessage for JSON tools)
-	err  error
+	args any            // TargetCall: the call's arguments (json.RawMessage for JSON tools)
+	hash *resource.Hash // TargetCall from a memo: the arguments' hash
 }
 
 type targetKind uint8
@@ -159,7 +159,9 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 	}
 	// targetCall
 	var h resource.Hash
-	if raw, ok := t.args.(json.RawMessage); ok {
+	if t.hash != nil {
+		h = *t.hash
+	} else if raw, ok := t.args.(json.RawMessage); ok {
 		h, err = resource.HashJSON(raw, resource.Limits{})
 	} else {
 		h, err = resource.HashValue(t.args, resource.Limits{})

@@ -87,7 +87,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	st := c.stampFor(ctx, &lk)
 	exp := c.opts.Now().Add(ttl)
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
-	if c.l2 != nil {
+	if c.l2 != nil && !st.local {
 		if b, ok := c.encode(value, kindValue, exp); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(&st), value: b, ttl: ttl, announce: key})
 		}

@@ -194,7 +194,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		maybeNegative = f.test(key)
 	}
 	status := l2Unavailable
-	if c.l2 != nil {
+	if c.l2 != nil && !st.local {
 		var v T
 		var stale bool
 		v, status, stale = fromL2[T](ctx, c, lk, key, &st)
@@ -248,7 +248,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 // loadStep runs inside the flight: the tool, under the fleet lock when it
 // is on.
 func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error)) (loaded, error) {
-	if c.fleetOn(lk) {
+	if c.fleetOn(lk) && !st.local {
 		return loadFleet(ctx, c, lk, key, st, load)
 	}
 	return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
@@ -343,6 +343,12 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 	if !found {
 		return v, l2Miss, false
 	}
+	return decodeL2[T](c, lk, key, st, b)
+}
+
+// decodeL2 turns the bytes of an L2 entry into a value (filling L1) or a
+// "not found" marker. Undecodable bytes are a miss and the key is deleted.
+func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, status l2Status, stale bool) {
 	kind, fresh, payload, err := openEnvelope(b)
 	if err != nil {
 		c.corrupt(key, err)
@@ -429,7 +435,7 @@ func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v an
 		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
 	}
 	c.l1.Set(lk.l1, e, life)
-	if c.l2 != nil {
+	if c.l2 != nil && !st.local {
 		if b, ok := c.encode(v, kindValue, fresh); ok {
 			c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
 		}

@@ -102,6 +102,9 @@ func (c *Cache) negFilterFor(rs *resState) *negFilter {
 	return rs.neg.Load()
 }
 
+// isNotFoundErr reports whether err means "does not exist".
+func isNotFoundErr(err error) bool { return errors.Is(err, ErrNotFound) }
+
 // isNotFound reports whether a load's outcome means "does not exist".
 func isNotFound(lk *lookup, v any, err error) bool {
 	if err != nil {
@@ -118,7 +121,7 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *sta
 	}
 	c.negFilterFor(lk.r).add(key)
 	c.stats.negativeStored.Add(1)
-	if c.l2 != nil {
+	if c.l2 != nil && !st.local {
 		exp := c.opts.Now().Add(lk.r.negTTL)
 		if b, ok := c.encode(nil, kindMissing, exp); ok {
 			c.writeL2(ctx, writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true}, writeThrough)

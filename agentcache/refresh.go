@@ -28,7 +28,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		st := c.stampFor(rctx, lk)
 		key := lk.l2Key(&st)
 		c.stats.refreshes.Add(1)
-		if !c.fleetOn(lk) {
+		if !c.fleetOn(lk) || st.local {
 			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -18,6 +19,22 @@ type toolConfig struct {
 	refreshAhead float64
 	writeThrough bool
 	noFleetLock  bool
+	batchWindow  time.Duration
+	maxBatch     int
+}
+
+func (cfg *toolConfig) window() time.Duration {
+	if cfg.batchWindow > 0 {
+		return cfg.batchWindow
+	}
+	return DefaultBatchWindow
+}
+
+func (cfg *toolConfig) maxBatchSize() int {
+	if cfg.maxBatch > 0 {
+		return cfg.maxBatch
+	}
+	return DefaultMaxBatchSize
 }
 
 func (cfg *toolConfig) lookup(rs *resState, id string, h resource.Hash, l1 string) lookup {

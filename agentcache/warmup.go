@@ -92,3 +92,24 @@ func (c *Cache) Warmup(ctx context.Context, concurrency int, tasks ...WarmupTask
 	}
 	return rep
 }
+
+// WarmCalls returns one warmup task per argument value, each calling tool
+// (a wrapped tool, so the result lands in the cache) with ctx's values — put
+// the scope IDs the tool needs in ctx. A "not found" answer counts as
+// loaded: it is cached too.
+func WarmCalls[A, R any](name string, tool func(ctx context.Context, args A) (R, error), args ...A) []WarmupTask {
+	tasks := make([]WarmupTask, len(args))
+	for i, a := range args {
+		tasks[i] = WarmupTask{
+			Name: fmt.Sprintf("%s#%d", name, i),
+			Run: func(ctx context.Context) error {
+				_, err := tool(ctx, a)
+				if errors.Is(err, ErrNotFound) {
+					return nil
+				}
+				return err
+			},
+		}
+	}
+	return tasks
+}

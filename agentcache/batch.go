@@ -1,0 +1,345 @@
+package agentcache
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/agentcache/agentcache-go/internal/flight"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// Defaults of the DataLoader window.
+const (
+	DefaultBatchWindow  = 2 * time.Millisecond
+	DefaultMaxBatchSize = 100
+)
+
+// BatchTool is a tool that looks up many IDs in one call, get_products(ids)
+// style. It returns what it found; an ID missing from the map does not exist.
+type BatchTool[K comparable, V any] func(ctx context.Context, ids []K) (map[K]V, error)
+
+// Batch is a batch tool wrapped by WrapBatch. It is safe for concurrent use.
+type Batch[K comparable, V any] struct {
+	c      *Cache
+	rs     *resState
+	cfg    *toolConfig
+	tool   BatchTool[K, V]
+	getter tier.BatchGetter // nil: L2 read key by key
+
+	mu      sync.Mutex // guards pending
+	pending map[string]*window[K, V]
+}
+
+// window collects single-ID calls of one scope for one tool call.
+type window[K comparable, V any] struct {
+	ctx  context.Context // the first caller's, detached: carries the scope
+	ids  []K
+	subs map[K][]chan result[V]
+	t    *time.Timer
+}
+
+type result[V any] struct {
+	v   V
+	err error
+}
+
+// WrapBatch wraps a batch tool as resource r. Each ID is cached as its own
+// entry — the same entry a single-argument tool of r called with that ID
+// would use — so batches and single calls share the cache.
+//
+// GetMany serves what it can from L1, reads the rest from L2 in one round
+// trip per node (never a CROSSSLOT error on a cluster), and calls the tool
+// once with the IDs still missing. IDs the tool does not return become
+// negative entries. If part of the L2 read fails, only those IDs go to the
+// tool. Get coalesces concurrent single-ID calls of one scope made within
+// the BatchWindow (default 2ms, at most MaxBatchSize IDs) into one GetMany.
+//
+// Batches do not take the fleet lock: a batch call is already one tool call
+// for many IDs.
+func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchTool[K, V], opts ...ToolOption) (*Batch[K, V], error) {
+	if tool == nil {
+		return nil, fmt.Errorf("agentcache: WrapBatch %s: nil tool", r.Name)
+	}
+	rs, err := c.register(r)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, pending: map[string]*window[K, V]{}}
+	b.getter, _ = c.l2.(tier.BatchGetter)
+	return b, nil
+}
+
+// BatchWindow sets how long Batch.Get waits to gather single-ID calls into
+// one tool call (default DefaultBatchWindow).
+func BatchWindow(d time.Duration) ToolOption {
+	return optionFunc(func(c *toolConfig) {
+		if d > 0 {
+			c.batchWindow = d
+		}
+	})
+}
+
+// MaxBatchSize caps the IDs of one tool call made by Batch.Get (default
+// DefaultMaxBatchSize); a full window is sent at once.
+func MaxBatchSize(n int) ToolOption {
+	return optionFunc(func(c *toolConfig) {
+		if n > 0 {
+			c.maxBatch = n
+		}
+	})
+}
+
+// GetMany returns the values of ids that exist. IDs that do not exist (now
+// or as remembered by the negative cache) are absent from the map. A tool
+// error is returned with the values found without the tool.
+func (b *Batch[K, V]) GetMany(ctx context.Context, ids []K) (map[K]V, error) {
+	if b.c.closed.Load() {
+		return nil, ErrClosed
+	}
+	sid, err := scope.ID(ctx, b.rs.def.Scope)
+	if err != nil {
+		return nil, fmt.Errorf("agentcache: %s: %w", b.rs.id, err)
+	}
+	res := b.many(ctx, sid, ids)
+	out := make(map[K]V, len(ids))
+	var toolErr error
+	for id, r := range res {
+		switch {
+		case r.err == nil:
+			out[id] = r.v
+		case isNotFoundErr(r.err):
+		case toolErr == nil:
+			toolErr = r.err
+		}
+	}
+	return out, toolErr
+}
+
+// Get returns one ID's value, coalescing concurrent calls into batches.
+// An ID that does not exist gives ErrNotFound. A caller whose ctx ends
+// leaves with ctx.Err(); the batch goes on for the others.
+func (b *Batch[K, V]) Get(ctx context.Context, id K) (V, error) {
+	var zero V
+	if b.c.closed.Load() {
+		return zero, ErrClosed
+	}
+	sid, err := scope.ID(ctx, b.rs.def.Scope)
+	if err != nil {
+		return zero, fmt.Errorf("agentcache: %s: %w", b.rs.id, err)
+	}
+	h, err := resource.HashValue(id, b.cfg.limits)
+	if err != nil {
+		return zero, fmt.Errorf("agentcache: %s: arguments: %w", b.rs.id, err)
+	}
+	if v, hit := fromL1Fast[V](b.c, b.rs.l1Key(sid, h)); hit != hitNone {
+		return v, nil
+	}
+	ch := make(chan result[V], 1)
+	b.join(ctx, sid, id, ch)
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// join adds id to the scope's open window, opening one if needed, and sends
+// the window when it is full.
+func (b *Batch[K, V]) join(ctx context.Context, sid string, id K, ch chan result[V]) {
+	b.mu.Lock()
+	w := b.pending[sid]
+	if w == nil {
+		w = &window[K, V]{ctx: flight.Detach(ctx, b.c.base), subs: map[K][]chan result[V]{}}
+		b.pending[sid] = w
+		w.t = time.AfterFunc(b.cfg.window(), func() { b.send(sid, w) })
+	}
+	if _, dup := w.subs[id]; !dup {
+		w.ids = append(w.ids, id)
+	}
+	w.subs[id] = append(w.subs[id], ch)
+	full := len(w.ids) >= b.cfg.maxBatchSize()
+	b.mu.Unlock()
+	if full && w.t.Stop() {
+		b.send(sid, w)
+	}
+}
+
+// send closes a window and runs its batch.
+func (b *Batch[K, V]) send(sid string, w *window[K, V]) {
+	b.mu.Lock()
+	if b.pending[sid] == w {
+		delete(b.pending, sid)
+	}
+	b.mu.Unlock()
+	b.c.bg.Add(1)
+	go func() {
+		defer b.c.bg.Done()
+		res := b.many(w.ctx, sid, w.ids)
+		for id, subs := range w.subs {
+			r, ok := res[id]
+			if !ok {
+				r = result[V]{err: fmt.Errorf("agentcache: %s: batch returned no result", b.rs.id)}
+			}
+			for _, ch := range subs {
+				ch <- r // buffered: a caller that left does not block the batch
+			}
+		}
+	}()
+}
+
+// many resolves ids in the scope sid: L1, then L2 in one batch read, then
+// one tool call for what is left.
+func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]result[V] {
+	c, rs := b.c, b.rs
+	out := make(map[K]result[V], len(ids))
+	type miss struct {
+		id  K
+		lk  lookup
+		key string
+	}
+	var misses []miss
+	var st stamp
+	stamped := false
+	for _, id := range ids {
+		if _, done := out[id]; done {
+			continue
+		}
+		h, err := resource.HashValue(id, b.cfg.limits)
+		if err != nil {
+			out[id] = result[V]{err: fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)}
+			continue
+		}
+		l1 := rs.l1Key(sid, h)
+		if v, hit := fromL1Fast[V](c, l1); hit != hitNone {
+			out[id] = result[V]{v: v}
+			continue
+		}
+		lk := b.cfg.lookup(rs, sid, h, l1)
+		if !stamped { // every ID of one scope shares the epochs
+			st, stamped = c.stampFor(ctx, &lk), true
+		}
+		if v, hit := fromL1[V](c, &lk, &st); hit != hitNone {
+			c.countL1(hit)
+			out[id] = result[V]{v: v}
+			continue
+		}
+		misses = append(misses, miss{id: id, lk: lk, key: lk.l2Key(&st)})
+	}
+	if len(misses) == 0 {
+		return out
+	}
+
+	// L2: one batch read.
+	avail := make([]bool, len(misses))
+	if c.l2 != nil && !st.local {
+		keys := make([]string, len(misses))
+		for i, m := range misses {
+			keys[i] = m.key
+		}
+		lookups := b.readL2(ctx, keys)
+		for i, m := range misses {
+			if lookups == nil || lookups[i].Err != nil {
+				continue
+			}
+			avail[i] = true
+			l := lookups[i]
+			if !l.Found {
+				continue
+			}
+			v, status, _ := decodeL2[V](c, &m.lk, m.key, &st, l.Value)
+			switch status {
+			case l2Hit:
+				c.stats.l2Hits.Inc()
+				out[m.id] = result[V]{v: v}
+			case l2Negative:
+				c.stats.negativeHits.Inc()
+				out[m.id] = result[V]{err: negativeHit(rs)}
+			}
+		}
+	}
+
+	// The negative filter answers what L2 could not confirm or deny.
+	var load []miss
+	for i, m := range misses {
+		if _, done := out[m.id]; done {
+			continue
+		}
+		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(m.key) {
+			c.stats.negativeHits.Inc()
+			out[m.id] = result[V]{err: negativeHit(rs)}
+			continue
+		}
+		load = append(load, m)
+	}
+	if len(load) == 0 {
+		return out
+	}
+
+	// One tool call for the rest.
+	c.stats.misses.Add(uint64(len(load)))
+	c.stats.loads.Add(1)
+	want := make([]K, len(load))
+	for i, m := range load {
+		want[i] = m.id
+	}
+	got, err := runBatch(ctx, c, rs.obs, b.tool, want)
+	if err != nil {
+		c.stats.loadErrors.Add(1)
+		for _, m := range load {
+			out[m.id] = result[V]{err: err}
+		}
+		return out
+	}
+	for _, m := range load {
+		v, ok := got[m.id]
+		if !ok || (m.lk.isNegative != nil && m.lk.isNegative(v)) {
+			c.putNegative(ctx, &m.lk, m.key, &st, m.lk.writeThrough)
+			out[m.id] = result[V]{err: negativeHit(rs)}
+			continue
+		}
+		c.put(ctx, &m.lk, m.key, &st, v, m.lk.writeThrough)
+		out[m.id] = result[V]{v: v}
+	}
+	return out
+}
+
+// readL2 reads keys in one batch (one round trip per node), or key by key
+// when the store cannot batch. nil means the whole read failed.
+func (b *Batch[K, V]) readL2(ctx context.Context, keys []string) []tier.Lookup {
+	c := b.c
+	var out []tier.Lookup
+	err := c.l2Call(ctx, "read batch", func(ctx context.Context) (err error) {
+		if b.getter != nil {
+			out, err = b.getter.GetMulti(ctx, keys)
+			return err
+		}
+		out = make([]tier.Lookup, len(keys))
+		for i, k := range keys {
+			out[i].Value, out[i].Found, out[i].Err = c.l2.Get(ctx, k)
+			if out[i].Err != nil && ctx.Err() != nil {
+				return out[i].Err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// runBatch runs a batch tool like runTool runs a single one.
+func runBatch[K comparable, V any](ctx context.Context, c *Cache, ro *resObs, tool BatchTool[K, V], ids []K) (m map[K]V, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return runTool(ctx, c, ro, func(ctx context.Context) (map[K]V, error) { return tool(ctx, ids) })
+}

@@ -1,0 +1,334 @@
+package agentcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier/memory"
+)
+
+var getProducts = resource.Resource{Name: "get_products", TTL: time.Minute}
+
+// catalog is a batch tool over products 0..999; others do not exist.
+type catalog struct {
+	mu    sync.Mutex
+	calls [][]int
+}
+
+func (c *catalog) get(ctx context.Context, ids []int) (map[int]string, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, slices.Clone(ids))
+	c.mu.Unlock()
+	out := map[int]string{}
+	for _, id := range ids {
+		if id >= 0 && id < 1000 {
+			out[id] = fmt.Sprintf("product-%d", id)
+		}
+	}
+	return out, nil
+}
+
+func (c *catalog) callCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.calls)
+}
+
+func TestBatchGetManyTiers(t *testing.T) {
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	a := newL1(t, Options{L2: backend.Remote("b:")})
+	b := newL1(t, Options{L2: backend.Remote("b:")})
+	cat := &catalog{}
+	ba, _ := WrapBatch(a, getProducts, cat.get)
+	bb, _ := WrapBatch(b, getProducts, cat.get)
+	ctx := context.Background()
+
+	got, err := ba.GetMany(ctx, []int{1, 2, 3, 2000})
+	if err != nil || len(got) != 3 || got[2] != "product-2" {
+		t.Fatalf("GetMany = %v, %v", got, err)
+	}
+	if _, ok := got[2000]; ok {
+		t.Fatal("a missing ID was returned")
+	}
+	if cat.callCount() != 1 {
+		t.Fatalf("tool calls = %d", cat.callCount())
+	}
+	waitFor(t, func() bool { return a.Stats().WritesDone >= 4 })
+	// Instance b: 1-3 from L2, 2000 from the L2 marker, 4 from the tool,
+	// in a single tool call for the one real miss.
+	got, _ = bb.GetMany(ctx, []int{1, 2, 3, 2000, 4})
+	if len(got) != 4 || cat.callCount() != 2 || !slices.Equal(cat.calls[1], []int{4}) {
+		t.Fatalf("second batch: %v, calls %v", got, cat.calls)
+	}
+	if s := b.Stats(); s.L2Hits != 3 || s.NegativeHits != 1 {
+		t.Fatalf("b stats %+v", s)
+	}
+	// And a's L1 answers without anyone.
+	ba.GetMany(ctx, []int{1, 2, 3})
+	if cat.callCount() != 2 {
+		t.Fatal("L1 hits reached the tool")
+	}
+	// A single-argument tool of the same resource shares the entries.
+	single, _ := Wrap(a, getProducts, func(ctx context.Context, id int) (string, error) {
+		return "", errors.New("must not run: the batch cached it")
+	})
+	if v, err := single(ctx, 2); err != nil || v != "product-2" {
+		t.Fatalf("single-ID tool over a batch entry: %q, %v", v, err)
+	}
+}
+
+func TestBatchDataLoaderWindow(t *testing.T) {
+	c := newL1(t, Options{})
+	cat := &catalog{}
+	b, _ := WrapBatch(c, getProducts, cat.get, BatchWindow(50*time.Millisecond), MaxBatchSize(1000))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			v, err := b.Get(context.Background(), i)
+			if err != nil || v != fmt.Sprintf("product-%d", i) {
+				t.Errorf("Get(%d) = %q, %v", i, v, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if cat.callCount() != 1 || len(cat.calls[0]) != 100 {
+		t.Fatalf("100 concurrent Gets made %d tool calls (first with %d IDs), want 1 with 100", cat.callCount(), len(cat.calls[0]))
+	}
+	if _, err := b.Get(context.Background(), 5000); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing ID: %v", err)
+	}
+}
+
+func TestBatchMaxSizeAndLeavingCaller(t *testing.T) {
+	c := newL1(t, Options{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	b, _ := WrapBatch(c, getProducts, func(ctx context.Context, ids []int) (map[int]string, error) {
+		calls.Add(1)
+		<-release
+		return (&catalog{}).get(ctx, ids)
+	}, BatchWindow(time.Hour), MaxBatchSize(3))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		c := context.Background()
+		if i == 0 {
+			c = ctx
+		}
+		go func() { _, err := b.Get(c, i); errc <- err }()
+	}
+	// A full window is sent without waiting for its (hour-long) timer.
+	waitFor(t, func() bool { return calls.Load() == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the leaving caller got %v", err)
+	}
+	close(release)
+	for i := 0; i < 2; i++ {
+		if err := <-errc; err != nil {
+			t.Fatalf("a remaining caller got %v", err)
+		}
+	}
+}
+
+func TestBatchPerScopeWindows(t *testing.T) {
+	c := newL1(t, Options{})
+	var mu sync.Mutex
+	users := map[string][]int{}
+	b, _ := WrapBatch(c, resource.Resource{Name: "get_orders", Scope: scope.User, TTL: time.Minute}, func(ctx context.Context, ids []int) (map[int]string, error) {
+		u, _ := scope.UserFrom(ctx)
+		mu.Lock()
+		users[u] = append(users[u], ids...)
+		mu.Unlock()
+		out := map[int]string{}
+		for _, id := range ids {
+			out[id] = fmt.Sprintf("%s/%d", u, id)
+		}
+		return out, nil
+	}, BatchWindow(20*time.Millisecond))
+	var wg sync.WaitGroup
+	for _, u := range []string{"alice", "bob"} {
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := b.Get(scope.WithUser(context.Background(), u), i)
+				if err != nil || v != fmt.Sprintf("%s/%d", u, i) {
+					t.Errorf("%s Get(%d) = %q, %v", u, i, v, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(users["alice"]) != 10 || len(users["bob"]) != 10 {
+		t.Fatalf("scopes mixed in batches: %v", users)
+	}
+	if _, err := b.Get(context.Background(), 1); !errors.Is(err, scope.ErrMissing) {
+		t.Fatalf("Get without a user: %v", err)
+	}
+}
+
+func TestBatchToolErrorAndPanic(t *testing.T) {
+	c := newL1(t, Options{})
+	boom := errors.New("catalog down")
+	b, _ := WrapBatch(c, getProducts, func(ctx context.Context, ids []int) (map[int]string, error) {
+		if ids[0] == 666 {
+			panic("bad batch")
+		}
+		return nil, boom
+	})
+	if _, err := b.GetMany(context.Background(), []int{1, 2}); !errors.Is(err, boom) {
+		t.Fatalf("GetMany err = %v", err)
+	}
+	_, err := b.GetMany(context.Background(), []int{666})
+	var pe *PanicError
+	if !errors.As(err, &pe) {
+		t.Fatalf("panicking tool: %v", err)
+	}
+	if c.l1.Len() != 0 {
+		t.Fatal("an error was cached")
+	}
+}
+
+type lookupArgs struct {
+	Query     string `json:"query"`
+	RequestID string `json:"-"` // left out of the key
+}
+
+func TestMemoizeLRUAndArgs(t *testing.T) {
+	var runs atomic.Int32
+	m, err := Memoize(func(ctx context.Context, a lookupArgs) (string, error) {
+		runs.Add(1)
+		return "answer to " + a.Query, nil
+	}, MemoOptions[lookupArgs]{MaxEntries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	call := func(q, req string) string {
+		v, err := m.Call(ctx, lookupArgs{Query: q, RequestID: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	call("a", "r1")
+	call("a", "r2") // the request ID is not in the key
+	if runs.Load() != 1 {
+		t.Fatalf("runs = %d; a left-out argument changed the key", runs.Load())
+	}
+	call("b", "r3")
+	call("a", "r4") // a is now the most recent; b the least
+	call("c", "r5") // evicts b
+	before := runs.Load()
+	call("a", "")
+	call("c", "")
+	if runs.Load() != before {
+		t.Fatal("a or c was evicted instead of b")
+	}
+	call("b", "")
+	if runs.Load() != before+1 {
+		t.Fatal("b was not evicted")
+	}
+	if err := m.Invalidate(ctx, lookupArgs{Query: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	before = runs.Load()
+	call("c", "")
+	if runs.Load() != before+1 {
+		t.Fatal("Invalidate by arguments did not drop the entry")
+	}
+	s := m.Stats()
+	if s.Misses != uint64(runs.Load()) || s.Hits != 4 || s.Evictions < 1 {
+		t.Fatalf("stats %+v (runs %d)", s, runs.Load())
+	}
+}
+
+func TestMemoizeTTLAndKeyFunc(t *testing.T) {
+	clk := newTestClock()
+	var runs atomic.Int32
+	type req struct {
+		Receiver *int // not JSON-comparable in any useful way: left out by Key
+		ID       int
+	}
+	m, _ := Memoize(func(ctx context.Context, r req) (int, error) {
+		runs.Add(1)
+		return r.ID * 2, nil
+	}, MemoOptions[req]{TTL: time.Minute, Now: clk.Now, Key: func(r req) any { return r.ID }})
+	ctx := context.Background()
+	x, y := 1, 2
+	m.Call(ctx, req{Receiver: &x, ID: 7})
+	m.Call(ctx, req{Receiver: &y, ID: 7})
+	clk.Advance(59 * time.Second)
+	m.Call(ctx, req{ID: 7})
+	if runs.Load() != 1 {
+		t.Fatalf("runs = %d before the TTL", runs.Load())
+	}
+	clk.Advance(2 * time.Second)
+	m.Call(ctx, req{ID: 7})
+	if runs.Load() != 2 {
+		t.Fatalf("runs = %d after the TTL", runs.Load())
+	}
+}
+
+func TestMemoizeThroughCache(t *testing.T) {
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	a := newL1(t, Options{L2: backend.Remote("m:")})
+	b := newL1(t, Options{L2: backend.Remote("m:")})
+	var runs atomic.Int32
+	fn := func(ctx context.Context, q string) (string, error) { runs.Add(1); return "r:" + q, nil }
+	ma, err := Memoize(fn, MemoOptions[string]{Cache: a, Name: "expensive_llm", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := Memoize(fn, MemoOptions[string]{Cache: b, Name: "expensive_llm", TTL: time.Minute})
+	ctx := context.Background()
+	ma.Call(ctx, "q")
+	waitFor(t, func() bool { return a.Stats().WritesDone >= 1 || t.Failed() })
+	if a.Stats().WritesDone < 1 {
+		t.Fatalf("stats %+v", a.Stats())
+	}
+	if v, _ := mb.Call(ctx, "q"); v != "r:q" || runs.Load() != 1 {
+		t.Fatalf("the memo on b did not use L2: %q, runs %d", v, runs.Load())
+	}
+	if err := mb.Invalidate(ctx, "q"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
+	if _, err := Memoize(fn, MemoOptions[string]{Cache: a}); err == nil {
+		t.Fatal("Memoize with a Cache and no Name accepted")
+	}
+}
+
+func TestWarmCalls(t *testing.T) {
+	c := newL1(t, Options{})
+	get, _ := Wrap(c, getOrder, func(ctx context.Context, id string) (string, error) {
+		if id == "gone" {
+			return "", ErrNotFound
+		}
+		if id == "bad" {
+			return "", errors.New("boom")
+		}
+		return id, nil
+	})
+	ctx := scope.WithUser(context.Background(), "alice")
+	rep := c.Warmup(ctx, 4, WarmCalls("get_order", get, "o1", "o2", "gone", "bad")...)
+	if rep.Loaded != 3 || len(rep.Failed) != 1 || rep.Failed[0].Name != "get_order#3" {
+		t.Fatalf("report %+v", rep)
+	}
+}
