@@ -18,6 +18,18 @@
 // store prepends its own prefix, and Clear removes only the keys under that
 // prefix. Keys may contain any byte; a store must not interpret them except
 // where documented (Redis Cluster hash tags, see the redis package).
+// Prefixes should not nest: a store with prefix "app:" also sees, and
+// clears, the keys of a store with prefix "app:v2:".
+//
+// Rules every remote store follows (tiertest checks them):
+//   - When a call fails because its ctx ended, the error wraps ctx.Err(), so
+//     the cache can tell a caller that gave up from a failing store.
+//   - Slices are the caller's: Set and SetMulti do not keep the value after
+//     they return, and what Get and GetMulti return is not reused.
+//   - TTLs are honoured to the millisecond at least; a positive TTL shorter
+//     than the store's resolution is rounded up, never to "no expiry".
+//   - Close is idempotent and ends the store's subscriptions; every call
+//     after it fails with an error wrapping ErrClosed.
 package tier
 
 import (
@@ -84,7 +96,9 @@ type Lookup struct {
 type BatchGetter interface {
 	// GetMulti returns one Lookup per key, in the order of keys, using as few
 	// round trips as the store allows (for Redis Cluster, one per slot or
-	// node; never a CROSSSLOT error). err reports a failure of the whole call.
+	// node; never a CROSSSLOT error). err reports a failure of the whole call,
+	// and then the lookups are nil; otherwise failures of single keys are in
+	// their Lookup.Err.
 	GetMulti(ctx context.Context, keys []string) ([]Lookup, error)
 }
 
@@ -103,7 +117,7 @@ type BatchWriter interface {
 	// SetMulti applies the writes in as few round trips as the store allows.
 	// It returns one error per write (nil on success, and also nil for an
 	// IfAbsent write that found the key present); err reports a failure of
-	// the whole call.
+	// the whole call, and then errs is nil.
 	SetMulti(ctx context.Context, writes []Write) (errs []error, err error)
 }
 
@@ -128,7 +142,8 @@ type Epochs interface {
 	// set to fresh[i], atomically and only if still absent, and the value
 	// that ends up stored is returned — so a lost or evicted epoch becomes a
 	// new value, never an old one. ttl > 0 is the expiry of keys it creates.
-	// One round trip per shard.
+	// One round trip per shard. Any failure fails the whole call (including
+	// a key that holds something other than an epoch).
 	LoadEpochs(ctx context.Context, keys []string, fresh []uint64, ttl time.Duration) ([]uint64, error)
 	// StoreEpochs sets each key to the matching value unconditionally, with
 	// the expiry ttl (0 = none). One round trip per shard.
@@ -147,14 +162,16 @@ type Message struct {
 
 // Broadcaster is implemented by stores that deliver messages to every
 // instance (Redis pub/sub). Channels are relative names, namespaced by the
-// store like keys.
+// store like keys. Messages from one publisher arrive in the order they were
+// published. Publish never blocks on a slow subscriber: a subscriber that
+// falls behind its buffer loses its backlog and receives a Reset.
 type Broadcaster interface {
 	// Publish sends msg to every current subscriber of channel.
 	Publish(ctx context.Context, channel string, msg []byte) error
 	// Subscribe starts receiving messages published on channel. The first
 	// delivery is a Reset once the subscription is active; later Resets
-	// follow reconnects. Subscribe returns once the subscription is active or
-	// ctx ends.
+	// follow reconnects and lost backlogs. Subscribe returns once the
+	// subscription is active, or an error if the store cannot be reached.
 	Subscribe(ctx context.Context, channel string) (Subscription, error)
 }
 
@@ -170,7 +187,7 @@ type Subscription interface {
 // cache to run one load for the whole fleet. A lease is identified by key and
 // owned by the holder of token; only that token can extend or release it.
 type Locker interface {
-	// TryLock takes the lease at key for ttl if nobody holds it.
+	// TryLock takes the lease at key for ttl (> 0) if nobody holds it.
 	TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
 	// Extend pushes the lease's expiry to ttl from now if token still holds it.
 	Extend(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
