@@ -177,20 +177,20 @@ func (b *Batch[K, V]) send(sid string, w *window[K, V]) {
 		delete(b.pending, sid)
 	}
 	b.mu.Unlock()
-	b.c.bg.Add(1)
-	go func() {
-		defer b.c.bg.Done()
-		res := b.many(w.ctx, sid, w.ids)
+	deliver := func(res map[K]result[V]) {
 		for id, subs := range w.subs {
 			r, ok := res[id]
 			if !ok {
-				r = result[V]{err: fmt.Errorf("agentcache: %s: batch returned no result", b.rs.id)}
+				r = result[V]{err: ErrClosed}
 			}
 			for _, ch := range subs {
 				ch <- r // buffered: a caller that left does not block the batch
 			}
 		}
-	}()
+	}
+	if !b.c.spawn(func() { deliver(b.many(w.ctx, sid, w.ids)) }) {
+		deliver(nil) // the cache closed while the window was open
+	}
 }
 
 // many resolves ids in the scope sid: L1, then L2 in one batch read, then

@@ -43,8 +43,11 @@ type Cache struct {
 
 	locker     tier.Locker // nil: no fleet lock
 	fills      fillWaiters
-	refreshing sync.Map       // L1 key → struct{}: refreshes running
-	bg         sync.WaitGroup // refreshes and lease renewals
+	refreshing sync.Map // L1 key → struct{}: refreshes running
+
+	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait
+	bgClosed bool           // no background work may start
+	bg       sync.WaitGroup // refreshes, lease renewals, batch windows
 
 	base   context.Context // ends at Close: cancels loads and background work
 	cancel context.CancelFunc
@@ -152,6 +155,9 @@ func (c *Cache) Close(ctx context.Context) error {
 	}
 	c.cancel()
 	_ = c.fl.Wait(context.Background()) // cancelled loads return promptly
+	c.bgMu.Lock()
+	c.bgClosed = true
+	c.bgMu.Unlock()
 	c.bg.Wait()
 	c.stopSnapshots()
 	if err := c.w.close(ctx); err != nil {
@@ -227,6 +233,23 @@ func (c *Cache) Stats() Stats {
 		L1Entries:      c.l1.Len(), WriteQueueDepth: c.w.depth(),
 		Breaker: c.brk.State().String(),
 	}
+}
+
+// spawn runs fn on a goroutine that Close waits for, and reports false
+// without running it once Close has begun.
+func (c *Cache) spawn(fn func()) bool {
+	c.bgMu.Lock()
+	if c.bgClosed {
+		c.bgMu.Unlock()
+		return false
+	}
+	c.bg.Add(1)
+	c.bgMu.Unlock()
+	go func() {
+		defer c.bg.Done()
+		fn()
+	}()
+	return true
 }
 
 // l2Call runs one L2 operation on a caller's behalf behind the breaker and

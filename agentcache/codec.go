@@ -1,10 +1,11 @@
 package agentcache
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 )
 
 // Codec turns values into the bytes stored in L2 and back. L1 holds values
@@ -26,48 +27,24 @@ func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 // Unmarshal implements Codec.
 func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
-// The envelope every L2 value travels in:
-//
-//	byte 0      magic 0xAC
-//	byte 1      format version (1)
-//	byte 2      kind: 1 value, 2 "not found" marker
-//	bytes 3-10  fresh until, Unix milliseconds, big endian (0: no expiry)
-//	bytes 11-   payload (the Codec's bytes; empty for a marker)
-//
-// The freshness time lets an instance that reads the entry give its L1 copy
-// the same remaining life, and lets a later stale window tell fresh from
-// stale. Anything that does not parse is treated as a miss and deleted.
+// L2 values travel in the envelope of package internal/keyspace.
 const (
-	envMagic    = 0xAC
-	envVersion  = 1
-	envHeader   = 11
-	kindValue   = 1
-	kindMissing = 2
+	envHeader   = keyspace.HeaderLen
+	kindValue   = keyspace.KindValue
+	kindMissing = keyspace.KindNotFound
 )
 
 var errBadEnvelope = errors.New("agentcache: undecodable L2 value")
 
 func appendEnvelope(dst []byte, kind byte, freshUntil time.Time, payload []byte) []byte {
-	var ms int64
-	if !freshUntil.IsZero() {
-		ms = freshUntil.UnixMilli()
-	}
-	dst = append(dst, envMagic, envVersion, kind)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
-	return append(dst, payload...)
+	return keyspace.AppendEnvelope(dst, kind, freshUntil, payload)
 }
 
 // openEnvelope returns the kind, freshness and payload of an L2 value.
 func openEnvelope(b []byte) (kind byte, freshUntil time.Time, payload []byte, err error) {
-	if len(b) < envHeader || b[0] != envMagic || b[1] != envVersion {
+	e, err := keyspace.OpenEnvelope(b)
+	if err != nil {
 		return 0, time.Time{}, nil, errBadEnvelope
 	}
-	kind = b[2]
-	if kind != kindValue && kind != kindMissing {
-		return 0, time.Time{}, nil, errBadEnvelope
-	}
-	if ms := int64(binary.BigEndian.Uint64(b[3:11])); ms != 0 {
-		freshUntil = time.UnixMilli(ms)
-	}
-	return kind, freshUntil, b[envHeader:], nil
+	return e.Kind, e.FreshUntil, e.Payload, nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/tier"
 )
 
@@ -105,15 +107,7 @@ func (s *stamp) current() bool {
 }
 
 // token mixes the stamped values into the key segment of an entry.
-func (s *stamp) token() uint64 {
-	h := uint64(0x9E3779B97F4A7C15)
-	for i := uint8(0); i < s.n; i++ {
-		h ^= s.vals[i]
-		h *= 0xBF58476D1CE4E5B9
-		h ^= h >> 31
-	}
-	return h
-}
+func (s *stamp) token() uint64 { return keyspace.Token(s.vals[:s.n]...) }
 
 // newEpochValue returns a random epoch value. Zero marks a dead cell, so it
 // is never returned.
@@ -165,7 +159,7 @@ func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, er
 		return nil, err
 	}
 	e.scoped = sc
-	e.global = e.pinnedCell("ep:g")
+	e.global = e.pinnedCell(keyspace.GlobalEpochKey)
 	return e, nil
 }
 
@@ -291,25 +285,19 @@ func (e *epochs) refreshAsync(c *cell) {
 	if !c.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	select {
-	case <-e.stop:
-		c.refreshing.Store(false)
-		return
-	default:
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	if !e.c.spawn(func() {
 		defer c.refreshing.Store(false)
-		e.load(context.Background(), []*cell{c})
-	}()
+		e.load(e.c.base, []*cell{c})
+	}) {
+		c.refreshing.Store(false)
+	}
 }
 
 // ttlFor returns the L2 expiry of an epoch key: the global and per-resource
 // epochs live forever, per-scope ones expire (a new random value replaces an
 // expired one, so expiry costs misses, never correctness).
 func (e *epochs) ttlFor(key string) time.Duration {
-	if len(key) > 3 && (key[:4] == "ep:g" || key[:4] == "ep:r") {
+	if key == keyspace.GlobalEpochKey || strings.HasPrefix(key, keyspace.ResourceEpochKey("")) {
 		return 0
 	}
 	return e.c.opts.ScopeEpochTTL
@@ -546,13 +534,4 @@ func (e *epochs) close() {
 	close(e.stop)
 	e.wg.Wait()
 	e.scoped.StopAllGoroutines()
-}
-
-// hex16 appends v as 16 lower-case hex digits.
-func hex16(dst []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, digits[(v>>uint(i))&0xF])
-	}
-	return dst
 }

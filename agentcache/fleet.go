@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 )
 
 // The fleet lock makes one instance run the tool when many miss the same key
@@ -24,9 +26,8 @@ func (c *Cache) fleetOn(lk *lookup) bool {
 	return c.locker != nil && !c.opts.DisableFleetLock && !lk.noFleetLock
 }
 
-// lockKey is the lease's key: the entry's key behind a prefix of its own,
-// so it keeps the entry's hash tag (and slot) and can never name an entry.
-func lockKey(key string) string { return "lk:" + key }
+// lockKey is the lease's key (see internal/keyspace).
+func lockKey(key string) string { return keyspace.LeaseKey(key) }
 
 func loadFleet[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error)) (loaded, error) {
 	lkey := lockKey(key)
@@ -97,9 +98,7 @@ func holdAndLoad[T any](ctx context.Context, c *Cache, lk *lookup, key, lkey, to
 // renewLease extends the lease every third of its life until stopped.
 func (c *Cache) renewLease(lkey, token string) (stop func()) {
 	done := make(chan struct{})
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
+	c.spawn(func() {
 		t := time.NewTicker(c.opts.LockLease / 3)
 		defer t.Stop()
 		for {
@@ -115,7 +114,7 @@ func (c *Cache) renewLease(lkey, token string) (stop func()) {
 				})
 			}
 		}
-	}()
+	})
 	var once sync.Once
 	return func() { once.Do(func() { close(done) }) }
 }

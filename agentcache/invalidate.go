@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -134,12 +135,8 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 		if err := scope.Validate(t.id); err != nil {
 			return nil, "", "", fmt.Errorf("agentcache: invalidate: %w", err)
 		}
-		p := "u:"
-		if t.sk == scope.Session {
-			p = "s:"
-		}
-		seg := string(scope.AppendEscaped([]byte(p), t.id))
-		return []*cell{c.ep.scopedCell("ep:s:" + seg)}, "", "", nil
+		seg := keyspace.Segment(t.sk, t.id)
+		return []*cell{c.ep.scopedCell(keyspace.ScopeEpochKey(seg))}, "", "", nil
 	}
 	rs, err := c.register(t.res)
 	if err != nil {
@@ -155,7 +152,7 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 		return []*cell{rs.cell}, "", "", nil
 	case targetResourceScope:
 		seg := rs.seg(t.id)
-		return []*cell{c.ep.scopedCell("{" + rs.id + ":" + seg + "}:ep")}, "", "", nil
+		return []*cell{c.ep.scopedCell(keyspace.ResourceScopeEpochKey(rs.id, seg))}, "", "", nil
 	}
 	// targetCall
 	var h resource.Hash

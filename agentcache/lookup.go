@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 )
 
@@ -59,8 +60,8 @@ func (c *Cache) stampFor(ctx context.Context, lk *lookup) stamp {
 		st.cells[1] = lk.r.cell
 		st.n = 2
 		if lk.seg != "" {
-			st.cells[2] = c.ep.scopedCell("ep:s:" + lk.seg)
-			st.cells[3] = c.ep.scopedCell("{" + lk.r.id + ":" + lk.seg + "}:ep")
+			st.cells[2] = c.ep.scopedCell(keyspace.ScopeEpochKey(lk.seg))
+			st.cells[3] = c.ep.scopedCell(keyspace.ResourceScopeEpochKey(lk.r.id, lk.seg))
 			st.n = 4
 		}
 	}
@@ -68,45 +69,11 @@ func (c *Cache) stampFor(ctx context.Context, lk *lookup) stamp {
 	return st
 }
 
-// l2Key lays out an entry's L2 key (the store adds its prefix):
-//
-//	key-value API      kv:<token>:<key>
-//	global resource    {<name@ver>:g:<hash>}:<token>
-//	scoped resource    {<name@ver>:<u|s>:<escaped id>}:<token>:<hash>
-//
-// The braces are a Redis Cluster hash tag: every entry of one resource in
-// one scope lives in one slot (a global resource spreads by argument). The
-// token mixes the epochs, so bumping one moves every key under it. Nothing a
-// caller supplies can break out of its segment: names are validated, IDs
-// escaped, arguments hashed, and the key-value key comes last after a
-// fixed-length token.
+// l2Key is the entry's key in L2 (the store adds its prefix); the layout is
+// package internal/keyspace's.
 func (lk *lookup) l2Key(st *stamp) string {
-	r := lk.r
-	b := make([]byte, 0, 48+len(r.id)+len(lk.seg)+len(lk.tail))
-	switch {
-	case r.kind == kindKV:
-		b = append(b, "kv:"...)
-		b = hex16(b, st.token())
-		b = append(b, ':')
-		b = append(b, lk.tail...)
-	case lk.seg == "":
-		b = append(b, '{')
-		b = append(b, r.id...)
-		b = append(b, ":g:"...)
-		b = append(b, lk.tail...)
-		b = append(b, "}:"...)
-		b = hex16(b, st.token())
-	default:
-		b = append(b, '{')
-		b = append(b, r.id...)
-		b = append(b, ':')
-		b = append(b, lk.seg...)
-		b = append(b, "}:"...)
-		b = hex16(b, st.token())
-		b = append(b, ':')
-		b = append(b, lk.tail...)
-	}
-	return string(b)
+	b := make([]byte, 0, 48+len(lk.r.id)+len(lk.seg)+len(lk.tail))
+	return string(keyspace.AppendEntryKey(b, lk.r.id, lk.seg, st.token(), lk.tail))
 }
 
 // hit says how an L1 lookup went.

@@ -16,13 +16,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 	if _, busy := c.refreshing.LoadOrStore(lk.l1, struct{}{}); busy {
 		return
 	}
-	if c.closed.Load() {
-		c.refreshing.Delete(lk.l1)
-		return
-	}
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
+	started := c.spawn(func() {
 		defer c.refreshing.Delete(lk.l1)
 		rctx := flight.Detach(ctx, c.base)
 		st := c.stampFor(rctx, lk)
@@ -48,5 +42,8 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 			return
 		}
 		_, _ = holdAndLoad(rctx, c, lk, key, lkey, token, &st, load)
-	}()
+	})
+	if !started {
+		c.refreshing.Delete(lk.l1)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -117,7 +118,7 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 		}
 		return old, nil
 	}
-	rs.cell = c.ep.pinnedCell("ep:r:" + rs.id)
+	rs.cell = c.ep.pinnedCell(keyspace.ResourceEpochKey(rs.id))
 	c.resources[rs.id] = rs
 	return rs, nil
 }

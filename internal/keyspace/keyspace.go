@@ -1,0 +1,513 @@
+// Package keyspace owns the layout of what agentcache keeps in L2: the keys
+// it writes and the envelope its values travel in. The library builds keys
+// and envelopes here, and the operator CLI parses them here, so the two can
+// never disagree. Every key is relative to the store's prefix:
+//
+//	kv:<token>:<key>                                  key-value API entry
+//	{<name@ver>:g:<hash>}:<token>                     global resource entry
+//	{<name@ver>:<u|s>:<escaped id>}:<token>:<hash>    scoped resource entry
+//	lk:<entry key>                                    fleet-lock lease
+//	ep:g                                              global epoch
+//	ep:r:<name@ver>                                   resource epoch
+//	ep:s:<u|s>:<escaped id>                           scope epoch
+//	{<name@ver>:<u|s>:<escaped id>}:ep                resource-in-scope epoch
+//
+// <token> is 16 lower-case hex digits mixed from the entry's epochs (see
+// [Token]), <hash> the 22-character base64url argument hash, and IDs are
+// escaped with scope.AppendEscaped.
+//
+// The braces are a Redis Cluster hash tag: every entry of one resource in one
+// scope lives in one slot (a global resource spreads by argument). Nothing a
+// caller supplies can break out of its segment: resource names are
+// validated, IDs escaped, arguments hashed, and the key-value key comes last
+// after a fixed-length token. A lease key keeps its entry's hash tag.
+//
+// The CLI's tests populate Redis through the library and check that every
+// key it wrote parses here, so a change of layout fails them.
+package keyspace
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// Type is what a key holds.
+type Type uint8
+
+// The types of key the library writes.
+const (
+	Unknown            Type = iota // not the library's
+	Entry                          // a cached call of a resource
+	KVEntry                        // an entry of the key-value API
+	Lease                          // a fleet-lock lease on an entry
+	EpochGlobal                    // ep:g
+	EpochResource                  // ep:r:<name@ver>
+	EpochScope                     // ep:s:<u|s>:<id>
+	EpochResourceScope             // {<name@ver>:<u|s>:<id>}:ep
+)
+
+// IsEpoch reports whether t is one of the epoch types.
+func (t Type) IsEpoch() bool { return t >= EpochGlobal }
+
+// Key is a parsed key. Fields that do not apply to its Type are zero.
+type Key struct {
+	Type Type
+	// Resource is "name@version" (Entry, EpochResource, EpochResourceScope,
+	// and a Lease on an Entry).
+	Resource string
+	Name     string
+	Version  uint32
+	// Scope is the scope kind of an Entry (Global for a global resource),
+	// an EpochScope or an EpochResourceScope.
+	Scope scope.Kind
+	// EscID is the escaped scope ID; "" for global entries.
+	EscID string
+	// Token is the epoch token of an Entry or KVEntry.
+	Token uint64
+	// Hash is the argument hash of an Entry.
+	Hash string
+	// KVKey is the application's key of a KVEntry.
+	KVKey string
+	// Leased is the key a Lease guards, relative to the prefix.
+	Leased string
+}
+
+// Seg returns the scope segment, "u:<id>" or "s:<id>", or "" when unscoped.
+func (k *Key) Seg() string {
+	switch k.Scope {
+	case scope.User:
+		return "u:" + k.EscID
+	case scope.Session:
+		return "s:" + k.EscID
+	}
+	return ""
+}
+
+// ID returns the unescaped scope ID, or "" when unscoped.
+func (k *Key) ID() string {
+	if k.EscID == "" {
+		return ""
+	}
+	id, err := scope.Unescape(k.EscID)
+	if err != nil { // Parse accepts only IDs that unescape
+		return k.EscID
+	}
+	return id
+}
+
+// EpochKeys returns the keys of the epochs an Entry or KVEntry's token is
+// mixed from, in the order [Token] takes them.
+func (k *Key) EpochKeys() []string {
+	switch {
+	case k.Type == KVEntry:
+		return []string{GlobalEpochKey}
+	case k.Type != Entry:
+		return nil
+	case k.Scope == scope.Global:
+		return []string{GlobalEpochKey, ResourceEpochKey(k.Resource)}
+	}
+	seg := k.Seg()
+	return []string{GlobalEpochKey, ResourceEpochKey(k.Resource), ScopeEpochKey(seg), ResourceScopeEpochKey(k.Resource, seg)}
+}
+
+// GlobalEpochKey is the key of the epoch of the whole cache.
+const GlobalEpochKey = "ep:g"
+
+// ResourceEpochKey returns the key of the epoch of resource id (name@ver).
+func ResourceEpochKey(id string) string { return "ep:r:" + id }
+
+// ScopeEpochKey returns the key of the epoch of a scope segment ("u:<id>").
+func ScopeEpochKey(seg string) string { return "ep:s:" + seg }
+
+// ResourceScopeEpochKey returns the key of the epoch of resource id in the
+// scope segment seg.
+func ResourceScopeEpochKey(id, seg string) string { return "{" + id + ":" + seg + "}:ep" }
+
+// Segment returns the scope segment of a key for kind k and the raw ID id.
+func Segment(k scope.Kind, id string) string {
+	switch k {
+	case scope.User:
+		return string(scope.AppendEscaped([]byte("u:"), id))
+	case scope.Session:
+		return string(scope.AppendEscaped([]byte("s:"), id))
+	}
+	return ""
+}
+
+// AppendEntryKey appends the key of an entry: for the key-value API (id
+// empty) tail is the application's key; for a resource id is name@version,
+// seg the scope segment ("" for a global resource) and tail the argument
+// hash.
+func AppendEntryKey(dst []byte, id, seg string, token uint64, tail string) []byte {
+	switch {
+	case id == "":
+		dst = append(dst, "kv:"...)
+		dst = appendHex16(dst, token)
+		dst = append(dst, ':')
+		dst = append(dst, tail...)
+	case seg == "":
+		dst = append(dst, '{')
+		dst = append(dst, id...)
+		dst = append(dst, ":g:"...)
+		dst = append(dst, tail...)
+		dst = append(dst, "}:"...)
+		dst = appendHex16(dst, token)
+	default:
+		dst = append(dst, '{')
+		dst = append(dst, id...)
+		dst = append(dst, ':')
+		dst = append(dst, seg...)
+		dst = append(dst, "}:"...)
+		dst = appendHex16(dst, token)
+		dst = append(dst, ':')
+		dst = append(dst, tail...)
+	}
+	return dst
+}
+
+// LeaseKey returns the key of the fleet-lock lease on an entry key: the
+// entry's key behind a prefix of its own, so it keeps the entry's hash tag
+// (and slot) and can never name an entry.
+func LeaseKey(entry string) string { return leasePrefix + entry }
+
+const leasePrefix = "lk:"
+
+// appendHex16 appends v as 16 lower-case hex digits.
+func appendHex16(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, digits[(v>>uint(i))&0xF])
+	}
+	return dst
+}
+
+// Token mixes epoch values into an entry's key token, as the library does:
+// the global epoch, then (for resources) the resource's, then (for scoped
+// resources) the scope's and the resource-in-scope's.
+func Token(vals ...uint64) uint64 {
+	h := uint64(0x9E3779B97F4A7C15)
+	for _, v := range vals {
+		h ^= v
+		h *= 0xBF58476D1CE4E5B9
+		h ^= h >> 31
+	}
+	return h
+}
+
+const (
+	tokenLen = 16 // hex digits
+	hashLen  = 22 // base64url of 16 bytes
+)
+
+// Parse parses a key relative to the prefix. It reports Unknown for
+// anything the library would not write.
+func Parse(key string) Key {
+	switch {
+	case key == GlobalEpochKey:
+		return Key{Type: EpochGlobal}
+	case strings.HasPrefix(key, "ep:r:"):
+		k := Key{Type: EpochResource}
+		if !k.setResource(key[len("ep:r:"):]) {
+			return Key{}
+		}
+		return k
+	case strings.HasPrefix(key, "ep:s:"):
+		k := Key{Type: EpochScope}
+		if !k.setSeg(key[len("ep:s:"):]) {
+			return Key{}
+		}
+		return k
+	case strings.HasPrefix(key, leasePrefix):
+		inner := Parse(key[len(leasePrefix):])
+		if inner.Type != Entry && inner.Type != KVEntry {
+			return Key{}
+		}
+		inner.Leased = key[len(leasePrefix):]
+		inner.Type = Lease
+		return inner
+	case strings.HasPrefix(key, "kv:"):
+		rest := key[len("kv:"):]
+		if len(rest) < tokenLen+2 || rest[tokenLen] != ':' {
+			return Key{}
+		}
+		tok, ok := parseToken(rest[:tokenLen])
+		if !ok {
+			return Key{}
+		}
+		return Key{Type: KVEntry, Token: tok, KVKey: rest[tokenLen+1:]}
+	case strings.HasPrefix(key, "{"):
+		return parseTagged(key)
+	}
+	return Key{}
+}
+
+// parseTagged parses the keys that start with a hash tag: entries of
+// resources and resource-in-scope epochs.
+func parseTagged(key string) Key {
+	end := strings.IndexByte(key, '}')
+	if end < 0 {
+		return Key{}
+	}
+	tag, rest := key[1:end], key[end+1:]
+	at := strings.IndexByte(tag, '@')
+	colon := strings.IndexByte(tag, ':')
+	if at < 0 || colon < at {
+		return Key{}
+	}
+	var k Key
+	if !k.setResource(tag[:colon]) {
+		return Key{}
+	}
+	inTag := tag[colon+1:]
+	if strings.HasPrefix(inTag, "g:") {
+		// {<name@ver>:g:<hash>}:<token>
+		h := inTag[2:]
+		if !isHash(h) || len(rest) != 1+tokenLen || rest[0] != ':' {
+			return Key{}
+		}
+		tok, ok := parseToken(rest[1:])
+		if !ok {
+			return Key{}
+		}
+		k.Type, k.Scope, k.Hash, k.Token = Entry, scope.Global, h, tok
+		return k
+	}
+	if !k.setSeg(inTag) {
+		return Key{}
+	}
+	if rest == ":ep" {
+		k.Type = EpochResourceScope
+		return k
+	}
+	// {<name@ver>:<u|s>:<id>}:<token>:<hash>
+	if len(rest) != 1+tokenLen+1+hashLen || rest[0] != ':' || rest[1+tokenLen] != ':' {
+		return Key{}
+	}
+	tok, ok := parseToken(rest[1 : 1+tokenLen])
+	if !ok || !isHash(rest[2+tokenLen:]) {
+		return Key{}
+	}
+	k.Type, k.Token, k.Hash = Entry, tok, rest[2+tokenLen:]
+	return k
+}
+
+// setResource sets the resource fields from "name@ver".
+func (k *Key) setResource(id string) bool {
+	name, ver, ok := ParseResource(id)
+	if !ok || !strings.Contains(id, "@") {
+		return false
+	}
+	k.Resource, k.Name, k.Version = id, name, ver
+	return true
+}
+
+// setSeg sets the scope fields from "u:<id>" or "s:<id>".
+func (k *Key) setSeg(seg string) bool {
+	if len(seg) < 3 || seg[1] != ':' {
+		return false
+	}
+	switch seg[0] {
+	case 'u':
+		k.Scope = scope.User
+	case 's':
+		k.Scope = scope.Session
+	default:
+		return false
+	}
+	k.EscID = seg[2:]
+	if _, err := scope.Unescape(k.EscID); err != nil {
+		return false
+	}
+	return true
+}
+
+// ParseResource splits "name" or "name@version" into a valid resource name
+// and version (0 when absent). A version is decimal without leading zeros,
+// as resource.Resource.ID writes it.
+func ParseResource(s string) (name string, version uint32, ok bool) {
+	name, ver, hasVer := strings.Cut(s, "@")
+	if (resource.Resource{Name: name}).Validate() != nil {
+		return "", 0, false
+	}
+	if !hasVer {
+		return name, 0, true
+	}
+	v, err := strconv.ParseUint(ver, 10, 32)
+	if err != nil || strconv.FormatUint(v, 10) != ver {
+		return "", 0, false
+	}
+	return name, uint32(v), true
+}
+
+func parseToken(s string) (uint64, bool) {
+	if len(s) != tokenLen {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	return v, err == nil
+}
+
+func isHash(s string) bool {
+	if len(s) != hashLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Glob escapes the characters that Redis's SCAN MATCH treats specially, so
+// that the pattern matches s literally.
+func Glob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Filter selects entries of resources. Zero fields match anything.
+type Filter struct {
+	Name    string // resource name
+	Version uint32
+	AnyVer  bool       // match every version of Name
+	Scope   scope.Kind // with ID: the scope kind
+	ID      string     // raw (unescaped) scope ID
+}
+
+// Pattern returns a SCAN MATCH pattern, relative to the prefix and already
+// glob-escaped, that every entry f matches (and some other keys, which
+// Match then rejects).
+func (f Filter) Pattern() string {
+	var b strings.Builder
+	b.WriteByte('{')
+	switch {
+	case f.Name == "":
+		b.WriteByte('*')
+	case f.AnyVer:
+		b.WriteString(Glob(f.Name))
+		b.WriteString("@*")
+	default:
+		b.WriteString(Glob(f.Name + "@" + strconv.FormatUint(uint64(f.Version), 10)))
+	}
+	if f.ID == "" {
+		if f.Name != "" && !f.AnyVer {
+			b.WriteString(":*")
+		}
+		return b.String()
+	}
+	b.WriteByte(':')
+	b.WriteString(Glob(Segment(f.Scope, f.ID)))
+	b.WriteString("}:*")
+	return b.String()
+}
+
+// HashTag returns the hash tag every entry f matches shares, if there is
+// one (a resource version in one scope), so that a cluster needs to scan
+// only the master of its slot.
+func (f Filter) HashTag() (string, bool) {
+	if f.Name == "" || f.AnyVer || f.ID == "" {
+		return "", false
+	}
+	return "{" + f.Name + "@" + strconv.FormatUint(uint64(f.Version), 10) + ":" + Segment(f.Scope, f.ID) + "}", true
+}
+
+// Match reports whether the parsed key k is an entry f selects.
+func (f Filter) Match(k *Key) bool {
+	if k.Type != Entry {
+		return false
+	}
+	if f.Name != "" && (k.Name != f.Name || !f.AnyVer && k.Version != f.Version) {
+		return false
+	}
+	if f.ID != "" && (k.Scope != f.Scope || k.Seg() != Segment(f.Scope, f.ID)) {
+		return false
+	}
+	return true
+}
+
+// The envelope every L2 value travels in:
+//
+//	byte 0      magic 0xAC
+//	byte 1      format version (1)
+//	byte 2      kind: 1 value, 2 "not found" marker
+//	bytes 3-10  fresh until, Unix milliseconds, big endian (0: none)
+//	bytes 11-   payload (the codec's bytes; empty for a marker)
+//
+// The freshness time lets an instance that reads the entry give its L1 copy
+// the same remaining life, and lets a stale window tell fresh from stale.
+// Anything that does not parse is treated by the cache as a miss and
+// deleted.
+const (
+	// HeaderLen is the length of the envelope's header.
+	HeaderLen = 11
+
+	envMagic   = 0xAC
+	envVersion = 1
+)
+
+// Envelope kinds.
+const (
+	KindValue    = 1
+	KindNotFound = 2
+)
+
+// ErrEnvelope reports bytes that are not an agentcache value.
+var ErrEnvelope = errors.New("not an agentcache value envelope")
+
+// Envelope is an opened L2 value.
+type Envelope struct {
+	Kind       byte      // KindValue or KindNotFound
+	FreshUntil time.Time // zero: no expiry recorded
+	Payload    []byte    // the codec's bytes (empty for a marker, or when only the header was read)
+}
+
+// AppendEnvelope appends the envelope of payload to dst.
+func AppendEnvelope(dst []byte, kind byte, freshUntil time.Time, payload []byte) []byte {
+	var ms int64
+	if !freshUntil.IsZero() {
+		ms = freshUntil.UnixMilli()
+	}
+	dst = append(dst, envMagic, envVersion, kind)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
+	return append(dst, payload...)
+}
+
+// OpenEnvelope parses b, which may be just the header.
+func OpenEnvelope(b []byte) (Envelope, error) {
+	if len(b) < HeaderLen || b[0] != envMagic || b[1] != envVersion {
+		return Envelope{}, ErrEnvelope
+	}
+	e := Envelope{Kind: b[2], Payload: b[HeaderLen:]}
+	if e.Kind != KindValue && e.Kind != KindNotFound {
+		return Envelope{}, ErrEnvelope
+	}
+	if ms := int64(binary.BigEndian.Uint64(b[3:HeaderLen])); ms != 0 {
+		e.FreshUntil = time.UnixMilli(ms)
+	}
+	return e, nil
+}
