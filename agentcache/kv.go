@@ -36,12 +36,20 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 	if c.closed.Load() {
 		return zero, ErrClosed
 	}
-	if c.obs.active(ctx) {
-		return observe(ctx, c, c.kv.obs, &obsLookup{}, func(ctx context.Context, o *obsLookup) (T, error) {
-			return getKV(ctx, c, key, loader, o)
-		})
+	// The hit path, uninstrumented: one byte of key check (keys starting
+	// with NUL are reserved for resources, so a key-value key can never name
+	// one), the L1 lookup, and nothing else.
+	if !c.obs.active(ctx) {
+		if len(key) > 0 && key[0] != 0 {
+			if v, h := fromL1Fast[T](c, key); h != hitNone {
+				return v, nil
+			}
+		}
+		return getKV(ctx, c, key, loader, nil)
 	}
-	return getKV(ctx, c, key, loader, nil)
+	return observe(ctx, c, c.kv.obs, &obsLookup{}, func(ctx context.Context, o *obsLookup) (T, error) {
+		return getKV(ctx, c, key, loader, o)
+	})
 }
 
 func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o *obsLookup) (T, error) {
