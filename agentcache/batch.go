@@ -224,7 +224,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		if !stamped { // every ID of one scope shares the epochs
 			st, stamped = c.stampFor(ctx, &lk), true
 		}
-		if v, hit := fromL1[V](c, &lk, &st); hit != hitNone {
+		if v, hit, _ := fromL1[V](c, &lk, &st); hit != hitNone {
 			c.countL1(hit)
 			out[id] = result[V]{v: v}
 			continue
@@ -252,8 +252,8 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			if !l.Found {
 				continue
 			}
-			v, status, _ := decodeL2[V](c, &m.lk, m.key, &st, l.Value)
-			switch status {
+			v, r := decodeL2[V](c, &m.lk, m.key, &st, l.Value)
+			switch r.status {
 			case l2Hit:
 				c.stats.l2Hits.Inc()
 				out[m.id] = result[V]{v: v}
@@ -288,7 +288,8 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	for i, m := range load {
 		want[i] = m.id
 	}
-	got, err := runBatch(ctx, c, rs.obs, b.tool, want)
+	got, cost, err := runBatch(ctx, c, rs.obs, b.tool, want)
+	cost /= time.Duration(len(want)) // each ID's share of the call
 	if err != nil {
 		c.stats.loadErrors.Add(1)
 		for _, m := range load {
@@ -299,11 +300,11 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	for _, m := range load {
 		v, ok := got[m.id]
 		if !ok || (m.lk.isNegative != nil && m.lk.isNegative(v)) {
-			c.putNegative(ctx, &m.lk, m.key, &st, m.lk.writeThrough)
+			c.putNegative(ctx, &m.lk, m.key, &st, cost, m.lk.writeThrough)
 			out[m.id] = result[V]{err: negativeHit(rs)}
 			continue
 		}
-		c.put(ctx, &m.lk, m.key, &st, v, m.lk.writeThrough)
+		c.put(ctx, &m.lk, m.key, &st, v, cost, m.lk.writeThrough)
 		out[m.id] = result[V]{v: v}
 	}
 	return out
@@ -335,7 +336,7 @@ func (b *Batch[K, V]) readL2(ctx context.Context, keys []string) []tier.Lookup {
 }
 
 // runBatch runs a batch tool like runTool runs a single one.
-func runBatch[K comparable, V any](ctx context.Context, c *Cache, ro *resObs, tool BatchTool[K, V], ids []K) (m map[K]V, err error) {
+func runBatch[K comparable, V any](ctx context.Context, c *Cache, ro *resObs, tool BatchTool[K, V], ids []K) (m map[K]V, d time.Duration, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}

@@ -2,12 +2,23 @@ package agentcache
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
 )
+
+// These are quick in-module benchmarks with no peer libraries and no Redis.
+// The suite that compares agentcache with other libraries, and records the
+// figures in BENCHMARKS.md, lives in its own module: cd bench && go run
+// ./cmd/benchsuite.
 
 const benchKeys = 1024
 
@@ -72,5 +83,125 @@ func BenchmarkL1Hit(b *testing.B) {
 				i++
 			}
 		})
+	})
+}
+
+// benchArgs is a small struct argument, the shape of most typed tools.
+type benchArgs struct {
+	ID     int    `json:"id"`
+	Locale string `json:"locale"`
+}
+
+// BenchmarkWrapHit is an L1 hit through the typed tool wrapper with a small
+// struct argument, and through the JSON wrapper with the same arguments as
+// raw JSON, from one goroutine: ns/op is the latency a tool call pays.
+func BenchmarkWrapHit(b *testing.B) {
+	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
+	ctx := scope.WithUser(context.Background(), "alice")
+	b.Run("typed", func(b *testing.B) {
+		c, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		get, err := Wrap(c, res, func(_ context.Context, a benchArgs) (*user, error) {
+			return &user{ID: strconv.Itoa(a.ID)}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		args := make([]benchArgs, benchKeys)
+		for i := range args {
+			args[i] = benchArgs{ID: i, Locale: "en-US"}
+			if _, err := get(ctx, args[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		loads := c.Stats().Loads
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		if c.Stats().Loads != loads {
+			b.Fatal("the tool ran: not every call was an L1 hit")
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		c, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		get, err := WrapJSON(c, res, func(_ context.Context, a json.RawMessage) (json.RawMessage, error) {
+			return json.RawMessage(`{"id":"x"}`), nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		args := make([]json.RawMessage, benchKeys)
+		for i := range args {
+			args[i] = json.RawMessage(`{"id": ` + strconv.Itoa(i) + `, "locale": "en-US"}`)
+			if _, err := get(ctx, args[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkWrapHitTraced is BenchmarkWrapHit/typed with no SDK, and inside
+// a recording span of an SDK that samples every span and hands it to a
+// no-op exporter through its batch processor (blocking, so no span is
+// dropped). The difference is what tracing adds to a lookup.
+func BenchmarkWrapHitTraced(b *testing.B) {
+	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
+	run := func(b *testing.B, o Options, ctx context.Context) {
+		c, err := New(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		get, err := Wrap(c, res, func(_ context.Context, a benchArgs) (*user, error) {
+			return &user{ID: strconv.Itoa(a.ID)}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		args := make([]benchArgs, benchKeys)
+		for i := range args {
+			args[i] = benchArgs{ID: i, Locale: "en-US"}
+			if _, err := get(ctx, args[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := scope.WithUser(context.Background(), "alice")
+	b.Run("no-sdk", func(b *testing.B) { run(b, Options{}, ctx) })
+	b.Run("recording", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithBatcher(tracetest.NewNoopExporter(), sdktrace.WithBlocking()),
+		)
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		tctx, span := tp.Tracer("bench").Start(ctx, "agent run")
+		defer span.End()
+		run(b, Options{TracerProvider: tp}, tctx)
 	})
 }

@@ -70,6 +70,9 @@ type entry struct {
 	// refreshAt, with refresh-ahead, is when a read starts a background
 	// refresh while the entry is still fresh. 0: none.
 	refreshAt int64
+	// cost is how long the tool ran to produce the value (nanoseconds; 0:
+	// unknown), the time a hit saves.
+	cost time.Duration
 	// raw is set on entries restored from a snapshot: value is then the
 	// encoded []byte and st carries values but no cells until the first
 	// lookup confirms the epochs and decodes it.
@@ -131,6 +134,13 @@ func New(opts Options) (*Cache, error) {
 	c.w = newWriter(c)
 	c.locker, _ = o.L2.(tier.Locker)
 	c.ep.start()
+	// Give the invalidation subscription a moment to come up, so that the
+	// first lookups do not race its first Reset (which drops L1 and asks for
+	// the epochs again). If L2 is slow or down, the cache starts anyway.
+	select {
+	case <-c.ep.ready:
+	case <-time.After(o.L2Timeout):
+	}
 	c.applySnapshot(restored)
 	if snapErr != nil {
 		c.stats.snapshotErrors.Add(1)
@@ -287,7 +297,7 @@ func (c *Cache) record(ctx context.Context, what string, err error) {
 	default:
 		c.brk.Failure()
 		c.stats.l2Errors.Add(1)
-		c.warn("l2 "+what, "agentcache: L2 "+what+" failed; serving without it", err)
+		c.warn("l2 "+what, "agentcache: L2 "+what+" failed", err)
 	}
 }
 

@@ -36,8 +36,9 @@ const (
 
 var errBadEnvelope = errors.New("agentcache: undecodable L2 value")
 
+// appendEnvelope wraps payload for L2 (with no tool cost recorded).
 func appendEnvelope(dst []byte, kind byte, freshUntil time.Time, payload []byte) []byte {
-	return keyspace.AppendEnvelope(dst, kind, freshUntil, payload)
+	return keyspace.AppendEnvelope(dst, kind, freshUntil, 0, payload)
 }
 
 // openEnvelope returns the kind, freshness and payload of an L2 value.

@@ -133,12 +133,14 @@ type epochs struct {
 
 	restored map[string]uint64 // epoch values from a snapshot, used when there is no store
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	ready chan struct{} // closed once the subscription is up, or failed once
+	once  sync.Once
 }
 
 func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, error) {
-	e := &epochs{c: c, stop: make(chan struct{}), restored: restored}
+	e := &epochs{c: c, stop: make(chan struct{}), restored: restored, ready: make(chan struct{})}
 	if c.l2 != nil {
 		e.store, _ = c.l2.(tier.Epochs)
 		if e.store != nil {
@@ -465,8 +467,12 @@ func (e *epochs) start() {
 	if e.bcast != nil {
 		e.wg.Add(1)
 		go e.listen()
+	} else {
+		e.markReady()
 	}
 }
+
+func (e *epochs) markReady() { e.once.Do(func() { close(e.ready) }) }
 
 // listen keeps a subscription to the invalidation channel, resubscribing
 // with backoff when it cannot.
@@ -485,6 +491,7 @@ func (e *epochs) listen() {
 		sub, err := e.bcast.Subscribe(ctx, invalidationChannel)
 		if err != nil {
 			cancel()
+			e.markReady() // New stops waiting: the cache works without messages
 			e.c.warn("subscribe", "agentcache: cannot subscribe to invalidations; epochs are confirmed every MaxEpochAge", err)
 			select {
 			case <-e.stop:
@@ -518,6 +525,7 @@ func (e *epochs) pump(sub tier.Subscription) {
 			}
 			if m.Reset {
 				e.reset()
+				e.markReady()
 				continue
 			}
 			var msg message

@@ -59,12 +59,12 @@ func loadFleet[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 		}
 		t.Stop()
 		poll = min(2*poll, 16*c.opts.LockPoll)
-		v, status, _ := fromL2[T](ctx, c, lk, key, st)
-		switch status {
+		v, r := fromL2[T](ctx, c, lk, key, st)
+		switch r.status {
 		case l2Hit:
-			return loaded{v: v, tier: tierL2}, nil
+			return loaded{v: v, tier: tierL2, cost: r.cost}, nil
 		case l2Negative:
-			return loaded{tier: tierNegative}, negativeHit(lk.r)
+			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
 		case l2Unavailable:
 			return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
 		}
@@ -85,12 +85,12 @@ func holdAndLoad[T any](ctx context.Context, c *Cache, lk *lookup, key, lkey, to
 		})
 		_ = c.ep.publish(bg, message{From: c.id, Fills: []string{key}, Keys: []string{lk.l1}})
 	}()
-	v, status, stale := fromL2[T](ctx, c, lk, key, st)
+	v, r := fromL2[T](ctx, c, lk, key, st)
 	switch {
-	case status == l2Hit && !stale:
-		return loaded{v: v, tier: tierL2}, nil
-	case status == l2Negative:
-		return loaded{tier: tierNegative}, negativeHit(lk.r)
+	case r.status == l2Hit && !r.stale:
+		return loaded{v: v, tier: tierL2, cost: r.cost}, nil
+	case r.status == l2Negative:
+		return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
 	}
 	return loadLocal(ctx, c, lk, key, st, load, true)
 }

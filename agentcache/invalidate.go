@@ -119,7 +119,7 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 	for _, k := range l1Keys {
 		c.l1.Delete(k)
 	}
-	return c.fleet("invalidate", c.ep.bump(ctx, cells, l1Keys, l2Keys))
+	return c.fleet(ctx, "invalidate", c.ep.bump(ctx, cells, l1Keys, l2Keys))
 }
 
 // resolve turns a target into the epoch cells to bump, or for an exact call

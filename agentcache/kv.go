@@ -96,7 +96,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	exp := c.opts.Now().Add(ttl)
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
 	if c.l2 != nil && !st.local {
-		if b, ok := c.encode(value, kindValue, exp); ok {
+		if b, ok := c.encode(value, kindValue, exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(&st), value: b, ttl: ttl, announce: key})
 		}
 	}
@@ -125,7 +125,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	if err == nil {
 		err = c.ep.publish(ctx, message{From: c.id, Keys: []string{key}})
 	}
-	return c.fleet("delete", err)
+	return c.fleet(ctx, "delete", err)
 }
 
 // Clear empties the cache everywhere: this instance's L1, every key under
@@ -150,16 +150,21 @@ func (c *Cache) Clear(ctx context.Context) error {
 	if err == nil {
 		err = c.ep.publish(ctx, message{From: c.id, Clear: true})
 	}
-	return c.fleet("clear", err)
+	return c.fleet(ctx, "clear", err)
 }
 
-// fleet wraps an L2 error of a fleet-wide operation.
-func (c *Cache) fleet(op string, err error) error {
+// fleet wraps an L2 error of a fleet-wide operation, counts it and hands it
+// to Options.OnFleetError.
+func (c *Cache) fleet(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	c.stats.fleetErrors.Add(1)
-	return &FleetError{Op: op, Err: err}
+	fe := &FleetError{Op: op, Err: err}
+	if c.opts.OnFleetError != nil {
+		c.opts.OnFleetError(ctx, fe)
+	}
+	return fe
 }
 
 func checkKey(key string) error {

@@ -89,6 +89,13 @@ const (
 // fromL1Fast is the L1 hit path: no allocation, no map but L1's, and no
 // clock unless the entry has a stale window or refresh-ahead.
 func fromL1Fast[T any](c *Cache, key string) (T, hit) {
+	v, h, _ := fromL1Entry[T](c, key)
+	return v, h
+}
+
+// fromL1Entry is fromL1Fast that also returns the entry, for observed
+// lookups (which report the entry's tool cost).
+func fromL1Entry[T any](c *Cache, key string) (T, hit, *entry) {
 	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.valid(c.ep.tick.Load()) {
 		if v, ok := e.value.(T); ok {
 			h := hitFresh
@@ -96,11 +103,11 @@ func fromL1Fast[T any](c *Cache, key string) (T, hit) {
 				h = c.age(e)
 			}
 			c.countL1(h)
-			return v, h
+			return v, h, e
 		}
 	}
 	var zero T
-	return zero, hitNone
+	return zero, hitNone, nil
 }
 
 // age classifies an entry that has a stale window or refresh-ahead.
@@ -137,7 +144,8 @@ func served[T any](ctx context.Context, c *Cache, lk *lookup, h hit, load func(c
 // loaded is what a load step hands the flight's waiters.
 type loaded struct {
 	v    any
-	tier tierIdx // tierLoader, or tierL2/tierNegative when another instance's load filled L2
+	tier tierIdx       // tierLoader, or tierL2/tierNegative when another instance's load filled L2
+	cost time.Duration // how long the tool ran (here or on the instance that filled L2)
 }
 
 // fetch is the slow read path: L1 against confirmed epochs, the negative
@@ -150,8 +158,9 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		o = &scratch
 	}
 	st := c.stampFor(ctx, lk)
-	if v, h := fromL1[T](c, lk, &st); h != hitNone {
+	if v, h, cost := fromL1[T](c, lk, &st); h != hitNone {
 		c.countL1(h)
+		o.cost = cost
 		served(ctx, c, lk, h, load, o)
 		return v, nil
 	}
@@ -162,21 +171,20 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	}
 	status := l2Unavailable
 	if c.l2 != nil && !st.local {
-		var v T
-		var stale bool
-		v, status, stale = fromL2[T](ctx, c, lk, key, &st)
+		v, r := fromL2[T](ctx, c, lk, key, &st)
+		status = r.status
 		switch status {
 		case l2Hit:
 			c.stats.l2Hits.Inc()
-			o.tier, o.stale = tierL2, stale
-			if stale {
+			o.tier, o.stale, o.cost = tierL2, r.stale, r.cost
+			if r.stale {
 				c.stats.staleHits.Inc()
 				refreshAsync(ctx, c, lk, load)
 			}
 			return v, nil
 		case l2Negative:
 			c.stats.negativeHits.Inc()
-			o.tier = tierNegative
+			o.tier, o.cost = tierNegative, r.cost
 			if !maybeNegative && lk.r.negTTL > 0 {
 				c.negFilterFor(lk.r).add(key)
 			}
@@ -198,8 +206,8 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		l, err := loadStep(lctx, c, lk, key, &st, load)
 		return l, err
 	})
-	if l, ok := res.(loaded); ok && l.tier != tierLoader {
-		o.tier = l.tier
+	if l, ok := res.(loaded); ok {
+		o.tier, o.cost = l.tier, l.cost
 	}
 	if err != nil {
 		return zero, err
@@ -232,21 +240,21 @@ func loadLocal[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 			c.stats.loadErrors.Add(1)
 		}
 	}()
-	val, err := runTool(ctx, c, lk.r.obs, load)
+	val, cost, err := runTool(ctx, c, lk.r.obs, load)
 	if isNotFound(lk, val, err) {
 		ok = true
-		c.putNegative(ctx, lk, key, st, writeThrough)
+		c.putNegative(ctx, lk, key, st, cost, writeThrough)
 		if err == nil {
 			err = negativeHit(lk.r)
 		}
-		return loaded{tier: tierLoader}, err
+		return loaded{tier: tierLoader, cost: cost}, err
 	}
 	if err != nil {
-		return loaded{tier: tierLoader}, err
+		return loaded{tier: tierLoader, cost: cost}, err
 	}
 	ok = true
-	c.put(ctx, lk, key, st, val, writeThrough)
-	return loaded{v: val, tier: tierLoader}, nil
+	c.put(ctx, lk, key, st, val, cost, writeThrough)
+	return loaded{v: val, tier: tierLoader, cost: cost}, nil
 }
 
 // l2Status is what an L2 read found.
@@ -259,14 +267,29 @@ const (
 	l2Negative                    // a "not found" marker
 )
 
+// l2Read is what an L2 read found besides the value.
+type l2Read struct {
+	status l2Status
+	stale  bool          // a value past its TTL, inside the stale window
+	cost   time.Duration // the tool run that produced it (0: unknown)
+}
+
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
 // fast path it accepts cells that could not be confirmed (L2 down), and it
 // decodes entries restored from a snapshot on first use.
-func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, hit) {
+func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, hit, time.Duration) {
+	v, h, e := fromL1Slow[T](c, lk, st)
+	if e == nil {
+		return v, h, 0
+	}
+	return v, h, e.cost
+}
+
+func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
 	var zero T
 	e, ok := c.l1.Get(lk.l1)
 	if !ok || !e.st.sameVals(st) {
-		return zero, hitNone
+		return zero, hitNone, nil
 	}
 	if e.raw {
 		raw, _ := e.value.([]byte)
@@ -274,30 +297,29 @@ func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, hit) {
 		if err := c.codec.Unmarshal(raw, &v); err != nil {
 			c.l1.Delete(lk.l1)
 			c.warn("snapshot decode", "agentcache: dropping a restored entry that does not decode", err)
-			return zero, hitNone
+			return zero, hitNone, nil
 		}
-		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil}
+		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil, cost: e.cost}
 		c.l1.Set(lk.l1, ne, c.remaining(e.expiresAt))
-		return v, c.age(ne)
+		return v, c.age(ne), ne
 	}
 	for i := uint8(0); i < st.n; i++ {
 		if e.st.cells[i] != st.cells[i] {
-			return zero, hitNone
+			return zero, hitNone, nil
 		}
 	}
 	v, ok := e.value.(T)
 	if !ok {
-		return zero, hitNone
+		return zero, hitNone, nil
 	}
 	if e.freshUntil|e.refreshAt != 0 {
-		return v, c.age(e)
+		return v, c.age(e), e
 	}
-	return v, hitFresh
+	return v, hitFresh, e
 }
 
-// fromL2 reads an entry from L2 and fills L1 with a value it finds. stale
-// reports a value past its TTL but inside the resource's stale window.
-func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (v T, status l2Status, stale bool) {
+// fromL2 reads an entry from L2 and fills L1 with a value it finds.
+func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Read) {
 	var b []byte
 	var found bool
 	err := c.l2Call(ctx, "read", func(ctx context.Context) (err error) {
@@ -305,48 +327,53 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 		return err
 	})
 	if err != nil {
-		return v, l2Unavailable, false
+		var zero T
+		return zero, l2Read{status: l2Unavailable}
 	}
 	if !found {
-		return v, l2Miss, false
+		var zero T
+		return zero, l2Read{status: l2Miss}
 	}
 	return decodeL2[T](c, lk, key, st, b)
 }
 
 // decodeL2 turns the bytes of an L2 entry into a value (filling L1) or a
 // "not found" marker. Undecodable bytes are a miss and the key is deleted.
-func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, status l2Status, stale bool) {
-	kind, fresh, payload, err := openEnvelope(b)
+func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, r l2Read) {
+	env, err := keyspace.OpenEnvelope(b)
 	if err != nil {
-		c.corrupt(key, err)
-		return v, l2Miss, false
+		c.corrupt(key, errBadEnvelope)
+		return v, l2Read{status: l2Miss}
 	}
-	if kind == kindMissing {
-		return v, l2Negative, false
+	r.cost = env.Cost
+	if env.Kind == kindMissing {
+		r.status = l2Negative
+		return v, r
 	}
-	if err := c.codec.Unmarshal(payload, &v); err != nil {
+	if err := c.codec.Unmarshal(env.Payload, &v); err != nil {
 		c.corrupt(key, err)
 		var zero T
-		return zero, l2Miss, false
+		return zero, l2Read{status: l2Miss}
 	}
-	e := &entry{value: v, st: *st}
+	e := &entry{value: v, st: *st, cost: env.Cost}
 	ttl := lk.r.ttl + lk.r.stale
-	if !fresh.IsZero() {
-		f := fresh.UnixNano()
+	if !env.FreshUntil.IsZero() {
+		f := env.FreshUntil.UnixNano()
 		e.expiresAt = f + int64(lk.r.stale)
 		if ttl = c.remaining(e.expiresAt); ttl <= 0 {
 			var zero T
-			return zero, l2Miss, false
+			return zero, l2Read{status: l2Miss}
 		}
 		if lk.r.stale > 0 {
 			e.freshUntil = f
-			stale = c.opts.Now().UnixNano() >= f
+			r.stale = c.opts.Now().UnixNano() >= f
 		}
 	}
 	if st.current() {
 		c.l1.Set(lk.l1, e, ttl)
 	}
-	return v, l2Hit, stale
+	r.status = l2Hit
+	return v, r
 }
 
 // corrupt handles an undecodable L2 value: a miss, counted, and the key
@@ -382,7 +409,7 @@ func (c *Cache) jitter(ttl time.Duration) time.Duration {
 // at once with writeThrough). A value loaded under epochs that have moved
 // since is returned to its callers but not stored: it may predate an
 // invalidation.
-func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, writeThrough bool) {
+func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, cost time.Duration, writeThrough bool) {
 	if !st.current() {
 		return
 	}
@@ -394,7 +421,7 @@ func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v an
 	now := c.opts.Now()
 	fresh := now.Add(ttl)
 	life := ttl + lk.r.stale
-	e := &entry{value: v, st: *st, expiresAt: now.Add(life).UnixNano()}
+	e := &entry{value: v, st: *st, expiresAt: now.Add(life).UnixNano(), cost: cost}
 	if lk.r.stale > 0 {
 		e.freshUntil = fresh.UnixNano()
 	}
@@ -403,7 +430,7 @@ func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v an
 	}
 	c.l1.Set(lk.l1, e, life)
 	if c.l2 != nil && !st.local {
-		if b, ok := c.encode(v, kindValue, fresh); ok {
+		if b, ok := c.encode(v, kindValue, fresh, cost); ok {
 			c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
 		}
 	}
@@ -437,7 +464,7 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) {
 
 // encode wraps v in the L2 envelope, or reports false (counted and logged)
 // when it cannot be encoded or is too large for L2.
-func (c *Cache) encode(v any, kind byte, freshUntil time.Time) ([]byte, bool) {
+func (c *Cache) encode(v any, kind byte, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
 	var payload []byte
 	if kind == kindValue {
 		var err error
@@ -452,5 +479,5 @@ func (c *Cache) encode(v any, kind byte, freshUntil time.Time) ([]byte, bool) {
 		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))
 		return nil, false
 	}
-	return appendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, freshUntil, payload), true
+	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, freshUntil, cost, payload), true
 }

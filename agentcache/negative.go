@@ -115,7 +115,7 @@ func isNotFound(lk *lookup, v any, err error) bool {
 
 // putNegative remembers a "not found" answer in the filter and as an L2
 // marker that never overwrites a value.
-func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *stamp, writeThrough bool) {
+func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *stamp, cost time.Duration, writeThrough bool) {
 	if lk.r.negTTL <= 0 || !st.current() {
 		return
 	}
@@ -123,7 +123,7 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *sta
 	c.stats.negativeStored.Add(1)
 	if c.l2 != nil && !st.local {
 		exp := c.opts.Now().Add(lk.r.negTTL)
-		if b, ok := c.encode(nil, kindMissing, exp); ok {
+		if b, ok := c.encode(nil, kindMissing, exp, cost); ok {
 			c.writeL2(ctx, writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true}, writeThrough)
 		}
 	}

@@ -148,8 +148,9 @@ func (o *observer) active(ctx context.Context) bool {
 type obsLookup struct {
 	tier    tierIdx
 	stale   bool
-	scopeID string // for RecordScopeIDs
-	argHash string // for RecordArgs
+	cost    time.Duration // the tool run that produced the answer (0: unknown)
+	scopeID string        // for RecordScopeIDs
+	argHash string        // for RecordArgs
 }
 
 // observe runs an instrumented lookup: a span when tracing, the metrics,
@@ -172,11 +173,18 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run
 	case err != nil:
 		oc = outError
 	}
-	var saved time.Duration
-	if o.tier != tierLoader && oc != outError {
-		if mean := time.Duration(ro.meanLoadNs.Load()); mean > lat {
-			saved = mean - lat
+	// A hit saves what the tool took to produce the answer (recorded with
+	// the entry, whichever instance ran it), or the resource's average run
+	// when that is unknown, less the lookup's own time.
+	var saved, toolTime time.Duration
+	if o.tier == tierLoader {
+		toolTime = o.cost
+	} else if oc != outError {
+		cost := o.cost
+		if cost <= 0 {
+			cost = time.Duration(ro.meanLoadNs.Load())
 		}
+		saved = max(cost-lat, 0)
 	}
 	if span != nil {
 		span.SetAttributes(
@@ -205,14 +213,14 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run
 		}
 	}
 	if run := acotel.RunFrom(ctx); run != nil {
-		run.Record(ro.name, tierNames[o.tier], lat, saved, oc == outError)
+		run.Record(acotel.Call{Resource: ro.name, Tier: tierNames[o.tier], Latency: lat, Saved: saved, ToolTime: toolTime, Failed: oc == outError})
 	}
 	return v, err
 }
 
 // runTool runs the real tool for a load, timing it for the time-saved
 // estimate and, under a recording span, as a GenAI execute_tool span.
-func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx context.Context) (T, error)) (T, error) {
+func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx context.Context) (T, error)) (v T, d time.Duration, err error) {
 	var span trace.Span
 	if trace.SpanFromContext(ctx).IsRecording() {
 		attrs := []attribute.KeyValue{
@@ -226,10 +234,8 @@ func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx con
 	}
 	start := time.Now()
 	ok := false
-	var v T
-	var err error
 	defer func() {
-		d := time.Since(start)
+		d = time.Since(start)
 		oc := outMiss
 		switch {
 		case !ok:
@@ -259,7 +265,7 @@ func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx con
 	}()
 	v, err = load(ctx)
 	ok = true
-	return v, err
+	return v, time.Since(start), err
 }
 
 // learn folds a tool run's duration into the resource's moving average.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +281,62 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// An L2 hit on an instance that never ran the tool still knows what the hit
+// saved: the tool's run time travels with the value.
+func TestTimeSavedAcrossInstances(t *testing.T) {
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	a := newL1(t, Options{L2: backend.Remote("ts:")})
+	b := newL1(t, Options{L2: backend.Remote("ts:")})
+	res := resource.Resource{Name: "search_docs", TTL: time.Minute}
+	tool := func(ctx context.Context, q string) (string, error) {
+		time.Sleep(30 * time.Millisecond)
+		return "hits for " + q, nil
+	}
+	sa, _ := Wrap(a, res, tool)
+	sb, _ := Wrap(b, res, tool)
+	ctxA, runA := acotel.StartRun(context.Background())
+	sa(ctxA, "q")
+	waitFor(t, func() bool { return a.Stats().WritesDone == 1 })
+	ctxB, runB := acotel.StartRun(context.Background())
+	sb(ctxB, "q")
+	ra, rb := runA.Summary(), runB.Summary()
+	if ra.ToolTime < 30*time.Millisecond || ra.ByTier["loader"] != 1 {
+		t.Fatalf("A's run: %+v", ra)
+	}
+	if rb.ByTier["l2"] != 1 || rb.TimeSaved < 20*time.Millisecond || rb.ToolTime != 0 {
+		t.Fatalf("B's L2 hit: saved %v, tool time %v (%+v); want the tool's run time saved", rb.TimeSaved, rb.ToolTime, rb)
+	}
+	if len(rb.Calls) != 1 || rb.Calls[0].Tier != "l2" {
+		t.Fatalf("calls %+v", rb.Calls)
+	}
+	var all acotel.RunSummary
+	all.Add(ra)
+	all.Add(rb)
+	if all.Lookups != 2 || all.ByTier["l2"] != 1 || all.Resources["search_docs"].Lookups != 2 || len(all.Calls) != 2 {
+		t.Fatalf("merged %+v", all)
+	}
+}
+
+func TestOnFleetErrorSeesMutationFailures(t *testing.T) {
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	var seen atomic.Int32
+	c := newL1(t, Options{L2: backend.Remote("fe:"), OnFleetError: func(ctx context.Context, err *FleetError) {
+		if err.Op == "invalidate" {
+			seen.Add(1)
+		}
+	}})
+	shop := &fakeShop{items: map[string][]string{}}
+	add, _ := WrapMutation(c, shop.addToCart, getCart)
+	backend.SetError(errors.New("redis down"))
+	if _, err := add(scope.WithUser(context.Background(), "alice"), "lamp"); err != nil {
+		t.Fatalf("the write happened; the mutation must not fail: %v", err)
+	}
+	if seen.Load() != 1 || c.Stats().FleetErrors != 1 {
+		t.Fatalf("OnFleetError calls = %d, FleetErrors = %d", seen.Load(), c.Stats().FleetErrors)
 	}
 }

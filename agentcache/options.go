@@ -1,6 +1,7 @@
 package agentcache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,6 +139,12 @@ type Options struct {
 	RecordArgs bool
 	// Name labels this cache's metrics (agentcache.cache). Default "default".
 	Name string
+
+	// OnFleetError, if set, is called (on the caller's goroutine) whenever an
+	// invalidation, Delete or Clear applied locally but could not tell the
+	// fleet — including the invalidations of WrapMutation, which do not
+	// return the error. Use it to alert, or to retry the invalidation.
+	OnFleetError func(ctx context.Context, err *FleetError)
 
 	// InstanceID names this instance in invalidation messages. Default: a
 	// random UUID.

@@ -38,7 +38,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		if !got {
 			// Someone is loading this key; a fresh value may already be in
 			// L2 (fromL2 puts it in L1).
-			_, _, _ = fromL2[T](rctx, c, lk, key, &st)
+			_, _ = fromL2[T](rctx, c, lk, key, &st)
 			return
 		}
 		_, _ = holdAndLoad(rctx, c, lk, key, lkey, token, &st, load)

@@ -266,8 +266,8 @@ func newToolConfig(opts []ToolOption) *toolConfig {
 // mutation that could not invalidate what it changes fails closed, without
 // running. If the tool succeeds but the fleet cannot be told (L2 down), the
 // local invalidation still applies, the result is returned without error (the
-// write happened; an error would invite a retry), and the failure is logged
-// and counted in Stats.FleetErrors.
+// write happened; an error would invite a retry), and the failure is logged,
+// counted in Stats.FleetErrors and handed to Options.OnFleetError.
 func WrapMutation[A, R any](c *Cache, tool func(ctx context.Context, args A) (R, error), invalidates ...resource.Resource) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapMutation: nil tool")
@@ -294,9 +294,7 @@ func WrapMutation[A, R any](c *Cache, tool func(ctx context.Context, args A) (R,
 		if err != nil {
 			return res, err
 		}
-		if ierr := c.Invalidate(ctx, targets...); ierr != nil {
-			c.warn("mutation", "agentcache: mutation succeeded but its invalidation did not reach the fleet", ierr)
-		}
+		_ = c.Invalidate(ctx, targets...) // a failure is logged, counted and reported by fleet
 		return res, nil
 	}, nil
 }

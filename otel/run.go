@@ -20,6 +20,20 @@ type Run struct {
 	sum RunSummary
 }
 
+// MaxRunCalls bounds RunSummary.Calls; later calls are counted in the
+// totals but not listed.
+const MaxRunCalls = 10_000
+
+// Call is one lookup as a Run records it.
+type Call struct {
+	Resource string        // the resource (tool) name; "kv" for the key-value API
+	Tier     string        // TierL1, TierL2, TierNegative or TierLoader
+	Latency  time.Duration // the lookup, end to end
+	Saved    time.Duration // estimated tool time a hit avoided
+	ToolTime time.Duration // time the tool ran for this lookup (TierLoader)
+	Failed   bool          // an error other than "not found"
+}
+
 // RunSummary is a Run's totals.
 type RunSummary struct {
 	Lookups   int            // tool calls that went through the cache
@@ -28,6 +42,7 @@ type RunSummary struct {
 	ToolTime  time.Duration  // time spent in the real tools
 	TimeSaved time.Duration  // estimated tool time saved by hits
 	Resources map[string]ResourceSummary
+	Calls     []Call // every lookup in order, up to MaxRunCalls
 }
 
 // ResourceSummary is a Run's totals for one resource.
@@ -50,35 +65,71 @@ func RunFrom(ctx context.Context) *Run {
 	return r
 }
 
-// Record adds one lookup of resource answered by tier. latency is the
-// lookup's duration (for TierLoader, the tool's); saved is the estimated
-// tool time it avoided; failed marks an error other than "not found".
-func (r *Run) Record(resource, tier string, latency, saved time.Duration, failed bool) {
+// Record adds one lookup.
+func (r *Run) Record(c Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := &r.sum
-	if s.ByTier == nil {
-		s.ByTier, s.Resources = map[string]int{}, map[string]ResourceSummary{}
+	r.sum.add(c)
+	if len(r.sum.Calls) < MaxRunCalls {
+		r.sum.Calls = append(r.sum.Calls, c)
 	}
-	rs := s.Resources[resource]
+}
+
+func (s *RunSummary) add(c Call) {
+	if s.ByTier == nil {
+		s.ByTier = map[string]int{}
+	}
+	if s.Resources == nil {
+		s.Resources = map[string]ResourceSummary{}
+	}
+	rs := s.Resources[c.Resource]
 	if rs.ByTier == nil {
 		rs.ByTier = map[string]int{}
 	}
 	s.Lookups++
 	rs.Lookups++
-	if failed {
+	if c.Failed {
 		s.Errors++
 	} else {
-		s.ByTier[tier]++
-		rs.ByTier[tier]++
+		s.ByTier[c.Tier]++
+		rs.ByTier[c.Tier]++
 	}
-	if tier == TierLoader {
-		s.ToolTime += latency
-		rs.ToolTime += latency
+	s.ToolTime += c.ToolTime
+	rs.ToolTime += c.ToolTime
+	s.TimeSaved += c.Saved
+	rs.TimeSaved += c.Saved
+	s.Resources[c.Resource] = rs
+}
+
+// Add folds o into s, for totals over several runs (per user, say).
+func (s *RunSummary) Add(o RunSummary) {
+	if s.ByTier == nil {
+		s.ByTier = map[string]int{}
 	}
-	s.TimeSaved += saved
-	rs.TimeSaved += saved
-	s.Resources[resource] = rs
+	if s.Resources == nil {
+		s.Resources = map[string]ResourceSummary{}
+	}
+	s.Lookups += o.Lookups
+	s.Errors += o.Errors
+	s.ToolTime += o.ToolTime
+	s.TimeSaved += o.TimeSaved
+	for t, n := range o.ByTier {
+		s.ByTier[t] += n
+	}
+	for name, or := range o.Resources {
+		rs := s.Resources[name]
+		if rs.ByTier == nil {
+			rs.ByTier = map[string]int{}
+		}
+		rs.Lookups += or.Lookups
+		rs.ToolTime += or.ToolTime
+		rs.TimeSaved += or.TimeSaved
+		for t, n := range or.ByTier {
+			rs.ByTier[t] += n
+		}
+		s.Resources[name] = rs
+	}
+	s.Calls = append(s.Calls, o.Calls[:min(len(o.Calls), max(MaxRunCalls-len(s.Calls), 0))]...)
 }
 
 // Summary returns a copy of the totals so far.
@@ -86,6 +137,7 @@ func (r *Run) Summary() RunSummary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.sum
+	out.Calls = slices.Clone(r.sum.Calls)
 	out.ByTier = cloneMap(r.sum.ByTier)
 	out.Resources = make(map[string]ResourceSummary, len(r.sum.Resources))
 	for k, v := range r.sum.Resources {

@@ -29,6 +29,7 @@ package keyspace
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -456,15 +457,19 @@ func (f Filter) Match(k *Key) bool {
 //	byte 1      format version (1)
 //	byte 2      kind: 1 value, 2 "not found" marker
 //	bytes 3-10  fresh until, Unix milliseconds, big endian (0: none)
-//	bytes 11-   payload (the codec's bytes; empty for a marker)
+//	bytes 11-14 cost: how long the tool ran to produce it, microseconds,
+//	            big endian, saturating (0: unknown)
+//	bytes 15-   payload (the codec's bytes; empty for a marker)
 //
 // The freshness time lets an instance that reads the entry give its L1 copy
 // the same remaining life, and lets a stale window tell fresh from stale.
+// The cost lets any instance that serves the entry say how much tool time it
+// saved, even one that never ran the tool.
 // Anything that does not parse is treated by the cache as a miss and
 // deleted.
 const (
 	// HeaderLen is the length of the envelope's header.
-	HeaderLen = 11
+	HeaderLen = 15
 
 	envMagic   = 0xAC
 	envVersion = 1
@@ -482,18 +487,21 @@ var ErrEnvelope = errors.New("not an agentcache value envelope")
 // Envelope is an opened L2 value.
 type Envelope struct {
 	Kind       byte      // KindValue or KindNotFound
-	FreshUntil time.Time // zero: no expiry recorded
+	FreshUntil time.Time     // zero: no expiry recorded
+	Cost       time.Duration // the tool run that produced it; 0: unknown
 	Payload    []byte    // the codec's bytes (empty for a marker, or when only the header was read)
 }
 
 // AppendEnvelope appends the envelope of payload to dst.
-func AppendEnvelope(dst []byte, kind byte, freshUntil time.Time, payload []byte) []byte {
+func AppendEnvelope(dst []byte, kind byte, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
 	var ms int64
 	if !freshUntil.IsZero() {
 		ms = freshUntil.UnixMilli()
 	}
+	us := min(max(cost.Microseconds(), 0), math.MaxUint32)
 	dst = append(dst, envMagic, envVersion, kind)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
 	return append(dst, payload...)
 }
 
@@ -506,8 +514,9 @@ func OpenEnvelope(b []byte) (Envelope, error) {
 	if e.Kind != KindValue && e.Kind != KindNotFound {
 		return Envelope{}, ErrEnvelope
 	}
-	if ms := int64(binary.BigEndian.Uint64(b[3:HeaderLen])); ms != 0 {
+	if ms := int64(binary.BigEndian.Uint64(b[3:11])); ms != 0 {
 		e.FreshUntil = time.UnixMilli(ms)
 	}
+	e.Cost = time.Duration(binary.BigEndian.Uint32(b[11:HeaderLen])) * time.Microsecond
 	return e, nil
 }

@@ -1,7 +1,7 @@
 package keyspace
 
 import (
-	"encoding/binary"
+	"math"
 	"testing"
 	"time"
 
@@ -131,18 +131,21 @@ func TestFilter(t *testing.T) {
 }
 
 func TestOpenEnvelope(t *testing.T) {
-	b := []byte{0xAC, 1, KindNotFound}
-	b = binary.BigEndian.AppendUint64(b, 1_700_000_000_000)
+	fresh := time.UnixMilli(1_700_000_000_000)
+	b := AppendEnvelope(nil, KindNotFound, fresh, 1500*time.Microsecond, nil)
 	e, err := OpenEnvelope(b)
-	if err != nil || e.Kind != KindNotFound || !e.FreshUntil.Equal(time.UnixMilli(1_700_000_000_000)) || len(e.Payload) != 0 {
+	if err != nil || e.Kind != KindNotFound || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
 		t.Errorf("marker: %+v, %v", e, err)
 	}
-	b[2] = KindValue
-	e, err = OpenEnvelope(append(b, `{"a":1}`...))
-	if err != nil || e.Kind != KindValue || string(e.Payload) != `{"a":1}` {
+	b = AppendEnvelope(nil, KindValue, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
+	e, err = OpenEnvelope(b)
+	if err != nil || e.Kind != KindValue || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
 	}
-	for _, bad := range [][]byte{nil, b[:10], append([]byte{0xAB}, b[1:]...), append([]byte{0xAC, 2}, b[2:]...), append([]byte{0xAC, 1, 3}, b[3:]...)} {
+	if max := time.Duration(math.MaxUint32) * time.Microsecond; e.Cost != max {
+		t.Errorf("a cost beyond the field saturates: got %v, want %v", e.Cost, max)
+	}
+	for _, bad := range [][]byte{nil, b[:HeaderLen-1], append([]byte{0xAB}, b[1:]...), append([]byte{0xAC, 2}, b[2:]...), append([]byte{0xAC, 1, 3}, b[3:]...)} {
 		if _, err := OpenEnvelope(bad); err == nil {
 			t.Errorf("OpenEnvelope(%x) accepted", bad)
 		}

@@ -87,6 +87,8 @@ func NewFromConfig(cfg Config) (*Store, error) {
 			WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
 			PoolSize:              cfg.PoolSize,
 			ContextTimeoutEnabled: true,
+			DialerRetries:         1,
+			MaxRetries:            1,
 		})
 	} else {
 		o := &goredis.Options{
@@ -141,11 +143,22 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // applyDefaults sets the short timeouts where o leaves them zero, and makes
 // context deadlines bound each call.
+// applyDefaults tunes a client for a cache: short timeouts, context
+// deadlines honoured, and few retries — go-redis otherwise retries a refused
+// dial five times 100ms apart inside one call, so a dead server would cost
+// every cache call its whole timeout instead of failing fast and letting the
+// cache's circuit breaker open.
 func applyDefaults(o *goredis.Options) {
 	o.DialTimeout = orDefault(o.DialTimeout, DefaultDialTimeout)
 	o.ReadTimeout = orDefault(o.ReadTimeout, DefaultReadTimeout)
 	o.WriteTimeout = orDefault(o.WriteTimeout, DefaultWriteTimeout)
 	o.ContextTimeoutEnabled = true
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 1
+	}
 }
 
 // open checks that client reaches a server that accepts its credentials, and

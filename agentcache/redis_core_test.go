@@ -1,0 +1,680 @@
+package agentcache
+
+// Real-Redis tests of the two-tier core (issue 2): L2 hits across
+// instances, corrupt payloads, Redis killed, paused or blackholed, the
+// write-behind queue and MaxValueSize. The helpers at the top (the rc*
+// names) are shared by every redis_*_test.go file of this package.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	acredis "github.com/agentcache/agentcache-go/tier/redis"
+)
+
+// rcEnv is one test's private redis-server and a key prefix of its own.
+type rcEnv struct {
+	t      *testing.T
+	srv    *redistest.Server
+	prefix string
+	raw    *goredis.Client // inspects and tampers with Redis directly
+}
+
+// rcStart starts a redis-server for t. It first arranges the goroutine leak
+// check, so that check runs after every other cleanup of the test.
+func rcStart(t *testing.T, cfg ...redistest.Config) *rcEnv {
+	t.Helper()
+	rcNoLeaks(t)
+	srv := redistest.Start(t, cfg...)
+	return &rcEnv{t: t, srv: srv, prefix: rcPrefix(t), raw: srv.Client(t)}
+}
+
+// rcPrefix is a key prefix derived from the test's name.
+func rcPrefix(t *testing.T) string {
+	name := strings.Map(func(r rune) rune {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	if len(name) > 100 {
+		name = name[len(name)-100:]
+	}
+	return "ac-" + name + ":"
+}
+
+// store returns a Store on a client of its own, as each pod has one. The
+// client has ContextTimeoutEnabled, as the tier/redis constructors set it,
+// so that Options.L2Timeout bounds every call; srv.Client's client would
+// wait out go-redis's 3s read timeout on a paused server instead.
+func (e *rcEnv) store(tune ...func(*goredis.Options)) *acredis.Store {
+	e.t.Helper()
+	o := e.srv.Options()
+	o.ContextTimeoutEnabled = true
+	for _, f := range tune {
+		f(o)
+	}
+	return rcStoreOn(e.t, goredis.NewClient(o), e.prefix)
+}
+
+// storeVia is store with the client pointed at addr (a fault proxy).
+func (e *rcEnv) storeVia(addr string) *acredis.Store {
+	e.t.Helper()
+	return e.store(func(o *goredis.Options) { o.Addr = addr })
+}
+
+// rcStoreOn returns a Store with prefix on client; both are closed when the
+// test ends, after the caches that use them.
+func rcStoreOn(t *testing.T, client goredis.UniversalClient, prefix string) *acredis.Store {
+	t.Helper()
+	t.Cleanup(func() { _ = client.Close() })
+	s, err := acredis.New(client, acredis.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// proxy starts a fault proxy in front of the server.
+func (e *rcEnv) proxy() *redistest.Proxy {
+	e.t.Helper()
+	p, err := redistest.NewProxy(e.srv.Addr())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// keys returns the keys under the prefix that match pattern (a SCAN MATCH
+// pattern relative to the prefix).
+func (e *rcEnv) keys(pattern string) []string {
+	e.t.Helper()
+	var out []string
+	var cursor uint64
+	for {
+		ks, next, err := e.raw.Scan(context.Background(), cursor, e.prefix+pattern, 1000).Result()
+		if err != nil {
+			e.t.Fatalf("SCAN %s%s: %v", e.prefix, pattern, err)
+		}
+		out = append(out, ks...)
+		if next == 0 {
+			return out
+		}
+		cursor = next
+	}
+}
+
+// rcNew opens a Cache that is closed when the test ends. Its warnings go to
+// the test log.
+func rcNew(t *testing.T, o Options) *Cache {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = rcLogger(t)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			t.Logf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// rcLogger logs to t until the test's cleanups have run.
+func rcLogger(t *testing.T) *slog.Logger {
+	w := &rcLogWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type rcLogWriter struct {
+	mu   sync.Mutex // guards done and serializes t.Log
+	t    *testing.T
+	done bool
+}
+
+func (w *rcLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func (w *rcLogWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+}
+
+// rcWait polls cond until it holds, failing the test after d.
+func rcWait(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// rcSubscribed waits until c's invalidation subscription is active. Its
+// first delivery is a Reset, which drops L1; tests that count L1 hits wait
+// for it first.
+func rcSubscribed(t *testing.T, cs ...*Cache) {
+	t.Helper()
+	for _, c := range cs {
+		rcWait(t, 10*time.Second, "invalidation subscription", func() bool { return c.ep.resets.Load() >= 1 })
+	}
+}
+
+// rcDrained reports whether every write c queued has been sent.
+func rcDrained(c *Cache) bool {
+	s := c.Stats()
+	return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped >= s.WritesQueued
+}
+
+// rcNoLeaks fails t if goroutines of this module, go-redis or otter that
+// started during the test are still running once its cleanups are done.
+func rcNoLeaks(t *testing.T) {
+	before := map[string]bool{}
+	for _, g := range rcGoroutines() {
+		before[rcGoroutineID(g)] = true
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var leaked []string
+			for _, g := range rcGoroutines() {
+				if before[rcGoroutineID(g)] {
+					continue
+				}
+				if strings.Contains(g, "agentcache/agentcache-go/") || strings.Contains(g, "redis/go-redis") ||
+					strings.Contains(g, "maypok86/otter") {
+					leaked = append(leaked, g)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutines outlived the test:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// rcGoroutines returns the stacks of every goroutine but the caller's.
+func rcGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return strings.Split(string(buf), "\n\n")[1:]
+}
+
+func rcGoroutineID(stack string) string {
+	head, _, _ := strings.Cut(stack, " [")
+	return head
+}
+
+// rcProfile is a typed value with nested fields, to check that what another
+// instance decodes from L2 is the same value.
+type rcProfile struct {
+	ID     string            `json:"id"`
+	Name   string            `json:"name"`
+	Tags   []string          `json:"tags"`
+	Score  float64           `json:"score"`
+	Limits map[string]int    `json:"limits"`
+	Owner  *rcProfileOwner   `json:"owner"`
+	Extra  map[string]string `json:"extra,omitempty"`
+}
+
+type rcProfileOwner struct {
+	Team  string `json:"team"`
+	Level int    `json:"level"`
+}
+
+func rcProfileFor(id string) rcProfile {
+	return rcProfile{
+		ID: id, Name: "Ada " + id, Tags: []string{"admin", "ops"}, Score: 0.75,
+		Limits: map[string]int{"rpm": 60, "tpm": 90_000},
+		Owner:  &rcProfileOwner{Team: "platform", Level: 3},
+	}
+}
+
+// rcCounting returns a loader that counts its runs and returns value(key).
+func rcCounting[T any](runs *atomic.Int32, value func(key string) T) Loader[T] {
+	return LoaderFunc[T](func(ctx context.Context, key string) (T, error) {
+		runs.Add(1)
+		return value(key), nil
+	})
+}
+
+func TestRedisL2HitAcrossInstances(t *testing.T) {
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	b := rcNew(t, Options{L2: e.store()})
+	ctx := context.Background()
+	var aRuns, bRuns atomic.Int32
+	loadA := rcCounting(&aRuns, rcProfileFor)
+	loadB := rcCounting(&bRuns, func(key string) rcProfile { return rcProfile{ID: "from B"} })
+
+	want := rcProfileFor("profile:42")
+	got, err := Get(ctx, a, "profile:42", loadA)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("A: Get = %+v, %v", got, err)
+	}
+	rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+
+	got, err = Get(ctx, b, "profile:42", loadB)
+	if err != nil {
+		t.Fatalf("B: Get: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("B decoded %+v from L2, want %+v", got, want)
+	}
+	if s := b.Stats(); s.L2Hits != 1 || s.Misses != 0 || bRuns.Load() != 0 {
+		t.Fatalf("B: L2 hits %d, misses %d, loader runs %d; want 1, 0, 0 (stats %+v)", s.L2Hits, s.Misses, bRuns.Load(), s)
+	}
+	// The L2 hit filled B's L1.
+	if got, err = Get(ctx, b, "profile:42", loadB); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("B again: %+v, %v", got, err)
+	}
+	if s := b.Stats(); s.L1Hits != 1 || s.L2Hits != 1 {
+		t.Fatalf("B's second read: L1 hits %d, L2 hits %d; want 1 and 1", s.L1Hits, s.L2Hits)
+	}
+	if aRuns.Load() != 1 {
+		t.Fatalf("A's loader ran %d times", aRuns.Load())
+	}
+}
+
+func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
+	// Each case turns the valid L2 value into a corrupt one.
+	cases := []struct {
+		name    string
+		corrupt func(valid []byte) []byte
+	}{
+		{"garbage", func([]byte) []byte { return []byte("definitely not an agentcache envelope") }},
+		{"truncated header", func(v []byte) []byte { return v[:keyspace.HeaderLen-1] }},
+		{"bad payload", func(v []byte) []byte { // a valid header, not JSON for the type
+			return append(slices.Clip(v[:keyspace.HeaderLen]), `{"id": [1, 2`...)
+		}},
+		{"unknown kind", func(v []byte) []byte {
+			v = slices.Clone(v)
+			v[2] = 9
+			return v
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := rcStart(t)
+			a := rcNew(t, Options{L2: e.store()})
+			b := rcNew(t, Options{L2: e.store()})
+			ctx := context.Background()
+			var runs atomic.Int32
+			if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+				t.Fatal(err)
+			}
+			rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+			keys := e.keys("kv:*")
+			if len(keys) != 1 {
+				t.Fatalf("entry keys under the prefix: %q, want exactly one", keys)
+			}
+			valid, err := e.raw.Get(ctx, keys[0]).Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := keyspace.OpenEnvelope(valid); err != nil {
+				t.Fatalf("the value A wrote does not open: %v", err)
+			}
+			if err := e.raw.Set(ctx, keys[0], tc.corrupt(valid), time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
+
+			// B reads the corrupt entry: a miss, so its loader runs (and
+			// fails, so nothing replaces the entry); the error is the
+			// loader's, never a decoding error.
+			toolDown := errors.New("profile service down")
+			_, err = Get(ctx, b, "profile:7", LoaderFunc[rcProfile](func(context.Context, string) (rcProfile, error) {
+				return rcProfile{}, toolDown
+			}))
+			if !errors.Is(err, toolDown) {
+				t.Fatalf("B: Get over a corrupt entry = %v, want the loader's error", err)
+			}
+			if s := b.Stats(); s.L2Corrupt < 1 || s.L2Hits != 0 {
+				t.Fatalf("B: L2Corrupt %d, L2Hits %d; want the corrupt entry counted and not served", s.L2Corrupt, s.L2Hits)
+			}
+			rcWait(t, 5*time.Second, "corrupt key deleted", func() bool {
+				return e.raw.Exists(ctx, keys[0]).Val() == 0
+			})
+			rcWait(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+
+			// The next load replaces it, and a third instance reads that.
+			v, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor))
+			if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) {
+				t.Fatalf("B: reload = %+v, %v", v, err)
+			}
+			rcWait(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+			c := rcNew(t, Options{L2: e.store()})
+			var cRuns atomic.Int32
+			v, err = Get(ctx, c, "profile:7", rcCounting(&cRuns, func(string) rcProfile { return rcProfile{} }))
+			if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) || cRuns.Load() != 0 || c.Stats().L2Hits != 1 {
+				t.Fatalf("C: %+v, %v, loader runs %d, stats %+v; want the reloaded value from L2", v, err, cRuns.Load(), c.Stats())
+			}
+		})
+	}
+}
+
+func TestRedisKilledNeverAnErrorThenRecovers(t *testing.T) {
+	e := rcStart(t)
+	o := Options{
+		L2Timeout: 200 * time.Millisecond,
+		Breaker:   BreakerOptions{Failures: 3, OpenFor: 300 * time.Millisecond, MaxOpenFor: 300 * time.Millisecond},
+	}
+	o.L2 = e.store()
+	a := rcNew(t, o)
+	o.L2 = e.store()
+	b := rcNew(t, o)
+	ctx := context.Background()
+	var runs atomic.Int32
+	value := func(key string) string { return "value of " + key }
+	load := rcCounting(&runs, value)
+	if v, err := Get(ctx, a, "before", load); err != nil || v != value("before") {
+		t.Fatalf("before the kill: %q, %v", v, err)
+	}
+
+	e.srv.Kill()
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("down-%d", i)
+		for _, c := range []*Cache{a, b} {
+			if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
+				t.Fatalf("with Redis dead: Get(%s) = %q, %v; want the loader's value and no error", k, v, err)
+			}
+		}
+	}
+	// What L1 holds is still served.
+	if v, err := Get(ctx, a, "before", load); err != nil || v != value("before") {
+		t.Fatalf("L1 entry with Redis dead: %q, %v", v, err)
+	}
+	for name, c := range map[string]*Cache{"A": a, "B": b} {
+		s := c.Stats()
+		if s.Breaker == "closed" || s.L2Errors < 3 {
+			t.Fatalf("%s with Redis dead: breaker %s after %d L2 errors; want it open", name, s.Breaker, s.L2Errors)
+		}
+		// Each call would try L2 two or three times; the open breaker lets
+		// only its probes through.
+		if s.L2Errors >= 30 {
+			t.Fatalf("%s: %d L2 errors over 31 calls; a dead Redis must not cost a timeout per call", name, s.L2Errors)
+		}
+	}
+
+	if err := e.srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Each call may probe the breaker; both close again.
+	i := 0
+	for name, c := range map[string]*Cache{"A": a, "B": b} {
+		rcWait(t, 10*time.Second, name+"'s breaker to close", func() bool {
+			i++
+			k := fmt.Sprintf("probe-%d", i)
+			if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
+				t.Fatalf("while Redis restarts: Get(%s) = %q, %v", k, v, err)
+			}
+			return c.Stats().Breaker == "closed"
+		})
+	}
+	// L2 is used again: what A loads, B reads from L2.
+	var bRuns atomic.Int32
+	fromB := rcCounting(&bRuns, func(string) string { return "loaded by B" })
+	hits := b.Stats().L2Hits
+	rcWait(t, 10*time.Second, "an L2 hit on B after the restart", func() bool {
+		i++
+		k := fmt.Sprintf("after-%d", i)
+		if _, err := Get(ctx, a, k, load); err != nil {
+			t.Fatalf("A after the restart: %v", err)
+		}
+		v, err := Get(ctx, b, k, fromB)
+		if err != nil {
+			t.Fatalf("B after the restart: %v", err)
+		}
+		return v == value(k) && b.Stats().L2Hits > hits
+	})
+}
+
+func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
+	for _, mode := range []string{"paused", "blackholed"} {
+		t.Run(mode, func(t *testing.T) {
+			e := rcStart(t)
+			var fault, heal func()
+			var store *acredis.Store
+			switch mode {
+			case "paused":
+				store, fault, heal = e.store(), e.srv.Pause, e.srv.Resume
+			case "blackholed":
+				p := e.proxy()
+				store = e.storeVia(p.Addr())
+				fault, heal = func() { p.Blackhole(true) }, func() { p.Blackhole(false) }
+			}
+			c := rcNew(t, Options{L2: store, L2Timeout: 50 * time.Millisecond})
+			t.Cleanup(heal) // before c closes
+			ctx := context.Background()
+			var runs atomic.Int32
+			value := func(key string) string { return "value of " + key }
+			load := rcCounting(&runs, value)
+			if v, err := Get(ctx, c, "warm", load); err != nil || v != value("warm") {
+				t.Fatalf("healthy: %q, %v", v, err)
+			}
+			entries := len(e.keys("kv:*"))
+
+			fault()
+			for i := 0; i < 10; i++ {
+				k := fmt.Sprintf("slow-%d", i)
+				if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
+					t.Fatalf("L2 %s: Get(%s) = %q, %v; want the loader's value", mode, k, v, err)
+				}
+			}
+			if v, err := Get(ctx, c, "warm", load); err != nil || v != value("warm") {
+				t.Fatalf("L2 %s: L1 entry = %q, %v", mode, v, err)
+			}
+			s := c.Stats()
+			if s.L2Errors < 5 || s.Breaker == "closed" {
+				t.Fatalf("L2 %s: %d L2 errors counted, breaker %s; want the timeouts counted and the breaker open", mode, s.L2Errors, s.Breaker)
+			}
+
+			heal()
+			i := 0
+			rcWait(t, 10*time.Second, "L2 in use again", func() bool {
+				i++
+				k := fmt.Sprintf("healed-%d", i)
+				if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
+					t.Fatalf("after healing: Get(%s) = %q, %v", k, v, err)
+				}
+				return c.Stats().Breaker == "closed" && len(e.keys("kv:*")) > entries
+			})
+		})
+	}
+}
+
+func TestRedisFullWriteQueueDropsWithoutWaiting(t *testing.T) {
+	e := rcStart(t)
+	// A long L2Timeout: a caller that waited for a write would wait for it.
+	c := rcNew(t, Options{L2: e.store(), WriteQueueSize: 1, WriteBatchSize: 1, L2Timeout: 20 * time.Second})
+	rcSubscribed(t, c)
+	ctx := context.Background()
+	if err := c.Set(ctx, "warm", -1, 0); err != nil {
+		t.Fatal(err)
+	}
+	rcWait(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+
+	e.srv.Pause()
+	t.Cleanup(e.srv.Resume) // before c closes
+	const n = 200
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			if err := c.Set(ctx, fmt.Sprintf("k%d", i), i, 0); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Set with a full queue: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Set blocked while Redis was paused and the queue was full; callers must never wait for L2 writes")
+	}
+	s := c.Stats()
+	if s.WritesDropped < n-2 || s.WritesQueued+s.WritesDropped != n+1 {
+		t.Fatalf("queue of 1 and a stuck writer: %d queued, %d dropped of %d writes", s.WritesQueued, s.WritesDropped, n+1)
+	}
+	// What was set is still served from L1.
+	if v, err := Get(ctx, c, "k150", LoaderFunc[int](func(context.Context, string) (int, error) { return 0, errors.New("not in L1") })); err != nil || v != 150 {
+		t.Fatalf("L1 after dropped writes: %d, %v", v, err)
+	}
+
+	e.srv.Resume()
+	rcWait(t, 30*time.Second, "the queued writes", func() bool { return rcDrained(c) })
+	if s := c.Stats(); s.WritesDone != s.WritesQueued {
+		t.Fatalf("after Resume: %d of %d queued writes done (stats %+v)", s.WritesDone, s.WritesQueued, s)
+	}
+}
+
+func TestRedisCloseDrainsWriteQueue(t *testing.T) {
+	e := rcStart(t)
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: 20 * time.Second})
+	rcSubscribed(t, c)
+	ctx := context.Background()
+	if err := c.Set(ctx, "warm", -1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	rcWait(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+
+	// With Redis paused the writer is stuck, so the writes are still
+	// queued when Close starts.
+	e.srv.Pause()
+	t.Cleanup(e.srv.Resume)
+	const n = 50
+	for i := 0; i < n; i++ {
+		if err := c.Set(ctx, fmt.Sprintf("k%d", i), i, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := c.Stats().WriteQueueDepth; d == 0 {
+		t.Fatal("nothing queued while Redis is paused; the test cannot tell whether Close drains")
+	}
+	closed := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		closed <- c.Close(cctx)
+	}()
+	rcWait(t, 5*time.Second, "Close to start", c.closed.Load)
+	e.srv.Resume()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if s := c.Stats(); s.WritesDone != n+1 || s.WritesDropped != 0 {
+		t.Fatalf("after Close: %d writes done, %d dropped; want %d and 0", s.WritesDone, s.WritesDropped, n+1)
+	}
+
+	// Everything is in Redis: a new instance reads it all from L2.
+	d := rcNew(t, Options{L2: e.store()})
+	never := LoaderFunc[int](func(_ context.Context, key string) (int, error) {
+		return 0, fmt.Errorf("%s was not in L2 after Close", key)
+	})
+	for i := 0; i < n; i++ {
+		if v, err := Get(ctx, d, fmt.Sprintf("k%d", i), never); err != nil || v != i {
+			t.Fatalf("k%d after Close: %d, %v", i, v, err)
+		}
+	}
+	if s := d.Stats(); s.L2Hits != n {
+		t.Fatalf("new instance: %d L2 hits, want %d", s.L2Hits, n)
+	}
+}
+
+func TestRedisOversizeValueStaysOutOfL2(t *testing.T) {
+	e := rcStart(t)
+	const limit = 256
+	a := rcNew(t, Options{L2: e.store(), MaxValueSize: limit})
+	b := rcNew(t, Options{L2: e.store(), MaxValueSize: limit})
+	ctx := context.Background()
+	big := strings.Repeat("x", 4*limit)
+	value := func(key string) string {
+		if strings.HasPrefix(key, "big") {
+			return big
+		}
+		return "small " + key
+	}
+	var aRuns, bRuns atomic.Int32
+	for _, k := range []string{"big", "small"} {
+		if v, err := Get(ctx, a, k, rcCounting(&aRuns, value)); err != nil || v != value(k) {
+			t.Fatalf("A: Get(%s) = %d bytes, %v", k, len(v), err)
+		}
+	}
+	if s := a.Stats(); s.Oversize != 1 {
+		t.Fatalf("A: Oversize = %d, want 1", s.Oversize)
+	}
+	// The big value stays in A's L1.
+	if v, _ := Get(ctx, a, "big", rcCounting(&aRuns, value)); v != big || aRuns.Load() != 2 {
+		t.Fatalf("A: big value not served from L1 (loader runs %d)", aRuns.Load())
+	}
+	rcWait(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
+	keys := e.keys("kv:*")
+	if len(keys) != 1 {
+		t.Fatalf("entry keys in Redis: %q; want only the small value's", keys)
+	}
+	for _, k := range keys {
+		if n := e.raw.StrLen(ctx, k).Val(); n > limit {
+			t.Fatalf("%s holds %d bytes, over MaxValueSize %d", k, n, limit)
+		}
+	}
+	// B finds the small value in L2 and loads the big one itself.
+	for _, k := range []string{"small", "big"} {
+		if v, err := Get(ctx, b, k, rcCounting(&bRuns, value)); err != nil || v != value(k) {
+			t.Fatalf("B: Get(%s): %v", k, err)
+		}
+	}
+	if s := b.Stats(); s.L2Hits != 1 || bRuns.Load() != 1 || s.Oversize != 1 {
+		t.Fatalf("B: %d L2 hits, %d loader runs, %d oversize; want 1, 1 (the big value), 1", s.L2Hits, bRuns.Load(), s.Oversize)
+	}
+}

@@ -1,0 +1,458 @@
+package agentcache
+
+// Real-Redis tests of the negative cache (issue 4): "not found" answers
+// shared by the fleet and forgotten after their TTL, a flood of negative
+// keys that leaves L1 alone, no false "not found" while L2 is healthy, and
+// markers that never replace values.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// rcOrders is a get_order tool: odd IDs do not exist.
+type rcOrders struct {
+	runs atomic.Int64
+	mu   sync.Mutex
+	ran  map[int]int // runs per ID, when tracked
+}
+
+func (o *rcOrders) get(ctx context.Context, id int) (string, error) {
+	o.runs.Add(1)
+	o.mu.Lock()
+	if o.ran != nil {
+		o.ran[id]++
+	}
+	o.mu.Unlock()
+	if id%2 != 0 {
+		return "", fmt.Errorf("order %d: %w", id, ErrNotFound)
+	}
+	return fmt.Sprintf("order %d", id), nil
+}
+
+// rcParallel runs f(i) for every i in [from, to) on workers goroutines and
+// stops at the first error.
+func rcParallel(t *testing.T, workers, from, to int, f func(i int) error) {
+	t.Helper()
+	var next atomic.Int64
+	next.Store(int64(from))
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= to {
+					return
+				}
+				if err := f(i); err != nil {
+					if failed.CompareAndSwap(false, true) {
+						t.Error(err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() {
+		t.FailNow()
+	}
+}
+
+func TestRedisNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
+	const negTTL = 1500 * time.Millisecond
+	res := resource.Resource{Name: "rc_order", Scope: scope.User, TTL: time.Minute, NegativeTTL: negTTL}
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	b := rcNew(t, Options{L2: e.store()})
+	orders := &rcOrders{}
+	getA, _ := Wrap(a, res, orders.get)
+	getB, _ := Wrap(b, res, orders.get)
+	alice := scope.WithUser(context.Background(), "alice")
+	notFound := func(get func(context.Context, int) (string, error), id int) {
+		t.Helper()
+		if v, err := get(alice, id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("order %d: %q, %v; want ErrNotFound", id, v, err)
+		}
+	}
+
+	start := time.Now()
+	notFound(getA, 1)
+	notFound(getA, 3)
+	if orders.runs.Load() != 2 {
+		t.Fatalf("tool runs = %d, want 2", orders.runs.Load())
+	}
+	// Within the negative TTL: neither A nor B asks the tool again.
+	notFound(getA, 1)
+	notFound(getB, 1)
+	notFound(getB, 3)
+	if elapsed := time.Since(start); elapsed >= negTTL {
+		t.Fatalf("the repeated calls took %v, longer than the negative TTL %v; the test cannot tell", elapsed, negTTL)
+	}
+	if n := orders.runs.Load(); n != 2 {
+		t.Fatalf("repeated not-found calls ran the tool %d more times", n-2)
+	}
+	if sa, sb := a.Stats(), b.Stats(); sa.NegativeHits != 1 || sb.NegativeHits != 2 {
+		t.Fatalf("negative hits: A %d, B %d; want 1 and 2", sa.NegativeHits, sb.NegativeHits)
+	}
+	// Another user's identical guess is their own question.
+	if _, err := getB(scope.WithUser(context.Background(), "bob"), 1); !errors.Is(err, ErrNotFound) || orders.runs.Load() != 3 {
+		t.Fatalf("bob's call: %v after %d runs", err, orders.runs.Load())
+	}
+
+	// After the TTL both instances ask the tool again: A for order 1, B
+	// for order 3 (whichever asks first stores a fresh answer for both).
+	runs := orders.runs.Load()
+	for _, step := range []struct {
+		get func(context.Context, int) (string, error)
+		id  int
+	}{{getA, 1}, {getB, 3}} {
+		rcWait(t, negTTL+5*time.Second, fmt.Sprintf("order %d to reach the tool again", step.id), func() bool {
+			notFound(step.get, step.id)
+			return orders.runs.Load() > runs
+		})
+		if time.Since(start) < negTTL {
+			t.Fatalf("order %d reached the tool again before its negative TTL ended", step.id)
+		}
+		runs = orders.runs.Load()
+	}
+
+	// Invalidating alice's orders clears her negatives: at once on the
+	// instance that invalidated, and on the others when the message
+	// arrives.
+	notFound(getA, 5)
+	notFound(getA, 7)
+	notFound(getB, 5)
+	notFound(getB, 7)
+	runs = orders.runs.Load()
+	if err := a.Invalidate(context.Background(), TargetResourceScope(res, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	notFound(getA, 5)
+	if orders.runs.Load() != runs+1 {
+		t.Fatal("after invalidating alice's orders, A still answered order 5 from the negative cache")
+	}
+	rcWait(t, 5*time.Second, "B to ask the tool about order 7 again", func() bool {
+		notFound(getB, 7)
+		return orders.runs.Load() == runs+2
+	})
+}
+
+func TestRedisNegativeFloodKeepsPositiveL1Entries(t *testing.T) {
+	const positives, negatives = 1000, 100_000
+	res := resource.Resource{Name: "rc_item", TTL: 10 * time.Minute, NegativeTTL: 10 * time.Minute}
+	e := rcStart(t)
+	// An L1 of twice the positives: negative keys kept as L1 entries would
+	// evict them many times over.
+	// A generous L2Timeout: a busy machine must not make L2 look unhealthy.
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second, L1MaxEntries: 2 * positives,
+		Negative: NegativeOptions{ExpectedKeys: 2 * negatives}})
+	rcSubscribed(t, c)
+	orders := &rcOrders{}
+	// Without the fleet lock a miss costs one L2 round trip, which keeps
+	// 100k misses affordable; the negative cache does not depend on it.
+	get, _ := Wrap(c, res, orders.get, NoFleetLock())
+	ctx := context.Background()
+	for i := 0; i < positives; i++ {
+		if v, err := get(ctx, 2*i); err != nil || v != fmt.Sprintf("order %d", 2*i) {
+			t.Fatalf("order %d: %q, %v", 2*i, v, err)
+		}
+	}
+	hits := c.Stats().L1Hits
+	for i := 0; i < positives; i++ {
+		get(ctx, 2*i)
+	}
+	if d := c.Stats().L1Hits - hits; d != positives {
+		t.Fatalf("before the flood only %d of %d positive entries were L1 hits", d, positives)
+	}
+
+	rcParallel(t, 8, 0, negatives, func(i int) error {
+		id := 1_000_001 + 2*i
+		if _, err := get(ctx, id); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("order %d: %v, want ErrNotFound", id, err)
+		}
+		return nil
+	})
+	if s := c.Stats(); s.NegativeStored < negatives {
+		t.Fatalf("%d negatives stored, want %d", s.NegativeStored, negatives)
+	}
+
+	before, runs := c.Stats(), orders.runs.Load()
+	for i := 0; i < positives; i++ {
+		if v, err := get(ctx, 2*i); err != nil || v != fmt.Sprintf("order %d", 2*i) {
+			t.Fatalf("order %d after the flood: %q, %v", 2*i, v, err)
+		}
+	}
+	after := c.Stats()
+	if d := after.L1Hits - before.L1Hits; d != positives || orders.runs.Load() != runs || after.L2Hits != before.L2Hits {
+		t.Fatalf("after %d negative keys: %d of %d positive entries were L1 hits (%d L2 hits, %d tool runs)",
+			negatives, d, positives, after.L2Hits-before.L2Hits, orders.runs.Load()-runs)
+	}
+}
+
+func TestRedisNegativeNoFalseNotFound(t *testing.T) {
+	const negatives, positives = 1_000_000, 100_000
+	res := resource.Resource{Name: "rc_sku", TTL: 10 * time.Minute, NegativeTTL: 10 * time.Minute}
+	e := rcStart(t)
+	// A generous L2Timeout: "while L2 is healthy" must not depend on how
+	// busy the machine is (a timed-out confirmation trusts the filter).
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second, Negative: NegativeOptions{ExpectedKeys: negatives}})
+	orders := &rcOrders{}
+	get, _ := Wrap(c, res, orders.get, NoFleetLock())
+	ctx := context.Background()
+
+	rs, err := c.register(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A few "not found" answers through the read path: the tool runs, the
+	// filter and L2 remember.
+	const sample = 2000
+	sampleID := func(i int) int { return 2*(i*499%negatives) + 1 }
+	rcParallel(t, 8, 0, sample, func(i int) error {
+		if _, err := get(ctx, sampleID(i)); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("order %d: %v, want ErrNotFound", sampleID(i), err)
+		}
+		return nil
+	})
+	// The rest of the 1M in bulk, straight into the filter under the keys
+	// the read path uses (1M tool calls would take minutes under -race).
+	// Their L2 markers are left out: a lookup of an existing ID reads its
+	// own key, never another's, so they cannot change what it finds.
+	epoch := func(key string) uint64 {
+		v, err := e.raw.Get(ctx, e.prefix+key).Uint64()
+		if err != nil {
+			t.Fatalf("epoch %s: %v", key, err)
+		}
+		return v
+	}
+	// A global resource: one token for every ID.
+	token := keyspace.Token(epoch(keyspace.GlobalEpochKey), epoch(keyspace.ResourceEpochKey(res.ID())))
+	keyOf := func(id int) string {
+		h, err := resource.HashValue(id, resource.Limits{})
+		if err != nil {
+			panic(err)
+		}
+		return string(keyspace.AppendEntryKey(nil, res.ID(), "", token, h.String()))
+	}
+	filter := c.negFilterFor(rs)
+	for i := 0; i < sample; i++ {
+		if !filter.test(keyOf(sampleID(i))) {
+			t.Fatalf("order %d: the read path remembered it under another key than the test computes", sampleID(i))
+		}
+	}
+	inSample := map[int]bool{}
+	for i := 0; i < sample; i++ {
+		inSample[sampleID(i)] = true
+	}
+	const chunk = 10_000
+	rcParallel(t, 2, 0, negatives/chunk, func(b int) error {
+		for i := b * chunk; i < (b+1)*chunk; i++ {
+			if id := 2*i + 1; !inSample[id] {
+				filter.add(keyOf(id))
+			}
+		}
+		return nil
+	})
+	if filter.added != negatives {
+		t.Fatalf("the filter holds %d keys, want %d (it must not rotate during the test)", filter.added, negatives)
+	}
+	// The sample is still answered "not found" without the tool.
+	runs := orders.runs.Load()
+	for i := 0; i < sample; i++ {
+		if _, err := get(ctx, sampleID(i)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("order %d: %v, want ErrNotFound", sampleID(i), err)
+		}
+	}
+	if n := orders.runs.Load() - runs; n != 0 {
+		t.Fatalf("the tool ran %d times for IDs already known not to exist", n)
+	}
+
+	// The filter now answers "maybe" for some IDs that exist. Count them:
+	// if none, the test below could not fail.
+	maybes := 0
+	for i := 0; i < positives; i++ {
+		if filter.test(keyOf(2 * i)) {
+			maybes++
+		}
+	}
+	t.Logf("the bloom filter says \"maybe\" for %d of %d existing IDs", maybes, positives)
+	if maybes < positives/1000 {
+		t.Fatalf("only %d false positives among %d IDs; the test would not exercise confirmation", maybes, positives)
+	}
+	rcParallel(t, 8, 0, positives, func(i int) error {
+		id := 2 * i
+		v, err := get(ctx, id)
+		if err != nil || v != fmt.Sprintf("order %d", id) {
+			return fmt.Errorf("order %d exists but the cache said %q, %v", id, v, err)
+		}
+		return nil
+	})
+	if s := c.Stats(); s.L2Errors != 0 {
+		t.Fatalf("%d L2 errors: L2 was not healthy throughout", s.L2Errors)
+	}
+	if s := c.Stats(); s.NegativeHits != sample || orders.runs.Load() != sample+positives {
+		t.Fatalf("negative hits %d (want the %d sampled), tool runs %d (want %d)", s.NegativeHits, sample, orders.runs.Load(), sample+positives)
+	}
+}
+
+func TestRedisNegativeMarkerNeverReplacesValue(t *testing.T) {
+	for _, wt := range []bool{false, true} {
+		name := "write-behind"
+		var opts []ToolOption
+		if wt {
+			name = "write-through"
+			opts = append(opts, WriteThrough())
+		}
+		t.Run(name, func(t *testing.T) {
+			res := resource.Resource{Name: "rc_stock", TTL: time.Minute, NegativeTTL: time.Minute}
+			e := rcStart(t)
+			a := rcNew(t, Options{L2: e.store()})
+			b := rcNew(t, Options{L2: e.store()})
+			ctx := context.Background()
+			// A's tool finds every item, B's tool finds none: each call
+			// writes what its own tool said.
+			var mu sync.Mutex
+			aRan := map[int]bool{}
+			bRan := map[int]bool{}
+			type gate struct{ entered, release chan struct{} }
+			var aGates, bGates sync.Map // id → *gate: the tool waits for release
+			tool := func(gates *sync.Map, ran map[int]bool, v string, err error) func(context.Context, int) (string, error) {
+				return func(ctx context.Context, id int) (string, error) {
+					if g, ok := gates.Load(id); ok {
+						close(g.(*gate).entered)
+						<-g.(*gate).release
+					}
+					mu.Lock()
+					ran[id] = true
+					mu.Unlock()
+					return v, err
+				}
+			}
+			opts := append(opts, NoFleetLock()) // both instances run their tool
+			getA, _ := Wrap(a, res, tool(&aGates, aRan, "in stock", nil), opts...)
+			getB, _ := Wrap(b, res, tool(&bGates, bRan, "", ErrNotFound), opts...)
+			newGate := func(gates *sync.Map, id int) *gate {
+				g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+				gates.Store(id, g)
+				return g
+			}
+			// kindAt returns the kind of the L2 entry of id, 0 if none.
+			kindAt := func(id int) byte {
+				h, _ := resource.HashValue(id, resource.Limits{})
+				kind := byte(0)
+				for _, k := range e.keys("{*") {
+					pk := keyspace.Parse(strings.TrimPrefix(k, e.prefix))
+					if pk.Type != keyspace.Entry || pk.Hash != h.String() {
+						continue
+					}
+					v, err := e.raw.Get(ctx, k).Bytes()
+					if err != nil {
+						t.Fatalf("item %d: %v", id, err)
+					}
+					env, err := keyspace.OpenEnvelope(v)
+					if err != nil {
+						t.Fatalf("item %d: undecodable L2 entry: %v", id, err)
+					}
+					if kind != 0 {
+						t.Fatalf("item %d has more than one entry in L2", id)
+					}
+					kind = env.Kind
+				}
+				return kind
+			}
+			drained := func() {
+				t.Helper()
+				rcWait(t, 10*time.Second, "the write queues", func() bool { return rcDrained(a) && rcDrained(b) })
+			}
+
+			// B's marker lands after A's value: B read L2 before A wrote.
+			g := newGate(&bGates, 1)
+			bDone := make(chan error, 1)
+			go func() { _, err := getB(ctx, 1); bDone <- err }()
+			<-g.entered
+			if v, err := getA(ctx, 1); err != nil || v != "in stock" {
+				t.Fatalf("A: %q, %v", v, err)
+			}
+			drained()
+			if k := kindAt(1); k != keyspace.KindValue {
+				t.Fatalf("after A's write, item 1's L2 entry has kind %d", k)
+			}
+			close(g.release)
+			if err := <-bDone; !errors.Is(err, ErrNotFound) {
+				t.Fatalf("B: %v, want its tool's ErrNotFound", err)
+			}
+			drained()
+			if k := kindAt(1); k != keyspace.KindValue {
+				t.Fatalf("B's marker replaced A's value (kind %d)", k)
+			}
+
+			// A's value lands after B's marker: it replaces it.
+			g = newGate(&aGates, 2)
+			aDone := make(chan error, 1)
+			go func() { _, err := getA(ctx, 2); aDone <- err }()
+			<-g.entered
+			if _, err := getB(ctx, 2); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("B: %v", err)
+			}
+			drained()
+			if k := kindAt(2); k != keyspace.KindNotFound {
+				t.Fatalf("after B's marker, item 2's L2 entry has kind %d", k)
+			}
+			close(g.release)
+			if err := <-aDone; err != nil {
+				t.Fatal(err)
+			}
+			drained()
+			if k := kindAt(2); k != keyspace.KindValue {
+				t.Fatalf("A's value did not replace B's marker (kind %d)", k)
+			}
+
+			// Both at once, many times.
+			const rounds = 300
+			var wg sync.WaitGroup
+			for id := 100; id < 100+rounds; id++ {
+				start := make(chan struct{})
+				wg.Go(func() { <-start; getA(ctx, id) })
+				wg.Go(func() { <-start; getB(ctx, id) })
+				close(start)
+				if id%16 == 0 {
+					wg.Wait()
+				}
+			}
+			wg.Wait()
+			drained()
+			if s := a.Stats(); s.WritesDropped != 0 || s.WritesFailed != 0 {
+				t.Fatalf("A's writes: %d dropped, %d failed", s.WritesDropped, s.WritesFailed)
+			}
+			both := 0
+			for id := 100; id < 100+rounds; id++ {
+				mu.Lock()
+				ranA, ranB := aRan[id], bRan[id]
+				mu.Unlock()
+				k := kindAt(id)
+				if ranA && k != keyspace.KindValue {
+					t.Errorf("item %d: A wrote a value but L2 holds kind %d", id, k)
+				}
+				if ranA && ranB {
+					both++
+				}
+			}
+			t.Logf("%d of %d rounds ran both tools", both, rounds)
+			if both == 0 {
+				t.Fatal("no round ran both tools; the race was not exercised")
+			}
+		})
+	}
+}
