@@ -237,7 +237,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 
 	// L2: one batch read.
 	avail := make([]bool, len(misses))
-	if c.l2 != nil && !st.local {
+	if c.l2 != nil && !st.local && !st.down {
 		keys := make([]string, len(misses))
 		for i, m := range misses {
 			keys[i] = m.key
@@ -252,7 +252,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			if !l.Found {
 				continue
 			}
-			v, r := decodeL2[V](c, &m.lk, m.key, &st, l.Value)
+			v, r := decodeL2[V](ctx, c, &m.lk, m.key, &st, l.Value)
 			switch r.status {
 			case l2Hit:
 				c.stats.l2Hits.Inc()

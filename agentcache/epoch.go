@@ -57,6 +57,10 @@ type cell struct {
 
 	mu  sync.Mutex // serializes writers; readers use the atomics
 	seq uint64     // guarded by mu: bumped by every pushed update
+	// dirty, guarded by mu, marks a value set by an invalidation that L2
+	// has not stored yet. A dirty cell never adopts L2's value (that would
+	// undo the invalidation); it pushes its own until L2 takes it.
+	dirty bool
 
 	refreshing atomic.Bool // a background confirmation is running
 }
@@ -69,6 +73,9 @@ type stamp struct {
 	// local is set when some epoch is not known to L2: the lookup then
 	// neither reads nor writes L2.
 	local bool
+	// down is set when confirming the epochs found L2 unreachable: the
+	// lookup then spends no more time on L2 (one timeout per lookup at most).
+	down bool
 }
 
 // valid reports whether every epoch of s is unchanged and trusted at tick.
@@ -127,6 +134,9 @@ type epochs struct {
 	tick   atomic.Int64
 	resets atomic.Uint64 // subscription resets seen
 	global *cell
+
+	pendMu  sync.Mutex         // guards pending
+	pending map[*cell]struct{} // dirty cells: invalidations L2 has not stored
 
 	pinned sync.Map // key → *cell: the global and per-resource epochs, never dropped
 	scoped *otter.Cache[string, *cell]
@@ -217,6 +227,7 @@ func (e *epochs) lookupCell(key string) *cell {
 func (e *epochs) confirm(ctx context.Context, s *stamp) {
 	tick := e.tick.Load()
 	var need []*cell
+	dirty := false
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
 		age := tick - c.verified.Load()
@@ -226,9 +237,16 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 		case age >= staleTicks/2:
 			e.refreshAsync(c)
 		}
+		if !c.shared.Load() && e.isDirty(c) {
+			dirty = true
+		}
 	}
-	if len(need) > 0 {
-		e.load(ctx, need)
+	s.down = false
+	if dirty && !e.flush(ctx) {
+		s.down = true
+	}
+	if len(need) > 0 && !s.down && !e.load(ctx, need) {
+		s.down = true
 	}
 	s.local = false
 	for i := uint8(0); i < s.n; i++ {
@@ -239,11 +257,21 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 	}
 }
 
-// load confirms cells with L2 in one call.
+// load confirms cells with L2, one call per expiry class (so each epoch key
+// is created with its own expiry). It reports false if L2 did not answer.
 func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 	if e.store == nil {
 		return true
 	}
+	for ttl, group := range e.group(cells) {
+		if !e.loadGroup(ctx, group, ttl) {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *epochs) loadGroup(ctx context.Context, cells []*cell, ttl time.Duration) bool {
 	keys := make([]string, len(cells))
 	fresh := make([]uint64, len(cells))
 	seqs := make([]uint64, len(cells))
@@ -258,7 +286,7 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 	resets := e.resets.Load()
 	var vals []uint64
 	err := e.c.l2Call(ctx, "epoch read", func(ctx context.Context) (err error) {
-		vals, err = e.store.LoadEpochs(ctx, keys, fresh, e.ttlFor(keys[0]))
+		vals, err = e.store.LoadEpochs(ctx, keys, fresh, ttl)
 		return err
 	})
 	if err != nil || len(vals) != len(cells) {
@@ -270,8 +298,9 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 		// An update pushed while we asked is newer than our answer: keep it
 		// and leave the cell for the next confirmation. A reset while we
 		// asked means messages may have been lost around our read: take the
-		// value (it is L2's) but confirm it again next time.
-		if c.seq == seqs[i] && c.val.Load() != 0 {
+		// value (it is L2's) but confirm it again next time. A dirty cell
+		// keeps its own value: L2's predates the invalidation.
+		if c.seq == seqs[i] && c.val.Load() != 0 && !c.dirty {
 			c.val.Store(vals[i])
 			c.shared.Store(true)
 			if confirmed {
@@ -281,6 +310,91 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 		c.mu.Unlock()
 	}
 	return true
+}
+
+func (e *epochs) isDirty(c *cell) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirty
+}
+
+// markDirty records that L2 did not take the values an invalidation gave
+// these cells; flush pushes them until it does.
+func (e *epochs) markDirty(cells []*cell, vals []uint64) {
+	e.pendMu.Lock()
+	defer e.pendMu.Unlock()
+	if e.pending == nil {
+		e.pending = map[*cell]struct{}{}
+	}
+	for i, c := range cells {
+		c.mu.Lock()
+		if c.val.Load() == vals[i] {
+			c.dirty = true
+			e.pending[c] = struct{}{}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// flush stores the values of dirty cells in L2 and tells the fleet, so that
+// an invalidation made while L2 was unreachable reaches everyone once it is
+// back (it runs on every tick, and before a lookup uses a dirty cell). It
+// reports whether nothing is left pending.
+func (e *epochs) flush(ctx context.Context) bool {
+	e.pendMu.Lock()
+	cells := make([]*cell, 0, len(e.pending))
+	for c := range e.pending {
+		cells = append(cells, c)
+	}
+	e.pendMu.Unlock()
+	if len(cells) == 0 {
+		return true
+	}
+	vals := make([]uint64, len(cells))
+	for i, c := range cells {
+		vals[i] = c.val.Load()
+	}
+	if err := e.store2(ctx, cells, vals); err != nil {
+		return false
+	}
+	tick := e.tick.Load()
+	msg := message{From: e.c.id}
+	e.pendMu.Lock()
+	for i, c := range cells {
+		c.mu.Lock()
+		if c.val.Load() == vals[i] {
+			c.dirty = false
+			c.shared.Store(true)
+			c.verified.Store(tick)
+			delete(e.pending, c)
+			msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: vals[i]})
+		}
+		c.mu.Unlock()
+	}
+	e.pendMu.Unlock()
+	_ = e.publish(ctx, msg)
+	return true
+}
+
+// store2 writes epoch values to L2, one call per expiry class.
+func (e *epochs) store2(ctx context.Context, cells []*cell, vals []uint64) error {
+	byCell := make(map[*cell]uint64, len(cells))
+	for i, c := range cells {
+		byCell[c] = vals[i]
+	}
+	return e.c.l2Call(ctx, "epoch write", func(ctx context.Context) error {
+		for ttl, group := range e.group(cells) {
+			keys := make([]string, len(group))
+			vs := make([]uint64, len(group))
+			for i, c := range group {
+				keys[i], vs[i] = c.key, byCell[c]
+			}
+			if err := e.store.StoreEpochs(ctx, keys, vs, ttl); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (e *epochs) refreshAsync(c *cell) {
@@ -331,26 +445,27 @@ func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []strin
 	if e.store == nil && len(cells) > 0 {
 		return errNoEpochStore
 	}
-	err := e.c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
-		if len(l2Keys) > 0 {
-			if err := e.c.l2.Delete(ctx, l2Keys...); err != nil {
-				return err
+	if len(l2Keys) > 0 {
+		if err := e.c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
+			return e.c.l2.Delete(ctx, l2Keys...)
+		}); err != nil {
+			for _, k := range l2Keys { // retried by the write-behind queue
+				e.c.w.enqueue(writeOp{key: k, del: true})
 			}
+			return err
 		}
-		for ttl, group := range e.group(cells) {
-			keys := make([]string, len(group))
-			vals := make([]uint64, len(group))
-			for i, c := range group {
-				keys[i], vals[i] = c.key, c.val.Load()
-			}
-			if err := e.store.StoreEpochs(ctx, keys, vals, ttl); err != nil {
-				return err
-			}
+	}
+	vals := make([]uint64, len(cells))
+	for i, u := range msg.Epochs {
+		vals[i] = u.Val
+	}
+	if len(cells) > 0 {
+		if err := e.store2(ctx, cells, vals); err != nil {
+			// L2 keeps the old values: the invalidation must not be undone
+			// by the next confirmation, and must reach L2 when it answers.
+			e.markDirty(cells, vals)
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	for _, u := range msg.Epochs {
 		if c := e.lookupCell(u.Key); c != nil && c.val.Load() == u.Val {
@@ -402,7 +517,7 @@ func (e *epochs) apply(m message) {
 		}
 		c.mu.Lock()
 		c.seq++
-		if c.val.Load() != 0 {
+		if c.val.Load() != 0 && !c.dirty {
 			c.val.Store(u.Val)
 			c.shared.Store(true)
 		}
@@ -461,6 +576,12 @@ func (e *epochs) start() {
 				return
 			case <-t.C:
 				e.tick.Add(1)
+				e.pendMu.Lock()
+				n := len(e.pending)
+				e.pendMu.Unlock()
+				if n > 0 {
+					e.flush(e.c.base)
+				}
 			}
 		}
 	}()

@@ -42,7 +42,10 @@ func loadFleet[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 			return err
 		})
 		if err != nil {
-			// Nobody can coordinate without L2: load here.
+			// The TryLock may have been applied although it failed here:
+			// release our token when L2 answers again. Nobody can
+			// coordinate without L2: load here.
+			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
 			return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
 		}
 		if got {
@@ -79,10 +82,12 @@ func holdAndLoad[T any](ctx context.Context, c *Cache, lk *lookup, key, lkey, to
 	defer func() {
 		stop()
 		bg := context.WithoutCancel(ctx)
-		_ = c.l2Call(bg, "unlock", func(ctx context.Context) error {
+		if err := c.l2Call(bg, "unlock", func(ctx context.Context) error {
 			_, err := c.locker.Unlock(ctx, lkey, token)
 			return err
-		})
+		}); err != nil {
+			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
+		}
 		_ = c.ep.publish(bg, message{From: c.id, Fills: []string{key}, Keys: []string{lk.l1}})
 	}()
 	v, r := fromL2[T](ctx, c, lk, key, st)

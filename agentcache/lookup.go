@@ -169,8 +169,11 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	if f := lk.r.neg.Load(); f != nil {
 		maybeNegative = f.test(key)
 	}
+	// One unreachable-L2 verdict per lookup: after a failed epoch read or a
+	// failed L2 read, the lookup neither reads L2 nor takes the fleet lock,
+	// so a stalled Redis costs a caller one timeout, not several.
 	status := l2Unavailable
-	if c.l2 != nil && !st.local {
+	if c.l2 != nil && !st.local && !st.down {
 		v, r := fromL2[T](ctx, c, lk, key, &st)
 		status = r.status
 		switch status {
@@ -202,8 +205,9 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		return zero, err
 	}
 	c.stats.misses.Inc()
+	fleet := status != l2Unavailable
 	res, err, _ := c.fl.Do(ctx, key, func(lctx context.Context) (any, error) {
-		l, err := loadStep(lctx, c, lk, key, &st, load)
+		l, err := loadStep(lctx, c, lk, key, &st, load, fleet)
 		return l, err
 	})
 	if l, ok := res.(loaded); ok {
@@ -221,9 +225,9 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 }
 
 // loadStep runs inside the flight: the tool, under the fleet lock when it
-// is on.
-func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error)) (loaded, error) {
-	if c.fleetOn(lk) && !st.local {
+// is on and L2 just answered.
+func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error), fleet bool) (loaded, error) {
+	if fleet && c.fleetOn(lk) && !st.local && !st.down {
 		return loadFleet(ctx, c, lk, key, st, load)
 	}
 	return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
@@ -334,15 +338,15 @@ func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *st
 		var zero T
 		return zero, l2Read{status: l2Miss}
 	}
-	return decodeL2[T](c, lk, key, st, b)
+	return decodeL2[T](ctx, c, lk, key, st, b)
 }
 
 // decodeL2 turns the bytes of an L2 entry into a value (filling L1) or a
 // "not found" marker. Undecodable bytes are a miss and the key is deleted.
-func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, r l2Read) {
+func decodeL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, r l2Read) {
 	env, err := keyspace.OpenEnvelope(b)
 	if err != nil {
-		c.corrupt(key, errBadEnvelope)
+		c.corrupt(ctx, key, errBadEnvelope)
 		return v, l2Read{status: l2Miss}
 	}
 	r.cost = env.Cost
@@ -351,7 +355,7 @@ func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T
 		return v, r
 	}
 	if err := c.codec.Unmarshal(env.Payload, &v); err != nil {
-		c.corrupt(key, err)
+		c.corrupt(ctx, key, err)
 		var zero T
 		return zero, l2Read{status: l2Miss}
 	}
@@ -377,11 +381,12 @@ func decodeL2[T any](c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T
 }
 
 // corrupt handles an undecodable L2 value: a miss, counted, and the key
-// deleted so the next load replaces it.
-func (c *Cache) corrupt(key string, err error) {
+// deleted — at once, before the reload that follows writes the fresh value,
+// so the delete cannot land after it.
+func (c *Cache) corrupt(ctx context.Context, key string, err error) {
 	c.stats.l2Corrupt.Add(1)
 	c.warn("corrupt", "agentcache: undecodable L2 value; deleting it", err)
-	c.w.enqueue(writeOp{key: key, del: true})
+	_ = c.l2Call(context.WithoutCancel(ctx), "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, key) })
 }
 
 // remaining returns the time left until expiresAt (Unix nanos; 0: none).

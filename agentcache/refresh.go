@@ -22,7 +22,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		st := c.stampFor(rctx, lk)
 		key := lk.l2Key(&st)
 		c.stats.refreshes.Add(1)
-		if !c.fleetOn(lk) || st.local {
+		if !c.fleetOn(lk) || st.local || st.down {
 			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
 			return
 		}
@@ -32,6 +32,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 			got, err = c.locker.TryLock(ctx, lkey, token, c.opts.LockLease)
 			return err
 		}); err != nil {
+			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
 			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"unicode/utf8"
 )
 
 // maxIndirections is how many pointers and interfaces the reflection
@@ -33,7 +34,11 @@ func (s *state) encode(v reflect.Value, p *plan) error {
 	case kFloat64:
 		return s.float(v, 64)
 	case kString:
-		s.out = appendQuotedString(s.out, v.String())
+		x := v.String()
+		if !utf8.ValidString(x) {
+			return errInvalidUTF8
+		}
+		s.out = appendQuotedString(s.out, x)
 		return s.checkSize()
 	case kNumber:
 		return s.jsonNumber(v.String())
@@ -103,10 +108,20 @@ func (s *state) encode(v reflect.Value, p *plan) error {
 
 func (s *state) checkSize() error {
 	if len(s.out) > s.maxBytes {
-		return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(s.maxBytes) + " bytes", -1}
+		return s.tooLarge()
 	}
 	return nil
 }
+
+func (s *state) tooLarge() error {
+	return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(s.maxBytes) + " bytes", -1}
+}
+
+// errInvalidUTF8 refuses a Go string that is not valid UTF-8. encoding/json
+// would replace each bad byte with U+FFFD, so two different arguments
+// would share one key (and one cached answer); HashValue refuses instead,
+// as HashJSON refuses invalid UTF-8 in JSON text.
+var errInvalidUTF8 = &jsonError{ErrInvalidJSON, "string is not valid UTF-8", -1}
 
 // float writes a float as encoding/json would (the shortest decimal that
 // reads back as the same float of that size), in canonical form.
@@ -147,11 +162,19 @@ func (s *state) encArray(v reflect.Value, elem *plan) error {
 	}
 	s.out = append(s.out, '[')
 	n := v.Len()
+	// Each element takes at least two bytes ("0,"): refuse a hopeless
+	// array before walking it.
+	if n > (s.maxBytes-len(s.out))/2+1 {
+		return s.tooLarge()
+	}
 	for i := range n {
 		if i > 0 {
 			s.out = append(s.out, ',')
 		}
 		if err := s.encode(v.Index(i), elem); err != nil {
+			return err
+		}
+		if err := s.checkSize(); err != nil {
 			return err
 		}
 	}
@@ -233,25 +256,43 @@ func (s *state) encObject(v reflect.Value, p *plan) error {
 	}
 	start := len(s.out)
 	s.out = append(s.out, '{')
+	// Each member takes at least five bytes (`"":0,`): refuse a hopeless
+	// map before walking and sorting it.
+	if v.Len() > (s.maxBytes-len(s.out))/5+1 {
+		return s.tooLarge()
+	}
 	memBase, keyBase := len(s.mems), len(s.keys)
 	n := 0
 	var err error
 	switch {
 	case p.fast == fastStringAny && v.CanInterface():
 		for k, x := range v.Interface().(map[string]any) {
-			s.beginMember(&n, k)
+			if err := s.beginMember(&n, k); err != nil {
+				return err
+			}
 			if x == nil {
 				s.out = append(s.out, "null"...)
 			} else if err = s.encodeAny(x); err != nil {
 				return err
 			}
 			s.endMember(memBase + n - 1)
+			if err := s.checkSize(); err != nil {
+				return err
+			}
 		}
 	case p.fast == fastStringString && v.CanInterface():
 		for k, x := range v.Interface().(map[string]string) {
-			s.beginMember(&n, k)
+			if err := s.beginMember(&n, k); err != nil {
+				return err
+			}
+			if !utf8.ValidString(x) {
+				return errInvalidUTF8
+			}
 			s.out = appendQuotedString(s.out, x)
 			s.endMember(memBase + n - 1)
+			if err := s.checkSize(); err != nil {
+				return err
+			}
 		}
 	default:
 		it := v.MapRange()
@@ -260,6 +301,9 @@ func (s *state) encObject(v reflect.Value, p *plan) error {
 			k0 := len(s.keys)
 			switch p.key {
 			case keyString:
+				if !utf8.ValidString(k.String()) {
+					return errInvalidUTF8
+				}
 				s.keys = appendSanitized(s.keys, k.String(), false)
 			case keyInt:
 				s.keys = strconv.AppendInt(s.keys, k.Int(), 10)
@@ -271,6 +315,9 @@ func (s *state) encObject(v reflect.Value, p *plan) error {
 				return err
 			}
 			s.endMember(memBase + n - 1)
+			if err := s.checkSize(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.closeObject(start, memBase, keyBase, -1); err != nil {
@@ -279,10 +326,14 @@ func (s *state) encObject(v reflect.Value, p *plan) error {
 	return s.checkSize()
 }
 
-func (s *state) beginMember(n *int, key string) {
+func (s *state) beginMember(n *int, key string) error {
+	if !utf8.ValidString(key) {
+		return errInvalidUTF8
+	}
 	k0 := len(s.keys)
 	s.keys = appendSanitized(s.keys, key, false)
 	s.beginMemberKey(n, k0)
+	return nil
 }
 
 // beginMemberKey starts the member whose unescaped key is s.keys[k0:].

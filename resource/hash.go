@@ -52,12 +52,15 @@ var errWhole = errors.New("resource: internal: encode with encoding/json")
 
 // HashValue returns the [Hash] of the canonical form of json.Marshal(v): the
 // same Hash as HashJSON(json.Marshal(v)) for every v that json.Marshal
-// accepts, and an error for every v it rejects. Typed tools call it with
-// their argument struct on every lookup.
+// accepts, and an error for every v it rejects — with one deliberate
+// exception: a string that is not valid UTF-8 is refused with an error
+// wrapping [ErrInvalidJSON], where json.Marshal would replace each bad byte
+// with U+FFFD and so give different arguments one key (and one cached
+// answer). Typed tools call it with their argument struct on every lookup.
 //
 // It follows encoding/json's rules (field names and tags, omitempty,
 // omitzero, the string option, embedded structs, map key conversion,
-// []byte as base64, invalid UTF-8 as U+FFFD) but writes the canonical form
+// []byte as base64) but writes the canonical form
 // directly, without building json.Marshal's output, and caches a plan per
 // type. Values it cannot reproduce exactly by reflection — types that
 // implement json.Marshaler or encoding.TextMarshaler, structs whose field

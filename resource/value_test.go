@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentcache/agentcache-go/resource"
 )
@@ -446,6 +447,16 @@ func checkHashValue(t *testing.T, v any) {
 		}
 		return
 	}
+	// HashValue refuses strings that are not valid UTF-8, which
+	// json.Marshal would silently repair (making different values share a
+	// key). Types that marshal themselves are still hashed through
+	// encoding/json, so a value with bad UTF-8 may also hash like it.
+	if gerr != nil && errors.Is(gerr, resource.ErrInvalidJSON) && strings.Contains(gerr.Error(), "UTF-8") {
+		if !hasInvalidUTF8(reflect.ValueOf(v), 0) {
+			t.Fatalf("HashValue(%#v) refused valid UTF-8: %v", v, gerr)
+		}
+		return
+	}
 	want, werr := resource.HashJSON(b, resource.Limits{})
 	if (werr == nil) != (gerr == nil) || got != want {
 		canon, _ := resource.AppendCanonicalJSON(nil, b, resource.Limits{})
@@ -665,4 +676,67 @@ func TestHashValueDoesNotAllocate(t *testing.T) {
 			t.Errorf("%s: HashValue allocates %v times per call; want 0", name, n)
 		}
 	}
+}
+
+// hasInvalidUTF8 reports whether a string that is not valid UTF-8 is
+// reachable in v as encoding/json walks it (exported fields, map keys and
+// values, elements, pointers and interfaces).
+func hasInvalidUTF8(v reflect.Value, depth int) bool {
+	if depth > 100 || !v.IsValid() {
+		return false
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return !utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		return !v.IsNil() && hasInvalidUTF8(v.Elem(), depth+1)
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if hasInvalidUTF8(v.Index(i), depth+1) {
+				return true
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if hasInvalidUTF8(it.Key(), depth+1) || hasInvalidUTF8(it.Value(), depth+1) {
+				return true
+			}
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() || v.Type().Field(i).Anonymous {
+				if hasInvalidUTF8(v.Field(i), depth+1) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func TestHashValueRefusesInvalidUTF8(t *testing.T) {
+	for _, v := range []any{"id-\xff", map[string]int{"\xfe": 1}, []string{"ok", "\xc3"}, struct{ Q string }{"\xff"}} {
+		if _, err := resource.HashValue(v, resource.Limits{}); !errors.Is(err, resource.ErrInvalidJSON) {
+			t.Errorf("HashValue(%#v) = %v; want ErrInvalidJSON", v, err)
+		}
+	}
+	a, _ := resource.HashValue("id-\u00e9", resource.Limits{})
+	b, _ := resource.HashValue("id-\u00ea", resource.Limits{})
+	if a == b {
+		t.Fatal("distinct valid strings share a hash")
+	}
+}
+
+func TestHashValueRefusesHugeMapsQuickly(t *testing.T) {
+	m := make(map[string]int, 300_000)
+	for i := range 300_000 {
+		m[strconv.Itoa(i)] = i
+	}
+	start := time.Now()
+	_, err := resource.HashValue(m, resource.Limits{MaxBytes: 1 << 20})
+	if !errors.Is(err, resource.ErrTooLarge) {
+		t.Fatalf("HashValue(300k-member map) = %v; want ErrTooLarge", err)
+	}
+	t.Logf("refused in %v", time.Since(start))
 }

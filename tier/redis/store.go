@@ -137,6 +137,13 @@ func (s *Store) begin(ctx context.Context, op string) error {
 // ctx.Err() (go-redis reports a deadline hit during I/O as a network
 // timeout).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
+	// On a cluster, a command that failed without a reply (a dead or
+	// unreachable node) gets no MOVED to steer go-redis to the replica
+	// promoted in its place, and go-redis refreshes its slot map only once a
+	// minute by itself: ask for a refresh now (it is lazy and coalesced).
+	if cc, ok := s.client.(*goredis.ClusterClient); ok && ctx.Err() == nil && !isReply(err) {
+		cc.ReloadState(ctx)
+	}
 	if errors.Is(err, goredis.ErrClosed) && !errors.Is(err, tier.ErrClosed) {
 		return fmt.Errorf("redis: %s: %w: %w", op, tier.ErrClosed, err)
 	}
@@ -144,6 +151,13 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("redis: %s: %w: %w", op, cerr, err)
 	}
 	return fmt.Errorf("redis: %s: %w", op, err)
+}
+
+// isReply reports an error the server sent (the node is alive and
+// answering), as opposed to a failure to reach it.
+func isReply(err error) bool {
+	var re goredis.Error
+	return errors.As(err, &re)
 }
 
 var (
