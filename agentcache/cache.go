@@ -43,6 +43,7 @@ type Cache struct {
 
 	locker     tier.Locker // nil: no fleet lock
 	fills      fillWaiters
+	reads      readGroup
 	refreshing sync.Map // L1 key → struct{}: refreshes running
 
 	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait

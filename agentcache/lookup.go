@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -174,7 +175,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	// so a stalled Redis costs a caller one timeout, not several.
 	status := l2Unavailable
 	if c.l2 != nil && !st.local && !st.down {
-		v, r := fromL2[T](ctx, c, lk, key, &st)
+		v, r := readShared[T](ctx, c, lk, key, &st)
 		status = r.status
 		switch status {
 		case l2Hit:
@@ -207,6 +208,15 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	c.stats.misses.Inc()
 	fleet := status != l2Unavailable
 	res, err, _ := c.fl.Do(ctx, key, func(lctx context.Context) (any, error) {
+		// A load of this key may have finished between our L1 miss and
+		// now: do not run the tool twice.
+		if v, h, e := fromL1Slow[T](c, lk, &st); h != hitNone {
+			l := loaded{v: v, tier: tierL1}
+			if e != nil {
+				l.cost = e.cost
+			}
+			return l, nil
+		}
 		l, err := loadStep(lctx, c, lk, key, &st, load, fleet)
 		return l, err
 	})
@@ -320,6 +330,60 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
 		return v, c.age(e), e
 	}
 	return v, hitFresh, e
+}
+
+// readGroup shares one L2 read among the concurrent lookups of a key. The
+// first caller reads on its own goroutine (no goroutine is started for an
+// L2 hit); the others wait for its answer or their own ctx.
+type readGroup struct {
+	mu sync.Mutex // guards m
+	m  map[string]*readCall
+}
+
+type readCall struct {
+	done  chan struct{}
+	v     any
+	r     l2Read
+	retry bool // the first caller gave up: read for yourself
+}
+
+// readShared is fromL2 with concurrent reads of one key shared.
+func readShared[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Read) {
+	var zero T
+	g := &c.reads
+	g.mu.Lock()
+	if call, ok := g.m[key]; ok {
+		g.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return zero, l2Read{status: l2Unavailable}
+		}
+		if call.retry {
+			return fromL2[T](ctx, c, lk, key, st)
+		}
+		if call.r.status != l2Hit {
+			return zero, call.r
+		}
+		if v, ok := call.v.(T); ok {
+			return v, call.r
+		}
+		return fromL2[T](ctx, c, lk, key, st) // another type at this key
+	}
+	if g.m == nil {
+		g.m = map[string]*readCall{}
+	}
+	call := &readCall{done: make(chan struct{})}
+	g.m[key] = call
+	g.mu.Unlock()
+	v, r := fromL2[T](ctx, c, lk, key, st)
+	call.v, call.r = v, r
+	call.retry = r.status == l2Unavailable && ctx.Err() != nil
+	g.mu.Lock()
+	delete(g.m, key)
+	g.mu.Unlock()
+	close(call.done)
+	return v, r
 }
 
 // fromL2 reads an entry from L2 and fills L1 with a value it finds.

@@ -58,8 +58,9 @@ type Memo[A, R any] struct {
 	local *lru.Cache[resource.Hash, R]
 	fl    *flight.Group
 	// with a Cache
-	c  *Cache
-	rs *resState
+	c   *Cache
+	rs  *resState
+	cfg toolConfig
 
 	calls, runs, errs atomic.Uint64
 }
@@ -119,20 +120,13 @@ func (m *Memo[A, R]) Call(ctx context.Context, args A) (R, error) {
 		return zero, err
 	}
 	m.calls.Add(1)
-	run := func(ctx context.Context) (R, error) {
-		m.runs.Add(1)
-		v, err := m.fn(ctx, args)
-		if err != nil {
-			m.errs.Add(1)
-		}
-		return v, err
-	}
 	if m.c != nil {
 		if m.c.closed.Load() {
 			return zero, ErrClosed
 		}
-		return call(ctx, m.c, m.rs, &toolConfig{}, h, "", run)
+		return call(ctx, m.c, m.rs, &m.cfg, h, "", m.run, args)
 	}
+	run := func(ctx context.Context) (R, error) { return m.run(ctx, args) }
 	if v, ok := m.local.Get(h); ok {
 		return v, nil
 	}
@@ -152,6 +146,16 @@ func (m *Memo[A, R]) Call(ctx context.Context, args A) (R, error) {
 	}
 	r, _ := v.(R)
 	return r, nil
+}
+
+// run calls the function and counts it.
+func (m *Memo[A, R]) run(ctx context.Context, args A) (R, error) {
+	m.runs.Add(1)
+	v, err := m.fn(ctx, args)
+	if err != nil {
+		m.errs.Add(1)
+	}
+	return v, err
 }
 
 // Invalidate drops the result memoized for args (everywhere, with a Cache).

@@ -26,7 +26,8 @@ import (
 // (none configured, or the breaker open) the filter is trusted, and a key
 // that was never negative is wrongly reported as not found with about the
 // configured false-positive rate (Options.Negative.FalsePositiveRate, 1% by
-// default) — and only on an L1 miss, since L1 is consulted first.
+// default; each of the two generations is sized for half of it) — and only
+// on an L1 miss, since L1 is consulted first.
 
 // negFilter is one resource's pair of rotating bloom filters.
 type negFilter struct {
@@ -40,9 +41,11 @@ type negFilter struct {
 }
 
 func newNegFilter(capacity uint, fpr float64, negTTL time.Duration, now func() time.Time) *negFilter {
+	// A key is tested against both generations, so each gets half the
+	// target rate: together they stay within it when both are full.
 	f := &negFilter{
-		cur:      bloom.NewWithEstimates(capacity, fpr),
-		prev:     bloom.NewWithEstimates(capacity, fpr),
+		cur:      bloom.NewWithEstimates(capacity, fpr/2),
+		prev:     bloom.NewWithEstimates(capacity, fpr/2),
 		capacity: capacity,
 		every:    max(negTTL/2, time.Millisecond),
 		now:      now,

@@ -170,7 +170,7 @@ type BreakerOptions struct {
 type NegativeOptions struct {
 	// ExpectedKeys is how many distinct "not found" keys one resource is
 	// expected to see within half its negative TTL; past it the filter
-	// rotates early. Memory per resource is about 2.4 bytes per expected key
+	// rotates early. Memory per resource is about 2.9 bytes per expected key
 	// at the default rate. Default DefaultNegativeKeys.
 	ExpectedKeys int
 	// FalsePositiveRate is the filter's target rate, in (0, 0.5]. It matters

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
@@ -135,7 +136,10 @@ func (rs *resState) seg(id string) string {
 // segment, NUL, argument hash. The leading NUL keeps it apart from every
 // key-value key.
 func (rs *resState) l1Key(id string, h resource.Hash) string {
-	b := make([]byte, 0, 4+len(rs.id)+len(rs.segPrefix)+3*len(id)+22)
+	return string(rs.appendL1Key(make([]byte, 0, 4+len(rs.id)+len(rs.segPrefix)+3*len(id)+22), id, h))
+}
+
+func (rs *resState) appendL1Key(b []byte, id string, h resource.Hash) []byte {
 	b = append(b, 0)
 	b = append(b, rs.id...)
 	b = append(b, 0)
@@ -144,33 +148,49 @@ func (rs *resState) l1Key(id string, h resource.Hash) string {
 		b = scope.AppendEscaped(b, id)
 	}
 	b = append(b, 0)
-	b = h.AppendTo(b)
-	return string(b)
+	return h.AppendTo(b)
 }
 
-// call is the cached path of every wrapped tool.
-func call[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error)) (R, error) {
+// call is the cached path of every wrapped tool: tool(ctx, args) behind the
+// cache. The arguments are only captured (and so moved to the heap) on the
+// paths that need them, never on an L1 hit.
+func call[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
 	if c.obs.active(ctx) {
-		o := &obsLookup{scopeID: id}
-		if c.obs.recordArgs {
-			o.argHash = h.String()
-		}
-		return observe(ctx, c, rs.obs, o, func(ctx context.Context, o *obsLookup) (R, error) {
-			return callTier(ctx, c, rs, cfg, h, id, run, o)
-		})
+		return callObserved(ctx, c, rs, cfg, h, id, tool, args)
 	}
-	return callTier(ctx, c, rs, cfg, h, id, run, nil)
+	return callTier(ctx, c, rs, cfg, h, id, tool, args, nil)
 }
 
-func callTier[R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, run func(ctx context.Context) (R, error), o *obsLookup) (R, error) {
-	l1 := rs.l1Key(id, h)
-	v, hit := fromL1Fast[R](c, l1)
+func callObserved[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
+	o := &obsLookup{scopeID: id}
+	if c.obs.recordArgs {
+		o.argHash = h.String()
+	}
+	return observe(ctx, c, rs.obs, o, func(ctx context.Context, o *obsLookup) (R, error) {
+		return callTier(ctx, c, rs, cfg, h, id, tool, args, o)
+	})
+}
+
+// l1KeyBuf is room for the L1 key of most calls, on the stack.
+const l1KeyBuf = 160
+
+func callTier[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
+	var buf [l1KeyBuf]byte
+	kb := rs.appendL1Key(buf[:0], id, h)
+	// The lookup does not keep its key, so a string over the stack buffer
+	// serves it without a copy; a miss makes a real string.
+	v, hit := fromL1Fast[R](c, unsafe.String(unsafe.SliceData(kb), len(kb)))
 	if hit == hitFresh {
 		if o != nil {
 			o.tier = tierL1
 		}
 		return v, nil
 	}
+	return callSlow(ctx, c, rs, cfg, h, id, string(kb), v, hit, tool, args, o)
+}
+
+func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id, l1 string, v R, hit hit, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
+	run := func(ctx context.Context) (R, error) { return tool(ctx, args) }
 	lk := cfg.lookup(rs, id, h, l1)
 	if hit != hitNone {
 		served(ctx, c, &lk, hit, run, o)
@@ -210,7 +230,7 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, h, id, func(ctx context.Context) (R, error) { return tool(ctx, args) })
+		return call(ctx, c, rs, cfg, h, id, tool, args)
 	}, nil
 }
 
@@ -243,7 +263,7 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, h, id, func(ctx context.Context) (json.RawMessage, error) { return tool(ctx, args) })
+		return call(ctx, c, rs, cfg, h, id, tool, args)
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,14 +54,22 @@ type ResourceSummary struct {
 	TimeSaved time.Duration
 }
 
+// runsStarted lets RunFrom skip the context walk in processes that never
+// start a Run (the cache asks on every lookup).
+var runsStarted atomic.Bool
+
 // StartRun returns a context that carries a new Run.
 func StartRun(ctx context.Context) (context.Context, *Run) {
+	runsStarted.Store(true)
 	r := &Run{}
 	return context.WithValue(ctx, runKey{}, r), r
 }
 
 // RunFrom returns the Run ctx carries, or nil.
 func RunFrom(ctx context.Context) *Run {
+	if !runsStarted.Load() {
+		return nil
+	}
 	r, _ := ctx.Value(runKey{}).(*Run)
 	return r
 }
