@@ -1,0 +1,385 @@
+package suite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gocache "github.com/go-redis/cache/v9"
+	"github.com/maypok86/otter/v2"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// The L2 workloads keep agentcache's L1 tiny (16 entries) and cycle through
+// far more keys, so nearly every lookup misses L1 and is served by Redis —
+// including, as in production, the L1 fill that follows an L2 hit. The
+// share of L1 hits is checked and reported.
+const (
+	l2Keys     = 1000
+	tinyL1     = 16
+	batchSize  = 100
+	batchKeys  = 5000
+	l2Product  = "get_product"
+	sysRawGET  = "go-redis GET (raw bytes)"
+	sysRawGETd = "go-redis GET + JSON decode"
+	sysRawFill = "go-redis GET + decode + otter fill"
+	sysRawSync = "… same, otter maintenance inline"
+	sysACL2    = "agentcache Get (L2 hit)"
+	sysGoRedis = "go-redis/cache remote hit"
+	sysRawMGET = "go-redis MGET (raw bytes)"
+	sysMGETd   = "go-redis MGET + JSON decode"
+	sysMGETf   = "go-redis MGET + decode + otter fill"
+	sysACBatch = "agentcache Batch.GetMany"
+	sysACSingl = "agentcache Wrap × 100 (L2 hits)"
+)
+
+// decodePayload decodes the JSON payload of an agentcache L2 value into v:
+// what a baseline that reads agentcache's bytes must do to get the value.
+func decodePayload(b []byte, v any) error {
+	env, err := keyspace.OpenEnvelope(b)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(env.Payload, v)
+}
+
+// scanKeys returns every key matching pattern, sorted.
+func scanKeys(ctx context.Context, c *goredis.Client, pattern string) ([]string, error) {
+	var keys []string
+	iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	sort.Strings(keys)
+	return keys, iter.Err()
+}
+
+// l2Hit: a lookup answered by Redis, against a raw GET of the same bytes
+// and go-redis/cache's remote hit.
+func l2Hit(ctx context.Context, e *env) error {
+	const wl = "l2_hit"
+	rdb := e.client()
+	defer rdb.Close()
+	prefix := e.prefix("l2")
+	st, err := e.store(rdb, prefix)
+	if err != nil {
+		return err
+	}
+	ac, err := newCache(agentcache.Options{L2: st, L1MaxEntries: tinyL1, DefaultTTL: time.Hour})
+	if err != nil {
+		return err
+	}
+	defer closeCache(ac)
+	keys := make([]string, l2Keys)
+	for i := range keys {
+		keys[i] = keyName(i)
+		if err := ac.Set(ctx, keys[i], newProduct(i), time.Hour); err != nil {
+			return err
+		}
+	}
+	if err := drain(ac, l2Keys); err != nil {
+		return err
+	}
+	// The raw baseline reads the very keys and bytes agentcache wrote.
+	raw, err := scanKeys(ctx, rdb, prefix+"kv:*")
+	if err != nil {
+		return err
+	}
+	if len(raw) != l2Keys {
+		return fmt.Errorf("found %d agentcache keys in Redis, want %d", len(raw), l2Keys)
+	}
+	grc := gocache.New(&gocache.Options{Redis: rdb})
+	grcKeys := make([]string, l2Keys)
+	for i := range grcKeys {
+		grcKeys[i] = "grc:" + keyName(i)
+		if err := grc.Set(&gocache.Item{Ctx: ctx, Key: grcKeys[i], Value: newProduct(i), TTL: time.Hour}); err != nil {
+			return err
+		}
+	}
+	// A lookup that reaches the loader was not an L2 hit (an L2 timeout on
+	// a loaded machine, say): it is answered, counted and reported.
+	var loads atomic.Int64
+	load := agentcache.LoaderFunc[*Product](func(_ context.Context, key string) (*Product, error) {
+		loads.Add(1)
+		return newProduct(0), nil
+	})
+	// The floor of what an L2 hit has to do by design: read, decode, and
+	// fill an otter L1 of the same size as agentcache's here.
+	fill, err := otter.New(&otter.Options[string, *Product]{
+		MaximumSize: tinyL1,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
+			return time.Hour
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	defer fill.StopAllGoroutines()
+	// The same with otter's maintenance run inline by the writer instead of
+	// on a new goroutine (its default Executor): what tier/memory could do.
+	fillSync, err := otter.New(&otter.Options[string, *Product]{
+		MaximumSize: tinyL1,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
+			return time.Hour
+		}),
+		Executor: func(fn func()) { fn() },
+	})
+	if err != nil {
+		return err
+	}
+	defer fillSync.StopAllGoroutines()
+	var be benchErr
+	serial := func(op func(i int) error) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := op(i % l2Keys); err != nil {
+					be.fail(b, err)
+				}
+			}
+		}
+	}
+	before := ac.Stats()
+	m, err := e.compare(wl, &be, []candidate{
+		{sysRawGET, serial(func(i int) error {
+			_, err := rdb.Get(ctx, raw[i]).Bytes()
+			return err
+		})},
+		{sysRawGETd, serial(func(i int) error {
+			b, err := rdb.Get(ctx, raw[i]).Bytes()
+			if err != nil {
+				return err
+			}
+			var p Product
+			return decodePayload(b, &p)
+		})},
+		{sysRawFill, serial(func(i int) error {
+			b, err := rdb.Get(ctx, raw[i]).Bytes()
+			if err != nil {
+				return err
+			}
+			p := &Product{}
+			if err := decodePayload(b, p); err != nil {
+				return err
+			}
+			fill.Set(keys[i], p)
+			return nil
+		})},
+		{sysRawSync, serial(func(i int) error {
+			b, err := rdb.Get(ctx, raw[i]).Bytes()
+			if err != nil {
+				return err
+			}
+			p := &Product{}
+			if err := decodePayload(b, p); err != nil {
+				return err
+			}
+			fillSync.Set(keys[i], p)
+			return nil
+		})},
+		{sysACL2, serial(func(i int) error {
+			_, err := agentcache.Get(ctx, ac, keys[i], load)
+			return err
+		})},
+		{sysGoRedis, serial(func(i int) error {
+			var p Product
+			return grc.Get(ctx, grcKeys[i], &p)
+		})},
+	})
+	if err != nil {
+		return err
+	}
+	after := ac.Stats()
+	l1, l2 := after.L1Hits-before.L1Hits, after.L2Hits-before.L2Hits
+	share := float64(l1) / float64(max(1, l1+l2))
+	note := fmt.Sprintf("%.1f%% of its lookups were L1 hits", 100*share)
+	if n := loads.Load(); n > 0 {
+		e.note("%s: %d lookups reached the loader instead of L2 (%d L2 errors or timeouts)", wl, n, after.L2Errors-before.L2Errors)
+	}
+	a := m[sysACL2]
+	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysRawGET, m[sysRawGET].nsPerOp, ratioAtMost(1.10, "≤ 1.10× raw GET"), note)
+	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysRawGETd, m[sysRawGETd].nsPerOp, nil, "")
+	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysRawFill, m[sysRawFill].nsPerOp, nil, "the same work by hand")
+	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysRawSync, m[sysRawSync].nsPerOp, nil, "")
+	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysGoRedis, m[sysGoRedis].nsPerOp, nil, "")
+	e.versus(wl, sysACL2, MetricAllocsPerOp, a.allocsPerOp, sysRawGET, m[sysRawGET].allocsPerOp, nil, "")
+	e.figure(wl, sysGoRedis, MetricAllocsPerOp, m[sysGoRedis].allocsPerOp, "")
+	e.note("%s: jetcache-go's remote hit is not measured (module unavailable here)", wl)
+	return nil
+}
+
+// batch100: a 100-key batch served by Redis, against a raw MGET of the same
+// bytes and against 100 single lookups.
+func batch100(ctx context.Context, e *env) error {
+	const wl = "batch_100_l2"
+	rdb := e.client()
+	defer rdb.Close()
+	prefix := e.prefix("batch")
+	st, err := e.store(rdb, prefix)
+	if err != nil {
+		return err
+	}
+	ac, err := newCache(agentcache.Options{L2: st, L1MaxEntries: tinyL1})
+	if err != nil {
+		return err
+	}
+	defer closeCache(ac)
+	res := resource.Resource{Name: l2Product, Scope: scope.Global, TTL: time.Hour}
+	// After the fill, an ID that reaches the tool was not an L2 hit (an L2
+	// timeout on a loaded machine, say): it is answered, counted and
+	// reported.
+	var filling atomic.Bool
+	var toolIDs atomic.Int64
+	filling.Store(true)
+	batch, err := agentcache.WrapBatch(ac, res, func(_ context.Context, ids []int) (map[int]*Product, error) {
+		if !filling.Load() {
+			toolIDs.Add(int64(len(ids)))
+		}
+		out := make(map[int]*Product, len(ids))
+		for _, id := range ids {
+			out[id] = newProduct(id)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	single, err := agentcache.Wrap(ac, res, func(_ context.Context, id int) (*Product, error) {
+		toolIDs.Add(1)
+		return newProduct(id), nil
+	})
+	if err != nil {
+		return err
+	}
+	groups := make([][]int, batchKeys/batchSize)
+	for g := range groups {
+		for i := 0; i < batchSize; i++ {
+			groups[g] = append(groups[g], g*batchSize+i)
+		}
+		if _, err := batch.GetMany(ctx, groups[g]); err != nil {
+			return err
+		}
+	}
+	if err := drain(ac, batchKeys); err != nil {
+		return err
+	}
+	filling.Store(false)
+	raw, err := scanKeys(ctx, rdb, prefix+"{"+res.ID()+":g:*")
+	if err != nil {
+		return err
+	}
+	if len(raw) != batchKeys {
+		return fmt.Errorf("found %d agentcache keys in Redis, want %d", len(raw), batchKeys)
+	}
+	rawGroups := make([][]string, len(groups))
+	for g := range rawGroups {
+		rawGroups[g] = raw[g*batchSize : (g+1)*batchSize]
+	}
+	fill, err := otter.New(&otter.Options[string, *Product]{
+		MaximumSize: tinyL1,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
+			return time.Hour
+		}),
+	})
+	if err != nil {
+		return err
+	}
+	defer fill.StopAllGoroutines()
+	var be benchErr
+	perBatch := func(op func(g int) error) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := op(i % len(groups)); err != nil {
+					be.fail(b, err)
+				}
+			}
+		}
+	}
+	before := ac.Stats()
+	m, err := e.compare(wl, &be, []candidate{
+		{sysRawMGET, perBatch(func(g int) error {
+			_, err := rdb.MGet(ctx, rawGroups[g]...).Result()
+			return err
+		})},
+		{sysMGETd, perBatch(func(g int) error {
+			vals, err := rdb.MGet(ctx, rawGroups[g]...).Result()
+			if err != nil {
+				return err
+			}
+			for _, v := range vals {
+				s, ok := v.(string)
+				if !ok {
+					return errors.New("MGET: a key is missing")
+				}
+				var p Product
+				if err := decodePayload([]byte(s), &p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})},
+		{sysMGETf, perBatch(func(g int) error {
+			vals, err := rdb.MGet(ctx, rawGroups[g]...).Result()
+			if err != nil {
+				return err
+			}
+			for i, v := range vals {
+				s, ok := v.(string)
+				if !ok {
+					return errors.New("MGET: a key is missing")
+				}
+				p := &Product{}
+				if err := decodePayload([]byte(s), p); err != nil {
+					return err
+				}
+				fill.Set(rawGroups[g][i], p)
+			}
+			return nil
+		})},
+		{sysACBatch, perBatch(func(g int) error {
+			got, err := batch.GetMany(ctx, groups[g])
+			if err == nil && len(got) != batchSize {
+				err = fmt.Errorf("GetMany returned %d of %d values", len(got), batchSize)
+			}
+			return err
+		})},
+		{sysACSingl, perBatch(func(g int) error {
+			for _, id := range groups[g] {
+				if _, err := single(ctx, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})},
+	})
+	if err != nil {
+		return err
+	}
+	after := ac.Stats()
+	l1, l2 := after.L1Hits-before.L1Hits, after.L2Hits-before.L2Hits
+	if n := toolIDs.Load(); n > 0 {
+		e.note("%s: %d IDs reached the tool instead of L2 (%d L2 errors or timeouts)", wl, n, after.L2Errors-before.L2Errors)
+	}
+	note := fmt.Sprintf("ns per 100-key batch; %.1f%% of agentcache's lookups were L1 hits", 100*float64(l1)/float64(max(1, l1+l2)))
+	a := m[sysACBatch]
+	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysRawMGET, m[sysRawMGET].nsPerOp, ratioAtMost(1.25, "≤ 1.25× raw MGET"), note)
+	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysMGETd, m[sysMGETd].nsPerOp, nil, "")
+	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysMGETf, m[sysMGETf].nsPerOp, nil, "the same work by hand")
+	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysACSingl, m[sysACSingl].nsPerOp, nil, "the serial cost the batch removes")
+	e.versus(wl, sysACBatch, MetricAllocsPerOp, a.allocsPerOp, sysRawMGET, m[sysRawMGET].allocsPerOp, nil, "")
+	e.note("%s: jetcache-go's MGet is not measured (module unavailable here)", wl)
+	return nil
+}
