@@ -36,10 +36,10 @@ type rcEnv struct {
 
 // rcStart starts a redis-server for t. It first arranges the goroutine leak
 // check, so that check runs after every other cleanup of the test.
-func rcStart(t *testing.T, cfg ...redistest.Config) *rcEnv {
+func rcStart(t *testing.T) *rcEnv {
 	t.Helper()
 	rcNoLeaks(t)
-	srv := redistest.Start(t, cfg...)
+	srv := redistest.Start(t)
 	return &rcEnv{t: t, srv: srv, prefix: rcPrefix(t), raw: srv.Client(t)}
 }
 
@@ -121,11 +121,18 @@ func (e *rcEnv) keys(pattern string) []string {
 }
 
 // rcNew opens a Cache that is closed when the test ends. Its warnings go to
-// the test log.
+// the test log. Unless the test sets one, its L2Timeout is a generous 2s:
+// on a busy test machine the default 250ms can expire on a healthy Redis,
+// and a timeout changes the path a lookup takes (it loads on its own
+// instead of reading L2 or waiting for the fleet lock). Tests of timeouts
+// set their own.
 func rcNew(t *testing.T, o Options) *Cache {
 	t.Helper()
 	if o.Logger == nil {
 		o.Logger = rcLogger(t)
+	}
+	if o.L2Timeout == 0 {
+		o.L2Timeout = 2 * time.Second
 	}
 	c, err := New(o)
 	if err != nil {
@@ -285,6 +292,7 @@ func TestRedisL2HitAcrossInstances(t *testing.T) {
 	e := rcStart(t)
 	a := rcNew(t, Options{L2: e.store()})
 	b := rcNew(t, Options{L2: e.store()})
+	rcSubscribed(t, a, b)
 	ctx := context.Background()
 	var aRuns, bRuns atomic.Int32
 	loadA := rcCounting(&aRuns, rcProfileFor)
@@ -332,7 +340,7 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 		}},
 		{"unknown kind", func(v []byte) []byte {
 			v = slices.Clone(v)
-			v[2] = 9
+			v[2] = 9 // byte 2 of the envelope is its kind (see package keyspace)
 			return v
 		}},
 	}
@@ -637,6 +645,7 @@ func TestRedisOversizeValueStaysOutOfL2(t *testing.T) {
 	const limit = 256
 	a := rcNew(t, Options{L2: e.store(), MaxValueSize: limit})
 	b := rcNew(t, Options{L2: e.store(), MaxValueSize: limit})
+	rcSubscribed(t, a, b)
 	ctx := context.Background()
 	big := strings.Repeat("x", 4*limit)
 	value := func(key string) string {

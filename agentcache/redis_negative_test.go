@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,24 +22,76 @@ import (
 	"github.com/agentcache/agentcache-go/scope"
 )
 
-// rcOrders is a get_order tool: odd IDs do not exist.
+// rcOrders is a get_order tool, single and batch: odd IDs do not exist.
 type rcOrders struct {
-	runs atomic.Int64
-	mu   sync.Mutex
-	ran  map[int]int // runs per ID, when tracked
+	runs atomic.Int64 // IDs asked of the tool
 }
+
+func rcOrder(id int) string { return "order " + strconv.Itoa(id) }
 
 func (o *rcOrders) get(ctx context.Context, id int) (string, error) {
 	o.runs.Add(1)
-	o.mu.Lock()
-	if o.ran != nil {
-		o.ran[id]++
-	}
-	o.mu.Unlock()
 	if id%2 != 0 {
 		return "", fmt.Errorf("order %d: %w", id, ErrNotFound)
 	}
-	return fmt.Sprintf("order %d", id), nil
+	return rcOrder(id), nil
+}
+
+func (o *rcOrders) getMany(ctx context.Context, ids []int) (map[int]string, error) {
+	o.runs.Add(int64(len(ids)))
+	out := make(map[int]string, len(ids))
+	for _, id := range ids {
+		if id%2 == 0 {
+			out[id] = rcOrder(id)
+		}
+	}
+	return out, nil
+}
+
+// rcEvenOdd calls single for ids [from, from+n) on 8 goroutines, or with
+// batch set, GetMany with chunks of 1000 of them on 2 goroutines, and
+// checks that each even ID has its order and each odd one is not found.
+func rcEvenOdd(t *testing.T, c *Cache, single func(context.Context, int) (string, error), batch *Batch[int, string], id func(i int) int, n int) {
+	t.Helper()
+	ctx := context.Background()
+	check := func(id int, v string, err error) error {
+		switch {
+		case id%2 == 0 && (err != nil || v != rcOrder(id)):
+			return fmt.Errorf("order %d exists but the cache said %q, %v (L2 errors so far: %d)", id, v, err, c.Stats().L2Errors)
+		case id%2 != 0 && !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("order %d: %q, %v; want ErrNotFound", id, v, err)
+		}
+		return nil
+	}
+	if batch == nil {
+		rcParallel(t, 8, 0, n, func(i int) error {
+			v, err := single(ctx, id(i))
+			return check(id(i), v, err)
+		})
+		return
+	}
+	const chunk = 1000
+	rcParallel(t, 2, 0, (n+chunk-1)/chunk, func(b int) error {
+		ids := make([]int, 0, chunk)
+		for i := b * chunk; i < min((b+1)*chunk, n); i++ {
+			ids = append(ids, id(i))
+		}
+		got, err := batch.GetMany(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			v, ok := got[id]
+			var err error
+			if !ok {
+				err = ErrNotFound
+			}
+			if err := check(id, v, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // rcParallel runs f(i) for every i in [from, to) on workers goroutines and
@@ -154,8 +208,8 @@ func TestRedisNegativeFloodKeepsPositiveL1Entries(t *testing.T) {
 	res := resource.Resource{Name: "rc_item", TTL: 10 * time.Minute, NegativeTTL: 10 * time.Minute}
 	e := rcStart(t)
 	// An L1 of twice the positives: negative keys kept as L1 entries would
-	// evict them many times over.
-	// A generous L2Timeout: a busy machine must not make L2 look unhealthy.
+	// evict them many times over. A generous L2Timeout: a busy machine must
+	// not make L2 look unhealthy.
 	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second, L1MaxEntries: 2 * positives,
 		Negative: NegativeOptions{ExpectedKeys: 2 * negatives}})
 	rcSubscribed(t, c)
@@ -163,9 +217,13 @@ func TestRedisNegativeFloodKeepsPositiveL1Entries(t *testing.T) {
 	// Without the fleet lock a miss costs one L2 round trip, which keeps
 	// 100k misses affordable; the negative cache does not depend on it.
 	get, _ := Wrap(c, res, orders.get, NoFleetLock())
+	batch, err := WrapBatch(c, res, orders.getMany)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	for i := 0; i < positives; i++ {
-		if v, err := get(ctx, 2*i); err != nil || v != fmt.Sprintf("order %d", 2*i) {
+		if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
 			t.Fatalf("order %d: %q, %v", 2*i, v, err)
 		}
 	}
@@ -177,20 +235,18 @@ func TestRedisNegativeFloodKeepsPositiveL1Entries(t *testing.T) {
 		t.Fatalf("before the flood only %d of %d positive entries were L1 hits", d, positives)
 	}
 
-	rcParallel(t, 8, 0, negatives, func(i int) error {
-		id := 1_000_001 + 2*i
-		if _, err := get(ctx, id); !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("order %d: %v, want ErrNotFound", id, err)
-		}
-		return nil
-	})
+	// Guesses through single calls and through batches (cheaper under
+	// -race): both read paths remember "not found" answers.
+	const single = 30_000
+	rcEvenOdd(t, c, get, nil, func(i int) int { return 1_000_001 + 2*i }, single)
+	rcEvenOdd(t, c, nil, batch, func(i int) int { return 2_000_001 + 2*i }, negatives-single)
 	if s := c.Stats(); s.NegativeStored < negatives {
 		t.Fatalf("%d negatives stored, want %d", s.NegativeStored, negatives)
 	}
 
 	before, runs := c.Stats(), orders.runs.Load()
 	for i := 0; i < positives; i++ {
-		if v, err := get(ctx, 2*i); err != nil || v != fmt.Sprintf("order %d", 2*i) {
+		if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
 			t.Fatalf("order %d after the flood: %q, %v", 2*i, v, err)
 		}
 	}
@@ -206,10 +262,18 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	res := resource.Resource{Name: "rc_sku", TTL: 10 * time.Minute, NegativeTTL: 10 * time.Minute}
 	e := rcStart(t)
 	// A generous L2Timeout: "while L2 is healthy" must not depend on how
-	// busy the machine is (a timed-out confirmation trusts the filter).
-	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second, Negative: NegativeOptions{ExpectedKeys: negatives}})
+	// busy the machine is (a timed-out confirmation trusts the filter). A
+	// false-positive rate of 10% instead of the default 1% makes the filter
+	// answer "maybe" for about 10k of the existing IDs, each of which must
+	// be confirmed with L2: a harder test, and a smaller filter to fill.
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second,
+		Negative: NegativeOptions{ExpectedKeys: negatives, FalsePositiveRate: 0.1}})
 	orders := &rcOrders{}
 	get, _ := Wrap(c, res, orders.get, NoFleetLock())
+	batch, err := WrapBatch(c, res, orders.getMany)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 
 	rs, err := c.register(res)
@@ -240,11 +304,17 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	// A global resource: one token for every ID.
 	token := keyspace.Token(epoch(keyspace.GlobalEpochKey), epoch(keyspace.ResourceEpochKey(res.ID())))
 	keyOf := func(id int) string {
-		h, err := resource.HashValue(id, resource.Limits{})
+		// The hash of an int argument is the hash of its JSON, its decimal
+		// digits; HashJSON skips HashValue's reflection.
+		var buf [20]byte
+		h, err := resource.HashJSON(strconv.AppendInt(buf[:0], int64(id), 10), resource.Limits{})
 		if err != nil {
 			panic(err)
 		}
 		return string(keyspace.AppendEntryKey(nil, res.ID(), "", token, h.String()))
+	}
+	if h, _ := resource.HashValue(12345, resource.Limits{}); !strings.Contains(keyOf(12345), h.String()) {
+		t.Fatal("HashJSON of an int's digits is not HashValue of the int")
 	}
 	filter := c.negFilterFor(rs)
 	for i := 0; i < sample; i++ {
@@ -256,17 +326,20 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	for i := 0; i < sample; i++ {
 		inSample[sampleID(i)] = true
 	}
-	const chunk = 10_000
-	rcParallel(t, 2, 0, negatives/chunk, func(b int) error {
-		for i := b * chunk; i < (b+1)*chunk; i++ {
-			if id := 2*i + 1; !inSample[id] {
-				filter.add(keyOf(id))
-			}
+	// One goroutine, so the filter's lock is not contended, and fewer
+	// collections of a heap that only grows (1M keys take over 20s under
+	// -race on a busy 2-core machine otherwise).
+	defer debug.SetGCPercent(debug.SetGCPercent(800))
+	for i := 0; i < negatives; i++ {
+		if id := 2*i + 1; !inSample[id] {
+			filter.add(keyOf(id))
 		}
-		return nil
-	})
-	if filter.added != negatives {
-		t.Fatalf("the filter holds %d keys, want %d (it must not rotate during the test)", filter.added, negatives)
+	}
+	filter.mu.Lock()
+	added := filter.added
+	filter.mu.Unlock()
+	if added != negatives {
+		t.Fatalf("the filter holds %d keys, want %d (it must not rotate during the test)", added, negatives)
 	}
 	// The sample is still answered "not found" without the tool.
 	runs := orders.runs.Load()
@@ -279,26 +352,29 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 		t.Fatalf("the tool ran %d times for IDs already known not to exist", n)
 	}
 
-	// The filter now answers "maybe" for some IDs that exist. Count them:
-	// if none, the test below could not fail.
-	maybes := 0
-	for i := 0; i < positives; i++ {
-		if filter.test(keyOf(2 * i)) {
-			maybes++
+	// The filter now answers "maybe" for some IDs that exist. Count them
+	// among those of each read path: if none, that path could not fail.
+	const single = 30_000
+	for _, part := range []struct {
+		name     string
+		from, to int
+	}{{"single calls", 0, single}, {"batches", single, positives}} {
+		maybes := 0
+		for i := part.from; i < part.to; i++ {
+			if filter.test(keyOf(2 * i)) {
+				maybes++
+			}
+		}
+		n := part.to - part.from
+		t.Logf("%s: the bloom filter says \"maybe\" for %d of %d existing IDs", part.name, maybes, n)
+		if maybes < n/100 {
+			t.Fatalf("%s: only %d false positives among %d IDs; the test would not exercise confirmation", part.name, maybes, n)
 		}
 	}
-	t.Logf("the bloom filter says \"maybe\" for %d of %d existing IDs", maybes, positives)
-	if maybes < positives/1000 {
-		t.Fatalf("only %d false positives among %d IDs; the test would not exercise confirmation", maybes, positives)
-	}
-	rcParallel(t, 8, 0, positives, func(i int) error {
-		id := 2 * i
-		v, err := get(ctx, id)
-		if err != nil || v != fmt.Sprintf("order %d", id) {
-			return fmt.Errorf("order %d exists but the cache said %q, %v", id, v, err)
-		}
-		return nil
-	})
+	// Existing IDs through single calls and through batches (cheaper
+	// under -race).
+	rcEvenOdd(t, c, get, nil, func(i int) int { return 2 * i }, single)
+	rcEvenOdd(t, c, nil, batch, func(i int) int { return 2 * (single + i) }, positives-single)
 	if s := c.Stats(); s.L2Errors != 0 {
 		t.Fatalf("%d L2 errors: L2 was not healthy throughout", s.L2Errors)
 	}
