@@ -156,6 +156,11 @@ func New(opts Options) (*Cache, error) {
 // queued when ctx ends are dropped and counted); the snapshot, if
 // configured, is saved. Every goroutine the cache started has stopped when
 // Close returns. The L2 store is not closed: it belongs to the caller.
+//
+// Loads cancelled when ctx ends still release their leases and announce
+// their fills, each bounded by Options.L2Timeout, so against an
+// unreachable L2 Close may return up to about two L2 timeouts after ctx
+// ends.
 func (c *Cache) Close(ctx context.Context) error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed

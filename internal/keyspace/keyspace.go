@@ -486,10 +486,10 @@ var ErrEnvelope = errors.New("not an agentcache value envelope")
 
 // Envelope is an opened L2 value.
 type Envelope struct {
-	Kind       byte      // KindValue or KindNotFound
+	Kind       byte          // KindValue or KindNotFound
 	FreshUntil time.Time     // zero: no expiry recorded
 	Cost       time.Duration // the tool run that produced it; 0: unknown
-	Payload    []byte    // the codec's bytes (empty for a marker, or when only the header was read)
+	Payload    []byte        // the codec's bytes (empty for a marker, or when only the header was read)
 }
 
 // AppendEnvelope appends the envelope of payload to dst.
