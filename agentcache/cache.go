@@ -44,6 +44,7 @@ type Cache struct {
 	locker     tier.Locker // nil: no fleet lock
 	fills      fillWaiters
 	reads      readGroup
+	rp         repairs
 	refreshing sync.Map // L1 key → struct{}: refreshes running
 
 	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait
@@ -54,6 +55,8 @@ type Cache struct {
 	cancel context.CancelFunc
 	closed atomic.Bool
 	stats  counters
+
+	repairsDone chan struct{} // closed when the repair loop has stopped
 
 	snapMu   sync.Mutex // serializes snapshot saves
 	snapStop chan struct{}
@@ -134,6 +137,11 @@ func New(opts Options) (*Cache, error) {
 		obs: c.obs.newResObs("kv", "none")}
 	c.w = newWriter(c)
 	c.locker, _ = o.L2.(tier.Locker)
+	c.rp.init()
+	if c.l2 != nil {
+		c.repairsDone = make(chan struct{})
+		go func() { defer close(c.repairsDone); c.runRepairs() }()
+	}
 	c.ep.start()
 	// Give the invalidation subscription a moment to come up, so that the
 	// first lookups do not race its first Reset (which drops L1 and asks for
@@ -175,6 +183,9 @@ func (c *Cache) Close(ctx context.Context) error {
 	c.bgClosed = true
 	c.bgMu.Unlock()
 	c.bg.Wait()
+	if c.repairsDone != nil {
+		<-c.repairsDone
+	}
 	c.stopSnapshots()
 	if err := c.w.close(ctx); err != nil {
 		errs = append(errs, err)

@@ -334,12 +334,13 @@ func (e *epochs) markDirty(cells []*cell, vals []uint64) {
 		}
 		c.mu.Unlock()
 	}
+	e.c.rp.signal()
 }
 
 // flush stores the values of dirty cells in L2 and tells the fleet, so that
 // an invalidation made while L2 was unreachable reaches everyone once it is
-// back (it runs on every tick, and before a lookup uses a dirty cell). It
-// reports whether nothing is left pending.
+// back (the repair loop runs it until it succeeds, and a lookup runs it
+// before using a dirty cell). It reports whether nothing is left pending.
 func (e *epochs) flush(ctx context.Context) bool {
 	e.pendMu.Lock()
 	cells := make([]*cell, 0, len(e.pending))
@@ -449,8 +450,18 @@ func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []strin
 		if err := e.c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
 			return e.c.l2.Delete(ctx, l2Keys...)
 		}); err != nil {
-			for _, k := range l2Keys { // retried by the write-behind queue
-				e.c.w.enqueue(writeOp{key: k, del: true})
+			// No epoch records an exact invalidation: keep the deletes (and
+			// their announcement) until L2 takes them, and meanwhile never
+			// read those keys from L2.
+			for i, k := range l2Keys {
+				e.c.rp.addDelete(k, l1Keys[i])
+			}
+			if len(cells) > 0 {
+				vals := make([]uint64, len(cells))
+				for i, u := range msg.Epochs {
+					vals[i] = u.Val
+				}
+				e.markDirty(cells, vals)
 			}
 			return err
 		}
@@ -576,12 +587,6 @@ func (e *epochs) start() {
 				return
 			case <-t.C:
 				e.tick.Add(1)
-				e.pendMu.Lock()
-				n := len(e.pending)
-				e.pendMu.Unlock()
-				if n > 0 {
-					e.flush(e.c.base)
-				}
 			}
 		}
 	}()

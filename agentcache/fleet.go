@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/agentcache/agentcache-go/internal/breaker"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 )
 
@@ -45,7 +46,7 @@ func loadFleet[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 			// The TryLock may have been applied although it failed here:
 			// release our token when L2 answers again. Nobody can
 			// coordinate without L2: load here.
-			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
+			c.rp.addUnlock(lkey, token)
 			return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
 		}
 		if got {
@@ -79,14 +80,23 @@ func loadFleet[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 // loads with write-through, then releases the lease and announces the fill.
 func holdAndLoad[T any](ctx context.Context, c *Cache, lk *lookup, key, lkey, token string, st *stamp, load func(context.Context) (T, error)) (loaded, error) {
 	stop := c.renewLease(lkey, token)
+	l2failed := false
 	defer func() {
 		stop()
+		// After a failed L2 step, hand the release to the repair loop and
+		// skip the announcement (it only saves others a poll): the callers
+		// waiting on this load pay one L2 timeout, not three.
+		if l2failed || c.brk.State() == breaker.Open {
+			c.rp.addUnlock(lkey, token)
+			return
+		}
 		bg := context.WithoutCancel(ctx)
 		if err := c.l2Call(bg, "unlock", func(ctx context.Context) error {
 			_, err := c.locker.Unlock(ctx, lkey, token)
 			return err
 		}); err != nil {
-			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
+			c.rp.addUnlock(lkey, token)
+			return
 		}
 		_ = c.ep.publish(bg, message{From: c.id, Fills: []string{key}, Keys: []string{lk.l1}})
 	}()
@@ -96,8 +106,13 @@ func holdAndLoad[T any](ctx context.Context, c *Cache, lk *lookup, key, lkey, to
 		return loaded{v: v, tier: tierL2, cost: r.cost}, nil
 	case r.status == l2Negative:
 		return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
+	case r.status == l2Unavailable:
+		l2failed = true
+		return loadLocal(ctx, c, lk, key, st, load, false)
 	}
-	return loadLocal(ctx, c, lk, key, st, load, true)
+	l, err := loadLocal(ctx, c, lk, key, st, load, true)
+	l2failed = l.l2failed
+	return l, err
 }
 
 // renewLease extends the lease every third of its life until stopped.

@@ -122,7 +122,9 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	st := c.stampFor(ctx, &lk)
 	l2key := lk.l2Key(&st)
 	err := c.l2Call(ctx, "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, l2key) })
-	if err == nil {
+	if err != nil {
+		c.rp.addDelete(l2key, key) // retried until L2 takes it; a tombstone meanwhile
+	} else {
 		err = c.ep.publish(ctx, message{From: c.id, Keys: []string{key}})
 	}
 	return c.fleet(ctx, "delete", err)

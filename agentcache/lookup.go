@@ -147,6 +147,8 @@ type loaded struct {
 	v    any
 	tier tierIdx       // tierLoader, or tierL2/tierNegative when another instance's load filled L2
 	cost time.Duration // how long the tool ran (here or on the instance that filled L2)
+	// l2failed reports a write-through that L2 did not take.
+	l2failed bool
 }
 
 // fetch is the slow read path: L1 against confirmed epochs, the negative
@@ -174,7 +176,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	// failed L2 read, the lookup neither reads L2 nor takes the fleet lock,
 	// so a stalled Redis costs a caller one timeout, not several.
 	status := l2Unavailable
-	if c.l2 != nil && !st.local && !st.down {
+	if c.l2 != nil && !st.local && !st.down && !c.rp.tombstoned(key) {
 		v, r := readShared[T](ctx, c, lk, key, &st)
 		status = r.status
 		switch status {
@@ -257,18 +259,18 @@ func loadLocal[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 	val, cost, err := runTool(ctx, c, lk.r.obs, load)
 	if isNotFound(lk, val, err) {
 		ok = true
-		c.putNegative(ctx, lk, key, st, cost, writeThrough)
+		stored := c.putNegative(ctx, lk, key, st, cost, writeThrough)
 		if err == nil {
 			err = negativeHit(lk.r)
 		}
-		return loaded{tier: tierLoader, cost: cost}, err
+		return loaded{tier: tierLoader, cost: cost, l2failed: !stored}, err
 	}
 	if err != nil {
 		return loaded{tier: tierLoader, cost: cost}, err
 	}
 	ok = true
-	c.put(ctx, lk, key, st, val, cost, writeThrough)
-	return loaded{v: val, tier: tierLoader, cost: cost}, nil
+	stored := c.put(ctx, lk, key, st, val, cost, writeThrough)
+	return loaded{v: val, tier: tierLoader, cost: cost, l2failed: !stored}, nil
 }
 
 // l2Status is what an L2 read found.
@@ -478,9 +480,10 @@ func (c *Cache) jitter(ttl time.Duration) time.Duration {
 // at once with writeThrough). A value loaded under epochs that have moved
 // since is returned to its callers but not stored: it may predate an
 // invalidation.
-func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, cost time.Duration, writeThrough bool) {
+// It reports false when a write-through failed.
+func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, cost time.Duration, writeThrough bool) bool {
 	if !st.current() {
-		return
+		return true
 	}
 	ttl := lk.r.ttl
 	if ttl <= 0 {
@@ -500,17 +503,18 @@ func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v an
 	c.l1.Set(lk.l1, e, life)
 	if c.l2 != nil && !st.local {
 		if b, ok := c.encode(v, kindValue, fresh, cost); ok {
-			c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
+			return c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
 		}
 	}
+	return true
 }
 
-// writeL2 queues a write, or with sync makes it now (write-through) and
-// falls back to the queue if that fails.
-func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) {
+// writeL2 queues a write, or with sync makes it now (write-through). It
+// reports false when a write-through failed.
+func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 	if !sync {
 		c.w.enqueue(op)
-		return
+		return true
 	}
 	err := c.l2Call(context.WithoutCancel(ctx), "write", func(ctx context.Context) error {
 		if op.ifAbsent {
@@ -529,6 +533,7 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) {
 	} else {
 		c.stats.writesSkipped.Add(1)
 	}
+	return err == nil
 }
 
 // encode wraps v in the L2 envelope, or reports false (counted and logged)

@@ -32,7 +32,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 			got, err = c.locker.TryLock(ctx, lkey, token, c.opts.LockLease)
 			return err
 		}); err != nil {
-			c.w.enqueue(writeOp{key: lkey, unlock: true, token: token})
+			c.rp.addUnlock(lkey, token)
 			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
 			return
 		}

@@ -17,11 +17,6 @@ type writeOp struct {
 	ttl      time.Duration
 	ifAbsent bool
 	del      bool
-	// unlock, with token, releases the lease at key if token holds it: a
-	// TryLock or Unlock that timed out may have been applied by Redis all
-	// the same, and such a lease would make every instance wait it out.
-	unlock bool
-	token  string
 	// announce, if set, is an L1 key the other instances are told to drop
 	// once the write has landed (so they reload the new value from L2).
 	announce string
@@ -151,14 +146,6 @@ func (w *writer) send(ctx context.Context, batch []writeOp) ([]error, error) {
 	writes := make([]tier.Write, 0, len(batch))
 	idx := make([]int, 0, len(batch))
 	for i, op := range batch {
-		if op.unlock {
-			if w.c.locker != nil {
-				if _, err := w.c.locker.Unlock(ctx, op.key, op.token); err != nil && ctx.Err() != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
 		if op.del {
 			dels = append(dels, op.key)
 			continue

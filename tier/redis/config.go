@@ -123,15 +123,29 @@ func NewFromURL(rawURL string, prefix string) (*Store, error) {
 	}
 	o, err := goredis.ParseURL(rawURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, password included
-		}
-		return nil, fmt.Errorf("redis: invalid URL: %s", strings.TrimPrefix(err.Error(), "redis: "))
+		return nil, fmt.Errorf("redis: invalid URL: %s", urlErrorKind(err))
 	}
 	dial := o.DialTimeout
 	applyDefaults(o)
 	return open(goredis.NewClient(o), o.Addr, dial, opts)
+}
+
+// urlErrorKind keeps only the kind of a URL parse error ("invalid database
+// number", "unexpected option"). The details quote parts of the URL, and in
+// a malformed URL any part may hold the password.
+func urlErrorKind(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // url.Error repeats the URL
+	}
+	msg := strings.TrimPrefix(err.Error(), "redis: ")
+	if i := strings.Index(msg, ":"); i >= 0 {
+		msg = msg[:i]
+	}
+	if strings.ContainsAny(msg, `"@/`) || len(msg) > 60 {
+		return "cannot parse it"
+	}
+	return msg
 }
 
 func orDefault(d, def time.Duration) time.Duration {

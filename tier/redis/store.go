@@ -137,11 +137,12 @@ func (s *Store) begin(ctx context.Context, op string) error {
 // ctx.Err() (go-redis reports a deadline hit during I/O as a network
 // timeout).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
-	// On a cluster, a command that failed without a reply (a dead or
-	// unreachable node) gets no MOVED to steer go-redis to the replica
-	// promoted in its place, and go-redis refreshes its slot map only once a
-	// minute by itself: ask for a refresh now (it is lazy and coalesced).
-	if cc, ok := s.client.(*goredis.ClusterClient); ok && ctx.Err() == nil && !isReply(err) {
+	// On a cluster, a command that failed without a reply (a dead, hung or
+	// unreachable node; a timeout) gets no MOVED to steer go-redis to the
+	// replica promoted in its place, and go-redis refreshes its slot map
+	// only once a minute by itself: ask for a refresh now (it is lazy and
+	// coalesced). A caller that gave up says nothing about the node.
+	if cc, ok := s.client.(*goredis.ClusterClient); ok && !errors.Is(ctx.Err(), context.Canceled) && !isReply(err) {
 		cc.ReloadState(ctx)
 	}
 	if errors.Is(err, goredis.ErrClosed) && !errors.Is(err, tier.ErrClosed) {
