@@ -127,6 +127,7 @@ func (w *writer) flush(batch []writeOp) {
 	for i, op := range batch {
 		if errs != nil && errs[i] != nil {
 			c.stats.writesFailed.Add(1)
+			c.stats.l2Errors.Add(1) // one node of a cluster refused its part
 			c.warn("write", "agentcache: an L2 write failed", errs[i])
 			continue
 		}

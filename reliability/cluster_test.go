@@ -1,0 +1,347 @@
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+)
+
+// searchRes2 is the fleet-lock probe of TestCluster.
+var searchRes2 = resource.Resource{Name: "rel_slow", Scope: scope.Global, TTL: time.Minute}
+
+// nodeErrors is a go-redis hook installed on every node client of a
+// cluster client: it counts the commands each node got and the errors they
+// returned, CROSSSLOT errors apart.
+type nodeErrors struct {
+	commands, crossslot atomic.Int64
+	mu                  sync.Mutex
+	errs                map[string]int // error text (first 60 bytes) → count
+}
+
+func (h *nodeErrors) note(err error) {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "CROSSSLOT") {
+		h.crossslot.Add(1)
+	}
+	if len(msg) > 60 {
+		msg = msg[:60]
+	}
+	h.mu.Lock()
+	h.errs[msg]++
+	h.mu.Unlock()
+}
+
+func (h *nodeErrors) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *nodeErrors) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h.commands.Add(1)
+		err := next(ctx, cmd)
+		h.note(cmd.Err())
+		return err
+	}
+}
+func (h *nodeErrors) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		h.commands.Add(int64(len(cmds)))
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			h.note(c.Err())
+		}
+		return err
+	}
+}
+
+func (h *nodeErrors) snapshot() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]int, len(h.errs))
+	for k, v := range h.errs {
+		out[k] = v
+	}
+	return out
+}
+
+// clusterStore returns a store on a cluster client of its own whose every
+// node client carries hook.
+func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *nodeErrors) agentcache.Options {
+	t.Helper()
+	o := cl.ClusterOptions()
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
+	o.ContextTimeoutEnabled = true
+	o.DisableIdentity = true // Redis 7.0 has no CLIENT SETINFO
+	client := goredis.NewClusterClient(o)
+	client.OnNewNode(func(n *goredis.Client) { n.AddHook(hook) })
+	opts := faultOptions(nil)
+	opts.L2 = storeOn(t, client, prefix)
+	return opts
+}
+
+// TestCluster runs every feature on a 3-master, 3-replica Redis Cluster
+// with three instances, then kills a master under load.
+//
+// Promises checked: tool wrappers, scoped invalidation of every kind,
+// batches, the negative cache, the fleet lock, key-value Set/Delete and
+// pub/sub coherence work across instances, with no CROSSSLOT error on any
+// node; when a master dies and its replica is promoted, no caller sees an
+// error, and L2 and invalidation messages work again afterwards.
+func TestCluster(t *testing.T) {
+	checkLeaks(t)
+	cl := redistest.StartCluster(t, 3, 1)
+	prefix := prefixFor(t)
+	hook := &nodeErrors{errs: map[string]int{}}
+	b, led := &backend{}, newLedger()
+	var insts []*instance
+	var bals []balanceTool
+	for _, name := range []string{"A", "B", "C"} {
+		c := newCache(t, clusterStore(t, cl, prefix, hook))
+		insts = append(insts, wrapInstance(t, name, c, b))
+		bals = append(bals, wrapBalance(t, c, led))
+	}
+	waitFor(t, 10*time.Second, "three subscribers", func() bool {
+		n := 0
+		for _, node := range cl.Nodes() {
+			if node.Role != redistest.RoleMaster {
+				continue
+			}
+			rdb := goredis.NewClient(&goredis.Options{Addr: node.Server.Addr()})
+			m, _ := rdb.PubSubNumSub(context.Background(), prefix+"inv").Result()
+			rdb.Close()
+			n += int(m[prefix+"inv"])
+		}
+		return n >= 3
+	})
+	time.Sleep(50 * time.Millisecond)
+	a, bb, c := insts[0], insts[1], insts[2]
+	ctx := context.Background()
+	user := func(i int) context.Context {
+		u := "user-" + strconv.Itoa(i)
+		return scope.WithSession(scope.WithUser(ctx, u), "sess-"+u)
+	}
+
+	t.Run("features", func(t *testing.T) {
+		// Tool wrappers: A loads, B and C read L2 (the users' entries
+		// live in different slots).
+		const users = 12
+		runs := b.runs.Load()
+		for i := range users {
+			if got, err := a.profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
+				t.Fatalf("A profile: %+v, %v", got, err)
+			}
+		}
+		waitFor(t, 5*time.Second, "A's writes", func() bool { s := a.c.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone >= users })
+		for _, in := range []*instance{bb, c} {
+			for i := range users {
+				if got, err := in.profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
+					t.Fatalf("%s profile: %+v, %v", in.name, got, err)
+				}
+			}
+		}
+		if n := b.runs.Load() - runs; n != users {
+			t.Fatalf("%d tool runs for %d users on 3 instances; want one each (L2 hits on B and C)", n, users)
+		}
+
+		// Scoped invalidation of each kind, from A, seen by B.
+		for i, target := range []agentcache.Target{
+			agentcache.TargetResourceScope(profileRes, "user-0"),
+			agentcache.TargetUser("user-1"),
+			agentcache.TargetResource(profileRes),
+			agentcache.TargetCall(profileRes, "user-3", "name"),
+			agentcache.TargetAll(),
+		} {
+			u := 3
+			if i < 2 {
+				u = i
+			}
+			before, _ := bb.profile(user(u), "name")
+			if err := a.c.Invalidate(ctx, target); err != nil {
+				t.Fatalf("Invalidate #%d: %v", i, err)
+			}
+			waitFor(t, time.Second, fmt.Sprintf("B to drop user-%d's profile after invalidation #%d", u, i), func() bool {
+				got, err := bb.profile(user(u), "name")
+				return err == nil && got.N != before.N
+			})
+		}
+		// user-5 was dropped by TargetResource and TargetAll only; a
+		// scoped invalidation of user-0 left user-2 alone on B.
+		p2, _ := bb.profile(user(2), "name")
+		if err := a.c.Invalidate(ctx, agentcache.TargetResourceScope(profileRes, "user-0")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if got, _ := bb.profile(user(2), "name"); got.N != p2.N {
+			t.Fatalf("invalidating user-0 reloaded user-2 on B")
+		}
+
+		// Batches: 100 IDs, one slot each, read by B from L2.
+		ids := make([]int, 100)
+		for i := range ids {
+			ids[i] = 1000 + i
+		}
+		if _, err := a.products.GetMany(ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "A's batch writes", func() bool { return a.c.Stats().WriteQueueDepth == 0 })
+		l2 := bb.c.Stats().L2Hits
+		got, err := bb.products.GetMany(ctx, ids)
+		if err != nil || len(got) != 90 {
+			t.Fatalf("B GetMany: %d values, %v", len(got), err)
+		}
+		if n := bb.c.Stats().L2Hits - l2; n < 90 {
+			t.Fatalf("B's batch: %d L2 hits; want the 90 values from L2", n)
+		}
+
+		// Negative cache: A's "not found" is B's, without running the tool.
+		if _, err := a.orders(user(4), noOrder+1); !errors.Is(err, agentcache.ErrNotFound) {
+			t.Fatalf("A orders: %v", err)
+		}
+		waitFor(t, 5*time.Second, "A's negative marker", func() bool { return a.c.Stats().WriteQueueDepth == 0 })
+		runs = b.runs.Load()
+		if _, err := bb.orders(user(4), noOrder+1); !errors.Is(err, agentcache.ErrNotFound) || b.runs.Load() != runs {
+			t.Fatalf("B orders: %v after %d tool runs; want not found from L2", err, b.runs.Load()-runs)
+		}
+
+		// Fleet lock: the three instances miss one key at once; one runs
+		// the tool.
+		var slowRuns atomic.Int32
+		slow := func(ctx context.Context, q string) (string, error) {
+			slowRuns.Add(1)
+			time.Sleep(200 * time.Millisecond)
+			return "answer to " + q, nil
+		}
+		var wg sync.WaitGroup
+		for _, in := range insts {
+			get, err := agentcache.Wrap(in.c, searchRes2, slow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				wg.Go(func() {
+					if v, err := get(ctx, "same"); err != nil || v != "answer to same" {
+						t.Errorf("%s: %q, %v", in.name, v, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if n := slowRuns.Load(); n != 1 {
+			t.Fatalf("the tool ran %d times for one key missed by three instances at once; want once", n)
+		}
+
+		// Key-value: Set on A, B reads it; Delete on A, B drops it.
+		if err := a.c.Set(ctx, "greeting", "hello", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		load := agentcache.LoaderFunc[string](func(context.Context, string) (string, error) { return "loaded", nil })
+		waitFor(t, 2*time.Second, "B reads A's Set", func() bool {
+			v, err := agentcache.Get(ctx, bb.c, "greeting", load)
+			return err == nil && v == "hello"
+		})
+		if err := a.c.Delete(ctx, "greeting"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Second, "B drops A's Delete", func() bool {
+			v, err := agentcache.Get(ctx, bb.c, "greeting", load)
+			return err == nil && v == "loaded"
+		})
+		if err := a.c.Clear(ctx); err != nil {
+			t.Fatalf("Clear on a cluster: %v", err)
+		}
+		if n := hook.crossslot.Load(); n != 0 {
+			t.Fatalf("%d CROSSSLOT errors", n)
+		}
+		if errs := hook.snapshot(); len(errs) != 0 {
+			t.Fatalf("errors from the nodes with a healthy cluster: %v", errs)
+		}
+		t.Logf("features: %d commands to the nodes, no errors", hook.commands.Load())
+	})
+
+	t.Run("failover", func(t *testing.T) {
+		w := newWorkload(insts)
+		stop := w.start(12, 3)
+		defer stop()
+		time.Sleep(time.Second)
+		healthy := sumStats(insts)
+		killed := time.Now()
+		if _, err := cl.KillMaster(0); err != nil {
+			t.Fatal(err)
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := cl.WaitForFailover(fctx); err != nil {
+			t.Fatal(err)
+		}
+		failedOver := time.Since(killed)
+		during := sumStats(insts)
+		// Recovered: every breaker closed, no L2 error for a second, and
+		// L2 answering lookups again.
+		deadline := time.Now().Add(15 * time.Second)
+		quiet, lastErrs := time.Time{}, sumStats(insts).L2Errors
+		for {
+			s := sumStats(insts)
+			closed := true
+			for _, in := range insts {
+				closed = closed && in.c.Stats().Breaker == "closed"
+			}
+			switch {
+			case s.L2Errors != lastErrs || !closed:
+				quiet, lastErrs = time.Time{}, s.L2Errors
+			case quiet.IsZero():
+				quiet = time.Now()
+			}
+			if !quiet.IsZero() && time.Since(quiet) > time.Second && s.L2Hits > during.L2Hits+50 {
+				break
+			}
+			if time.Now().After(deadline) {
+				for _, in := range insts {
+					t.Logf("%s: %+v", in.name, in.c.Stats())
+				}
+				t.Logf("node errors: %v", hook.snapshot())
+				t.Fatal("L2 not healthy again 15s after the failover")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		recovered := quiet.Sub(killed)
+
+		// Coherence after the failover: A invalidates, B (which cached the
+		// old value) follows within MaxEpochAge at worst.
+		for range 2 {
+			versionOf(t, bals[1], "probe")
+		}
+		led.set("probe", 2)
+		if err := a.c.Invalidate(scope.WithUser(ctx, "probe"), agentcache.TargetResourceScope(balanceRes, "probe")); err != nil {
+			t.Fatalf("Invalidate after the failover: %v", err)
+		}
+		inv := time.Now()
+		waitFor(t, faultOptions(nil).MaxEpochAge+time.Second, "B to see the invalidation after the failover", func() bool {
+			return versionOf(t, bals[1], "probe") == 2
+		})
+		propagated := time.Since(inv)
+		time.Sleep(500 * time.Millisecond)
+		stop()
+		end := sumStats(insts)
+		w.check(t)
+		if n := hook.crossslot.Load(); n != 0 {
+			t.Errorf("%d CROSSSLOT errors", n)
+		}
+		t.Logf("failover: cluster serving again %v after the kill, L2 healthy again %v after it; invalidation reached B in %v",
+			failedOver.Round(time.Millisecond), recovered.Round(time.Millisecond), propagated.Round(time.Millisecond))
+		t.Logf("%d calls (%d not found, %d fleet errors); stats healthy %s; end %s", w.ops.Load(), w.notFound.Load(), w.fleetErrors.Load(), brief(healthy), brief(end))
+		t.Logf("node errors seen by go-redis (never by callers): %v", hook.snapshot())
+	})
+}

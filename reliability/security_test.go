@@ -1,0 +1,226 @@
+package reliability
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
+	acredis "github.com/agentcache/agentcache-go/tier/redis"
+)
+
+const (
+	aclUser     = "agent"
+	aclPassword = "pa ss\"word-Ω"
+	adminPass   = "admin-secret"
+)
+
+// caPool reads a CA file the way an application configures one.
+func caPool(t testing.TB, file string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// roundTrip runs a cache on each store: A loads a per-user value, B reads
+// it from L2, A invalidates it and B reloads it (the message crossed Redis).
+func roundTrip(t testing.TB, sa, sb tier.Remote) {
+	t.Helper()
+	a := newCache(t, agentcache.Options{L2: sa, L2Timeout: time.Second})
+	b := newCache(t, agentcache.Options{L2: sb, L2Timeout: time.Second})
+	res := resource.Resource{Name: "rel_secure", Scope: scope.User, TTL: time.Minute}
+	var runs atomic.Int64
+	tool := func(ctx context.Context, q string) (string, error) {
+		u, _ := scope.UserFrom(ctx)
+		return u + ":" + q + ":" + string(rune('0'+runs.Add(1))), nil
+	}
+	ga, err := agentcache.Wrap(a, res, tool, agentcache.WriteThrough())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := agentcache.Wrap(b, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := scope.WithUser(context.Background(), "alice")
+	first, err := ga(ctx, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := gb(ctx, "q"); err != nil || got != first || runs.Load() != 1 || b.Stats().L2Hits != 1 {
+		t.Fatalf("B read %q, %v after %d tool runs (%d L2 hits); want A's %q from L2", got, err, runs.Load(), b.Stats().L2Hits, first)
+	}
+	if err := a.Invalidate(ctx, agentcache.TargetResourceScope(res, "alice")); err != nil {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	waitFor(t, 5*time.Second, "B to reload after A's invalidation", func() bool {
+		got, err := gb(ctx, "q")
+		return err == nil && got != first
+	})
+	if s := a.Stats(); s.L2Errors != 0 || s.FleetErrors != 0 {
+		t.Fatalf("A: %d L2 errors, %d fleet errors", s.L2Errors, s.FleetErrors)
+	}
+}
+
+// TestSecurityACLAndTLS runs the cache against a redis-server that accepts
+// TLS only and has an ACL user, through both tier/redis constructors.
+//
+// Promises checked: NewFromConfig (ACL user, password, TLS with the CA file)
+// and NewFromURL (rediss://user:password@…, the CA trusted through
+// SSL_CERT_FILE) give a working cache — values shared through L2 and
+// invalidations through pub/sub; a user confined to the cache's prefix by
+// ACL key and channel patterns is enough; a wrong password, a wrong user, no
+// credentials, plain TCP to a TLS port and an untrusted certificate each
+// fail at start with a clear error that never contains the password.
+func TestSecurityACLAndTLS(t *testing.T) {
+	checkLeaks(t)
+	srv := redistest.Start(t, redistest.Config{TLS: true, Password: adminPass, ACLUser: aclUser, ACLPassword: aclPassword})
+	tlsConf := caPool(t, srv.CAFile())
+	prefix := prefixFor(t)
+	config := func(mod func(*acredis.Config)) acredis.Config {
+		c := acredis.Config{Addr: srv.Addr(), Username: aclUser, Password: aclPassword, TLS: tlsConf, Prefix: prefix}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	open := func(t *testing.T, cfg acredis.Config) *acredis.Store {
+		t.Helper()
+		s, err := acredis.NewFromConfig(cfg)
+		if err != nil {
+			t.Fatalf("NewFromConfig: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+
+	t.Run("NewFromConfig with ACL user over TLS", func(t *testing.T) {
+		roundTrip(t, open(t, config(nil)), open(t, config(nil)))
+	})
+
+	t.Run("ACL user confined to the prefix", func(t *testing.T) {
+		admin := srv.Client(t)
+		ctx := context.Background()
+		const user, pass = "confined", "confined-pw"
+		p := prefix + "conf:"
+		if err := admin.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+pass, "~"+p+"*", "&"+p+"*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = admin.Do(context.Background(), "ACL", "DELUSER", user).Err() })
+		cfg := config(func(c *acredis.Config) { c.Username, c.Password, c.Prefix = user, pass, p })
+		sa, sb := open(t, cfg), open(t, cfg)
+		roundTrip(t, sa, sb)
+		// The confinement is real: the same user cannot touch another
+		// prefix.
+		out := open(t, config(func(c *acredis.Config) { c.Username, c.Password, c.Prefix = user, pass, prefix+"other:" }))
+		if err := out.Set(ctx, "k", []byte("v"), time.Minute); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Fatalf("write outside the permitted prefix: %v; want NOPERM", err)
+		}
+	})
+
+	t.Run("NewFromURL rediss with the CA file", func(t *testing.T) {
+		// The CA of a rediss:// URL comes from the system trust store;
+		// SSL_CERT_FILE adds a CA file to it. The store is read once per
+		// process, so the check runs in a child process.
+		u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, aclPassword)}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSecurityURLChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+srv.CAFile(), "RELIABILITY_REDIS_URL="+u.String(), "RELIABILITY_PREFIX="+prefix+"url:")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestSecurityURLChild") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+	})
+
+	bad := []struct {
+		name string
+		open func() error
+		want string
+	}{
+		{"wrong password", func() error {
+			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Password = "not-" + aclPassword }))
+			return err
+		}, "authentication failed"},
+		{"wrong user", func() error {
+			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username = "mallory" }))
+			return err
+		}, "authentication failed"},
+		{"no credentials", func() error {
+			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username, c.Password = "", "" }))
+			return err
+		}, "authentication failed"},
+		{"wrong password in URL", func() error {
+			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, "not-"+aclPassword), RawQuery: "skip_verify=true"}
+			_, err := acredis.NewFromURL(u.String(), prefix)
+			return err
+		}, "authentication failed"},
+		{"plain TCP to the TLS port", func() error {
+			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.TLS = nil }))
+			return err
+		}, "redis: connecting to " + srv.Addr()},
+		{"untrusted certificate", func() error {
+			// Loading the system roots the first time takes long under
+			// -race on a busy machine, and counts against the dial timeout.
+			_, _ = x509.SystemCertPool()
+			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, aclPassword)}
+			_, err := acredis.NewFromURL(u.String(), prefix)
+			return err
+		}, "certificate"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			err := tc.open()
+			d := time.Since(start)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not say %q", msg, tc.want)
+			}
+			if strings.Contains(msg, aclPassword) || strings.Contains(msg, "not-"+aclPassword) || strings.Contains(msg, url.QueryEscape(aclPassword)) {
+				t.Errorf("error %q contains the password", msg)
+			}
+			if d > 3*acredis.DefaultDialTimeout+2*time.Second {
+				t.Errorf("took %v to fail", d)
+			}
+			t.Logf("%v: %v", d.Round(time.Millisecond), msg)
+		})
+	}
+}
+
+// TestSecurityURLChild is the child process of the NewFromURL subtest.
+func TestSecurityURLChild(t *testing.T) {
+	raw := os.Getenv("RELIABILITY_REDIS_URL")
+	if raw == "" {
+		t.Skip("runs as the child of TestSecurityACLAndTLS")
+	}
+	prefix := os.Getenv("RELIABILITY_PREFIX")
+	open := func() *acredis.Store {
+		s, err := acredis.NewFromURL(raw, prefix)
+		if err != nil {
+			t.Fatalf("NewFromURL: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	roundTrip(t, open(), open())
+}
