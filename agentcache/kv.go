@@ -47,7 +47,12 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 		}
 		return getKV(ctx, c, key, loader, nil)
 	}
-	return observe(ctx, c, c.kv.obs, &obsLookup{}, func(ctx context.Context, o *obsLookup) (T, error) {
+	return observe(ctx, c, c.kv.obs, &obsLookup{}, func(o *obsLookup) (T, bool) {
+		if len(key) == 0 || key[0] == 0 {
+			return *new(T), false
+		}
+		return freshL1[T](c, key, o)
+	}, func(ctx context.Context, o *obsLookup) (T, error) {
 		return getKV(ctx, c, key, loader, o)
 	})
 }

@@ -87,28 +87,45 @@ const (
 	hitStale              // a value past its TTL, inside the stale window
 )
 
-// fromL1Fast is the L1 hit path: no allocation, no map but L1's, and no
-// clock unless the entry has a stale window or refresh-ahead.
-func fromL1Fast[T any](c *Cache, key string) (T, hit) {
-	v, h, _ := fromL1Entry[T](c, key)
-	return v, h
-}
-
-// fromL1Entry is fromL1Fast that also returns the entry, for observed
-// lookups (which report the entry's tool cost).
-func fromL1Entry[T any](c *Cache, key string) (T, hit, *entry) {
+// l1Entry returns the usable L1 entry at key and its value: current
+// epochs, decoded, of type T. No allocation, no map but L1's, no clock.
+func l1Entry[T any](c *Cache, key string) (T, *entry) {
 	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.valid(c.ep.tick.Load()) {
 		if v, ok := e.value.(T); ok {
-			h := hitFresh
-			if e.freshUntil|e.refreshAt != 0 {
-				h = c.age(e)
-			}
-			c.countL1(h)
-			return v, h, e
+			return v, e
 		}
 	}
 	var zero T
-	return zero, hitNone, nil
+	return zero, nil
+}
+
+// fromL1Fast is the L1 hit path. It reads the clock only when the entry
+// has a stale window or refresh-ahead.
+func fromL1Fast[T any](c *Cache, key string) (T, hit) {
+	v, e := l1Entry[T](c, key)
+	if e == nil {
+		return v, hitNone
+	}
+	h := hitFresh
+	if e.freshUntil|e.refreshAt != 0 {
+		h = c.age(e)
+	}
+	c.countL1(h)
+	return v, h
+}
+
+// freshL1 is a fresh L1 hit for an observed lookup, which learns the
+// entry's tool cost. A stale or due entry is left to the full lookup, which
+// starts its refresh.
+func freshL1[T any](c *Cache, key string, o *obsLookup) (T, bool) {
+	v, e := l1Entry[T](c, key)
+	if e == nil || e.freshUntil|e.refreshAt != 0 && c.age(e) != hitFresh {
+		var zero T
+		return zero, false
+	}
+	c.countL1(hitFresh)
+	o.tier, o.cost = tierL1, e.cost
+	return v, true
 }
 
 // age classifies an entry that has a stale window or refresh-ahead.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -58,11 +59,14 @@ type observer struct {
 // resObs is a resource's precomputed telemetry: attribute sets are built
 // once so that recording a lookup allocates nothing for them.
 type resObs struct {
-	name       string // resource name, or "kv" for the key-value API
-	scopeKind  string
-	spanName   string
-	toolSpan   string
-	spanAttrs  []attribute.KeyValue
+	name      string // resource name, or "kv" for the key-value API
+	scopeKind string
+	spanName  string
+	toolSpan  string
+	spanAttrs []attribute.KeyValue
+	// l1Attrs is spanAttrs with the attributes of a fresh L1 hit, for
+	// the span of such a hit, created once the hit is known.
+	l1Attrs    []attribute.KeyValue
 	lookupOpts [numTiers][numOutcomes][]metric.AddOption
 	tierOpts   [numTiers][]metric.RecordOption
 	savedOpts  [numTiers][]metric.AddOption
@@ -119,6 +123,7 @@ func (o *observer) newResObs(name, scopeKind string) *resObs {
 	r := &resObs{name: name, scopeKind: scopeKind,
 		spanName: acotel.SpanLookup + " " + name, toolSpan: acotel.SpanTool + " " + name}
 	r.spanAttrs = []attribute.KeyValue{acotel.KeyResource.String(name), acotel.KeyScopeKind.String(scopeKind)}
+	r.l1Attrs = append(slices.Clip(r.spanAttrs), lookupAttrs(tierL1, true, false)...)
 	res := acotel.KeyResource.String(name)
 	for t := tierIdx(0); t < numTiers; t++ {
 		tk := acotel.KeyTier.String(tierNames[t])
@@ -155,11 +160,33 @@ type obsLookup struct {
 
 // observe runs an instrumented lookup: a span when tracing, the metrics,
 // and the Run in ctx.
-func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
+//
+// fast, when not nil, tries a fresh L1 hit first: such a hit has no child
+// spans, so its span is created after the fact (with the lookup's start
+// time and every attribute at once), which costs the SDK less than a span
+// started before the lookup and given its outcome at the end.
+func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fast func(o *obsLookup) (T, bool), run func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
 	ob := c.obs
 	start := time.Now()
+	tracing := ob.rootSpans || trace.SpanFromContext(ctx).IsRecording()
+	if fast != nil {
+		if v, ok := fast(o); ok {
+			lat := time.Since(start)
+			if tracing {
+				attrs := ro.l1Attrs
+				if extra := idAttrs(ob, o); len(extra) > 0 {
+					attrs = append(slices.Clip(attrs), extra...)
+				}
+				_, span := ob.tracer.Start(ctx, ro.spanName, trace.WithTimestamp(start),
+					trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
+				span.End()
+			}
+			recordLookup(ctx, ob, ro, o, lat, outHit)
+			return v, nil
+		}
+	}
 	var span trace.Span
-	if ob.rootSpans || trace.SpanFromContext(ctx).IsRecording() {
+	if tracing {
 		ctx, span = ob.tracer.Start(ctx, ro.spanName, trace.WithAttributes(ro.spanAttrs...), trace.WithSpanKind(trace.SpanKindInternal))
 	}
 	v, err := run(ctx, o)
@@ -173,9 +200,49 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run
 	case err != nil:
 		oc = outError
 	}
-	// A hit saves what the tool took to produce the answer (recorded with
-	// the entry, whichever instance ran it), or the resource's average run
-	// when that is unknown, less the lookup's own time.
+	if span != nil {
+		span.SetAttributes(lookupAttrs(o.tier, o.tier != tierLoader && oc != outError, o.stale)...)
+		if extra := idAttrs(ob, o); len(extra) > 0 {
+			span.SetAttributes(extra...)
+		}
+		if oc == outError {
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(acotel.KeyErrorType.String(errorType(err)))
+		}
+		span.End()
+	}
+	recordLookup(ctx, ob, ro, o, lat, oc)
+	return v, err
+}
+
+// lookupAttrs are the span attributes of a lookup's outcome.
+func lookupAttrs(t tierIdx, hit, stale bool) []attribute.KeyValue {
+	return []attribute.KeyValue{
+		acotel.KeyTier.String(tierNames[t]),
+		acotel.KeyHit.Bool(hit),
+		acotel.KeyStale.Bool(stale),
+	}
+}
+
+// idAttrs are the span attributes that identify a lookup's scope and
+// arguments, when the options turn them on; nil otherwise.
+func idAttrs(ob *observer, o *obsLookup) []attribute.KeyValue {
+	var attrs []attribute.KeyValue
+	if ob.recordIDs && o.scopeID != "" {
+		sum := sha256.Sum256([]byte(o.scopeID))
+		attrs = append(attrs, acotel.KeyScopeID.String(hex.EncodeToString(sum[:8])))
+	}
+	if ob.recordArgs && o.argHash != "" {
+		attrs = append(attrs, acotel.KeyArgsHash.String(o.argHash))
+	}
+	return attrs
+}
+
+// recordLookup records a finished lookup's metrics and adds it to the Run
+// in ctx. A hit saves what the tool took to produce the answer (recorded
+// with the entry, whichever instance ran it), or the resource's average
+// run when that is unknown, less the lookup's own time.
+func recordLookup(ctx context.Context, ob *observer, ro *resObs, o *obsLookup, lat time.Duration, oc outcome) {
 	var saved, toolTime time.Duration
 	if o.tier == tierLoader {
 		toolTime = o.cost
@@ -185,25 +252,6 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run
 			cost = time.Duration(ro.meanLoadNs.Load())
 		}
 		saved = max(cost-lat, 0)
-	}
-	if span != nil {
-		span.SetAttributes(
-			acotel.KeyTier.String(tierNames[o.tier]),
-			acotel.KeyHit.Bool(o.tier != tierLoader && oc != outError),
-			acotel.KeyStale.Bool(o.stale),
-		)
-		if ob.recordIDs && o.scopeID != "" {
-			sum := sha256.Sum256([]byte(o.scopeID))
-			span.SetAttributes(acotel.KeyScopeID.String(hex.EncodeToString(sum[:8])))
-		}
-		if ob.recordArgs && o.argHash != "" {
-			span.SetAttributes(acotel.KeyArgsHash.String(o.argHash))
-		}
-		if oc == outError {
-			span.SetStatus(codes.Error, err.Error())
-			span.SetAttributes(acotel.KeyErrorType.String(errorType(err)))
-		}
-		span.End()
 	}
 	if ob.inst.Lookups.Enabled(ctx) {
 		ob.inst.Lookups.Add(ctx, 1, ro.lookupOpts[o.tier][oc]...)
@@ -215,7 +263,6 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, run
 	if run := acotel.RunFrom(ctx); run != nil {
 		run.Record(acotel.Call{Resource: ro.name, Tier: tierNames[o.tier], Latency: lat, Saved: saved, ToolTime: toolTime, Failed: oc == outError})
 	}
-	return v, err
 }
 
 // runTool runs the real tool for a load, timing it for the time-saved

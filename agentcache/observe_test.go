@@ -226,14 +226,30 @@ func TestRecordScopeIDsHashes(t *testing.T) {
 	tel := newTelemetry(t)
 	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, RecordArgs: true})
 	get, _ := Wrap(c, getCart, (&fakeShop{items: map[string][]string{}}).getCart)
-	get(scope.WithUser(context.Background(), "alice"), cartArgs{Currency: "EUR"})
-	s := tel.spansOf(acotel.SpanLookup + " get_cart")[0]
-	id, ok := attr(s, acotel.KeyScopeID)
-	if !ok || id.AsString() == "" || strings.Contains(id.AsString(), "alice") {
-		t.Fatalf("scope ID attribute = %q, want a hash", id.AsString())
+	ctx := scope.WithUser(context.Background(), "alice")
+	get(ctx, cartArgs{Currency: "EUR"}) // loader
+	get(ctx, cartArgs{Currency: "EUR"}) // L1 hit: its span is made after the hit
+	spans := tel.spansOf(acotel.SpanLookup + " get_cart")
+	if len(spans) != 2 {
+		t.Fatalf("%d lookup spans, want 2", len(spans))
 	}
-	if h, ok := attr(s, acotel.KeyArgsHash); !ok || strings.Contains(h.AsString(), "EUR") {
-		t.Fatalf("args hash attribute = %v", h)
+	for i, s := range spans {
+		id, ok := attr(s, acotel.KeyScopeID)
+		if !ok || id.AsString() == "" || strings.Contains(id.AsString(), "alice") {
+			t.Fatalf("span %d: scope ID attribute = %q, want a hash", i, id.AsString())
+		}
+		if h, ok := attr(s, acotel.KeyArgsHash); !ok || strings.Contains(h.AsString(), "EUR") {
+			t.Fatalf("span %d: args hash attribute = %v", i, h)
+		}
+		if s.EndTime().Before(s.StartTime()) {
+			t.Fatalf("span %d ends before it starts", i)
+		}
+	}
+	if tierV, _ := attr(spans[1], acotel.KeyTier); tierV.AsString() != "l1" {
+		t.Fatalf("second lookup: tier %q, want l1", tierV.AsString())
+	}
+	if !spans[1].StartTime().After(spans[0].EndTime()) && !spans[1].StartTime().Equal(spans[0].EndTime()) {
+		t.Fatal("the L1 hit's span starts before the first lookup ended")
 	}
 }
 

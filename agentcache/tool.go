@@ -166,7 +166,11 @@ func callObserved[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *to
 	if c.obs.recordArgs {
 		o.argHash = h.String()
 	}
-	return observe(ctx, c, rs.obs, o, func(ctx context.Context, o *obsLookup) (R, error) {
+	return observe(ctx, c, rs.obs, o, func(o *obsLookup) (R, bool) {
+		var buf [l1KeyBuf]byte
+		kb := rs.appendL1Key(buf[:0], id, h)
+		return freshL1[R](c, unsafe.String(unsafe.SliceData(kb), len(kb)), o)
+	}, func(ctx context.Context, o *obsLookup) (R, error) {
 		return callTier(ctx, c, rs, cfg, h, id, tool, args, o)
 	})
 }
