@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
@@ -207,52 +207,8 @@ func rcDrained(c *Cache) bool {
 // rcNoLeaks fails t if goroutines of this module, go-redis or otter that
 // started during the test are still running once its cleanups are done.
 func rcNoLeaks(t *testing.T) {
-	before := map[string]bool{}
-	for _, g := range rcGoroutines() {
-		before[rcGoroutineID(g)] = true
-	}
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for _, g := range rcGoroutines() {
-				if before[rcGoroutineID(g)] {
-					continue
-				}
-				if strings.Contains(g, "agentcache/agentcache-go/") || strings.Contains(g, "redis/go-redis") ||
-					strings.Contains(g, "maypok86/otter") {
-					leaked = append(leaked, g)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived the test:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-// rcGoroutines returns the stacks of every goroutine but the caller's.
-func rcGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	return strings.Split(string(buf), "\n\n")[1:]
-}
-
-func rcGoroutineID(stack string) string {
-	head, _, _ := strings.Cut(stack, " [")
-	return head
+	t.Helper()
+	leakcheck.Check(t)
 }
 
 // rcProfile is a typed value with nested fields, to check that what another

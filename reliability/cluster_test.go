@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -105,8 +106,8 @@ func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3, 1)
 	prefix := prefixFor(t)
 	hook := &nodeErrors{errs: map[string]int{}}
-	b, led := &backend{}, newLedger()
-	var insts []*instance
+	b, led := &workload.Tools{}, newLedger()
+	var insts []*workload.Instance
 	var bals []balanceTool
 	for _, name := range []string{"A", "B", "C"} {
 		c := newCache(t, clusterStore(t, cl, prefix, hook))
@@ -138,53 +139,53 @@ func TestCluster(t *testing.T) {
 		// Tool wrappers: A loads, B and C read L2 (the users' entries
 		// live in different slots).
 		const users = 12
-		runs := b.runs.Load()
+		runs := b.Runs.Load()
 		for i := range users {
-			if got, err := a.profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
+			if got, err := a.Profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
 				t.Fatalf("A profile: %+v, %v", got, err)
 			}
 		}
-		waitFor(t, 5*time.Second, "A's writes", func() bool { s := a.c.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone >= users })
-		for _, in := range []*instance{bb, c} {
+		waitFor(t, 5*time.Second, "A's writes", func() bool { s := a.C.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone >= users })
+		for _, in := range []*workload.Instance{bb, c} {
 			for i := range users {
-				if got, err := in.profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
-					t.Fatalf("%s profile: %+v, %v", in.name, got, err)
+				if got, err := in.Profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
+					t.Fatalf("%s profile: %+v, %v", in.Name, got, err)
 				}
 			}
 		}
-		if n := b.runs.Load() - runs; n != users {
+		if n := b.Runs.Load() - runs; n != users {
 			t.Fatalf("%d tool runs for %d users on 3 instances; want one each (L2 hits on B and C)", n, users)
 		}
 
 		// Scoped invalidation of each kind, from A, seen by B.
 		for i, target := range []agentcache.Target{
-			agentcache.TargetResourceScope(profileRes, "user-0"),
+			agentcache.TargetResourceScope(workload.ProfileRes, "user-0"),
 			agentcache.TargetUser("user-1"),
-			agentcache.TargetResource(profileRes),
-			agentcache.TargetCall(profileRes, "user-3", "name"),
+			agentcache.TargetResource(workload.ProfileRes),
+			agentcache.TargetCall(workload.ProfileRes, "user-3", "name"),
 			agentcache.TargetAll(),
 		} {
 			u := 3
 			if i < 2 {
 				u = i
 			}
-			before, _ := bb.profile(user(u), "name")
-			if err := a.c.Invalidate(ctx, target); err != nil {
+			before, _ := bb.Profile(user(u), "name")
+			if err := a.C.Invalidate(ctx, target); err != nil {
 				t.Fatalf("Invalidate #%d: %v", i, err)
 			}
 			waitFor(t, time.Second, fmt.Sprintf("B to drop user-%d's profile after invalidation #%d", u, i), func() bool {
-				got, err := bb.profile(user(u), "name")
-				return err == nil && got.N != before.N
+				got, err := bb.Profile(user(u), "name")
+				return err == nil && got.Run != before.Run
 			})
 		}
 		// user-5 was dropped by TargetResource and TargetAll only; a
 		// scoped invalidation of user-0 left user-2 alone on B.
-		p2, _ := bb.profile(user(2), "name")
-		if err := a.c.Invalidate(ctx, agentcache.TargetResourceScope(profileRes, "user-0")); err != nil {
+		p2, _ := bb.Profile(user(2), "name")
+		if err := a.C.Invalidate(ctx, agentcache.TargetResourceScope(workload.ProfileRes, "user-0")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
-		if got, _ := bb.profile(user(2), "name"); got.N != p2.N {
+		if got, _ := bb.Profile(user(2), "name"); got.Run != p2.Run {
 			t.Fatalf("invalidating user-0 reloaded user-2 on B")
 		}
 
@@ -193,27 +194,27 @@ func TestCluster(t *testing.T) {
 		for i := range ids {
 			ids[i] = 1000 + i
 		}
-		if _, err := a.products.GetMany(ctx, ids); err != nil {
+		if _, err := a.Products.GetMany(ctx, ids); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "A's batch writes", func() bool { return a.c.Stats().WriteQueueDepth == 0 })
-		l2 := bb.c.Stats().L2Hits
-		got, err := bb.products.GetMany(ctx, ids)
+		waitFor(t, 5*time.Second, "A's batch writes", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
+		l2 := bb.C.Stats().L2Hits
+		got, err := bb.Products.GetMany(ctx, ids)
 		if err != nil || len(got) != 90 {
 			t.Fatalf("B GetMany: %d values, %v", len(got), err)
 		}
-		if n := bb.c.Stats().L2Hits - l2; n < 90 {
+		if n := bb.C.Stats().L2Hits - l2; n < 90 {
 			t.Fatalf("B's batch: %d L2 hits; want the 90 values from L2", n)
 		}
 
 		// Negative cache: A's "not found" is B's, without running the tool.
-		if _, err := a.orders(user(4), noOrder+1); !errors.Is(err, agentcache.ErrNotFound) {
+		if _, err := a.Orders(user(4), workload.NoOrder+1); !errors.Is(err, agentcache.ErrNotFound) {
 			t.Fatalf("A orders: %v", err)
 		}
-		waitFor(t, 5*time.Second, "A's negative marker", func() bool { return a.c.Stats().WriteQueueDepth == 0 })
-		runs = b.runs.Load()
-		if _, err := bb.orders(user(4), noOrder+1); !errors.Is(err, agentcache.ErrNotFound) || b.runs.Load() != runs {
-			t.Fatalf("B orders: %v after %d tool runs; want not found from L2", err, b.runs.Load()-runs)
+		waitFor(t, 5*time.Second, "A's negative marker", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
+		runs = b.Runs.Load()
+		if _, err := bb.Orders(user(4), workload.NoOrder+1); !errors.Is(err, agentcache.ErrNotFound) || b.Runs.Load() != runs {
+			t.Fatalf("B orders: %v after %d tool runs; want not found from L2", err, b.Runs.Load()-runs)
 		}
 
 		// Fleet lock: the three instances miss one key at once; one runs
@@ -226,14 +227,14 @@ func TestCluster(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		for _, in := range insts {
-			get, err := agentcache.Wrap(in.c, searchRes2, slow)
+			get, err := agentcache.Wrap(in.C, searchRes2, slow)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for range 3 {
 				wg.Go(func() {
 					if v, err := get(ctx, "same"); err != nil || v != "answer to same" {
-						t.Errorf("%s: %q, %v", in.name, v, err)
+						t.Errorf("%s: %q, %v", in.Name, v, err)
 					}
 				})
 			}
@@ -244,22 +245,22 @@ func TestCluster(t *testing.T) {
 		}
 
 		// Key-value: Set on A, B reads it; Delete on A, B drops it.
-		if err := a.c.Set(ctx, "greeting", "hello", time.Minute); err != nil {
+		if err := a.C.Set(ctx, "greeting", "hello", time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		load := agentcache.LoaderFunc[string](func(context.Context, string) (string, error) { return "loaded", nil })
 		waitFor(t, 2*time.Second, "B reads A's Set", func() bool {
-			v, err := agentcache.Get(ctx, bb.c, "greeting", load)
+			v, err := agentcache.Get(ctx, bb.C, "greeting", load)
 			return err == nil && v == "hello"
 		})
-		if err := a.c.Delete(ctx, "greeting"); err != nil {
+		if err := a.C.Delete(ctx, "greeting"); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 2*time.Second, "B drops A's Delete", func() bool {
-			v, err := agentcache.Get(ctx, bb.c, "greeting", load)
+			v, err := agentcache.Get(ctx, bb.C, "greeting", load)
 			return err == nil && v == "loaded"
 		})
-		if err := a.c.Clear(ctx); err != nil {
+		if err := a.C.Clear(ctx); err != nil {
 			t.Fatalf("Clear on a cluster: %v", err)
 		}
 		if n := hook.crossslot.Load(); n != 0 {
@@ -272,11 +273,11 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("failover", func(t *testing.T) {
-		w := newWorkload(insts)
-		stop := w.start(12, 3)
+		w := workload.New(insts)
+		stop := w.Start(12, 3)
 		defer stop()
 		time.Sleep(time.Second)
-		healthy := sumStats(insts)
+		healthy := workload.SumStats(insts)
 		killed := time.Now()
 		if _, err := cl.KillMaster(0); err != nil {
 			t.Fatal(err)
@@ -287,16 +288,16 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		failedOver := time.Since(killed)
-		during := sumStats(insts)
+		during := workload.SumStats(insts)
 		// Recovered: every breaker closed, no L2 error for a second, and
 		// L2 answering lookups again.
 		deadline := time.Now().Add(15 * time.Second)
-		quiet, lastErrs := time.Time{}, sumStats(insts).L2Errors
+		quiet, lastErrs := time.Time{}, workload.SumStats(insts).L2Errors
 		for {
-			s := sumStats(insts)
+			s := workload.SumStats(insts)
 			closed := true
 			for _, in := range insts {
-				closed = closed && in.c.Stats().Breaker == "closed"
+				closed = closed && in.C.Stats().Breaker == "closed"
 			}
 			switch {
 			case s.L2Errors != lastErrs || !closed:
@@ -309,7 +310,7 @@ func TestCluster(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				for _, in := range insts {
-					t.Logf("%s: %+v", in.name, in.c.Stats())
+					t.Logf("%s: %+v", in.Name, in.C.Stats())
 				}
 				t.Logf("node errors: %v", hook.snapshot())
 				t.Fatal("L2 not healthy again 15s after the failover")
@@ -324,7 +325,7 @@ func TestCluster(t *testing.T) {
 			versionOf(t, bals[1], "probe")
 		}
 		led.set("probe", 2)
-		if err := a.c.Invalidate(scope.WithUser(ctx, "probe"), agentcache.TargetResourceScope(balanceRes, "probe")); err != nil {
+		if err := a.C.Invalidate(scope.WithUser(ctx, "probe"), agentcache.TargetResourceScope(balanceRes, "probe")); err != nil {
 			t.Fatalf("Invalidate after the failover: %v", err)
 		}
 		inv := time.Now()
@@ -334,14 +335,14 @@ func TestCluster(t *testing.T) {
 		propagated := time.Since(inv)
 		time.Sleep(500 * time.Millisecond)
 		stop()
-		end := sumStats(insts)
-		w.check(t)
+		end := workload.SumStats(insts)
+		checkLoad(t, w)
 		if n := hook.crossslot.Load(); n != 0 {
 			t.Errorf("%d CROSSSLOT errors", n)
 		}
 		t.Logf("failover: cluster serving again %v after the kill, L2 healthy again %v after it; invalidation reached B in %v",
 			failedOver.Round(time.Millisecond), recovered.Round(time.Millisecond), propagated.Round(time.Millisecond))
-		t.Logf("%d calls (%d not found, %d fleet errors); stats healthy %s; end %s", w.ops.Load(), w.notFound.Load(), w.fleetErrors.Load(), brief(healthy), brief(end))
+		t.Logf("%d calls (%d not found, %d fleet errors); stats healthy %s; end %s", w.Ops.Load(), w.NotFound.Load(), w.FleetErrors.Load(), brief(healthy), brief(end))
 		t.Logf("node errors seen by go-redis (never by callers): %v", hook.snapshot())
 	})
 }

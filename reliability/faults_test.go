@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -85,8 +86,8 @@ func versionOf(t testing.TB, get balanceTool, user string) int {
 //     reaches L2 again (FleetError's doc).
 func TestRedisKilledMidRun(t *testing.T) {
 	e := startRedis(t)
-	b, led := &backend{}, newLedger()
-	var insts []*instance
+	b, led := &workload.Tools{}, newLedger()
+	var insts []*workload.Instance
 	var bals []balanceTool
 	var logs []*breakerLog
 	for _, name := range []string{"A", "B", "C"} {
@@ -99,8 +100,8 @@ func TestRedisKilledMidRun(t *testing.T) {
 	maxAge := faultOptions(nil).MaxEpochAge
 	a, bb := 0, 1 // the invalidating instance and a bystander
 
-	w := newWorkload(insts)
-	stop := w.start(12, 1)
+	w := workload.New(insts)
+	stop := w.Start(12, 1)
 	defer stop()
 	time.Sleep(700 * time.Millisecond)
 	if v := versionOf(t, bals[a], "probe"); v != 1 {
@@ -111,13 +112,13 @@ func TestRedisKilledMidRun(t *testing.T) {
 			t.Fatalf("B: balance version %d before the outage", v)
 		}
 	}
-	healthy := sumStats(insts)
+	healthy := workload.SumStats(insts)
 
 	e.srv.Kill()
 	killed := time.Now()
 	time.Sleep(400 * time.Millisecond)
 	led.set("probe", 2)
-	err := insts[a].c.Invalidate(scope.WithUser(context.Background(), "probe"), agentcache.TargetResourceScope(balanceRes, "probe"))
+	err := insts[a].C.Invalidate(scope.WithUser(context.Background(), "probe"), agentcache.TargetResourceScope(balanceRes, "probe"))
 	var fe *agentcache.FleetError
 	if !errors.As(err, &fe) || fe.Op != "invalidate" {
 		t.Fatalf("Invalidate with Redis dead = %v; want a *FleetError", err)
@@ -128,7 +129,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	// B was not told; serving its L1 is the documented choice.
 	t.Logf("B serves version %d during the outage (L1, not told)", versionOf(t, bals[bb], "probe"))
 	time.Sleep(400 * time.Millisecond)
-	down := sumStats(insts)
+	down := workload.SumStats(insts)
 
 	if err := e.srv.Restart(); err != nil {
 		t.Fatal(err)
@@ -157,12 +158,12 @@ func TestRedisKilledMidRun(t *testing.T) {
 	time.Sleep(time.Second)
 	stop()
 
-	end := sumStats(insts)
-	w.check(t)
+	end := workload.SumStats(insts)
+	checkLoad(t, w)
 	for i, l := range logs {
 		states := l.Stop()
-		if !sawOpenThenClosed(states) || insts[i].c.Stats().Breaker != "closed" {
-			t.Errorf("%s: breaker went %v; want closed → open → closed", insts[i].name, states)
+		if !sawOpenThenClosed(states) || insts[i].C.Stats().Breaker != "closed" {
+			t.Errorf("%s: breaker went %v; want closed → open → closed", insts[i].Name, states)
 		}
 	}
 	if end.L2Hits <= down.L2Hits+100 {
@@ -172,7 +173,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 		t.Errorf("no L2 error counted during the outage (%d before, %d after)", healthy.L2Errors, down.L2Errors)
 	}
 	t.Logf("killed for %v; %d calls (%d not found, %d fleet errors from Invalidate); B fresh %v after the restart",
-		restarted.Sub(killed).Round(time.Millisecond), w.ops.Load(), w.notFound.Load(), w.fleetErrors.Load(), bFresh.Sub(restarted).Round(time.Millisecond))
+		restarted.Sub(killed).Round(time.Millisecond), w.Ops.Load(), w.NotFound.Load(), w.FleetErrors.Load(), bFresh.Sub(restarted).Round(time.Millisecond))
 	t.Logf("stats: healthy %s; down %s; end %s", brief(healthy), brief(down), brief(end))
 }
 
@@ -210,8 +211,8 @@ func TestRedisStalled(t *testing.T) {
 				// 2×150ms per round trip, beyond the 100ms read timeout.
 				fault, heal = func() { p.SetLatency(150 * time.Millisecond) }, func() { p.SetLatency(0) }
 			}
-			b := &backend{}
-			var insts []*instance
+			b := &workload.Tools{}
+			var insts []*workload.Instance
 			var logs []*breakerLog
 			for _, name := range []string{"A", "B"} {
 				c := newCache(t, faultOptions(e.store(addr)))
@@ -220,10 +221,10 @@ func TestRedisStalled(t *testing.T) {
 			}
 			t.Cleanup(heal) // before the caches close
 			e.waitSubscribed(len(insts))
-			w := newWorkload(insts)
+			w := workload.New(insts)
 			all := &latencies{}
-			w.lat.Store(all)
-			stop := w.start(8, 2)
+			w.Observe = all.add
+			stop := w.Start(8, 2)
 			defer stop()
 			time.Sleep(500 * time.Millisecond)
 
@@ -231,37 +232,37 @@ func TestRedisStalled(t *testing.T) {
 			faulted := time.Now()
 			waitFor(t, 5*time.Second, "every breaker open", func() bool {
 				for _, in := range insts {
-					if in.c.Stats().Breaker == "closed" {
+					if in.C.Stats().Breaker == "closed" {
 						return false
 					}
 				}
 				return true
 			})
 			opened := time.Now()
-			errs0, ops0 := sumStats(insts).L2Errors, w.ops.Load()
+			errs0, ops0 := workload.SumStats(insts).L2Errors, w.Ops.Load()
 			const window = 1500 * time.Millisecond
 			time.Sleep(window)
-			errs1, ops1 := sumStats(insts).L2Errors, w.ops.Load()
+			errs1, ops1 := workload.SumStats(insts).L2Errors, w.Ops.Load()
 
 			heal()
 			healed := time.Now()
-			l2 := sumStats(insts).L2Hits
+			l2 := workload.SumStats(insts).L2Hits
 			waitFor(t, 10*time.Second, "breakers closed and L2 hits again", func() bool {
 				for _, in := range insts {
-					if in.c.Stats().Breaker != "closed" {
+					if in.C.Stats().Breaker != "closed" {
 						return false
 					}
 				}
-				return sumStats(insts).L2Hits > l2+50
+				return workload.SumStats(insts).L2Hits > l2+50
 			})
 			recovered := time.Now()
 			time.Sleep(300 * time.Millisecond)
 			stop()
 
-			w.check(t)
+			checkLoad(t, w)
 			for i, l := range logs {
 				if states := l.Stop(); !sawOpenThenClosed(states) {
-					t.Errorf("%s: breaker went %v; want closed → open → closed", insts[i].name, states)
+					t.Errorf("%s: breaker went %v; want closed → open → closed", insts[i].Name, states)
 				}
 			}
 			// The calls in flight when the fault began started up to a

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
@@ -214,52 +214,8 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // checkLeaks fails t if goroutines of this module, go-redis or otter that
 // started during the test are still running once its cleanups are done.
 func checkLeaks(t testing.TB) {
-	before := map[string]bool{}
-	for _, g := range goroutines() {
-		before[goroutineID(g)] = true
-	}
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for _, g := range goroutines() {
-				if before[goroutineID(g)] {
-					continue
-				}
-				if strings.Contains(g, "agentcache/agentcache-go/") || strings.Contains(g, "redis/go-redis") ||
-					strings.Contains(g, "maypok86/otter") {
-					leaked = append(leaked, g)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines outlived the test:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
-
-// goroutines returns the stacks of every goroutine but the caller's.
-func goroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	return strings.Split(string(buf), "\n\n")[1:]
-}
-
-func goroutineID(stack string) string {
-	head, _, _ := strings.Cut(stack, " [")
-	return head
+	t.Helper()
+	leakcheck.Check(t)
 }
 
 // breakerLog records the breaker states a cache goes through, as

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -98,7 +99,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	p.SetLatency(100 * time.Microsecond)
 	const instances, users, workers = 3, 40, 32
 	hook := &replyCheck{}
-	b := &backend{}
+	b := &workload.Tools{}
 	inbox := func(ctx context.Context, ids []int) (map[int]string, error) {
 		u, _ := scope.UserFrom(ctx)
 		out := make(map[int]string, len(ids))
@@ -108,7 +109,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 		return out, nil
 	}
 	type inst struct {
-		*instance
+		*workload.Instance
 		inbox *agentcache.Batch[int, string]
 	}
 	var insts []inst
@@ -150,7 +151,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	enough := func() bool {
 		var l2 uint64
 		for _, in := range insts {
-			l2 += in.c.Stats().L2Hits
+			l2 += in.C.Stats().L2Hits
 		}
 		return answers.Load() >= 1000 && cancelled.Load() >= 200 && hook.cancelled.Load() >= 100 && hook.checked.Load() >= 1000 && l2 >= 400
 	}
@@ -185,13 +186,13 @@ func TestIsolationUnderCancellation(t *testing.T) {
 				var err error
 				switch rng.IntN(4) {
 				case 0:
-					var o owned
-					if o, err = in.profile(ctx, arg); err == nil && (o.User != user || o.Arg != arg) {
+					var o workload.Answer
+					if o, err = in.Profile(ctx, arg); err == nil && (o.User != user || o.Arg != arg) {
 						fail(user + " got profile " + o.User + "/" + o.Arg)
 					}
 				case 1:
-					var o owned
-					if o, err = in.notes(ctx, arg); err == nil && (o.Session != session || o.Arg != arg) {
+					var o workload.Answer
+					if o, err = in.Notes(ctx, arg); err == nil && (o.Session != session || o.Arg != arg) {
 						fail(session + " got notes " + o.Session + "/" + o.Arg)
 					}
 				case 2:
@@ -201,7 +202,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 					}
 				case 3:
 					key := "kv:" + user + ":" + arg
-					got, err = agentcache.Get(ctx, in.c, key, agentcache.LoaderFunc[string](func(_ context.Context, k string) (string, error) {
+					got, err = agentcache.Get(ctx, in.C, key, agentcache.LoaderFunc[string](func(_ context.Context, k string) (string, error) {
 						return "value of " + k, nil
 					}))
 					if err == nil && got != "value of "+key {
@@ -222,10 +223,10 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	}
 	wg.Wait()
 
-	s := sumStats(func() []*instance {
-		var out []*instance
+	s := workload.SumStats(func() []*workload.Instance {
+		var out []*workload.Instance
 		for _, in := range insts {
-			out = append(out, in.instance)
+			out = append(out, in.Instance)
 		}
 		return out
 	}())
@@ -233,7 +234,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	mismatches := hook.mismatches
 	hook.mu.Unlock()
 	t.Logf("%d answers checked, %d calls cancelled; below the cache %d GET replies checked, %d commands cut off by a cancelled context; %d L2 hits, %d tool runs",
-		answers.Load(), cancelled.Load(), hook.checked.Load(), hook.cancelled.Load(), s.L2Hits, b.runs.Load())
+		answers.Load(), cancelled.Load(), hook.checked.Load(), hook.cancelled.Load(), s.L2Hits, b.Runs.Load())
 	if len(mismatches) > 0 {
 		t.Errorf("%d GET replies belonged to another user's key: %s", len(mismatches), strings.Join(mismatches[:min(5, len(mismatches))], "; "))
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/workload"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -56,10 +57,10 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 		logger = slog.New(logs)
 	}
 
-	t := &tools{}
+	t := &workload.Tools{}
 	var stores []*acredis.Store
 	var caches []*agentcache.Cache
-	l := &load{}
+	l := workload.New(nil)
 	closeAll := func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -92,21 +93,21 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 			return nil, fmt.Errorf("soak: %w", err)
 		}
 		caches = append(caches, c)
-		in, err := wrap(fmt.Sprintf("i%d", i), c, t)
+		in, err := workload.Wrap(fmt.Sprintf("i%d", i), c, t)
 		if err != nil {
 			return nil, fmt.Errorf("soak: %w", err)
 		}
-		l.insts = append(l.insts, in)
+		l.Insts = append(l.Insts, in)
 	}
 
 	// Warm-up: fill L1 and L2, so the start figures are those of a
 	// running service.
 	warm := min(cfg.duration/10, 3*time.Second)
 	wctx, cancel := context.WithTimeout(ctx, warm)
-	l.run(wctx, cfg.workers, cfg.seed^0x5eed)
+	l.Run(wctx, cfg.workers, cfg.seed^0x5eed)
 	cancel()
 	rep.Start = measure(0)
-	warmOps := l.ops.Load()
+	warmOps := l.Ops.Load()
 
 	// The load, with Redis restarts spread over it.
 	began := time.Now()
@@ -136,7 +137,7 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 			}
 		})
 	}
-	l.run(lctx, cfg.workers, cfg.seed)
+	l.Run(lctx, cfg.workers, cfg.seed)
 	wg.Wait()
 	elapsed := time.Since(began)
 	if restartErr != nil {
@@ -148,36 +149,24 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	rep.End = measure(200 * time.Millisecond)
 
 	// Figures.
-	rep.Ops = l.ops.Load() - warmOps
+	rep.Ops = l.Ops.Load() - warmOps
 	rep.Elapsed = elapsed.Round(time.Millisecond).String()
 	rep.OpsPerSec = float64(rep.Ops) / elapsed.Seconds()
-	rep.CallerErrors = l.failures.Load()
-	l.mu.Lock()
-	rep.FirstErrors = append([]string(nil), l.first...)
-	l.mu.Unlock()
-	rep.NotFound = l.notFound.Load()
-	rep.FleetErrors = l.fleetErrors.Load()
-	rep.ToolRuns = t.runs.Load()
+	rep.CallerErrors, rep.FirstErrors = l.Failed()
+	rep.NotFound = l.NotFound.Load()
+	rep.FleetErrors = l.FleetErrors.Load()
+	rep.ToolRuns = t.Runs.Load()
 	rep.Mix = map[string]int64{}
-	for op := range numOps {
-		rep.Mix[opNames[op]] = l.byKind[op].Load()
+	for op := range workload.NumOps {
+		rep.Mix[workload.OpNames[op]] = l.ByKind[op].Load()
 	}
+	s := workload.SumStats(l.Insts)
+	rep.Cache.L1Hits, rep.Cache.L2Hits, rep.Cache.NegativeHits, rep.Cache.StaleHits = s.L1Hits, s.L2Hits, s.NegativeHits, s.StaleHits
+	rep.Cache.Loads, rep.Cache.L2Errors, rep.Cache.L2Corrupt = s.Loads, s.L2Errors, s.L2Corrupt
+	rep.Cache.WritesDone, rep.Cache.WritesSkipped, rep.Cache.WritesFailed, rep.Cache.WritesDropped = s.WritesDone, s.WritesSkipped, s.WritesFailed, s.WritesDropped
+	rep.Cache.Invalidations, rep.Cache.FleetWaits = s.Invalidations, s.FleetWaits
 	for _, c := range caches {
-		s := c.Stats()
-		rep.Cache.L1Hits += s.L1Hits
-		rep.Cache.L2Hits += s.L2Hits
-		rep.Cache.NegativeHits += s.NegativeHits
-		rep.Cache.StaleHits += s.StaleHits
-		rep.Cache.Loads += s.Loads
-		rep.Cache.L2Errors += s.L2Errors
-		rep.Cache.L2Corrupt += s.L2Corrupt
-		rep.Cache.WritesDone += s.WritesDone
-		rep.Cache.WritesSkipped += s.WritesSkipped
-		rep.Cache.WritesFailed += s.WritesFailed
-		rep.Cache.WritesDropped += s.WritesDropped
-		rep.Cache.Invalidations += s.Invalidations
-		rep.Cache.FleetWaits += s.FleetWaits
-		if s.Breaker != "closed" {
+		if c.Stats().Breaker != "closed" {
 			rep.BreakersOpenAtEnd++
 		}
 	}
