@@ -355,41 +355,7 @@ func (s *suite) testRemote(t *testing.T) {
 				t.Errorf("%s after Close: error %v, want one wrapping tier.ErrClosed", op, err)
 			}
 		}
-		_, _, err := st.Get(ctx, "k")
-		check("Get", err)
-		check("Set", st.Set(ctx, "k", []byte("v"), 0))
-		check("Delete", st.Delete(ctx, "k"))
-		check("Clear", st.Clear(ctx))
-		if c, ok := st.(tier.BatchGetter); ok {
-			_, err := c.GetMulti(ctx, []string{"k"})
-			check("GetMulti", err)
-		}
-		if c, ok := st.(tier.BatchWriter); ok {
-			_, err := c.SetMulti(ctx, []tier.Write{{Key: "k", Value: []byte("v")}})
-			check("SetMulti", err)
-		}
-		if c, ok := st.(tier.Adder); ok {
-			_, err := c.SetIfAbsent(ctx, "k2", []byte("v"), 0)
-			check("SetIfAbsent", err)
-		}
-		if c, ok := st.(tier.Epochs); ok {
-			_, err := c.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0)
-			check("LoadEpochs", err)
-			check("StoreEpochs", c.StoreEpochs(ctx, []string{"e"}, []uint64{1}, 0))
-		}
-		if c, ok := st.(tier.Broadcaster); ok {
-			check("Publish", c.Publish(ctx, "ch", []byte("m")))
-			_, err := c.Subscribe(ctx, "ch")
-			check("Subscribe", err)
-		}
-		if c, ok := st.(tier.Locker); ok {
-			_, err := c.TryLock(ctx, "l", "t", time.Second)
-			check("TryLock", err)
-			_, err = c.Extend(ctx, "l", "t", time.Second)
-			check("Extend", err)
-			_, err = c.Unlock(ctx, "l", "t")
-			check("Unlock", err)
-		}
+		everyOp(ctx, st, []byte("v"), true, check)
 		if err := st.Close(); err != nil && !errors.Is(err, tier.ErrClosed) {
 			t.Errorf("second Close: %v, want nil or an ErrClosed error", err)
 		}
@@ -410,37 +376,7 @@ func (s *suite) testRemote(t *testing.T) {
 				t.Errorf("%s with a cancelled context: error %q does not wrap context.Canceled", op, err)
 			}
 		}
-		_, _, err := st.Get(dead, "k")
-		check("Get", err)
-		check("Set", st.Set(dead, "k", []byte("changed"), 0))
-		check("Delete", st.Delete(dead, "k"))
-		check("Clear", st.Clear(dead))
-		if c, ok := st.(tier.BatchGetter); ok {
-			_, err := c.GetMulti(dead, []string{"k"})
-			check("GetMulti", err)
-		}
-		if c, ok := st.(tier.BatchWriter); ok {
-			_, err := c.SetMulti(dead, []tier.Write{{Key: "k", Value: []byte("changed")}})
-			check("SetMulti", err)
-		}
-		if c, ok := st.(tier.Adder); ok {
-			_, err := c.SetIfAbsent(dead, "k2", []byte("v"), 0)
-			check("SetIfAbsent", err)
-		}
-		if c, ok := st.(tier.Epochs); ok {
-			_, err := c.LoadEpochs(dead, []string{"e"}, []uint64{1}, 0)
-			check("LoadEpochs", err)
-			check("StoreEpochs", c.StoreEpochs(dead, []string{"e"}, []uint64{1}, 0))
-		}
-		if c, ok := st.(tier.Broadcaster); ok {
-			check("Publish", c.Publish(dead, "ch", []byte("m")))
-			_, err := c.Subscribe(dead, "ch")
-			check("Subscribe", err)
-		}
-		if c, ok := st.(tier.Locker); ok {
-			_, err := c.TryLock(dead, "l", "t", time.Second)
-			check("TryLock", err)
-		}
+		everyOp(dead, st, []byte("changed"), false, check)
 		// Nothing above changed anything, and the store still works.
 		wantValue(t, ctx, st, "k", []byte("v"))
 		mustSet(t, ctx, st, "k", []byte("after"), 0)
@@ -486,4 +422,47 @@ func (s *suite) testRemote(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// everyOp calls every operation st has, the optional ones included, and
+// hands each error to check. The writes store value; with unlock, the lease
+// is also extended and released.
+func everyOp(ctx context.Context, st tier.Remote, value []byte, unlock bool, check func(op string, err error)) {
+	_, _, err := st.Get(ctx, "k")
+	check("Get", err)
+	check("Set", st.Set(ctx, "k", value, 0))
+	check("Delete", st.Delete(ctx, "k"))
+	check("Clear", st.Clear(ctx))
+	if c, ok := st.(tier.BatchGetter); ok {
+		_, err := c.GetMulti(ctx, []string{"k"})
+		check("GetMulti", err)
+	}
+	if c, ok := st.(tier.BatchWriter); ok {
+		_, err := c.SetMulti(ctx, []tier.Write{{Key: "k", Value: value}})
+		check("SetMulti", err)
+	}
+	if c, ok := st.(tier.Adder); ok {
+		_, err := c.SetIfAbsent(ctx, "k2", []byte("v"), 0)
+		check("SetIfAbsent", err)
+	}
+	if c, ok := st.(tier.Epochs); ok {
+		_, err := c.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0)
+		check("LoadEpochs", err)
+		check("StoreEpochs", c.StoreEpochs(ctx, []string{"e"}, []uint64{1}, 0))
+	}
+	if c, ok := st.(tier.Broadcaster); ok {
+		check("Publish", c.Publish(ctx, "ch", []byte("m")))
+		_, err := c.Subscribe(ctx, "ch")
+		check("Subscribe", err)
+	}
+	if c, ok := st.(tier.Locker); ok {
+		_, err := c.TryLock(ctx, "l", "t", time.Second)
+		check("TryLock", err)
+		if unlock {
+			_, err = c.Extend(ctx, "l", "t", time.Second)
+			check("Extend", err)
+			_, err = c.Unlock(ctx, "l", "t")
+			check("Unlock", err)
+		}
+	}
 }
