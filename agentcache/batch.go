@@ -220,7 +220,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			out[id] = result[V]{v: v}
 			continue
 		}
-		lk := b.cfg.lookup(rs, sid, h, l1)
+		lk := b.cfg.lookup(rs, l1)
 		if !stamped { // every ID of one scope shares the epochs
 			st, stamped = c.stampFor(ctx, &lk), true
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/maypok86/otter/v2"
 
@@ -207,6 +208,16 @@ func (e *epochs) scopedCell(key string) *cell {
 	}
 	c, _ := e.scoped.SetIfAbsent(key, e.newCell(key))
 	return c
+}
+
+// scopedCellOf is scopedCell for a key in b, which it copies only when the
+// cell is new: a lookup of a known scope allocates nothing for it.
+func (e *epochs) scopedCellOf(b []byte) *cell {
+	// GetIfPresent keeps no reference to the key.
+	if c, ok := e.scoped.GetIfPresent(unsafe.String(unsafe.SliceData(b), len(b))); ok {
+		return c
+	}
+	return e.scopedCell(string(b))
 }
 
 // lookupCell returns the cell for key if this instance has one.

@@ -170,7 +170,7 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 	if rs.segPrefix == "" {
 		id = ""
 	}
-	lk := lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: rs.l1Key(id, h)}
+	lk := rs.lookup(rs.l1Key(id, h))
 	st := c.stampFor(ctx, &lk)
 	return nil, lk.l1, lk.l2Key(&st), nil
 }

@@ -61,8 +61,9 @@ func (c *Cache) stampFor(ctx context.Context, lk *lookup) stamp {
 		st.cells[1] = lk.r.cell
 		st.n = 2
 		if lk.seg != "" {
-			st.cells[2] = c.ep.scopedCell(keyspace.ScopeEpochKey(lk.seg))
-			st.cells[3] = c.ep.scopedCell(keyspace.ResourceScopeEpochKey(lk.r.id, lk.seg))
+			var buf [160]byte
+			st.cells[2] = c.ep.scopedCellOf(keyspace.AppendScopeEpochKey(buf[:0], lk.seg))
+			st.cells[3] = c.ep.scopedCellOf(keyspace.AppendResourceScopeEpochKey(buf[:0], lk.r.id, lk.seg))
 			st.n = 4
 		}
 	}
@@ -73,8 +74,8 @@ func (c *Cache) stampFor(ctx context.Context, lk *lookup) stamp {
 // l2Key is the entry's key in L2 (the store adds its prefix); the layout is
 // package internal/keyspace's.
 func (lk *lookup) l2Key(st *stamp) string {
-	b := make([]byte, 0, 48+len(lk.r.id)+len(lk.seg)+len(lk.tail))
-	return string(keyspace.AppendEntryKey(b, lk.r.id, lk.seg, st.token(), lk.tail))
+	var buf [256]byte
+	return string(keyspace.AppendEntryKey(buf[:0], lk.r.id, lk.seg, st.token(), lk.tail))
 }
 
 // hit says how an L1 lookup went.

@@ -93,12 +93,7 @@ func rcStoreOn(t *testing.T, client goredis.UniversalClient, prefix string) *acr
 // proxy starts a fault proxy in front of the server.
 func (e *rcEnv) proxy() *redistest.Proxy {
 	e.t.Helper()
-	p, err := redistest.NewProxy(e.srv.Addr())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = p.Close() })
-	return p
+	return redistest.StartProxy(e.t, e.srv.Addr())
 }
 
 // keys returns the keys under the prefix that match pattern (a SCAN MATCH

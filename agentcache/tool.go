@@ -39,10 +39,11 @@ func (cfg *toolConfig) maxBatchSize() int {
 	return DefaultMaxBatchSize
 }
 
-func (cfg *toolConfig) lookup(rs *resState, id string, h resource.Hash, l1 string) lookup {
-	return lookup{r: rs, seg: rs.seg(id), tail: string(h.AppendTo(nil)), l1: l1,
-		isNegative: cfg.isNegative, refreshAhead: cfg.refreshAhead,
-		writeThrough: cfg.writeThrough, noFleetLock: cfg.noFleetLock}
+func (cfg *toolConfig) lookup(rs *resState, l1 string) lookup {
+	lk := rs.lookup(l1)
+	lk.isNegative, lk.refreshAhead = cfg.isNegative, cfg.refreshAhead
+	lk.writeThrough, lk.noFleetLock = cfg.writeThrough, cfg.noFleetLock
+	return lk
 }
 
 // RefreshAhead refreshes an entry in the background when it is read after
@@ -136,7 +137,15 @@ func (rs *resState) seg(id string) string {
 // segment, NUL, argument hash. The leading NUL keeps it apart from every
 // key-value key.
 func (rs *resState) l1Key(id string, h resource.Hash) string {
-	return string(rs.appendL1Key(make([]byte, 0, 4+len(rs.id)+len(rs.segPrefix)+3*len(id)+22), id, h))
+	var buf [l1KeyBuf]byte
+	return string(rs.appendL1Key(buf[:0], id, h))
+}
+
+// lookup returns the lookup of the call whose L1 key is l1. Its scope
+// segment and argument hash are read back from l1, so they cost nothing.
+func (rs *resState) lookup(l1 string) lookup {
+	tail := len(l1) - resource.HashTextLen
+	return lookup{r: rs, seg: l1[len(rs.id)+2 : tail-1], tail: l1[tail:], l1: l1}
 }
 
 func (rs *resState) appendL1Key(b []byte, id string, h resource.Hash) []byte {
@@ -195,7 +204,7 @@ func callTier[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 
 func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id, l1 string, v R, hit hit, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
 	run := func(ctx context.Context) (R, error) { return tool(ctx, args) }
-	lk := cfg.lookup(rs, id, h, l1)
+	lk := cfg.lookup(rs, l1)
 	if hit != hitNone {
 		served(ctx, c, &lk, hit, run, o)
 		return v, nil

@@ -109,7 +109,12 @@ func TestUserIDsCannotForgeKeys(t *testing.T) {
 	ids := []string{"alice", "alice}", "{alice}", "alice:x", "u:alice", "alice\u00a0", "ALICE", "alice%3A", "a/b", "get_cart@1", "alice}:0000000000000000:x"}
 	seen := map[string]string{}
 	for _, id := range ids {
-		lk := lookup{r: rs, seg: rs.seg(id), tail: h.String(), l1: rs.l1Key(id, h)}
+		lk := rs.lookup(rs.l1Key(id, h))
+		// The segment and hash read back from the L1 key are the ones
+		// the key was built from.
+		if lk.seg != rs.seg(id) || lk.tail != h.String() {
+			t.Fatalf("ID %q: lookup read segment %q and hash %q back from its L1 key; want %q and %q", id, lk.seg, lk.tail, rs.seg(id), h.String())
+		}
 		k2 := lk.l2Key(&st)
 		for _, k := range []string{lk.l1, k2} {
 			if other, dup := seen[k]; dup {

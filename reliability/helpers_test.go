@@ -110,12 +110,7 @@ func storeOn(t testing.TB, client goredis.UniversalClient, prefix string) *acred
 // proxy starts a fault proxy in front of the server.
 func (e *env) proxy() *redistest.Proxy {
 	e.t.Helper()
-	p, err := redistest.NewProxy(e.srv.Addr())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = p.Close() })
-	return p
+	return redistest.StartProxy(e.t, e.srv.Addr())
 }
 
 // subscribers returns how many instances listen to the invalidation

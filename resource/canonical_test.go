@@ -366,7 +366,7 @@ func TestHashString(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := h.String()
-	if len(s) != 22 || strings.ContainsAny(s, "+/=:{} ") {
+	if len(s) != resource.HashTextLen || strings.ContainsAny(s, "+/=:{} ") {
 		t.Errorf("String() = %q; want 22 base64url characters", s)
 	}
 	if got := string(h.AppendTo([]byte("k:"))); got != "k:"+s {

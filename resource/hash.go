@@ -14,6 +14,9 @@ import (
 // among the arguments one cache ever sees negligible.
 type Hash [16]byte
 
+// HashTextLen is the length of a Hash's text form ([Hash.AppendTo]).
+const HashTextLen = 22
+
 // AppendTo appends h in unpadded base64url (22 bytes, [A-Za-z0-9_-]) to dst
 // and returns the extended slice. The form is safe in Redis keys.
 func (h Hash) AppendTo(dst []byte) []byte {

@@ -124,11 +124,27 @@ const GlobalEpochKey = "ep:g"
 func ResourceEpochKey(id string) string { return "ep:r:" + id }
 
 // ScopeEpochKey returns the key of the epoch of a scope segment ("u:<id>").
-func ScopeEpochKey(seg string) string { return "ep:s:" + seg }
+func ScopeEpochKey(seg string) string { return string(AppendScopeEpochKey(nil, seg)) }
+
+// AppendScopeEpochKey appends ScopeEpochKey(seg) to dst.
+func AppendScopeEpochKey(dst []byte, seg string) []byte {
+	return append(append(dst, "ep:s:"...), seg...)
+}
 
 // ResourceScopeEpochKey returns the key of the epoch of resource id in the
 // scope segment seg.
-func ResourceScopeEpochKey(id, seg string) string { return "{" + id + ":" + seg + "}:ep" }
+func ResourceScopeEpochKey(id, seg string) string {
+	return string(AppendResourceScopeEpochKey(nil, id, seg))
+}
+
+// AppendResourceScopeEpochKey appends ResourceScopeEpochKey(id, seg) to dst.
+func AppendResourceScopeEpochKey(dst []byte, id, seg string) []byte {
+	dst = append(dst, '{')
+	dst = append(dst, id...)
+	dst = append(dst, ':')
+	dst = append(dst, seg...)
+	return append(dst, "}:ep"...)
+}
 
 // Segment returns the scope segment of a key for kind k and the raw ID id.
 func Segment(k scope.Kind, id string) string {

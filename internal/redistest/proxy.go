@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -27,6 +28,18 @@ type Proxy struct {
 	open   chan struct{}
 	conns  map[*proxyConn]struct{}
 	closed bool
+}
+
+// StartProxy is NewProxy for a test: it fails tb if the proxy cannot start
+// and closes it when tb ends.
+func StartProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := NewProxy(target)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 // NewProxy starts a proxy to target (host:port) on a free loopback port. It
