@@ -5,7 +5,7 @@
 //
 // The cell is picked from the address of the adding goroutine's stack: each
 // goroutine has a stack of its own, so concurrent goroutines land on
-// different cells most of the time, and the pick costs a shift and a mask
+// different cells most of the time, and the pick costs a shift and a multiplication
 // where a random number costs several times more on the hit path.
 package stripe
 
@@ -14,7 +14,10 @@ import (
 	"unsafe"
 )
 
-const cells = 16 // a power of two
+const (
+	cellBits = 4
+	cells    = 1 << cellBits
+)
 
 type cell struct {
 	n atomic.Uint64
@@ -29,9 +32,16 @@ type Counter struct {
 // Add adds d.
 func (s *Counter) Add(d uint64) {
 	var probe byte
-	// Stacks are at least 8 KiB apart: bits above 13 tell goroutines apart.
-	i := (uintptr(unsafe.Pointer(&probe)) >> 13) & (cells - 1)
-	s.c[i].n.Add(d)
+	// Stacks are at least 8 KiB apart, so the bits above 13 tell goroutines
+	// apart; but a grown stack is as large as 1 MiB and aligned to its size,
+	// so those bits are mixed (Fibonacci hashing) and the top ones taken,
+	// rather than the low ones masked.
+	s.c[cellOf(uintptr(unsafe.Pointer(&probe)))].n.Add(d)
+}
+
+// cellOf picks the cell for an address on a goroutine's stack.
+func cellOf(addr uintptr) uint64 {
+	return uint64(addr>>13) * 0x9E3779B97F4A7C15 >> (64 - cellBits)
 }
 
 // Inc adds one.
