@@ -162,13 +162,16 @@ func New(opts Options) (*Cache, error) {
 // Close stops the cache: new calls fail with ErrClosed; loads in flight are
 // given until ctx ends to finish; the L2 write queue is drained (writes still
 // queued when ctx ends are dropped and counted); the snapshot, if
-// configured, is saved. Every goroutine the cache started has stopped when
-// Close returns. The L2 store is not closed: it belongs to the caller.
+// configured, is saved. The L2 store is not closed: it belongs to the caller.
 //
-// Loads cancelled when ctx ends still release their leases and announce
-// their fills, each bounded by Options.L2Timeout, so against an
-// unreachable L2 Close may return up to about two L2 timeouts after ctx
-// ends.
+// When ctx ends, the tools still running (loads and background refreshes)
+// have their contexts cancelled. Those that return promptly release their
+// leases and announce their fills, each bounded by Options.L2Timeout, so
+// against an unreachable L2 Close may return up to about two L2 timeouts
+// after ctx ends; every goroutine the cache started has then stopped. A tool
+// that ignores its context is not waited for: Close returns an error wrapping
+// ctx.Err(), and when the tool returns, its caller gets the answer, L1 takes
+// it, and its L2 write is dropped and counted.
 func (c *Cache) Close(ctx context.Context) error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -178,11 +181,26 @@ func (c *Cache) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("agentcache: loads still running at Close: %w", err))
 	}
 	c.cancel()
-	_ = c.fl.Wait(context.Background()) // cancelled loads return promptly
 	c.bgMu.Lock()
 	c.bgClosed = true
 	c.bgMu.Unlock()
-	c.bg.Wait()
+	stopped := make(chan struct{})
+	go func() {
+		_ = c.fl.Wait(context.Background())
+		c.bg.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// Cancelled tools return promptly unless they ignore their context;
+		// those are left to finish on their own.
+		select {
+		case <-stopped:
+		case <-time.After(2 * c.opts.L2Timeout):
+			errs = append(errs, fmt.Errorf("agentcache: Close: tools that ignore cancellation are still running: %w", ctx.Err()))
+		}
+	}
 	if c.repairsDone != nil {
 		<-c.repairsDone
 	}

@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/agentcache/agentcache-go/resource"
 )
 
 func newL1(t *testing.T, o Options) *Cache {
@@ -224,6 +227,73 @@ func TestClosed(t *testing.T) {
 	}
 	if err := c.Close(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestCloseHonoursItsContextWhenAToolIgnoresCancellation: Close(ctx) returns
+// once ctx ends even while a tool that ignores cancellation is still running
+// (in a load and in a background refresh), and says so; when the tool
+// finally returns, its caller gets the answer and nothing breaks.
+func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c, err := New(Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	var calls atomic.Int32
+	res := resource.Resource{Name: "stubborn", TTL: time.Minute, StaleWindow: time.Hour}
+	get, err := Wrap(c, res, func(_ context.Context, q string) (string, error) {
+		if calls.Add(1) == 1 {
+			return "first " + q, nil // fills the entry that goes stale below
+		}
+		started <- struct{}{}
+		<-release // ignores its context
+		return "answer " + q, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := get(ctx, "stale"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute) // "stale" is served stale and refreshed in the background
+	mu.Unlock()
+	if v, err := get(ctx, "stale"); err != nil || v != "first stale" {
+		t.Fatalf("stale read = %q, %v", v, err)
+	}
+	answer := make(chan error, 1)
+	go func() {
+		v, err := get(ctx, "load")
+		if err == nil && v != "answer load" {
+			err = fmt.Errorf("got %q", v)
+		}
+		answer <- err
+	}()
+	<-started
+	<-started
+
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close(cctx) }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close with tools still running = %v; want an error wrapping context.DeadlineExceeded", err)
+		}
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("Close did not return after its context ended; it waited for tools that ignore cancellation")
+	}
+	close(release)
+	if err := <-answer; err != nil {
+		t.Fatalf("the caller whose tool outlived Close: %v", err)
 	}
 }
 
