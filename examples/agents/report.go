@@ -107,15 +107,13 @@ func (d *demo) summarize(results []stepResult, wall time.Duration, cutBefore int
 		Steps: len(results), WallMS: ms(wall), wall: wall, L2: d.l2, RedisCutBeforeStep: cutBefore,
 		Users: map[string]runTotals{}, Instances: map[string]instStats{}, byUsr: map[string]acotel.RunSummary{},
 	}
-	var all []acotel.RunSummary
 	for _, u := range d.users {
 		rs := u.run.Summary()
-		all = append(all, rs)
+		s.run.Add(rs)
 		s.users = append(s.users, u.name)
 		s.byUsr[u.name] = rs
 		s.Users[u.name] = totals(rs)
 	}
-	s.run = mergeRuns(all...)
 	s.Overall = totals(s.run)
 	if cutBefore > 0 {
 		s.AfterCut = &cutTotals{ByTier: map[string]int{}}
@@ -169,34 +167,6 @@ func (d *demo) summarize(results []stepResult, wall time.Duration, cutBefore int
 	}
 	s.Warnings = d.warns.drain()
 	return s
-}
-
-// mergeRuns adds up several runs' summaries.
-func mergeRuns(runs ...acotel.RunSummary) acotel.RunSummary {
-	out := acotel.RunSummary{ByTier: map[string]int{}, Resources: map[string]acotel.ResourceSummary{}}
-	for _, r := range runs {
-		out.Lookups += r.Lookups
-		out.Errors += r.Errors
-		out.ToolTime += r.ToolTime
-		out.TimeSaved += r.TimeSaved
-		for t, n := range r.ByTier {
-			out.ByTier[t] += n
-		}
-		for name, rr := range r.Resources {
-			acc := out.Resources[name]
-			if acc.ByTier == nil {
-				acc.ByTier = map[string]int{}
-			}
-			acc.Lookups += rr.Lookups
-			acc.ToolTime += rr.ToolTime
-			acc.TimeSaved += rr.TimeSaved
-			for t, n := range rr.ByTier {
-				acc.ByTier[t] += n
-			}
-			out.Resources[name] = acc
-		}
-	}
-	return out
 }
 
 func totals(r acotel.RunSummary) runTotals {
