@@ -400,7 +400,13 @@ func (r *Remote) SetIfAbsent(ctx context.Context, key string, value []byte, ttl 
 	if ttl < 0 {
 		return false, errNegativeTTL
 	}
-	if err := r.lock(ctx, "set if absent"); err != nil {
+	return r.addIfAbsent(ctx, "set if absent", key, value, ttl)
+}
+
+// addIfAbsent stores value at key unless a live value is there, and reports
+// whether it did.
+func (r *Remote) addIfAbsent(ctx context.Context, op, key string, value []byte, ttl time.Duration) (bool, error) {
+	if err := r.lock(ctx, op); err != nil {
 		return false, err
 	}
 	defer r.unlock()
@@ -553,16 +559,7 @@ func (r *Remote) TryLock(ctx context.Context, key, token string, ttl time.Durati
 	if ttl <= 0 {
 		return false, errLeaseTTL
 	}
-	if err := r.lock(ctx, "try lock"); err != nil {
-		return false, err
-	}
-	defer r.unlock()
-	k := r.prefix + key
-	if _, ok := r.getLocked(k); ok {
-		return false, nil
-	}
-	r.setLocked(k, []byte(token), ttl)
-	return true, nil
+	return r.addIfAbsent(ctx, "try lock", key, []byte(token), ttl)
 }
 
 var errLeaseTTL = errors.New("memory: lease ttl must be positive")

@@ -11,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/tier"
 )
 
@@ -283,7 +284,7 @@ func (s *Store) Clear(ctx context.Context) error {
 	if err := s.begin(ctx, "clear"); err != nil {
 		return err
 	}
-	pattern := escapeGlob(s.prefix) + "*"
+	pattern := keyspace.Glob(s.prefix) + "*"
 	var err error
 	switch c := s.client.(type) {
 	case *goredis.ClusterClient:
@@ -335,26 +336,6 @@ func clearNode(ctx context.Context, c goredis.UniversalClient, pattern string, m
 		}
 		cursor = next
 	}
-}
-
-// escapeGlob escapes the characters that Redis's glob matching (SCAN MATCH)
-// treats specially, so the pattern matches s literally.
-func escapeGlob(s string) string {
-	if !strings.ContainsAny(s, `*?[]\`) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 // Close implements [tier.Remote]. It ends the store's subscriptions (their
