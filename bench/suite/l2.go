@@ -150,6 +150,22 @@ func l2Hit(ctx context.Context, e *env) error {
 			}
 		}
 	}
+	// getDecodeFill is the floor of an L2 hit done by hand: GET, decode and
+	// fill the otter o.
+	getDecodeFill := func(o *otter.Cache[string, *Product]) func(i int) error {
+		return func(i int) error {
+			b, err := rdb.Get(ctx, raw[i]).Bytes()
+			if err != nil {
+				return err
+			}
+			p := &Product{}
+			if err := decodePayload(b, p); err != nil {
+				return err
+			}
+			o.Set(keys[i], p)
+			return nil
+		}
+	}
 	before := ac.Stats()
 	m, err := e.compare(wl, &be, []candidate{
 		{sysRawGET, serial(func(i int) error {
@@ -164,30 +180,8 @@ func l2Hit(ctx context.Context, e *env) error {
 			var p Product
 			return decodePayload(b, &p)
 		})},
-		{sysRawFill, serial(func(i int) error {
-			b, err := rdb.Get(ctx, raw[i]).Bytes()
-			if err != nil {
-				return err
-			}
-			p := &Product{}
-			if err := decodePayload(b, p); err != nil {
-				return err
-			}
-			fill.Set(keys[i], p)
-			return nil
-		})},
-		{sysRawSync, serial(func(i int) error {
-			b, err := rdb.Get(ctx, raw[i]).Bytes()
-			if err != nil {
-				return err
-			}
-			p := &Product{}
-			if err := decodePayload(b, p); err != nil {
-				return err
-			}
-			fillSync.Set(keys[i], p)
-			return nil
-		})},
+		{sysRawFill, serial(getDecodeFill(fill))},
+		{sysRawSync, serial(getDecodeFill(fillSync))},
 		{sysACL2, serial(func(i int) error {
 			_, err := agentcache.Get(ctx, ac, keys[i], load)
 			return err
