@@ -7,7 +7,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
 )
@@ -309,7 +308,6 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("a million brackets", func(t *testing.T) {
 		in := deep(1_000_000)
-		start := time.Now()
 		_, err := resource.HashJSON(in, resource.Limits{})
 		if !errors.Is(err, resource.ErrTooDeep) {
 			t.Fatalf("got %v; want ErrTooDeep", err)
@@ -319,9 +317,6 @@ func TestLimits(t *testing.T) {
 		if !errors.Is(err, resource.ErrTooDeep) {
 			t.Fatalf("got %v; want ErrTooDeep", err)
 		}
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("took %v", d)
-		}
 	})
 	t.Run("size", func(t *testing.T) {
 		big := make([]byte, 10<<20) // 10 MB of a valid string
@@ -329,12 +324,14 @@ func TestLimits(t *testing.T) {
 		for i := 1; i < len(big)-1; i++ {
 			big[i] = 'a'
 		}
-		start := time.Now()
 		if _, err := resource.HashJSON(big, resource.Limits{}); !errors.Is(err, resource.ErrTooLarge) {
 			t.Errorf("10 MB: %v; want ErrTooLarge", err)
 		}
-		if d := time.Since(start); d > 100*time.Millisecond {
-			t.Errorf("rejecting 10 MB took %v; the size must be checked before parsing", d)
+		// The size is checked before parsing: 10 MB that are not JSON at
+		// all are refused for their size, not for their syntax.
+		junk := bytes.Repeat([]byte{'}'}, 10<<20)
+		if _, err := resource.HashJSON(junk, resource.Limits{}); !errors.Is(err, resource.ErrTooLarge) {
+			t.Errorf("10 MB of junk: %v; want ErrTooLarge, found before any parsing", err)
 		}
 		if _, err := resource.HashJSON(big, resource.Limits{MaxBytes: 11 << 20}); err != nil {
 			t.Errorf("10 MB with an 11 MB limit: %v", err)
@@ -347,15 +344,9 @@ func TestLimits(t *testing.T) {
 			t.Errorf("6 bytes with a 5-byte limit: %v; want ErrTooLarge", err)
 		}
 	})
-	t.Run("huge exponent is cheap", func(t *testing.T) {
-		start := time.Now()
-		for range 1000 {
-			if _, err := resource.HashJSON([]byte(`[1e999999999,-1.5e-999999999]`), resource.Limits{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("took %v", d)
+	t.Run("huge exponent", func(t *testing.T) {
+		if _, err := resource.HashJSON([]byte(`[1e999999999,-1.5e-999999999]`), resource.Limits{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
@@ -390,6 +381,12 @@ func TestHashJSONDoesNotAllocate(t *testing.T) {
 	dst := make([]byte, 0, 256)
 	if n := testing.AllocsPerRun(100, func() { _, _ = resource.AppendCanonicalJSON(dst[:0], in, resource.Limits{}) }); n != 0 {
 		t.Errorf("AppendCanonicalJSON allocates %v times per call with room in dst; want 0", n)
+	}
+	// Numbers are canonicalised as text: a huge exponent costs no
+	// arbitrary-precision arithmetic.
+	huge := []byte(`[1e999999999,-1.5e-999999999]`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = resource.HashJSON(huge, resource.Limits{}) }); n != 0 {
+		t.Errorf("HashJSON of huge exponents allocates %v times per call; want 0", n)
 	}
 }
 
