@@ -29,6 +29,7 @@ package keyspace
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/agentcache/agentcache-go/internal/glob"
 	"math"
 	"strconv"
 	"strings"
@@ -390,22 +391,7 @@ func isHash(s string) bool {
 
 // Glob escapes the characters that Redis's SCAN MATCH treats specially, so
 // that the pattern matches s literally.
-func Glob(s string) string {
-	if !strings.ContainsAny(s, `*?[]\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
+func Glob(s string) string { return glob.Escape(s) }
 
 // Filter selects entries of resources. Zero fields match anything.
 type Filter struct {

@@ -11,7 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/glob"
 	"github.com/agentcache/agentcache-go/tier"
 )
 
@@ -284,7 +284,7 @@ func (s *Store) Clear(ctx context.Context) error {
 	if err := s.begin(ctx, "clear"); err != nil {
 		return err
 	}
-	pattern := keyspace.Glob(s.prefix) + "*"
+	pattern := glob.Escape(s.prefix) + "*"
 	var err error
 	switch c := s.client.(type) {
 	case *goredis.ClusterClient:

@@ -1,0 +1,44 @@
+package layers
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/agentcache/agentcache-go/"
+
+// allowed lists, for each building block, the packages of this module it
+// may depend on (directly or not); internal/glob is a leaf any may use.
+var allowed = map[string][]string{
+	"scope":       {},
+	"resource":    {"scope"},
+	"tier":        {},
+	"tier/memory": {"tier"},
+	"tier/redis":  {"tier", "internal/glob"},
+	"tier/disk":   {},
+	"otel":        {},
+}
+
+func TestBuildingBlocksKeepTheirLayers(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list dependencies: %v", err)
+	}
+	for pkg, ok := range allowed {
+		out, err := exec.Command(goTool, "list", "-deps", module+pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		permitted := map[string]bool{pkg: true}
+		for _, p := range ok {
+			permitted[p] = true
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			rel, in := strings.CutPrefix(dep, module)
+			if in && !permitted[rel] {
+				t.Errorf("%s depends on %s; DESIGN.md's layering does not allow it", pkg, rel)
+			}
+		}
+	}
+}
