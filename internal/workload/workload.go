@@ -36,6 +36,9 @@ var (
 	SearchRes   = resource.Resource{Name: "wl_search", Scope: scope.Global, TTL: 20 * time.Second, StaleWindow: 10 * time.Second}
 	ProductsRes = resource.Resource{Name: "wl_products", Scope: scope.Global, TTL: time.Minute}
 	OrdersRes   = resource.Resource{Name: "wl_orders", Scope: scope.User, TTL: time.Minute, NegativeTTL: 5 * time.Second}
+	// WeatherRes is never invalidated by the mix and expires within a
+	// second, so its entries are served stale while one refresh runs.
+	WeatherRes = resource.Resource{Name: "wl_weather", Scope: scope.Global, TTL: 500 * time.Millisecond, StaleWindow: 10 * time.Second}
 )
 
 // NoOrder is the first order number that does not exist.
@@ -106,6 +109,11 @@ func (t *Tools) Search(_ context.Context, args json.RawMessage) (json.RawMessage
 	return json.Marshal(Answer{Arg: q.Q, Run: t.Runs.Add(1)})
 }
 
+// Weather is the global tool whose entries go stale.
+func (t *Tools) Weather(_ context.Context, city string) (Answer, error) {
+	return Answer{Arg: city, Run: t.Runs.Add(1)}, nil
+}
+
 // Products is the batch tool; IDs that do not exist are left out.
 func (t *Tools) Products(_ context.Context, ids []int) (map[int]Product, error) {
 	t.Runs.Add(1)
@@ -127,19 +135,21 @@ type Instance struct {
 	AddNote  func(context.Context, string) (int64, error)
 	Orders   func(context.Context, int) (Answer, error)
 	Search   agentcache.JSONTool
+	Weather  func(context.Context, string) (Answer, error)
 	Products *agentcache.Batch[int, Product]
 }
 
 // Wrap wraps t's tools on c.
 func Wrap(name string, c *agentcache.Cache, t *Tools) (*Instance, error) {
 	in := &Instance{Name: name, C: c}
-	var errs [6]error
+	var errs [7]error
 	in.Profile, errs[0] = agentcache.Wrap(c, ProfileRes, t.Profile)
 	in.Notes, errs[1] = agentcache.Wrap(c, NotesRes, t.Notes, agentcache.RefreshAhead(0.8))
 	in.AddNote, errs[2] = agentcache.WrapMutation(c, t.AddNote, NotesRes)
 	in.Orders, errs[3] = agentcache.Wrap(c, OrdersRes, t.Orders)
 	in.Search, errs[4] = agentcache.WrapJSON(c, SearchRes, t.Search)
 	in.Products, errs[5] = agentcache.WrapBatch(c, ProductsRes, t.Products)
+	in.Weather, errs[6] = agentcache.Wrap(c, WeatherRes, t.Weather)
 	return in, errors.Join(errs[:]...)
 }
 
@@ -149,6 +159,7 @@ const (
 	OpNotes
 	OpOrders
 	OpSearch
+	OpWeather
 	OpGetMany
 	OpBatchGet
 	OpKVGet
@@ -160,11 +171,11 @@ const (
 )
 
 // OpNames names the operations.
-var OpNames = [NumOps]string{"profile", "notes", "orders", "search", "products.GetMany", "products.Get",
+var OpNames = [NumOps]string{"profile", "notes", "orders", "search", "weather", "products.GetMany", "products.Get",
 	"Get", "Set", "mutation", "Invalidate", "Delete"}
 
 // opShare is each operation's share of the mix, in percent.
-var opShare = [NumOps]int{22, 12, 12, 10, 6, 8, 12, 6, 6, 4, 2}
+var opShare = [NumOps]int{20, 12, 12, 8, 4, 6, 8, 12, 6, 6, 4, 2}
 
 func pick(r int) int {
 	for op, share := range opShare {
@@ -299,6 +310,12 @@ func (l *Load) op(rng *rand.Rand) {
 		}
 		if err != nil || got.Arg != q {
 			l.fail("%s search(%s) = %s, %v", in.Name, q, raw, err)
+		}
+	case OpWeather:
+		city := "city-" + arg
+		got, err := in.Weather(ctx, city)
+		if err != nil || got.Arg != city {
+			l.fail("%s weather(%s) = %+v, %v", in.Name, city, got, err)
 		}
 	case OpGetMany:
 		ids := make([]int, 1+rng.IntN(40))
