@@ -204,4 +204,14 @@ func BenchmarkWrapHitTraced(b *testing.B) {
 		defer span.End()
 		run(b, Options{TracerProvider: tp}, tctx)
 	})
+	b.Run("recording-events", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithBatcher(tracetest.NewNoopExporter(), sdktrace.WithBlocking()),
+		)
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		tctx, span := tp.Tracer("bench").Start(ctx, "agent run")
+		defer span.End()
+		run(b, Options{TracerProvider: tp, L1HitEvents: true}, tctx)
+	})
 }

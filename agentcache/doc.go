@@ -61,5 +61,31 @@
 //     L2 keeps serving its L1 until the entries' TTLs end: availability is
 //     chosen over a bound nobody could enforce without L2.
 //
+// # Isolation
+//
+// A per-user or per-session resource keys every entry by the scope ID it
+// takes from the context (scope.WithUser, scope.WithSession). Called without
+// that ID it fails with an error wrapping scope.ErrMissing: the tool is not
+// called and nothing is cached, so a missing ID never falls back to a shared
+// entry. IDs are validated and escaped and arguments are hashed, so no
+// input can reach another key segment, in L1 or in L2; a value is only ever
+// served under the key it was loaded for.
+//
+// # Observability
+//
+// Tracing uses the OpenTelemetry API. A lookup whose context carries a
+// recording span (or every lookup, with Options.RootSpans) is a span
+// "agentcache.lookup <resource>" that says which tier answered (l1, l2,
+// negative, loader), whether it was served stale, the resource and the
+// scope kind; its L2 round trips and the tool run ("execute_tool <name>",
+// after the GenAI conventions) are child spans. With Options.L1HitEvents a
+// fresh L1 hit is an event on the caller's span instead, at about a quarter
+// of the cost. Metrics count lookups by resource, tier and outcome, and
+// record latency per tier, tool duration, tool time saved, L1 entries,
+// write-queue depth, breaker state and invalidations. Arguments, results,
+// keys and scope IDs stay out of telemetry unless Options.RecordScopeIDs or
+// Options.RecordArgs turn them on (as hashes). With no SDK installed an L1
+// hit pays nothing for any of it.
+//
 // L1 holds values, not copies: treat what the cache returns as immutable.
 package agentcache

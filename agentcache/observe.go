@@ -49,6 +49,7 @@ type observer struct {
 	tracer     trace.Tracer
 	inst       *acotel.Instruments
 	rootSpans  bool
+	hitEvents  bool
 	recordIDs  bool
 	recordArgs bool
 	cacheAttr  attribute.KeyValue
@@ -67,6 +68,7 @@ type resObs struct {
 	// l1Attrs is spanAttrs with the attributes of a fresh L1 hit, for
 	// the span of such a hit, created once the hit is known.
 	l1Attrs    []attribute.KeyValue
+	l1Event    []trace.EventOption // l1Attrs, for the event of an L1 hit
 	lookupOpts [numTiers][numOutcomes][]metric.AddOption
 	tierOpts   [numTiers][]metric.RecordOption
 	savedOpts  [numTiers][]metric.AddOption
@@ -78,6 +80,7 @@ func newObserver(c *Cache) (*observer, error) {
 	o := &observer{
 		tracer:     acotel.Tracer(c.opts.TracerProvider),
 		rootSpans:  c.opts.RootSpans,
+		hitEvents:  c.opts.L1HitEvents,
 		recordIDs:  c.opts.RecordScopeIDs,
 		recordArgs: c.opts.RecordArgs,
 		cacheAttr:  acotel.KeyCache.String(c.opts.Name),
@@ -124,6 +127,7 @@ func (o *observer) newResObs(name, scopeKind string) *resObs {
 		spanName: acotel.SpanLookup + " " + name, toolSpan: acotel.SpanTool + " " + name}
 	r.spanAttrs = []attribute.KeyValue{acotel.KeyResource.String(name), acotel.KeyScopeKind.String(scopeKind)}
 	r.l1Attrs = append(slices.Clip(r.spanAttrs), lookupAttrs(tierL1, true, false)...)
+	r.l1Event = []trace.EventOption{trace.WithAttributes(r.l1Attrs...)}
 	res := acotel.KeyResource.String(name)
 	for t := tierIdx(0); t < numTiers; t++ {
 		tk := acotel.KeyTier.String(tierNames[t])
@@ -173,13 +177,7 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fas
 		if v, ok := fast(o); ok {
 			lat := time.Since(start)
 			if tracing {
-				attrs := ro.l1Attrs
-				if extra := idAttrs(ob, o); len(extra) > 0 {
-					attrs = append(slices.Clip(attrs), extra...)
-				}
-				_, span := ob.tracer.Start(ctx, ro.spanName, trace.WithTimestamp(start),
-					trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
-				span.End()
+				traceL1Hit(ctx, ob, ro, o, start)
 			}
 			recordLookup(ctx, ob, ro, o, lat, outHit)
 			return v, nil
@@ -213,6 +211,30 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fas
 	}
 	recordLookup(ctx, ob, ro, o, lat, oc)
 	return v, err
+}
+
+// traceL1Hit records a fresh L1 hit that started at start: an event on the
+// caller's span with Options.L1HitEvents, a span otherwise, made after the
+// fact with every attribute at once.
+func traceL1Hit(ctx context.Context, ob *observer, ro *resObs, o *obsLookup, start time.Time) {
+	extra := idAttrs(ob, o)
+	if parent := trace.SpanFromContext(ctx); ob.hitEvents && parent.IsRecording() {
+		// An L1 hit takes microseconds: the event's own time (now) is
+		// its time, and the prebuilt option saves an allocation.
+		if len(extra) == 0 {
+			parent.AddEvent(ro.spanName, ro.l1Event...)
+		} else {
+			parent.AddEvent(ro.spanName, trace.WithAttributes(append(slices.Clip(ro.l1Attrs), extra...)...))
+		}
+		return
+	}
+	attrs := ro.l1Attrs
+	if len(extra) > 0 {
+		attrs = append(slices.Clip(attrs), extra...)
+	}
+	_, span := ob.tracer.Start(ctx, ro.spanName, trace.WithTimestamp(start),
+		trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))
+	span.End()
 }
 
 // lookupAttrs are the span attributes of a lookup's outcome.

@@ -356,3 +356,67 @@ func TestOnFleetErrorSeesMutationFailures(t *testing.T) {
 		t.Fatalf("OnFleetError calls = %d, FleetErrors = %d", seen.Load(), c.Stats().FleetErrors)
 	}
 }
+
+// TestL1HitEvents: with Options.L1HitEvents a fresh L1 hit inside a
+// recording span is an event on that span, attributed like a lookup span;
+// the other lookups stay spans, and without a recording parent (RootSpans)
+// the hit is a span again.
+func TestL1HitEvents(t *testing.T) {
+	tel := newTelemetry(t)
+	c := newL1(t, Options{TracerProvider: tel.tp, MeterProvider: tel.mp, L1HitEvents: true})
+	weather := resource.Resource{Name: "get_weather", TTL: time.Minute}
+	get, err := Wrap(c, weather, func(_ context.Context, city string) (string, error) { return "sun in " + city, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, step := tel.tp.Tracer("test").Start(context.Background(), "agent step")
+	for range 3 { // the tool, then two L1 hits
+		if v, err := get(ctx, "Paris"); err != nil || v != "sun in Paris" {
+			t.Fatalf("%q, %v", v, err)
+		}
+	}
+	step.End()
+	lookups := tel.spansOf(acotel.SpanLookup + " get_weather")
+	if len(lookups) != 1 {
+		t.Fatalf("%d lookup spans, want 1 (the miss); the hits are events", len(lookups))
+	}
+	if tierV, _ := attr(lookups[0], acotel.KeyTier); tierV.AsString() != "loader" {
+		t.Fatalf("the lookup span's tier is %q, want loader", tierV.AsString())
+	}
+	parent := tel.spansOf("agent step")[0]
+	var hits int
+	for _, ev := range parent.Events() {
+		if ev.Name != acotel.SpanLookup+" get_weather" {
+			continue
+		}
+		hits++
+		got := map[attribute.Key]attribute.Value{}
+		for _, kv := range ev.Attributes {
+			got[kv.Key] = kv.Value
+		}
+		if got[acotel.KeyTier].AsString() != "l1" || !got[acotel.KeyHit].AsBool() || got[acotel.KeyResource].AsString() != "get_weather" {
+			t.Errorf("hit event attributes %v", ev.Attributes)
+		}
+	}
+	if hits != 2 {
+		t.Fatalf("%d hit events on the agent's span, want 2", hits)
+	}
+	if got := tel.lookups(t, "get_weather"); got["l1/hit"] != 2 {
+		t.Errorf("lookup metric l1/hit = %d, want 2 (all: %v)", got["l1/hit"], got)
+	}
+
+	// No recording parent: with RootSpans the hit is a span of its own.
+	rc := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, L1HitEvents: true})
+	rget, err := Wrap(rc, resource.Resource{Name: "get_tide", TTL: time.Minute}, func(_ context.Context, port string) (string, error) { return "high at " + port, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := rget(context.Background(), "Brest"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(tel.spansOf(acotel.SpanLookup + " get_tide")); n != 2 {
+		t.Fatalf("%d root lookup spans, want 2 (the miss and the hit)", n)
+	}
+}

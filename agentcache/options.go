@@ -131,6 +131,14 @@ type Options struct {
 	// no recording span. By default a lookup is traced only as part of a
 	// trace the caller is recording.
 	RootSpans bool
+	// L1HitEvents records a fresh L1 hit inside a recording span as an
+	// event on that span (named and attributed like a lookup span) instead
+	// of a child span. With the OpenTelemetry SDK an event costs about a
+	// quarter of a span, which matters on the hottest path; the price is
+	// the SDK's limit of events per span (128 by default), past which the
+	// oldest are dropped. Every other lookup (stale hits, L2, negative,
+	// the tool) is still a span. Off by default.
+	L1HitEvents bool
 	// RecordScopeIDs puts a hash of the scope ID (the user or session) on
 	// lookup spans. Off by default: IDs stay out of telemetry.
 	RecordScopeIDs bool
