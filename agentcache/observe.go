@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -46,7 +48,11 @@ var outcomeNames = [numOutcomes]string{acotel.OutcomeHit, acotel.OutcomeMiss, ac
 
 // observer is the cache's tracing and metrics wiring.
 type observer struct {
-	tracer     trace.Tracer
+	tracer trace.Tracer
+	// idleGlobal, if not nil, is the global tracer provider that tracer
+	// came from, still OpenTelemetry's default (no SDK installed): while the
+	// global provider is that one, no span of this cache can record.
+	idleGlobal trace.TracerProvider
 	inst       *acotel.Instruments
 	rootSpans  bool
 	hitEvents  bool
@@ -84,6 +90,11 @@ func newObserver(c *Cache) (*observer, error) {
 		recordIDs:  c.opts.RecordScopeIDs,
 		recordArgs: c.opts.RecordArgs,
 		cacheAttr:  acotel.KeyCache.String(c.opts.Name),
+	}
+	if c.opts.TracerProvider == nil {
+		if tp := otel.GetTracerProvider(); isDefaultGlobal(tp) {
+			o.idleGlobal = tp
+		}
 	}
 	m := acotel.Meter(c.opts.MeterProvider)
 	var err error
@@ -149,8 +160,32 @@ func (o *observer) newResObs(name, scopeKind string) *resObs {
 // parent span (or root spans), enabled metrics, or a Run in ctx. When
 // nothing does, the lookup takes the uninstrumented path.
 func (o *observer) active(ctx context.Context) bool {
-	return o.rootSpans || trace.SpanFromContext(ctx).IsRecording() ||
-		o.inst.Lookups.Enabled(ctx) || acotel.RunFrom(ctx) != nil
+	return o.tracing(ctx) || o.inst.Lookups.Enabled(ctx) || acotel.RunFrom(ctx) != nil
+}
+
+// tracing reports whether a lookup in ctx is traced: root spans, or a
+// recording span in ctx and a tracer that can record. While the tracer is
+// the global one and no SDK has been installed, the context is not even
+// looked at (a deep context makes that walk the dearest part of a hit).
+func (o *observer) tracing(ctx context.Context) bool {
+	if o.rootSpans {
+		return true
+	}
+	if o.idleGlobal != nil && otel.GetTracerProvider() == o.idleGlobal {
+		return false
+	}
+	return trace.SpanFromContext(ctx).IsRecording()
+}
+
+// isDefaultGlobal reports whether tp is OpenTelemetry's default global
+// tracer provider, which records nothing until an SDK is installed with
+// otel.SetTracerProvider (from then on the global provider is that SDK).
+// The type is unexported, so it is recognised by its package; should
+// OpenTelemetry rename it, this reports false and every lookup looks at its
+// context again, as before the shortcut: slower, never wrong.
+func isDefaultGlobal(tp trace.TracerProvider) bool {
+	t := reflect.TypeOf(tp)
+	return t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global"
 }
 
 // obsLookup carries one observed lookup's findings.
@@ -172,7 +207,7 @@ type obsLookup struct {
 func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fast func(o *obsLookup) (T, bool), run func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
 	ob := c.obs
 	start := time.Now()
-	tracing := ob.rootSpans || trace.SpanFromContext(ctx).IsRecording()
+	tracing := ob.tracing(ctx)
 	if fast != nil {
 		if v, ok := fast(o); ok {
 			lat := time.Since(start)
