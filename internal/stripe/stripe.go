@@ -26,6 +26,9 @@ type cell struct {
 
 // Counter is a striped counter. The zero value is ready to use.
 type Counter struct {
+	// Each cell's count is followed by its padding; this keeps the first
+	// count off the cache line of whatever precedes the Counter.
+	_ [56]byte
 	c [cells]cell
 }
 
