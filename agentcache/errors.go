@@ -36,8 +36,10 @@ type FleetError struct {
 	Err error  // why the remote tier was not updated
 }
 
+// Error says what was applied locally and why the fleet was not told.
 func (e *FleetError) Error() string {
 	return "agentcache: " + e.Op + " applied locally; the fleet was not told: " + e.Err.Error()
 }
 
+// Unwrap returns the L2 error.
 func (e *FleetError) Unwrap() error { return e.Err }
