@@ -121,13 +121,50 @@ func NewFromURL(rawURL string, prefix string) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	o, dial, err := optionsFromURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	shown := shownAddr(o)
+	s, err := open(goredis.NewClient(o), shown, dial, opts)
+	if err != nil && shown != o.Addr {
+		// go-redis's dial errors quote the address too.
+		return nil, &redactedError{msg: strings.ReplaceAll(err.Error(), o.Addr, shown), err: err}
+	}
+	return s, err
+}
+
+// shownAddr is how errors name the server of a URL: its address, unless the
+// address may hold credentials, as a malformed URL can put them there
+// ("unix:/user:password@..." makes all of it a socket path).
+func shownAddr(o *goredis.Options) string {
+	if strings.Contains(o.Addr, "@") || o.Password != "" && strings.Contains(o.Addr, o.Password) {
+		return "the address in the URL"
+	}
+	return o.Addr
+}
+
+// redactedError is an error whose message had the address taken out; it
+// still unwraps to the original (errors.Is and As see through it).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// optionsFromURL parses rawURL into the client options NewFromURL uses,
+// tuned by applyDefaults, and returns the dial timeout the URL itself set
+// (0: none). It does no I/O.
+func optionsFromURL(rawURL string) (*goredis.Options, time.Duration, error) {
 	o, err := goredis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: invalid URL: %s", urlErrorKind(err))
+		return nil, 0, fmt.Errorf("redis: invalid URL: %s", urlErrorKind(err))
 	}
 	dial := o.DialTimeout
 	applyDefaults(o)
-	return open(goredis.NewClient(o), o.Addr, dial, opts)
+	return o, dial, nil
 }
 
 // urlErrorKind keeps only the kind of a URL parse error ("invalid database

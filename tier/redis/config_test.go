@@ -269,3 +269,26 @@ func TestClosedClientIsErrClosed(t *testing.T) {
 		t.Fatalf("Get on a closed client: %v, want tier.ErrClosed", err)
 	}
 }
+
+// TestNewFromURLErrorHidesCredentialsInAddress: a malformed URL can make its
+// credentials part of the address ("unix:/user:password@..." is a socket
+// path to go-redis). Connecting then fails, and neither the error nor the
+// go-redis dial error it wraps may show that address.
+func TestNewFromURLErrorHidesCredentialsInAddress(t *testing.T) {
+	const secret = "s3cret-Pw"
+	raw := "unix:/user:" + secret + "@/no/such/socket"
+	_, err := NewFromURL(raw, "p:")
+	if err == nil {
+		t.Fatal("NewFromURL connected to a socket that does not exist")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("the error shows the password: %q", err)
+	}
+	if !strings.HasPrefix(err.Error(), "redis: connecting to the address in the URL") {
+		t.Fatalf("error %q; want it to say it could not connect", err)
+	}
+	var ne *net.OpError
+	if !errors.As(err, &ne) {
+		t.Fatalf("error %q does not unwrap to the dial error", err)
+	}
+}

@@ -16,12 +16,16 @@ import (
 
 const fzSecret = "hunter2-Zq9"
 
-// FuzzNewFromURLHidesPassword builds URLs around a known password and hands
-// those go-redis cannot parse to NewFromURL (a URL it can parse would make
-// NewFromURL connect to whatever host it names, so those are skipped).
+// FuzzNewFromURLHidesPassword builds URLs around a known password. Those
+// go-redis cannot parse go to NewFromURL, which must refuse them before any
+// I/O; those it can parse go to the parsing half of NewFromURL (a parsable URL
+// would make NewFromURL connect to whatever host it names).
 //
-// It checks: no panic, an error that starts with "redis: ", and no trace of
-// the password in it, raw or escaped.
+// It checks: no panic; for a refused URL, an error that starts with
+// "redis: " and no trace of the password in it, raw or escaped; for a parsed
+// one, the options NewFromURL would connect with: the cache's tuning
+// (context deadlines honoured, positive timeouts, at most one retry of its
+// own), and a name for the server in errors that holds no password.
 func FuzzNewFromURLHidesPassword(f *testing.F) {
 	f.Add("redis://", "127.0.0.1:6379/x")
 	f.Add("rediss://", "127.0.0.1:6379/0?dial_timeout=abc")
@@ -39,7 +43,18 @@ func FuzzNewFromURLHidesPassword(f *testing.F) {
 	f.Fuzz(func(t *testing.T, before, after string) {
 		raw := before + "user:" + fzSecret + "@" + after
 		if _, err := goredis.ParseURL(raw); err == nil {
-			t.Skip("parses: NewFromURL would connect")
+			o, _, err := acredis.OptionsFromURL(raw)
+			if err != nil {
+				t.Fatalf("go-redis parses %q but NewFromURL would not: %v", raw, err)
+			}
+			if !o.ContextTimeoutEnabled || o.DialTimeout <= 0 || o.ReadTimeout == 0 || o.WriteTimeout == 0 ||
+				o.MaxRetries > 1 || o.DialerRetries > 1 {
+				t.Fatalf("%q: options not tuned for a cache: %+v", raw, o)
+			}
+			if shown := acredis.ShownAddr(o); strings.Contains(shown, fzSecret) {
+				t.Fatalf("%q: errors would name the server %q, password included", raw, shown)
+			}
+			return
 		}
 		s, err := acredis.NewFromURL(raw, "fz:")
 		if err == nil {
