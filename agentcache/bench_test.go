@@ -98,38 +98,7 @@ type benchArgs struct {
 func BenchmarkWrapHit(b *testing.B) {
 	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
 	ctx := scope.WithUser(context.Background(), "alice")
-	b.Run("typed", func(b *testing.B) {
-		c, err := New(Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		get, err := Wrap(c, res, func(_ context.Context, a benchArgs) (*user, error) {
-			return &user{ID: strconv.Itoa(a.ID)}, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		args := make([]benchArgs, benchKeys)
-		for i := range args {
-			args[i] = benchArgs{ID: i, Locale: "en-US"}
-			if _, err := get(ctx, args[i]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		loads := c.Stats().Loads
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.StopTimer()
-		if c.Stats().Loads != loads {
-			b.Fatal("the tool ran: not every call was an L1 hit")
-		}
-	})
+	b.Run("typed", func(b *testing.B) { benchTypedHits(b, Options{}, ctx) })
 	b.Run("json", func(b *testing.B) {
 		c, err := New(Options{})
 		if err != nil {
@@ -164,36 +133,8 @@ func BenchmarkWrapHit(b *testing.B) {
 // no-op exporter through its batch processor (blocking, so no span is
 // dropped). The difference is what tracing adds to a lookup.
 func BenchmarkWrapHitTraced(b *testing.B) {
-	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
-	run := func(b *testing.B, o Options, ctx context.Context) {
-		c, err := New(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		get, err := Wrap(c, res, func(_ context.Context, a benchArgs) (*user, error) {
-			return &user{ID: strconv.Itoa(a.ID)}, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		args := make([]benchArgs, benchKeys)
-		for i := range args {
-			args[i] = benchArgs{ID: i, Locale: "en-US"}
-			if _, err := get(ctx, args[i]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
 	ctx := scope.WithUser(context.Background(), "alice")
-	b.Run("no-sdk", func(b *testing.B) { run(b, Options{}, ctx) })
+	b.Run("no-sdk", func(b *testing.B) { benchTypedHits(b, Options{}, ctx) })
 	// recording runs the lookups inside a span of a recording SDK.
 	recording := func(b *testing.B, hitEvents bool) {
 		tp := sdktrace.NewTracerProvider(
@@ -203,10 +144,46 @@ func BenchmarkWrapHitTraced(b *testing.B) {
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		tctx, span := tp.Tracer("bench").Start(ctx, "agent run")
 		defer span.End()
-		run(b, Options{TracerProvider: tp, L1HitEvents: hitEvents}, tctx)
+		benchTypedHits(b, Options{TracerProvider: tp, L1HitEvents: hitEvents}, tctx)
 	}
 	b.Run("recording", func(b *testing.B) { recording(b, false) })
 	// The hits' events all land on one span here, past the SDK's 128 per
 	// span; bench/ gives them a fresh parent every 32 calls instead.
 	b.Run("recording-events", func(b *testing.B) { recording(b, true) })
+}
+
+// benchTypedHits measures L1 hits through Wrap with a small struct argument,
+// on a cache with options o, calling from ctx (which carries the user).
+func benchTypedHits(b *testing.B, o Options, ctx context.Context) {
+	c, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
+	get, err := Wrap(c, res, func(_ context.Context, a benchArgs) (*user, error) {
+		return &user{ID: strconv.Itoa(a.ID)}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	args := make([]benchArgs, benchKeys)
+	for i := range args {
+		args[i] = benchArgs{ID: i, Locale: "en-US"}
+		if _, err := get(ctx, args[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	loads := c.Stats().Loads
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := get(ctx, args[i&(benchKeys-1)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if c.Stats().Loads != loads {
+		b.Fatal("the tool ran: not every call was an L1 hit")
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testlog"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -145,30 +145,7 @@ func rcNew(t *testing.T, o Options) *Cache {
 
 // rcLogger logs to t until the test's cleanups have run.
 func rcLogger(t *testing.T) *slog.Logger {
-	w := &rcLogWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type rcLogWriter struct {
-	mu   sync.Mutex // guards done and serializes t.Log
-	t    *testing.T
-	done bool
-}
-
-func (w *rcLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
-}
-
-func (w *rcLogWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	return testlog.New(t, slog.LevelDebug)
 }
 
 // rcWait polls cond until it holds, failing the test after d.

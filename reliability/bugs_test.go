@@ -145,20 +145,8 @@ func TestBugOrphanedFleetLease(t *testing.T) {
 	}
 	a, b := newCache(t, opts()), newCache(t, opts())
 	e.waitSubscribed(2)
-	getA, err := agentcache.Wrap(a, res, tool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	getB, err := agentcache.Wrap(b, res, tool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	getA, getB := wrapWarm(t, a, res, tool), wrapWarm(t, b, res, tool)
 	ctx := context.Background()
-	for _, get := range []func(context.Context, string) (string, error){getA, getB} {
-		if _, err := get(ctx, "warm"); err != nil { // confirms the epochs
-			t.Fatal(err)
-		}
-	}
 	// Several open connections in A's pool: each L2 call of the stalled
 	// lookup below then writes its command at once on an idle one.
 	var wg sync.WaitGroup
@@ -194,6 +182,20 @@ func getWithin(ctx context.Context, get func(context.Context, string) (string, e
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return get(ctx, q)
+}
+
+// wrapWarm wraps tool on c as res and calls it once, which confirms the
+// cache's epochs with Redis.
+func wrapWarm(t *testing.T, c *agentcache.Cache, res resource.Resource, tool func(context.Context, string) (string, error)) func(context.Context, string) (string, error) {
+	t.Helper()
+	get, err := agentcache.Wrap(c, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(context.Background(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	return get
 }
 
 // waitLeasesReleased waits until no fleet-lock lease is left in Redis, and
@@ -674,20 +676,8 @@ func TestBugLeaseLeftWithBreakerOpen(t *testing.T) {
 	ob.LockLease = oa.LockLease
 	b := newCache(t, ob)
 	e.waitSubscribed(2)
-	getA, err := agentcache.Wrap(a, res, tool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	getB, err := agentcache.Wrap(b, res, tool)
-	if err != nil {
-		t.Fatal(err)
-	}
+	getA, getB := wrapWarm(t, a, res, tool), wrapWarm(t, b, res, tool)
 	ctx := context.Background()
-	for _, get := range []func(context.Context, string) (string, error){getA, getB} {
-		if _, err := get(ctx, "warm"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// A takes the lease and runs the tool; L2 goes away meanwhile, so
 	// its write-through, its Unlock and its announcement all fail.
 	proxied.Store(true)

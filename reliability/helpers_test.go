@@ -24,6 +24,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testlog"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -168,30 +169,7 @@ func faultOptions(l2 *acredis.Store) agentcache.Options {
 
 // testLogger logs to t until the test's cleanups have run.
 func testLogger(t testing.TB) *slog.Logger {
-	w := &logWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type logWriter struct {
-	mu   sync.Mutex // guards done and serializes t.Log
-	t    testing.TB
-	done bool
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
-}
-
-func (w *logWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	return testlog.New(t, slog.LevelInfo)
 }
 
 // waitFor polls cond until it holds, failing the test after d.

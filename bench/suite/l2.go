@@ -150,8 +150,8 @@ func l2Hit(ctx context.Context, e *env) error {
 			}
 		}
 	}
-	// getDecodeFill is the floor of an L2 hit done by hand: GET, decode and
-	// fill the otter o.
+	// getDecodeFill is the floor of an L2 hit done by hand: GET, decode and,
+	// when o is not nil, fill the otter o.
 	getDecodeFill := func(o *otter.Cache[string, *Product]) func(i int) error {
 		return func(i int) error {
 			b, err := rdb.Get(ctx, raw[i]).Bytes()
@@ -162,7 +162,9 @@ func l2Hit(ctx context.Context, e *env) error {
 			if err := decodePayload(b, p); err != nil {
 				return err
 			}
-			o.Set(keys[i], p)
+			if o != nil {
+				o.Set(keys[i], p)
+			}
 			return nil
 		}
 	}
@@ -172,14 +174,7 @@ func l2Hit(ctx context.Context, e *env) error {
 			_, err := rdb.Get(ctx, raw[i]).Bytes()
 			return err
 		})},
-		{sysRawGETd, serial(func(i int) error {
-			b, err := rdb.Get(ctx, raw[i]).Bytes()
-			if err != nil {
-				return err
-			}
-			var p Product
-			return decodePayload(b, &p)
-		})},
+		{sysRawGETd, serial(getDecodeFill(nil))},
 		{sysRawFill, serial(getDecodeFill(fill))},
 		{sysRawSync, serial(getDecodeFill(fillSync))},
 		{sysACL2, serial(func(i int) error {
@@ -302,30 +297,10 @@ func batch100(ctx context.Context, e *env) error {
 			}
 		}
 	}
-	before := ac.Stats()
-	m, err := e.compare(wl, &be, []candidate{
-		{sysRawMGET, perBatch(func(g int) error {
-			_, err := rdb.MGet(ctx, rawGroups[g]...).Result()
-			return err
-		})},
-		{sysMGETd, perBatch(func(g int) error {
-			vals, err := rdb.MGet(ctx, rawGroups[g]...).Result()
-			if err != nil {
-				return err
-			}
-			for _, v := range vals {
-				s, ok := v.(string)
-				if !ok {
-					return errors.New("MGET: a key is missing")
-				}
-				var p Product
-				if err := decodePayload([]byte(s), &p); err != nil {
-					return err
-				}
-			}
-			return nil
-		})},
-		{sysMGETf, perBatch(func(g int) error {
+	// mgetDecodeFill is a batch done by hand: MGET, decode each value and,
+	// when o is not nil, fill the otter o.
+	mgetDecodeFill := func(o *otter.Cache[string, *Product]) func(g int) error {
+		return func(g int) error {
 			vals, err := rdb.MGet(ctx, rawGroups[g]...).Result()
 			if err != nil {
 				return err
@@ -339,10 +314,21 @@ func batch100(ctx context.Context, e *env) error {
 				if err := decodePayload([]byte(s), p); err != nil {
 					return err
 				}
-				fill.Set(rawGroups[g][i], p)
+				if o != nil {
+					o.Set(rawGroups[g][i], p)
+				}
 			}
 			return nil
+		}
+	}
+	before := ac.Stats()
+	m, err := e.compare(wl, &be, []candidate{
+		{sysRawMGET, perBatch(func(g int) error {
+			_, err := rdb.MGet(ctx, rawGroups[g]...).Result()
+			return err
 		})},
+		{sysMGETd, perBatch(mgetDecodeFill(nil))},
+		{sysMGETf, perBatch(mgetDecodeFill(fill))},
 		{sysACBatch, perBatch(func(g int) error {
 			got, err := batch.GetMany(ctx, groups[g])
 			if err == nil && len(got) != batchSize {
