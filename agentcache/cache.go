@@ -237,7 +237,7 @@ type Stats struct {
 
 	WritesQueued  uint64 // L2 writes accepted by the write-behind queue
 	WritesDone    uint64 // L2 writes the store accepted
-	WritesDropped uint64 // L2 writes dropped: queue full, or still queued at Close
+	WritesDropped uint64 // L2 writes dropped: queue full, still queued at Close, or made after it
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
 	Oversize      uint64 // values kept out of L2 by MaxValueSize

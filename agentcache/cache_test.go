@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/tier/memory"
 )
 
 func newL1(t *testing.T, o Options) *Cache {
@@ -238,7 +239,9 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c, err := New(Options{Now: clock})
+	backend := memory.NewBackend(memory.BackendOptions{})
+	t.Cleanup(func() { backend.Close() })
+	c, err := New(Options{Now: clock, L2: backend.Remote("close:")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,9 +294,25 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 		close(release)
 		t.Fatal("Close did not return after its context ended; it waited for tools that ignore cancellation")
 	}
+	dropped := c.Stats().WritesDropped
 	close(release)
 	if err := <-answer; err != nil {
 		t.Fatalf("the caller whose tool outlived Close: %v", err)
+	}
+	// The late answer went to L1; its L2 write was dropped and counted.
+	if n := c.Stats().WritesDropped - dropped; n < 1 {
+		t.Errorf("%d L2 writes dropped after Close; want the late answer's counted", n)
+	}
+	rs, err := c.register(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := resource.HashValue("load", resource.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := c.l1.Get(rs.l1Key("", h)); !ok || e.value != "answer load" {
+		t.Errorf("L1 after the late answer: %+v, %v; want the answer", e, ok)
 	}
 }
 

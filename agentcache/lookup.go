@@ -534,6 +534,10 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 		c.w.enqueue(op)
 		return true
 	}
+	if c.w.shutDown() { // a tool that outlived Close: dropped, as by the queue
+		c.stats.writesDropped.Add(1)
+		return false
+	}
 	err := c.l2Call(context.WithoutCancel(ctx), "write", func(ctx context.Context) error {
 		if op.ifAbsent {
 			if c.w.adder == nil {

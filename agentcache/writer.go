@@ -52,6 +52,14 @@ func newWriter(c *Cache) *writer {
 	return w
 }
 
+// shutDown reports whether Close has shut the queue: from then on no L2
+// write is attempted, queued or written through.
+func (w *writer) shutDown() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.shut
+}
+
 // enqueue hands op to the queue without waiting. It reports false, and
 // counts the drop, when the queue is full or closed.
 func (w *writer) enqueue(op writeOp) bool {
