@@ -252,20 +252,16 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fas
 // caller's span with Options.L1HitEvents, a span otherwise, made after the
 // fact with every attribute at once.
 func traceL1Hit(ctx context.Context, ob *observer, ro *resObs, o *obsLookup, start time.Time) {
-	extra := idAttrs(ob, o)
-	if parent := trace.SpanFromContext(ctx); ob.hitEvents && parent.IsRecording() {
-		// An L1 hit takes microseconds: the event's own time (now) is
-		// its time, and the prebuilt option saves an allocation.
-		if len(extra) == 0 {
-			parent.AddEvent(ro.spanName, ro.l1Event...)
-		} else {
-			parent.AddEvent(ro.spanName, trace.WithAttributes(append(slices.Clip(ro.l1Attrs), extra...)...))
-		}
-		return
-	}
-	attrs := ro.l1Attrs
-	if len(extra) > 0 {
+	attrs, event := ro.l1Attrs, ro.l1Event
+	if extra := idAttrs(ob, o); len(extra) > 0 {
 		attrs = append(slices.Clip(attrs), extra...)
+		event = []trace.EventOption{trace.WithAttributes(attrs...)}
+	}
+	if parent := trace.SpanFromContext(ctx); ob.hitEvents && parent.IsRecording() {
+		// An L1 hit takes microseconds: the event's own time (now) is its
+		// time.
+		parent.AddEvent(ro.spanName, event...)
+		return
 	}
 	_, span := ob.tracer.Start(ctx, ro.spanName, trace.WithTimestamp(start),
 		trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindInternal))

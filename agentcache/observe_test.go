@@ -405,6 +405,33 @@ func TestL1HitEvents(t *testing.T) {
 		t.Errorf("lookup metric l1/hit = %d, want 2 (all: %v)", got["l1/hit"], got)
 	}
 
+	// With RecordScopeIDs the event carries the scope ID's hash, as a span
+	// would.
+	ic := newL1(t, Options{TracerProvider: tel.tp, L1HitEvents: true, RecordScopeIDs: true})
+	iget, err := Wrap(ic, resource.Resource{Name: "get_inbox", Scope: scope.User, TTL: time.Minute},
+		func(ctx context.Context, folder string) (string, error) { return folder, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	uctx, ustep := tel.tp.Tracer("test").Start(scope.WithUser(context.Background(), "alice"), "user step")
+	for range 2 {
+		if _, err := iget(uctx, "inbox"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ustep.End()
+	var hashed bool
+	for _, ev := range tel.spansOf("user step")[0].Events() {
+		for _, kv := range ev.Attributes {
+			if kv.Key == acotel.KeyScopeID && kv.Value.AsString() != "" && !strings.Contains(kv.Value.AsString(), "alice") {
+				hashed = true
+			}
+		}
+	}
+	if !hashed {
+		t.Error("the hit event has no hashed scope ID with RecordScopeIDs")
+	}
+
 	// No recording parent: with RootSpans the hit is a span of its own.
 	rc := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, L1HitEvents: true})
 	rget, err := Wrap(rc, resource.Resource{Name: "get_tide", TTL: time.Minute}, func(_ context.Context, port string) (string, error) { return "high at " + port, nil })
