@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -54,8 +55,13 @@ func TestRemoteFakeClock(t *testing.T) {
 	if ok, _ := r.TryLock(ctx, "lease", "a", 5*time.Second); !ok {
 		t.Fatal("TryLock on a free lease failed")
 	}
-	if _, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 20*time.Second); err != nil {
+	ep, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 20*time.Second)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// A created epoch is the backend's clock in microseconds.
+	if start := uint64(clock.Now().UnixMicro()); ep[0] != start {
+		t.Fatalf("created epoch = %d, want the fake clock %d", ep[0], start)
 	}
 
 	clock.Advance(9 * time.Second)
@@ -69,12 +75,12 @@ func TestRemoteFakeClock(t *testing.T) {
 	if _, ok, _ := r.Get(ctx, "k"); ok {
 		t.Fatal("entry outlived its TTL")
 	}
-	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{2}, 0); got[0] != 1 {
-		t.Fatalf("epoch = %d before its TTL, want 1", got[0])
+	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0); got[0] != ep[0] {
+		t.Fatalf("epoch = %d before its TTL, want %d", got[0], ep[0])
 	}
 	clock.Advance(10 * time.Second)
-	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{2}, 0); got[0] != 2 {
-		t.Fatalf("epoch = %d after its TTL, want the fresh value 2", got[0])
+	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0); got[0] != uint64(clock.Now().UnixMicro()) {
+		t.Fatalf("epoch = %d after its TTL, want a new one from the clock, %d", got[0], clock.Now().UnixMicro())
 	}
 	if n := b.Len(); n != 1 {
 		t.Fatalf("Len = %d, want 1 (the new epoch)", n)
@@ -202,11 +208,122 @@ func TestRemoteNonEpochValue(t *testing.T) {
 	defer b.Close()
 	r := b.Remote("app:")
 	ctx := context.Background()
-	if err := r.Set(ctx, "e", []byte("not a number"), 0); err != nil {
+	// Text that is not a decimal epoch (0 is none) reads as missing and
+	// is replaced, not an error.
+	for _, v := range []string{"not a number", "0", "-1", "+5", "1e6", " 7"} {
+		if err := r.Set(ctx, "e", []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+		if err != nil {
+			t.Fatalf("LoadEpochs of a key holding %q: %v", v, err)
+		}
+		if got[0] < 1_000_000 {
+			t.Fatalf("LoadEpochs of a key holding %q = %d, want a new epoch from the clock", v, got[0])
+		}
+		if stored, _, _ := r.Get(ctx, "e"); string(stored) != strconv.FormatUint(got[0], 10) {
+			t.Fatalf("after LoadEpochs the key holds %q, want the decimal epoch %d", stored, got[0])
+		}
+	}
+}
+
+// A fake clock that stands still must not bring an old epoch back, nor
+// fence the load that starts after a tombstone: the backend's clock in
+// microseconds never gives the same reading twice.
+func TestRemoteFrozenClock(t *testing.T) {
+	clock := newRemoteClock()
+	b := NewBackend(BackendOptions{Clock: clock.Now, SweepInterval: -1})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+	first, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0); err == nil {
-		t.Fatal("LoadEpochs of a key holding text: no error")
+	if err := r.Delete(ctx, "e"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0] <= first[0] {
+		t.Fatalf("epoch created after a delete = %d, the clock stood still, want more than the old %d", again[0], first[0])
+	}
+
+	read := func() tier.ReadResult {
+		t.Helper()
+		res, err := r.ReadRecords(ctx, []tier.ReadOp{{Key: "k"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	write := func(stamp int64) tier.Outcome {
+		t.Helper()
+		res, err := r.WriteRecords(ctx, []tier.RecordWrite{{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, nil)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].Outcome
+	}
+	loadBegins := read().Now
+	stamps, err := r.Tombstone(ctx, []string{"k"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if write(loadBegins) != tier.Fenced {
+		t.Fatal("a load that began before the tombstone was not fenced")
+	}
+	after := read().Now
+	if after <= stamps[0] {
+		t.Fatalf("a read after the tombstone stamped %d has Now %d", stamps[0], after)
+	}
+	if o := write(after); o != tier.Written {
+		t.Fatalf("a load that began after the tombstone: %v, want Written", o)
+	}
+}
+
+// Horizon and the expiry of tombstones and leases follow the backend's
+// clock.
+func TestRemoteRecordsFakeClock(t *testing.T) {
+	clock := newRemoteClock()
+	b := NewBackend(BackendOptions{Clock: clock.Now, SweepInterval: -1})
+	defer b.Close()
+	r := b.Remote("app:")
+	ctx := context.Background()
+	res, err := r.ReadRecords(ctx, []tier.ReadOp{{Key: "k", Lease: &tier.Lease{Key: "lk:k", Token: "a", TTL: 5 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Leased || res[0].Now < clock.Now().UnixMicro() {
+		t.Fatalf("first read = %+v, want the lease and the fake clock (%d µs)", res[0], clock.Now().UnixMicro())
+	}
+	stamp := res[0].Now
+	clock.Advance(6 * time.Second)
+	w := tier.RecordWrite{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, []byte("v")), Horizon: 5 * time.Second}
+	out, err := r.WriteRecords(ctx, []tier.RecordWrite{w})
+	if err != nil || out[0].Outcome != tier.TooOld {
+		t.Fatalf("write 6s after its read with a 5s Horizon = (%+v, %v), want TooOld", out, err)
+	}
+	// The lease expired with the clock.
+	if ok, _ := r.TryLock(ctx, "lk:k", "b", time.Second); !ok {
+		t.Fatal("the lease ReadRecords took did not expire with the fake clock")
+	}
+	ts, err := r.Tombstone(ctx, []string{"k"}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts[0] < clock.Now().UnixMicro() {
+		t.Fatalf("tombstone stamped %d, before the fake clock %d", ts[0], clock.Now().UnixMicro())
+	}
+	clock.Advance(9 * time.Second)
+	if _, ok, _ := r.Get(ctx, "k"); !ok {
+		t.Fatal("tombstone expired before its TTL")
+	}
+	clock.Advance(2 * time.Second)
+	if _, ok, _ := r.Get(ctx, "k"); ok {
+		t.Fatal("tombstone outlived its TTL")
 	}
 }
 

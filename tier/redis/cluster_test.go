@@ -114,9 +114,43 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 	for i := range keys {
 		epochKeys[i] = fmt.Sprintf("{user:%d}epoch", i)
 	}
+	reads := make([]tier.ReadOp, len(keys))
+	records := make([]tier.RecordWrite, len(keys))
+	for i, k := range keys {
+		// An entry and its lease share the entry's hash tag, so the
+		// script that reads one and takes the other runs on one slot.
+		lease := &tier.Lease{Key: "lk:" + k, Token: "t", TTL: time.Minute}
+		reads[i] = tier.ReadOp{Key: k, Lease: lease}
+		records[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, 1, []byte(k)), TTL: time.Minute, Release: lease}
+	}
 	// Steady state: the pipeline connections to every node exist (opening
-	// one costs its own handshake round trips, which are not the batch's).
+	// one costs its own handshake round trips, which are not the batch's),
+	// and every node knows the scripts (loading one is not the batch's
+	// either).
 	if _, err := s.GetMulti(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadEpochs(ctx, epochKeys, epochs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BumpEpochs(ctx, epochKeys, epochs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	warm := make([]string, len(keys))
+	warmReads := make([]tier.ReadOp, len(keys))
+	warmWrites := make([]tier.RecordWrite, len(keys))
+	for i := range keys {
+		warm[i] = fmt.Sprintf("{user:%d}warm", i)
+		warmReads[i] = tier.ReadOp{Key: warm[i]}
+		warmWrites[i] = tier.RecordWrite{Key: warm[i], Record: tier.AppendRecord(nil, tier.KindValue, 1, nil), TTL: time.Minute}
+	}
+	if _, err := s.ReadRecords(ctx, warmReads); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteRecords(ctx, warmWrites); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tombstone(ctx, warm, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	check := func(op string, call func() error) {
@@ -166,8 +200,39 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 		_, err := s.LoadEpochs(ctx, epochKeys, epochs, time.Minute)
 		return err
 	})
-	check("StoreEpochs", func() error { return s.StoreEpochs(ctx, epochKeys, epochs, time.Minute) })
+	check("BumpEpochs", func() error {
+		_, err := s.BumpEpochs(ctx, epochKeys, epochs, time.Minute)
+		return err
+	})
 	check("Delete", func() error { return s.Delete(ctx, keys...) })
+	check("ReadRecords", func() error {
+		got, err := s.ReadRecords(ctx, reads)
+		if err != nil {
+			return err
+		}
+		for i, r := range got {
+			if r.Err != nil || !r.Leased {
+				return fmt.Errorf("read %d = %+v", i, r)
+			}
+		}
+		return nil
+	})
+	check("WriteRecords", func() error {
+		got, err := s.WriteRecords(ctx, records)
+		if err != nil {
+			return err
+		}
+		for i, r := range got {
+			if r.Err != nil || r.Outcome != tier.Written {
+				return fmt.Errorf("write %d = %+v", i, r)
+			}
+		}
+		return nil
+	})
+	check("Tombstone", func() error {
+		_, err := s.Tombstone(ctx, keys, time.Minute)
+		return err
+	})
 }
 
 // slotOwners maps every hash slot to the address of the master serving it.
@@ -261,6 +326,40 @@ func TestClusterNodeFailureIsPerKey(t *testing.T) {
 	}
 	if nDown == 0 || nDown == len(keys) {
 		t.Fatalf("%d of %d keys on the paused master: the test needs some on each side", nDown, len(keys))
+	}
+
+	// The records of the same keys: per-key errors too.
+	ops := make([]tier.ReadOp, len(keys))
+	for i, k := range keys {
+		ops[i] = tier.ReadOp{Key: k, Lease: &tier.Lease{Key: "lk:" + k, Token: "t", TTL: time.Minute}}
+	}
+	reads, err := s.ReadRecords(ctx, ops)
+	if err != nil {
+		t.Fatalf("ReadRecords with one master paused: whole-call error %v, want per-key errors", err)
+	}
+	recs := make([]tier.RecordWrite, len(keys))
+	for i, k := range keys {
+		r := reads[i]
+		if down[k] {
+			if r.Err == nil {
+				t.Errorf("read of %q on the paused master: no error (%+v)", k, r)
+			} else if !strings.HasPrefix(r.Err.Error(), "redis: read records: ") {
+				t.Errorf("read of %q: error %q lacks the operation", k, r.Err)
+			}
+		} else if r.Err != nil || !r.Found || string(r.Value) != k || r.Now <= 0 {
+			t.Errorf("read of %q on a healthy master = %+v, want its bytes and the clock", k, r)
+		}
+		recs[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, r.Now, []byte(k))}
+	}
+	results, err := s.WriteRecords(ctx, recs)
+	if err != nil {
+		t.Fatalf("WriteRecords with one master paused: whole-call error %v, want per-write errors", err)
+	}
+	for i, k := range keys {
+		r := results[i]
+		if down[k] != (r.Outcome == tier.Failed && r.Err != nil) {
+			t.Errorf("record write of %q (on paused master: %v) = %+v", k, down[k], r)
+		}
 	}
 
 	for i := range writes {

@@ -3,7 +3,7 @@ package tiertest
 import (
 	"context"
 	"fmt"
-	"math"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,73 +14,154 @@ import (
 )
 
 func (s *suite) testEpochs(t *testing.T) {
-	load := func(t *testing.T, e tier.Epochs, keys []string, fresh []uint64, ttl time.Duration) []uint64 {
+	load := func(t *testing.T, e tier.Epochs, keys []string, known []uint64, ttl time.Duration) []uint64 {
 		t.Helper()
-		got, err := e.LoadEpochs(testCtx(t), keys, fresh, ttl)
+		got, err := e.LoadEpochs(testCtx(t), keys, known, ttl)
 		if err != nil {
-			t.Fatalf("LoadEpochs(%q): %v", keys, err)
+			t.Fatalf("LoadEpochs(%q, known %v): %v", keys, known, err)
 		}
 		if len(got) != len(keys) {
 			t.Fatalf("LoadEpochs returned %d values for %d keys", len(got), len(keys))
 		}
+		for i, v := range got {
+			if v < known[i] {
+				t.Fatalf("LoadEpochs(%q) = %d, below the known value %d", keys[i], v, known[i])
+			}
+		}
 		return got
 	}
-	store := func(t *testing.T, e tier.Epochs, keys []string, values []uint64, ttl time.Duration) {
+	bump := func(t *testing.T, e tier.Epochs, keys []string, known []uint64, ttl time.Duration) []uint64 {
 		t.Helper()
-		if err := e.StoreEpochs(testCtx(t), keys, values, ttl); err != nil {
-			t.Fatalf("StoreEpochs(%q): %v", keys, err)
+		got, err := e.BumpEpochs(testCtx(t), keys, known, ttl)
+		if err != nil {
+			t.Fatalf("BumpEpochs(%q, known %v): %v", keys, known, err)
+		}
+		if len(got) != len(keys) {
+			t.Fatalf("BumpEpochs returned %d values for %d keys", len(got), len(keys))
+		}
+		for i, v := range got {
+			if v <= known[i] {
+				t.Fatalf("BumpEpochs(%q) = %d, not above the known value %d", keys[i], v, known[i])
+			}
+		}
+		return got
+	}
+	zeros := func(n int) []uint64 { return make([]uint64, n) }
+	// created fails t unless v is a value the store may create: positive,
+	// and at or after its clock reading floor (0 when the store has no
+	// clock the suite can read).
+	created := func(t *testing.T, what string, v uint64, floor int64) {
+		t.Helper()
+		if v == 0 || v < uint64(floor) {
+			t.Fatalf("%s = %d, want a new value: the store's clock (%d µs, read before) or more", what, v, floor)
 		}
 	}
 
 	t.Run("CreatesMissing", func(t *testing.T) {
 		t.Parallel()
-		e := s.open(t, "ep").(tier.Epochs)
+		st := s.open(t, "ep")
+		e := st.(tier.Epochs)
 		keys := []string{"global", "{user:1}res", "{user:2}res"}
-		if got := load(t, e, keys, []uint64{11, 22, 33}, 0); !slices.Equal(got, []uint64{11, 22, 33}) {
-			t.Fatalf("first LoadEpochs = %v, want the fresh values [11 22 33]", got)
+		floor := storeClock(t, st, keys...)
+		first := load(t, e, keys, zeros(3), 0)
+		for i, v := range first {
+			created(t, fmt.Sprintf("first LoadEpochs of %q", keys[i]), v, floor[i])
 		}
-		// Later callers get the stored values, not their own fresh ones.
-		if got := load(t, e, keys, []uint64{44, 55, 66}, 0); !slices.Equal(got, []uint64{11, 22, 33}) {
-			t.Fatalf("second LoadEpochs = %v, want the stored values [11 22 33]", got)
+		// Later callers get the stored values; known values below them
+		// change nothing.
+		if got := load(t, e, keys, zeros(3), 0); !slices.Equal(got, first) {
+			t.Fatalf("second LoadEpochs = %v, want the stored values %v", got, first)
+		}
+		if got := load(t, e, keys, []uint64{1, 1, 1}, 0); !slices.Equal(got, first) {
+			t.Fatalf("LoadEpochs with known values below the stored ones = %v, want the stored values %v", got, first)
 		}
 		// A mix of present and missing keys.
-		got := load(t, e, []string{"{user:2}res", "new"}, []uint64{77, 88}, 0)
-		if !slices.Equal(got, []uint64{33, 88}) {
-			t.Fatalf("LoadEpochs of a present and a missing key = %v, want [33 88]", got)
+		floor = storeClock(t, st, "new")
+		got := load(t, e, []string{"{user:2}res", "new"}, zeros(2), 0)
+		if got[0] != first[2] {
+			t.Fatalf("LoadEpochs of a present key = %d, want the stored %d", got[0], first[2])
 		}
+		created(t, "LoadEpochs of a missing key next to a present one", got[1], floor[0])
+	})
+
+	t.Run("KnownRaisesLower", func(t *testing.T) {
+		t.Parallel()
+		e := s.open(t, "epknown").(tier.Epochs)
+		v := load(t, e, []string{"k"}, zeros(1), 0)[0]
+		// A store that holds less than a caller knows lost a write (a
+		// failover, a restored backup): it is raised, and never lowers the
+		// caller's value.
+		raised := v + 1_000_000
+		if got := load(t, e, []string{"k"}, []uint64{raised}, 0); got[0] != raised {
+			t.Fatalf("LoadEpochs with known %d above the stored %d = %d, want the known value", raised, v, got[0])
+		}
+		if got := load(t, e, []string{"k"}, zeros(1), 0); got[0] != raised {
+			t.Fatalf("LoadEpochs after a raise to %d = %d: the raise was not stored", raised, got[0])
+		}
+		// A missing key with a known value: never below it.
+		far := v + 1_000_000_000_000
+		lost := load(t, e, []string{"lost"}, []uint64{far}, 0)[0]
+		if got := load(t, e, []string{"lost"}, zeros(1), 0); got[0] != lost {
+			t.Fatalf("LoadEpochs of a key created from a known value = %d, want the stored %d", got[0], lost)
+		}
+	})
+
+	t.Run("BumpGrows", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "epbump")
+		e := st.(tier.Epochs)
+		v := load(t, e, []string{"k"}, zeros(1), 0)[0]
+		b1 := bump(t, e, []string{"k"}, zeros(1), 0)[0]
+		if b1 <= v {
+			t.Fatalf("BumpEpochs of a key holding %d = %d, want a greater value", v, b1)
+		}
+		if got := load(t, e, []string{"k"}, zeros(1), 0); got[0] != b1 {
+			t.Fatalf("LoadEpochs after BumpEpochs = %d, want the bumped %d", got[0], b1)
+		}
+		// A stale known value (below what the key holds) still bumps past
+		// the stored one.
+		b2 := bump(t, e, []string{"k"}, []uint64{v}, 0)[0]
+		if b2 <= b1 {
+			t.Fatalf("BumpEpochs with a stale known value = %d, want more than the stored %d", b2, b1)
+		}
+		// A known value above the stored one: past that.
+		ahead := b2 + 1_000_000_000
+		b3 := bump(t, e, []string{"k"}, []uint64{ahead}, 0)[0]
+		if got := load(t, e, []string{"k"}, zeros(1), 0); got[0] != b3 {
+			t.Fatalf("LoadEpochs after BumpEpochs = %d, want the bumped %d", got[0], b3)
+		}
+		// A missing key is bumped to a new value after the store's clock.
+		floor := storeClock(t, st, "missing")
+		created(t, "BumpEpochs of a missing key", bump(t, e, []string{"missing"}, zeros(1), 0)[0], floor[0])
+		bump(t, e, []string{"missing2"}, []uint64{ahead}, 0)
 	})
 
 	t.Run("DuplicateKeysAgree", func(t *testing.T) {
 		t.Parallel()
 		e := s.open(t, "epdup").(tier.Epochs)
-		got := load(t, e, []string{"d", "d"}, []uint64{1, 2}, 0)
+		got := load(t, e, []string{"d", "d"}, zeros(2), 0)
 		if got[0] != got[1] {
 			t.Fatalf("LoadEpochs([d d]) = %v: one key, two epochs", got)
 		}
-	})
-
-	t.Run("Extremes", func(t *testing.T) {
-		t.Parallel()
-		e := s.open(t, "epext").(tier.Epochs)
-		keys := []string{"zero", "one", "max"}
-		want := []uint64{0, 1, math.MaxUint64}
-		if got := load(t, e, keys, want, 0); !slices.Equal(got, want) {
-			t.Fatalf("LoadEpochs = %v, want %v", got, want)
+		b := bump(t, e, []string{"d", "d"}, zeros(2), 0)
+		if b[0] == b[1] || min(b[0], b[1]) <= got[0] {
+			t.Fatalf("BumpEpochs([d d]) of a key holding %d = %v, want two bumps, each to a new value", got[0], b)
 		}
-		if got := load(t, e, keys, []uint64{5, 5, 5}, 0); !slices.Equal(got, want) {
-			t.Fatalf("LoadEpochs after creating = %v, want %v", got, want)
-		}
-		store(t, e, keys, []uint64{math.MaxUint64, 0, 1}, 0)
-		if got := load(t, e, keys, []uint64{5, 5, 5}, 0); !slices.Equal(got, []uint64{math.MaxUint64, 0, 1}) {
-			t.Fatalf("LoadEpochs after StoreEpochs = %v", got)
+		if now := load(t, e, []string{"d"}, zeros(1), 0); now[0] != max(b[0], b[1]) {
+			t.Fatalf("LoadEpochs after BumpEpochs([d d]) = %d, want the later bump %d", now[0], max(b[0], b[1]))
 		}
 	})
 
 	t.Run("ConcurrentFirstLoadsAgree", func(t *testing.T) {
+		if s.opts.NotAtomic {
+			t.Skip("the store's epochs are not atomic")
+		}
 		t.Parallel()
-		e := s.open(t, "eprace").(tier.Epochs)
+		st := s.open(t, "eprace")
+		e := st.(tier.Epochs)
 		ctx := testCtx(t)
 		keys := []string{"a", "{b}", "{c}x"}
+		floor := storeClock(t, st, keys...)
 		const n = 20
 		results := make([][]uint64, n)
 		var wg sync.WaitGroup
@@ -89,9 +170,9 @@ func (s *suite) testEpochs(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				fresh := []uint64{uint64(g*10 + 1), uint64(g*10 + 2), uint64(g*10 + 3)}
+				known := []uint64{uint64(g), uint64(g + 1), 0}
 				<-start
-				got, err := e.LoadEpochs(ctx, keys, fresh, time.Hour)
+				got, err := e.LoadEpochs(ctx, keys, known, time.Hour)
 				if err != nil {
 					t.Errorf("LoadEpochs: %v", err)
 					return
@@ -110,99 +191,218 @@ func (s *suite) testEpochs(t *testing.T) {
 			}
 		}
 		for i, v := range results[0] {
-			if v%10 != uint64(i+1) || v/10 >= n {
-				t.Fatalf("key %q holds %d, which no caller offered", keys[i], v)
-			}
+			created(t, fmt.Sprintf("key %q", keys[i]), v, floor[i])
 		}
 	})
 
-	t.Run("StoreOverwrites", func(t *testing.T) {
+	t.Run("ConcurrentBumpsDistinct", func(t *testing.T) {
+		if s.opts.NotAtomic {
+			t.Skip("the store's epochs are not atomic")
+		}
 		t.Parallel()
-		e := s.open(t, "epstore").(tier.Epochs)
-		load(t, e, []string{"k"}, []uint64{1}, 0)
-		store(t, e, []string{"k", "fresh"}, []uint64{999, 7}, 0)
-		if got := load(t, e, []string{"k", "fresh"}, []uint64{2, 3}, 0); !slices.Equal(got, []uint64{999, 7}) {
-			t.Fatalf("LoadEpochs after StoreEpochs = %v, want [999 7]", got)
+		e := s.open(t, "epbumprace").(tier.Epochs)
+		ctx := testCtx(t)
+		start := load(t, e, []string{"k"}, zeros(1), 0)[0]
+		const n = 20
+		results := make([]uint64, n)
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for g := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				got, err := e.BumpEpochs(ctx, []string{"k"}, []uint64{start}, 0)
+				if err != nil {
+					t.Errorf("BumpEpochs: %v", err)
+					return
+				}
+				results[g] = got[0]
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		sorted := slices.Clone(results)
+		slices.Sort(sorted)
+		if sorted[0] <= start || len(slices.Compact(slices.Clone(sorted))) != n {
+			t.Fatalf("%d concurrent bumps of a key holding %d returned %v, want %d distinct greater values", n, start, results, n)
+		}
+		if got := load(t, e, []string{"k"}, zeros(1), 0); got[0] != sorted[n-1] {
+			t.Fatalf("LoadEpochs after concurrent bumps = %d, want the last bump %d", got[0], sorted[n-1])
 		}
 	})
 
-	t.Run("DeletedComesBackFresh", func(t *testing.T) {
+	t.Run("DeletedComesBackNewer", func(t *testing.T) {
 		t.Parallel()
 		st := s.open(t, "epdel")
 		e := st.(tier.Epochs)
 		ctx := testCtx(t)
-		if got := load(t, e, []string{"k"}, []uint64{100}, 0); got[0] != 100 {
-			t.Fatalf("LoadEpochs = %v, want [100]", got)
-		}
+		load(t, e, []string{"k"}, zeros(1), 0)
+		last := bump(t, e, []string{"k"}, zeros(1), 0)[0]
 		// Epoch keys are keys like any other: an eviction looks like Delete.
+		// A key that comes back must hold a new namespace, never an old one.
 		if err := st.Delete(ctx, "k"); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
-		if got := load(t, e, []string{"k"}, []uint64{200}, 0); got[0] != 200 {
-			t.Fatalf("LoadEpochs after the key was deleted = %v, want the new fresh value [200], never the old one", got)
+		if got := load(t, e, []string{"k"}, zeros(1), 0)[0]; got <= last {
+			t.Fatalf("LoadEpochs after the key was deleted = %d, want a value after every earlier one (%d)", got, last)
 		}
+		last = bump(t, e, []string{"k"}, zeros(1), 0)[0]
 		if err := st.Clear(ctx); err != nil {
 			t.Fatalf("Clear: %v", err)
 		}
-		if got := load(t, e, []string{"k"}, []uint64{300}, 0); got[0] != 300 {
-			t.Fatalf("LoadEpochs after Clear = %v, want [300]", got)
+		if got := load(t, e, []string{"k"}, zeros(1), 0)[0]; got <= last {
+			t.Fatalf("LoadEpochs after Clear = %d, want a value after every earlier one (%d)", got, last)
+		} else {
+			last = got
+		}
+		if err := st.Delete(ctx, "k"); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if got := bump(t, e, []string{"k"}, zeros(1), 0)[0]; got <= last {
+			t.Fatalf("BumpEpochs after the key was deleted = %d, want a value after every earlier one (%d)", got, last)
 		}
 	})
 
 	t.Run("TTL", func(t *testing.T) {
 		t.Parallel()
-		e := s.open(t, "epttl").(tier.Epochs)
-		load(t, e, []string{"created"}, []uint64{1}, 100*time.Millisecond)
-		store(t, e, []string{"stored"}, []uint64{1}, 100*time.Millisecond)
-		store(t, e, []string{"forever"}, []uint64{1}, 0)
-		for _, k := range []string{"created", "stored"} {
-			eventually(t, "epoch "+k+" with a 100ms TTL expires", func() bool {
-				return load(t, e, []string{k}, []uint64{2}, 0)[0] == 2
-			})
+		st := s.open(t, "epttl")
+		e := st.(tier.Epochs)
+		ctx := testCtx(t)
+		const short = 100 * time.Millisecond
+		expiring := map[string]uint64{
+			"created": load(t, e, []string{"created"}, zeros(1), short)[0],
+			"bumped":  bump(t, e, []string{"bumped"}, zeros(1), short)[0],
 		}
-		if got := load(t, e, []string{"forever"}, []uint64{2}, 0); got[0] != 1 {
-			t.Fatalf("epoch stored with ttl 0 = %d, want 1", got[0])
+		forever := load(t, e, []string{"forever"}, zeros(1), 0)[0]
+		// A bump with ttl 0 removes the expiry the key was created with.
+		load(t, e, []string{"was-short"}, zeros(1), short)
+		kept := bump(t, e, []string{"was-short"}, zeros(1), 0)[0]
+		for k, old := range expiring {
+			eventually(t, "epoch "+k+" with a 100ms TTL expires", func() bool {
+				_, ok := mustGet(t, ctx, st, k)
+				return !ok
+			})
+			if got := load(t, e, []string{k}, zeros(1), 0)[0]; got <= old {
+				t.Fatalf("LoadEpochs of the expired epoch %s = %d, want a value after the old %d", k, got, old)
+			}
+		}
+		time.Sleep(2 * short)
+		if got := load(t, e, []string{"forever"}, zeros(1), 0)[0]; got != forever {
+			t.Fatalf("epoch created with ttl 0 = %d, want %d", got, forever)
+		}
+		if got := load(t, e, []string{"was-short"}, zeros(1), 0)[0]; got != kept {
+			t.Fatalf("epoch bumped with ttl 0 = %d, want %d (the bump removes the expiry)", got, kept)
+		}
+	})
+
+	t.Run("NotAnEpochIsReplaced", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "epbad")
+		e := st.(tier.Epochs)
+		ctx := testCtx(t)
+		// Bytes no store keeps as an epoch; the suite can only write them
+		// with Set (a store's tests add keys of other types).
+		garbage := map[string][]byte{
+			"text":   []byte("not an epoch"),
+			"empty":  {},
+			"binary": []byte("\x00\xff\x10garbage\r\n"),
+			"sign":   []byte("-42"),
+			"suffix": []byte("12x"),
+			"record": tier.AppendRecord(nil, tier.KindValue, 5, []byte("v")),
+		}
+		keys := slices.Sorted(maps.Keys(garbage))
+		for _, k := range keys {
+			mustSet(t, ctx, st, k, garbage[k], 0)
+		}
+		floor := storeClock(t, st, keys...)
+		got := load(t, e, keys, zeros(len(keys)), 0)
+		for i, k := range keys {
+			created(t, "LoadEpochs of a key holding "+show(garbage[k]), got[i], floor[i])
+			if v, _ := mustGet(t, ctx, st, k); string(v) == string(garbage[k]) {
+				t.Fatalf("LoadEpochs of a key holding %s left it in place", show(v))
+			}
+		}
+		if again := load(t, e, keys, zeros(len(keys)), 0); !slices.Equal(again, got) {
+			t.Fatalf("LoadEpochs after replacing garbage = %v, want the created values %v", again, got)
+		}
+		// Bumps and known values replace garbage too.
+		mustSet(t, ctx, st, "b", []byte("garbage"), 0)
+		mustSet(t, ctx, st, "k", []byte("garbage"), 0)
+		floor = storeClock(t, st, "b")
+		b := bump(t, e, []string{"b"}, zeros(1), 0)[0]
+		created(t, "BumpEpochs of a key holding garbage", b, floor[0])
+		far := b + 1_000_000_000
+		k := load(t, e, []string{"k"}, []uint64{far}, 0)[0]
+		if again := load(t, e, []string{"b", "k"}, zeros(2), 0); again[0] != b || again[1] != k {
+			t.Fatalf("LoadEpochs after replacing garbage = %v, want [%d %d]", again, b, k)
 		}
 	})
 
 	t.Run("ManySlots", func(t *testing.T) {
 		t.Parallel()
-		e := s.open(t, "epmany").(tier.Epochs)
+		st := s.open(t, "epmany")
+		e := st.(tier.Epochs)
 		keys := make([]string, 300)
-		fresh := make([]uint64, len(keys))
 		for i := range keys {
 			keys[i] = fmt.Sprintf("{s%d}epoch", i)
-			fresh[i] = uint64(i) + 1000
 		}
-		if got := load(t, e, keys, fresh, time.Hour); !slices.Equal(got, fresh) {
-			t.Fatal("LoadEpochs over many slots did not return the fresh values")
+		floor := storeClock(t, st, keys...)
+		first := load(t, e, keys, zeros(len(keys)), time.Hour)
+		for i, v := range first {
+			created(t, fmt.Sprintf("LoadEpochs of %q", keys[i]), v, floor[i])
 		}
-		for i := range fresh {
-			fresh[i] += 1000
+		if got := load(t, e, keys, zeros(len(keys)), time.Hour); !slices.Equal(got, first) {
+			t.Fatal("LoadEpochs over many slots did not return the created values")
 		}
-		store(t, e, keys, fresh, time.Hour)
-		if got := load(t, e, keys, make([]uint64, len(keys)), time.Hour); !slices.Equal(got, fresh) {
-			t.Fatal("LoadEpochs over many slots did not return the stored values")
+		bumped := bump(t, e, keys, first, time.Hour)
+		for i := range keys {
+			if bumped[i] <= first[i] {
+				t.Fatalf("BumpEpochs of %q holding %d = %d", keys[i], first[i], bumped[i])
+			}
+		}
+		if got := load(t, e, keys, zeros(len(keys)), time.Hour); !slices.Equal(got, bumped) {
+			t.Fatal("LoadEpochs over many slots did not return the bumped values")
 		}
 	})
 
 	t.Run("BadArguments", func(t *testing.T) {
 		t.Parallel()
-		e := s.open(t, "epbad").(tier.Epochs)
+		st := s.open(t, "epargs")
+		e := st.(tier.Epochs)
 		ctx := testCtx(t)
 		if _, err := e.LoadEpochs(ctx, []string{"a", "b"}, []uint64{1}, 0); err == nil {
-			t.Error("LoadEpochs with more keys than fresh values: no error")
+			t.Error("LoadEpochs with more keys than known values: no error")
 		}
-		if err := e.StoreEpochs(ctx, []string{"a"}, []uint64{1, 2}, 0); err == nil {
-			t.Error("StoreEpochs with fewer keys than values: no error")
+		if _, err := e.LoadEpochs(ctx, []string{"a"}, []uint64{1, 2}, 0); err == nil {
+			t.Error("LoadEpochs with fewer keys than known values: no error")
 		}
-		got, err := e.LoadEpochs(ctx, nil, nil, 0)
-		if err != nil || len(got) != 0 {
-			t.Errorf("LoadEpochs of no keys = (%v, %v), want no values and no error", got, err)
+		if _, err := e.BumpEpochs(ctx, []string{"a"}, []uint64{1, 2}, 0); err == nil {
+			t.Error("BumpEpochs with fewer keys than known values: no error")
 		}
-		if err := e.StoreEpochs(ctx, nil, nil, 0); err != nil {
-			t.Errorf("StoreEpochs of no keys: %v", err)
+		if _, err := e.BumpEpochs(ctx, []string{"a", "b"}, nil, 0); err == nil {
+			t.Error("BumpEpochs with more keys than known values: no error")
 		}
+		for _, keys := range [][]string{nil, {}} {
+			got, err := e.LoadEpochs(ctx, keys, []uint64{}, 0)
+			if err != nil || len(got) != 0 {
+				t.Errorf("LoadEpochs of no keys = (%v, %v), want no values and no error", got, err)
+			}
+			got, err = e.BumpEpochs(ctx, keys, nil, 0)
+			if err != nil || len(got) != 0 {
+				t.Errorf("BumpEpochs of no keys = (%v, %v), want no values and no error", got, err)
+			}
+		}
+		if _, err := e.LoadEpochs(ctx, []string{"neg"}, []uint64{0}, -time.Second); err == nil {
+			t.Error("LoadEpochs with a negative TTL: no error")
+		}
+		if _, err := e.BumpEpochs(ctx, []string{"neg"}, []uint64{0}, -time.Second); err == nil {
+			t.Error("BumpEpochs with a negative TTL: no error")
+		}
+		wantMissing(t, ctx, st, "neg")
 	})
 }
 

@@ -448,7 +448,18 @@ func everyOp(ctx context.Context, st tier.Remote, value []byte, unlock bool, che
 	if c, ok := st.(tier.Epochs); ok {
 		_, err := c.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0)
 		check("LoadEpochs", err)
-		check("StoreEpochs", c.StoreEpochs(ctx, []string{"e"}, []uint64{1}, 0))
+		_, err = c.BumpEpochs(ctx, []string{"e"}, []uint64{1}, 0)
+		check("BumpEpochs", err)
+	}
+	if c, ok := st.(tier.Fencer); ok {
+		_, err := c.ReadRecords(ctx, []tier.ReadOp{{Key: "k"}, {Key: "{r}", Lease: &tier.Lease{Key: "lk:{r}", Token: "t", TTL: time.Second}}})
+		check("ReadRecords", err)
+		// Stamped far ahead: it would replace k if it ran.
+		record := tier.AppendRecord(nil, tier.KindValue, 1<<52, value)
+		_, err = c.WriteRecords(ctx, []tier.RecordWrite{{Key: "k", Record: record}})
+		check("WriteRecords", err)
+		_, err = c.Tombstone(ctx, []string{"k"}, time.Second)
+		check("Tombstone", err)
 	}
 	if c, ok := st.(tier.Broadcaster); ok {
 		check("Publish", c.Publish(ctx, "ch", []byte("m")))

@@ -23,9 +23,14 @@
 //
 // Then, for each optional capability the store implements (found by type
 // assertion, as the cache does), its contract: [tier.BatchGetter],
-// [tier.BatchWriter], [tier.Adder], [tier.Epochs], [tier.Broadcaster] and
-// [tier.Locker]. A capability the store does not implement is logged, not
-// failed.
+// [tier.BatchWriter], [tier.Adder], [tier.Epochs], [tier.Fencer],
+// [tier.Broadcaster] and [tier.Locker]. A capability the store does not
+// implement is logged, not failed.
+//
+// The suite reads the store's clock only through the Now of
+// [tier.Fencer.ReadRecords]: record stamps it writes are readings of that
+// clock, and where the store is a Fencer, epochs it creates are checked
+// against it too.
 //
 // # What the suite expects beyond tier.go
 //
@@ -78,10 +83,29 @@ import (
 // The suite closes every store it opens when the subtest ends.
 type Factory func(t *testing.T, prefix string) tier.Remote
 
-// Run runs the conformance suite against the stores f opens.
+// Options adjusts what [RunWith] expects of the stores.
+type Options struct {
+	// NotAtomic declares that the store's Fencer and Epochs are not atomic:
+	// each of their steps is several operations, as with [tier.Fence] and
+	// [tier.EpochsOver] over a plain Remote. The suite then checks their
+	// ordering rules one call at a time and skips what needs atomicity
+	// (concurrent first loads agreeing, racing writes and invalidations,
+	// exactly one lease holder) and leases, which such stores do not take.
+	NotAtomic bool
+}
+
+// Run runs the conformance suite against the stores f opens. It is
+// RunWith(t, f, Options{}).
 func Run(t *testing.T, f Factory) {
 	t.Helper()
-	s := &suite{factory: f, base: "tiertest:" + randomHex(4) + ":"}
+	RunWith(t, f, Options{})
+}
+
+// RunWith runs the conformance suite against the stores f opens, with the
+// expectations opts adjusts.
+func RunWith(t *testing.T, f Factory, opts Options) {
+	t.Helper()
+	s := &suite{factory: f, opts: opts, base: "tiertest:" + randomHex(4) + ":"}
 
 	// Probe the capabilities once, on a store of its own.
 	probe := s.open(t, "probe")
@@ -89,6 +113,7 @@ func Run(t *testing.T, f Factory) {
 	_, batchWrite := probe.(tier.BatchWriter)
 	_, adder := probe.(tier.Adder)
 	_, epochs := probe.(tier.Epochs)
+	_, fencer := probe.(tier.Fencer)
 	_, broadcaster := probe.(tier.Broadcaster)
 	_, locker := probe.(tier.Locker)
 
@@ -104,6 +129,7 @@ func Run(t *testing.T, f Factory) {
 	capability("BatchWriter", batchWrite, s.testBatchWriter)
 	capability("Adder", adder, s.testAdder)
 	capability("Epochs", epochs, s.testEpochs)
+	capability("Fencer", fencer, s.testFencer)
 	capability("Broadcaster", broadcaster, s.testBroadcaster)
 	capability("Locker", locker, s.testLocker)
 }
@@ -111,6 +137,7 @@ func Run(t *testing.T, f Factory) {
 // suite carries what every subtest needs.
 type suite struct {
 	factory Factory
+	opts    Options
 	base    string       // "tiertest:<run id>:", unique per Run
 	seq     atomic.Int64 // makes every opened namespace unique
 }
@@ -218,4 +245,23 @@ func show(b []byte) string {
 		return strconv.Itoa(len(b)) + " bytes"
 	}
 	return strconv.Quote(string(b))
+}
+
+// storeClock returns the store's clock (µs) at each key, as ReadRecords
+// reports it, or zeros when the store is not a [tier.Fencer].
+func storeClock(t *testing.T, st tier.Remote, keys ...string) []int64 {
+	t.Helper()
+	out := make([]int64, len(keys))
+	f, ok := st.(tier.Fencer)
+	if !ok {
+		return out
+	}
+	ops := make([]tier.ReadOp, len(keys))
+	for i, k := range keys {
+		ops[i].Key = k
+	}
+	for i, r := range readRecords(t, f, ops...) {
+		out[i] = r.Now
+	}
+	return out
 }
