@@ -27,6 +27,9 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"app\n:", `redis: prefix must not contain control character "\n"`},
 		{"app\x00:", `redis: prefix must not contain control character "\x00"`},
 		{"app\x7f:", `redis: prefix must not contain control character "\x7f"`},
+		{"a", "redis: prefix must end with ':'"},
+		{"tenant1", "redis: prefix must end with ':'"},
+		{"svc:env", "redis: prefix must end with ':'"},
 	} {
 		_, err := New(client, Options{Prefix: tc.prefix})
 		if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
@@ -39,7 +42,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	if _, err := New(client, Options{SubscriptionBuffer: -1}); err == nil {
 		t.Error("New with a negative subscription buffer: no error")
 	}
-	for _, ok := range []string{"", "a", strings.Repeat("p", MaxPrefixLen), "svc:env:*?[]\\ ünï:"} {
+	for _, ok := range []string{"", "a:", strings.Repeat("p", MaxPrefixLen-1) + ":", "svc:env:*?[]\\ ünï:"} {
 		s, err := New(client, Options{Prefix: ok})
 		if err != nil {
 			t.Errorf("New(prefix %q): %v", ok, err)

@@ -18,14 +18,33 @@
 // the Redis Cluster hash tag of a key is always chosen by the cache's part of
 // the key (agentcache puts one resource×scope in one slot that way).
 //
-// Clear removes the keys that start with the prefix and nothing else: it
-// walks the keyspace with SCAN and a MATCH pattern made from the prefix with
-// its glob characters escaped, and UNLINKs what it finds, one page at a time,
-// on every master of a cluster. It never uses KEYS, so it never blocks Redis
-// for long, but it visits the whole keyspace: it is an administrative
-// operation, not a hot-path one. Keys written while Clear runs may survive
-// it. Prefixes nest: Clear with prefix "app:" also removes the keys of a
-// store whose prefix is "app:v2:".
+// The prefix must end with ':'. Clear removes the keys that start with the
+// prefix and nothing else: it walks the keyspace with SCAN and a MATCH
+// pattern made from the prefix, its glob characters escaped, followed by
+// '*'. Were "tenant1" a prefix, that pattern would also match the keys of
+// "tenant10"; "tenant1:" matches neither "tenant10:..." nor "tenant1x:...".
+// Prefixes still nest at a ':': Clear with prefix "app:" also removes the
+// keys of a store whose prefix is "app:v2:", so give caches that must be
+// cleared apart prefixes of which neither starts the other ("app:v1:" and
+// "app:v2:").
+//
+// Clear never uses KEYS. It asks for large pages (SCAN COUNT 10000) and
+// deletes each page with UNLINK (memory is reclaimed in the background)
+// in the same round trip as the SCAN of the next page: one UNLINK of the
+// whole page on a single server, single-key UNLINKs pipelined a thousand at
+// a time on a cluster node, whose pages span many slots. The masters of a
+// cluster (the shards of a Ring) are cleared in parallel. A page holds the
+// server for some milliseconds; 300,000 keys take about a second on a slow
+// machine. Clear visits the whole keyspace: it is an administrative
+// operation, not a hot-path one, and keys written while it runs may
+// survive it.
+//
+// Clear has no deadline of its own: it runs until it is done or its context
+// ends, so give it a context that allows for the keyspace rather than the
+// short timeout of a cache call. When the context ends, a server fails or
+// the store is closed, Clear stops and returns a [*ClearError]: how many keys
+// it deleted, and the servers where keys remain (the others are clear). It
+// wraps the cause, ctx.Err() included, for errors.Is.
 //
 // # Isolation
 //

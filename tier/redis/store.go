@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type Options struct {
 	// Prefix is prepended to every key and channel; Clear removes only the
 	// keys that start with it. Default: DefaultPrefix ("agentcache:"); a
 	// store always has a prefix, so Clear can never empty a whole database.
+	// It must end with ':', so that a prefix can never be the start of a
+	// longer one that is not nested in it: "tenant1" would match the keys
+	// of "tenant10", while "tenant1:" never matches "tenant10:". Prefixes
+	// nest at a ':' only: "app:" owns the keys of "app:v2:" too.
 	// At most MaxPrefixLen bytes, with no control characters and no '{' or
 	// '}': a brace in the prefix would become the Redis Cluster hash tag of
 	// every key and put the whole cache in one slot.
@@ -106,6 +111,9 @@ func (o *Options) validate() error {
 		case c < 0x20 || c == 0x7f:
 			return fmt.Errorf("redis: prefix must not contain control character %q", string(c))
 		}
+	}
+	if !strings.HasSuffix(o.Prefix, ":") {
+		return errors.New(`redis: prefix must end with ':': otherwise it is the start of longer prefixes, and Clear of "tenant1" would delete the keys of "tenant10"`)
 	}
 	if o.SubscriptionBuffer < 0 {
 		return errors.New("redis: negative subscription buffer")
@@ -274,68 +282,224 @@ func firstErr(cmds []goredis.Cmder, err error) error {
 	return err
 }
 
-// scanCount is the COUNT hint of each SCAN page in Clear.
-const scanCount = 1000
+// scanCount is the COUNT hint of each SCAN page in Clear: large, so that a
+// million keys cost a hundred round trips per server, and small enough that
+// a page (a SCAN and an UNLINK of what it found) holds the server for a few
+// milliseconds only.
+const scanCount = 10000
 
-// Clear implements [tier.Remote]: SCAN with the escaped prefix as MATCH
-// pattern, then UNLINK of each page, on every master of a cluster (every
-// shard of a Ring). Any other UniversalClient is treated as one server.
+// ClearError is the error of a [Store.Clear] that did not finish: its
+// context ended, a server failed, or the store was closed. Every error that
+// Clear returns is a *ClearError. Keys under the prefix may remain on the
+// servers in Unfinished, and only there: the others were cleared.
+type ClearError struct {
+	// Deleted is how many keys Clear deleted before it stopped, as the
+	// servers counted them. The keys of a batch whose reply was cut off
+	// by the end of the context may be gone too, uncounted.
+	Deleted int64
+	// Unfinished names the servers (host:port, sorted) where Clear did not
+	// finish. When it could not tell which servers hold the keys (it did
+	// not start, or no cluster node answered with the slot map), these are
+	// the addresses the client was configured with.
+	Unfinished []string
+	// Err is why Clear stopped: the first error, which wraps ctx.Err()
+	// when the context ended and tier.ErrClosed when the store was closed.
+	Err error
+}
+
+func (e *ClearError) Error() string {
+	return fmt.Sprintf("%v (%d keys deleted; keys remain on %s)", e.Err, e.Deleted, strings.Join(e.Unfinished, ", "))
+}
+
+// Unwrap returns Err.
+func (e *ClearError) Unwrap() error { return e.Err }
+
+// Clear implements [tier.Remote]: on every server that holds keys (every
+// master of a cluster, every shard of a Ring, in parallel), SCAN with the
+// escaped prefix as MATCH pattern and UNLINK what each page found. It has no
+// deadline of its own: give it a context that allows for the size of the
+// keyspace (a few hundred thousand keys take a fraction of a second on one
+// server). When the context ends or a server fails, it stops and returns a
+// [*ClearError] that says how many keys it deleted and on which servers keys
+// remain.
 func (s *Store) Clear(ctx context.Context) error {
 	if err := s.begin(ctx, "clear"); err != nil {
-		return err
+		return &ClearError{Unfinished: s.configuredAddrs(), Err: err}
 	}
 	pattern := glob.Escape(s.prefix) + "*"
-	var err error
-	switch c := s.client.(type) {
-	case *goredis.ClusterClient:
-		err = c.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
-			return clearNode(ctx, node, pattern, false)
-		})
-	case *goredis.Ring:
-		err = c.ForEachShard(ctx, func(ctx context.Context, node *goredis.Client) error {
-			return clearNode(ctx, node, pattern, false)
-		})
-	default:
-		err = clearNode(ctx, s.client, pattern, s.singleNode)
-	}
+	var (
+		deleted    atomic.Int64
+		mu         sync.Mutex
+		unfinished []string
+		first      error
+	)
+	skipped, err := s.eachServer(ctx, func(ctx context.Context, srv storeServer) {
+		if err := clearServer(ctx, srv, pattern, &deleted); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			unfinished = append(unfinished, srv.addr)
+			if first == nil {
+				first = err
+			}
+		}
+	})
 	if err != nil {
-		return s.fail(ctx, "clear", err)
+		unfinished = append(unfinished, skipped...)
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	slices.Sort(unfinished)
+	return &ClearError{Deleted: deleted.Load(), Unfinished: unfinished, Err: s.fail(ctx, "clear", first)}
+}
+
+// maxPipeline is the most single-key UNLINKs that Clear sends in one
+// pipeline to a cluster node. A page of scanCount keys in one pipeline
+// would be more than a client's WriteTimeout (200ms by default) allows for
+// on a busy machine.
+const maxPipeline = 1000
+
+// clearServer deletes the keys matching pattern on srv and adds to deleted
+// the number the server reports. Each round trip is one pipeline: the UNLINK
+// of the page found last and the SCAN of the next page. On a single server
+// one UNLINK names the whole page; on a cluster node it takes one UNLINK per
+// key, since a page spans many slots and one command may not, and those go
+// maxPipeline at a time, the next SCAN with the last of them.
+func clearServer(ctx context.Context, srv storeServer, pattern string, deleted *atomic.Int64) error {
+	var (
+		cursor  uint64
+		page    []string // keys found and not deleted yet
+		scan    *goredis.ScanCmd
+		unlinks []*goredis.IntCmd
+	)
+	more := true // the SCAN has not returned cursor 0 yet
+	for more || len(page) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch := page
+		if !srv.multiKey && len(batch) > maxPipeline {
+			batch = page[:maxPipeline]
+		}
+		scanNext := more && len(batch) == len(page)
+		unlinks = unlinks[:0]
+		_, err := srv.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			switch {
+			case len(batch) == 0:
+			case srv.multiKey:
+				unlinks = append(unlinks, p.Unlink(ctx, batch...))
+			default:
+				for _, k := range batch {
+					unlinks = append(unlinks, p.Unlink(ctx, k))
+				}
+			}
+			if scanNext {
+				scan = p.Scan(ctx, cursor, pattern, scanCount)
+			}
+			return nil
+		})
+		for _, u := range unlinks {
+			deleted.Add(u.Val()) // 0 for a command that failed
+		}
+		if err != nil {
+			return err
+		}
+		page = page[len(batch):]
+		if scanNext {
+			page, cursor = scan.Val()
+			more = cursor != 0
+		}
 	}
 	return nil
 }
 
-// clearNode deletes the keys matching pattern on the one server c talks to.
-// multiKey allows one UNLINK per page; a cluster node gets a pipeline of
-// single-key UNLINKs instead, since one page holds keys of many slots.
-func clearNode(ctx context.Context, c goredis.UniversalClient, pattern string, multiKey bool) error {
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
-		if err != nil {
-			return err
-		}
-		if len(keys) > 0 {
-			if multiKey {
-				err = c.Unlink(ctx, keys...).Err()
-			} else {
-				var cmds []goredis.Cmder
-				cmds, err = c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-					for _, k := range keys {
-						p.Unlink(ctx, k)
-					}
-					return nil
-				})
-				err = firstErr(cmds, err)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if next == 0 {
+// storeServer is one server that holds keys of the store.
+type storeServer struct {
+	addr    string // for messages: never holds credentials
+	rawAddr string // as the client dials it
+	client  goredis.UniversalClient
+	// multiKey allows a command to name any keys of the server: false on a
+	// cluster node, where the keys of one command must share a slot.
+	multiKey bool
+}
+
+func serverOf(c *goredis.Client, multiKey bool) storeServer {
+	o := c.Options()
+	return storeServer{addr: shownAddr(o), rawAddr: o.Addr, client: c, multiKey: multiKey}
+}
+
+// errShardDown is why eachServer skips a shard of a Ring.
+var errShardDown = errors.New("shard marked down by the ring's health check")
+
+// eachServer calls fn for every server that holds keys of the store, in
+// parallel, and returns when every call has: the masters of a cluster, the
+// shards of a Ring, the one server of any other client. When it cannot call
+// fn for some of them, it returns their addresses and why: a cluster whose
+// slot map could not be loaded (then the seed addresses), shards that a Ring
+// has marked down.
+func (s *Store) eachServer(ctx context.Context, fn func(context.Context, storeServer)) ([]string, error) {
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		err := c.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			fn(ctx, serverOf(node, false))
 			return nil
+		})
+		if err != nil {
+			return s.configuredAddrs(), err
 		}
-		cursor = next
+		return nil, nil
+	case *goredis.Ring:
+		var mu sync.Mutex
+		seen := make(map[string]bool)
+		_ = c.ForEachShard(ctx, func(ctx context.Context, shard *goredis.Client) error {
+			srv := serverOf(shard, true) // each shard is a server of its own
+			mu.Lock()
+			seen[srv.rawAddr] = true
+			mu.Unlock()
+			fn(ctx, srv)
+			return nil
+		})
+		var down []string
+		for _, addr := range c.Options().Addrs {
+			if !seen[addr] {
+				down = append(down, addr)
+			}
+		}
+		if len(down) > 0 {
+			slices.Sort(down)
+			return down, errShardDown
+		}
+		return nil, nil
+	case *goredis.Client:
+		fn(ctx, serverOf(c, true))
+		return nil, nil
+	default:
+		fn(ctx, storeServer{addr: "the server", rawAddr: "the server", client: s.client, multiKey: s.singleNode})
+		return nil, nil
 	}
+}
+
+// configuredAddrs returns the addresses the client was configured with,
+// sorted: the seeds of a cluster, the shards of a Ring.
+func (s *Store) configuredAddrs() []string {
+	var addrs []string
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		addrs = slices.Clone(c.Options().Addrs)
+	case *goredis.Ring:
+		for _, a := range c.Options().Addrs {
+			addrs = append(addrs, a)
+		}
+	case *goredis.Client:
+		addrs = []string{shownAddr(c.Options())}
+	default:
+		addrs = []string{"the server"}
+	}
+	slices.Sort(addrs)
+	return addrs
 }
 
 // Close implements [tier.Remote]. It ends the store's subscriptions (their
