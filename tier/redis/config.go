@@ -5,11 +5,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // Timeouts of the clients that NewFromConfig and NewFromURL create, when the
@@ -38,7 +42,7 @@ type Config struct {
 	Password string
 	// TLS enables TLS with this configuration. Default nil: plain TCP.
 	TLS *tls.Config
-	// Prefix is Options.Prefix: default DefaultPrefix.
+	// Prefix is Options.Prefix: default DefaultPrefix. It must end with ':'.
 	Prefix string
 	// DialTimeout bounds establishing a connection. Default
 	// DefaultDialTimeout (1s).
@@ -55,20 +59,21 @@ type Config struct {
 }
 
 // NewFromConfig creates a go-redis client for cfg (a cluster client if Addrs
-// is set), checks with PING that the server answers and accepts the
-// credentials, and returns a store that owns the client. The client sets
-// ContextTimeoutEnabled, so a context deadline bounds every call.
+// is set) and returns a store that owns it. The client is tuned for a cache:
+// context deadlines bound every call, and a server that refuses connections
+// costs a call one dial, not retries (see [NewFromURL]).
 //
-// An unreachable server or wrong credentials fail here with a clear error
-// ("redis: connecting to 127.0.0.1:6379: ...", "redis: authentication failed
-// for ...") rather than on the first cache miss.
+// NewFromConfig does no I/O. A configuration it cannot use (Addr and Addrs
+// both set, a database on a cluster, a bad prefix) fails here, at once; an
+// unreachable server or wrong credentials do not: the store starts degraded,
+// each call fails fast until Redis answers, and it connects by itself once
+// Redis is there, without being rebuilt. Call [Store.Ping] to check at start.
 func NewFromConfig(cfg Config) (*Store, error) {
 	opts := Options{Prefix: cfg.Prefix, CloseClient: true}
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	var client goredis.UniversalClient
-	var where string
 	if len(cfg.Addrs) > 0 {
 		if cfg.Addr != "" {
 			return nil, errors.New("redis: config sets both Addr and Addrs: use Addr for one server, Addrs for a cluster")
@@ -76,19 +81,27 @@ func NewFromConfig(cfg Config) (*Store, error) {
 		if cfg.DB != 0 {
 			return nil, errors.New("redis: a cluster has only database 0")
 		}
-		where = strings.Join(cfg.Addrs, ",")
+		dial := orDefault(cfg.DialTimeout, DefaultDialTimeout)
 		client = goredis.NewClusterClient(&goredis.ClusterOptions{
 			Addrs:                 cfg.Addrs,
 			Username:              cfg.Username,
 			Password:              cfg.Password,
 			TLSConfig:             cfg.TLS,
-			DialTimeout:           orDefault(cfg.DialTimeout, DefaultDialTimeout),
+			Dialer:                dialer(dial, cfg.TLS),
+			DialTimeout:           dial,
 			ReadTimeout:           orDefault(cfg.ReadTimeout, DefaultReadTimeout),
 			WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
 			PoolSize:              cfg.PoolSize,
 			ContextTimeoutEnabled: true,
 			DialerRetries:         1,
-			MaxRetries:            1,
+			// No retry inside a node client. The cluster client still
+			// follows MOVED and ASK (MaxRedirects), and retries a failed
+			// node at most three times: a millisecond or two apart, not
+			// go-redis's default of 10ms doubling, so that a dead master
+			// costs a call milliseconds.
+			MaxRetries:      -1,
+			MinRetryBackoff: time.Millisecond,
+			MaxRetryBackoff: 2 * time.Millisecond,
 		})
 	} else {
 		o := &goredis.Options{
@@ -104,34 +117,44 @@ func NewFromConfig(cfg Config) (*Store, error) {
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout
 		applyDefaults(o)
-		where = o.Addr
 		client = goredis.NewClient(o)
 	}
-	return open(client, where, cfg.DialTimeout, opts)
+	return own(client, opts)
 }
 
 // NewFromURL is [NewFromConfig] for a URL: redis://[user:password@]host[:port][/db]
 // or rediss:// for TLS (unix:///path/to/socket also works), with the query
 // options go-redis's ParseURL knows (dial_timeout, read_timeout,
 // write_timeout, pool_size, protocol, client_name, skip_verify, ...).
-// Timeouts the URL leaves out get this package's short defaults.
-// Errors never echo the URL, which may hold a password.
+// Timeouts the URL leaves out get this package's short defaults; retries it
+// leaves out are none: a refused connection fails the call after one dial
+// (one round trip, to the refusal), instead of go-redis's default of five
+// dials 100ms apart and three retries of the command.
+//
+// Like NewFromConfig it does no I/O: a URL that cannot be parsed fails at
+// once ("redis: invalid URL: ..."), an unreachable server does not (call
+// [Store.Ping] to check). Errors never echo the URL, which may hold a
+// password, neither here nor later from the store's calls.
 func NewFromURL(rawURL string, prefix string) (*Store, error) {
 	opts := Options{Prefix: prefix, CloseClient: true}
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	o, dial, err := optionsFromURL(rawURL)
+	o, _, err := optionsFromURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	shown := shownAddr(o)
-	s, err := open(goredis.NewClient(o), shown, dial, opts)
-	if err != nil && shown != o.Addr {
-		// go-redis's dial errors quote the address too.
-		return nil, &redactedError{msg: strings.ReplaceAll(err.Error(), o.Addr, shown), err: err}
+	return own(goredis.NewClient(o), opts)
+}
+
+// own wraps client in a store that owns it.
+func own(client goredis.UniversalClient, opts Options) (*Store, error) {
+	s, err := New(client, opts)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
 	}
-	return s, err
+	return s, nil
 }
 
 // shownAddr is how errors name the server of a URL: its address, unless the
@@ -192,13 +215,15 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// applyDefaults sets the short timeouts where o leaves them zero, and makes
-// context deadlines bound each call.
 // applyDefaults tunes a client for a cache: short timeouts, context
-// deadlines honoured, and few retries — go-redis otherwise retries a refused
-// dial five times 100ms apart inside one call, so a dead server would cost
-// every cache call its whole timeout instead of failing fast and letting the
-// cache's circuit breaker open.
+// deadlines honoured, and no retries unless o asks for them. go-redis
+// otherwise dials a refused address five times 100ms apart, and retries the
+// command three times on top (a dial error is retryable), so a dead server
+// would cost every cache call its whole timeout instead of failing at once
+// and letting the cache's circuit breaker open. With one dial and no retry
+// a refused connection is an error after one round trip to the kernel. A
+// stale pooled connection needs no retry either: go-redis checks a pooled
+// connection before it hands it out.
 func applyDefaults(o *goredis.Options) {
 	o.DialTimeout = orDefault(o.DialTimeout, DefaultDialTimeout)
 	o.ReadTimeout = orDefault(o.ReadTimeout, DefaultReadTimeout)
@@ -208,31 +233,125 @@ func applyDefaults(o *goredis.Options) {
 		o.DialerRetries = 1
 	}
 	if o.MaxRetries == 0 {
-		o.MaxRetries = 1
+		o.MaxRetries = -1 // go-redis: -1 is none, 0 is its default of 3
+	}
+	if o.Dialer == nil {
+		o.Dialer = dialer(o.DialTimeout, o.TLSConfig)
+		if shown := shownAddr(o); shown != o.Addr {
+			o.Dialer = hideAddr(o.Dialer, o.Addr, shown)
+		}
 	}
 }
 
-// open checks that client reaches a server that accepts its credentials, and
-// wraps it in a store that owns it.
-func open(client goredis.UniversalClient, where string, dial time.Duration, opts Options) (*Store, error) {
-	dial = orDefault(dial, DefaultDialTimeout)
-	if dial < 0 {
-		dial = 10 * time.Second
+// keepAlive is go-redis's TCP keep-alive policy for its default dialer.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+type dialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// dialer is the dialer of the clients this package creates: go-redis's
+// default, except that a TLS handshake ends with the context too. go-redis's
+// own uses tls.DialWithDialer, which honours only the dial timeout, so a TLS
+// server that accepts and never answers would hold a call for the whole
+// DialTimeout whatever the call's deadline. A timeout <= 0 leaves the
+// context alone to bound the dial.
+func dialer(timeout time.Duration, conf *tls.Config) dialFunc {
+	nd := &net.Dialer{Timeout: max(timeout, 0), KeepAliveConfig: keepAlive}
+	if conf == nil {
+		return nd.DialContext
 	}
-	// Time for a dial and a retry or two; go-redis retries refused dials.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*dial+time.Second)
-	defer cancel()
-	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		if goredis.IsAuthError(err) {
-			return nil, fmt.Errorf("redis: authentication failed for %s: %w", where, err)
+	td := &tls.Dialer{NetDialer: nd, Config: conf}
+	return td.DialContext
+}
+
+// hideAddr makes the errors of dial name the server as shown instead of by
+// addr, which holds credentials. go-redis returns dial errors from every
+// call (and logs them), so they are rewritten where they are made.
+func hideAddr(dial dialFunc, addr, shown string) dialFunc {
+	return func(ctx context.Context, network, a string) (net.Conn, error) {
+		c, err := dial(ctx, network, a)
+		if err != nil {
+			err = redactAddr(err, addr, shown)
 		}
-		return nil, fmt.Errorf("redis: connecting to %s: %w", where, err)
+		return c, err
 	}
-	s, err := New(client, opts)
+}
+
+// redactAddr returns err with addr replaced by shown. A *net.OpError stays
+// one (go-redis retries and reports dial errors by their type), with its
+// address replaced; anything else becomes a plain message.
+func redactAddr(err error, addr, shown string) error {
+	if !strings.Contains(err.Error(), addr) {
+		return err
+	}
+	if oe, ok := err.(*net.OpError); ok {
+		c := *oe
+		c.Addr = hiddenAddr{network: oe.Net, shown: shown}
+		if c.Err != nil && strings.Contains(c.Err.Error(), addr) {
+			c.Err = errors.New(strings.ReplaceAll(c.Err.Error(), addr, shown))
+		}
+		if !strings.Contains(c.Error(), addr) {
+			return &c
+		}
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), addr, shown))
+}
+
+// hiddenAddr is a net.Addr that does not say what it is.
+type hiddenAddr struct{ network, shown string }
+
+func (a hiddenAddr) Network() string { return a.network }
+func (a hiddenAddr) String() string  { return a.shown }
+
+// Ping checks that Redis answers and accepts the store's credentials: a
+// PING to the server, to every master of a cluster, to every shard of a
+// Ring, in parallel. It returns nil when all answer, or the first failure:
+// "redis: connecting to 127.0.0.1:6379: ..." or "redis: authentication
+// failed for 127.0.0.1:6379: ...", wrapping the go-redis error and, when ctx
+// ended, ctx.Err().
+//
+// The constructors do not call it, so that a service starts (degraded) while
+// Redis is down. Call it at start with a deadline to refuse to run without
+// Redis, or to log that the cache starts without its L2.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.begin(ctx, "ping"); err != nil {
+		return err
+	}
+	var (
+		mu    sync.Mutex
+		first error
+	)
+	skipped, err := s.eachServer(ctx, func(ctx context.Context, srv storeServer) {
+		if err := srv.client.Ping(ctx).Err(); err != nil {
+			err = s.pingError(ctx, srv.addr, err)
+			if srv.rawAddr != srv.addr {
+				err = &redactedError{msg: strings.ReplaceAll(err.Error(), srv.rawAddr, srv.addr), err: err}
+			}
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}
+	})
+	if first != nil {
+		return first
+	}
 	if err != nil {
-		_ = client.Close()
-		return nil, err
+		return s.pingError(ctx, strings.Join(skipped, ","), err)
 	}
-	return s, nil
+	return nil
+}
+
+// pingError is the error of Ping for the server at where.
+func (s *Store) pingError(ctx context.Context, where string, err error) error {
+	switch {
+	case errors.Is(err, goredis.ErrClosed):
+		return fmt.Errorf("redis: ping: %w: %w", tier.ErrClosed, err)
+	case goredis.IsAuthError(err):
+		return fmt.Errorf("redis: authentication failed for %s: %w", where, err)
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("redis: connecting to %s: %w: %w", where, cerr, err)
+	}
+	return fmt.Errorf("redis: connecting to %s: %w", where, err)
 }

@@ -3,8 +3,10 @@ package redis
 import (
 	"context"
 	"errors"
+	"log"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,18 +127,12 @@ func TestNewFromURL(t *testing.T) {
 		}
 	})
 
+	// An unreachable server or wrong credentials are a degraded start, not
+	// a failure: the store is returned, and Ping reports the problem.
 	t.Run("Unreachable", func(t *testing.T) {
 		addr := closedPort(t)
-		start := time.Now()
-		_, err := NewFromURL("redis://"+addr, "")
-		if err == nil {
-			t.Fatal("NewFromURL of a closed port: no error")
-		}
-		want := "redis: connecting to " + addr + ": "
-		if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "refused") {
-			t.Fatalf("error %q, want it to start with %q and say the connection was refused", err, want)
-		}
-		t.Logf("unreachable: %v after %v", err, time.Since(start).Round(time.Millisecond))
+		s := mustOpen(t)(NewFromURL("redis://"+addr, ""))
+		wantPingError(t, s, "redis: connecting to "+addr+": ", "refused")
 	})
 
 	t.Run("WrongPassword", func(t *testing.T) {
@@ -144,23 +140,43 @@ func TestNewFromURL(t *testing.T) {
 		if u == srv.URL() {
 			t.Fatalf("URL %q does not carry the password", u)
 		}
-		_, err := NewFromURL(u, "")
-		want := "redis: authentication failed for " + srv.Addr() + ": "
-		if err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Fatalf("error %v, want it to start with %q", err, want)
-		}
+		s := mustOpen(t)(NewFromURL(u, ""))
+		err := wantPingError(t, s, "redis: authentication failed for "+srv.Addr()+": ", "")
 		if strings.Contains(err.Error(), "wrong") && strings.Contains(err.Error(), "pass@") {
 			t.Fatalf("error %q leaks the password", err)
 		}
 	})
 
 	t.Run("NoPassword", func(t *testing.T) {
-		_, err := NewFromURL("redis://"+srv.Addr(), "")
-		want := "redis: authentication failed for " + srv.Addr() + ": "
-		if err == nil || !strings.HasPrefix(err.Error(), want) {
-			t.Fatalf("error %v, want it to start with %q", err, want)
-		}
+		s := mustOpen(t)(NewFromURL("redis://"+srv.Addr(), ""))
+		wantPingError(t, s, "redis: authentication failed for "+srv.Addr()+": ", "")
 	})
+}
+
+// mustOpen returns a function that fails t unless a constructor returned a
+// store, and closes the store when the test ends.
+func mustOpen(t *testing.T) func(*Store, error) *Store {
+	return func(s *Store, err error) *Store {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("the constructor refused to start: %v", err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+}
+
+// wantPingError checks that s.Ping fails with an error that starts with
+// prefix and contains substr, and returns it.
+func wantPingError(t *testing.T, s *Store, prefix, substr string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.Ping(ctx)
+	if err == nil || !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), substr) {
+		t.Fatalf("Ping = %v, want an error that starts with %q and says %q", err, prefix, substr)
+	}
+	return err
 }
 
 // closedPort returns a loopback address that refuses connections.
@@ -197,10 +213,11 @@ func TestNewFromConfig(t *testing.T) {
 			t.Errorf("client options: dial %v read %v write %v ctx %v db %d",
 				o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled, o.DB)
 		}
-		_, err = NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "nope"})
-		if err == nil || !strings.HasPrefix(err.Error(), "redis: authentication failed for "+srv.Addr()) {
-			t.Fatalf("wrong ACL password: %v", err)
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
 		}
+		wrong := mustOpen(t)(NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "nope"}))
+		wantPingError(t, wrong, "redis: authentication failed for "+srv.Addr(), "")
 	})
 
 	t.Run("TLS", func(t *testing.T) {
@@ -214,16 +231,12 @@ func TestNewFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		// rediss:// cannot carry the throwaway CA: verification fails, clearly.
-		_, err = NewFromURL("rediss://"+srv.Addr(), "")
-		if err == nil || !strings.HasPrefix(err.Error(), "redis: connecting to "+srv.Addr()) ||
-			!strings.Contains(err.Error(), "certificate") {
-			t.Fatalf("rediss:// with an unknown CA: %v", err)
-		}
-		s2, err := NewFromURL("rediss://"+srv.Addr()+"?skip_verify=true", "")
-		if err != nil {
+		unknownCA := mustOpen(t)(NewFromURL("rediss://"+srv.Addr(), ""))
+		wantPingError(t, unknownCA, "redis: connecting to "+srv.Addr(), "certificate")
+		s2 := mustOpen(t)(NewFromURL("rediss://"+srv.Addr()+"?skip_verify=true", ""))
+		if err := s2.Ping(ctx); err != nil {
 			t.Fatalf("rediss:// with skip_verify: %v", err)
 		}
-		_ = s2.Close()
 	})
 
 	t.Run("Cluster", func(t *testing.T) {
@@ -245,18 +258,18 @@ func TestNewFromConfig(t *testing.T) {
 		if _, err := NewFromConfig(Config{Addr: c.Addrs()[0], Addrs: c.Addrs()}); err == nil {
 			t.Error("config with both Addr and Addrs: no error")
 		}
-		_, err = NewFromConfig(Config{Addrs: []string{closedPort(t)}})
-		if err == nil || !strings.HasPrefix(err.Error(), "redis: connecting to ") {
-			t.Fatalf("unreachable cluster: %v", err)
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping of every master: %v", err)
 		}
+		addr := closedPort(t)
+		down := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}}))
+		wantPingError(t, down, "redis: connecting to "+addr+": ", "refused")
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
 		addr := closedPort(t)
-		_, err := NewFromConfig(Config{Addr: addr})
-		if err == nil || !strings.HasPrefix(err.Error(), "redis: connecting to "+addr+": ") {
-			t.Fatalf("error %v", err)
-		}
+		s := mustOpen(t)(NewFromConfig(Config{Addr: addr}))
+		wantPingError(t, s, "redis: connecting to "+addr+": ", "refused")
 	})
 }
 
@@ -275,23 +288,145 @@ func TestClosedClientIsErrClosed(t *testing.T) {
 
 // TestNewFromURLErrorHidesCredentialsInAddress: a malformed URL can make its
 // credentials part of the address ("unix:/user:password@..." is a socket
-// path to go-redis). Connecting then fails, and neither the error nor the
-// go-redis dial error it wraps may show that address.
+// path to go-redis). Connecting then fails, and neither Ping's error, nor
+// the go-redis dial error it wraps, nor the errors of the store's calls may
+// show that address.
 func TestNewFromURLErrorHidesCredentialsInAddress(t *testing.T) {
 	const secret = "s3cret-Pw"
 	raw := "unix:/user:" + secret + "@/no/such/socket"
-	_, err := NewFromURL(raw, "p:")
-	if err == nil {
-		t.Fatal("NewFromURL connected to a socket that does not exist")
-	}
+	s := mustOpen(t)(NewFromURL(raw, "p:"))
+	err := wantPingError(t, s, "redis: connecting to the address in the URL", "")
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("the error shows the password: %q", err)
-	}
-	if !strings.HasPrefix(err.Error(), "redis: connecting to the address in the URL") {
-		t.Fatalf("error %q; want it to say it could not connect", err)
 	}
 	var ne *net.OpError
 	if !errors.As(err, &ne) {
 		t.Fatalf("error %q does not unwrap to the dial error", err)
+	}
+	if strings.Contains(ne.Error(), secret) {
+		t.Fatalf("the dial error it wraps shows the password: %q", ne)
+	}
+	ctx := context.Background()
+	_, _, err = s.Get(ctx, "k")
+	if err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Get = %v; want an error that does not show the password", err)
+	}
+	if err := s.Clear(ctx); err == nil || strings.Contains(err.Error(), secret) {
+		t.Fatalf("Clear = %v; want an error that does not show the password", err)
+	}
+}
+
+// TestDegradedStart: a store built while nothing listens on its address is
+// returned; each call fails at once, after one dial (no retry, and no
+// timeout to wait out: the calls have no deadline, only the refused dial
+// ends them); Ping says why; and once Redis listens there, the same store
+// works.
+func TestDegradedStart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		open func(addr string) (*Store, error)
+	}{
+		{"NewFromURL", func(addr string) (*Store, error) { return NewFromURL("redis://"+addr+"/0", "deg:") }},
+		{"NewFromConfig", func(addr string) (*Store, error) { return NewFromConfig(Config{Addr: addr, Prefix: "deg:"}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			srv.Kill()
+			s := mustOpen(t)(tc.open(srv.Addr()))
+			dials := &dialCounter{}
+			s.Client().AddHook(dials)
+			ctx := context.Background()
+			for i := range 3 {
+				before := dials.n.Load()
+				_, _, err := s.Get(ctx, "k")
+				if !errors.Is(err, syscall.ECONNREFUSED) || !strings.HasPrefix(err.Error(), "redis: get: ") {
+					t.Fatalf("Get %d with the server down = %v, want a refused connection", i, err)
+				}
+				if n := dials.n.Load() - before; n != 1 {
+					t.Fatalf("Get %d dialed %d times, want once", i, n)
+				}
+			}
+			before := dials.n.Load()
+			if err := s.Set(ctx, "k", []byte("v"), 0); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("Set with the server down = %v, want a refused connection", err)
+			}
+			if n := dials.n.Load() - before; n != 1 {
+				t.Fatalf("Set dialed %d times, want once", n)
+			}
+			err := wantPingError(t, s, "redis: connecting to "+srv.Addr()+": ", "refused")
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("Ping error %v does not wrap ECONNREFUSED", err)
+			}
+
+			if err := srv.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Ping(ctx); err != nil {
+				t.Fatalf("Ping once Redis is back: %v", err)
+			}
+			if err := s.Set(ctx, "k", []byte("v"), 0); err != nil {
+				t.Fatalf("Set once Redis is back: %v", err)
+			}
+			if v, ok, err := s.Get(ctx, "k"); err != nil || !ok || string(v) != "v" {
+				t.Fatalf("Get once Redis is back = (%q, %v, %v), want v", v, ok, err)
+			}
+		})
+	}
+}
+
+// TestDegradedStartCluster: the same for a cluster client whose seed
+// refuses connections: the store is returned, a call fails after one dial
+// (for the slot map it asks the seed for), Ping says why.
+func TestDegradedStartCluster(t *testing.T) {
+	t.Parallel()
+	addr := closedPort(t)
+	s := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}, Prefix: "deg:"}))
+	dials := &dialCounter{}
+	s.Client().(*goredis.ClusterClient).OnNewNode(func(node *goredis.Client) { node.AddHook(dials) })
+	ctx := context.Background()
+	const calls = 5
+	for i := range calls {
+		if _, _, err := s.Get(ctx, "k"); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("Get %d with the cluster down = %v, want a refused connection", i, err)
+		}
+	}
+	// Besides its own dial, each failed call asks go-redis for a new slot
+	// map (Store.fail), which dials once more in the background; once a
+	// node's dials have failed PoolSize times, go-redis stops dialing it
+	// until a background probe gets through.
+	if n := dials.n.Load(); n < 1 || n > 2*calls {
+		t.Fatalf("%d calls dialed %d times, want at most one dial per call and one per slot-map reload", calls, n)
+	}
+	wantPingError(t, s, "redis: connecting to "+addr+": ", "refused")
+}
+
+// TestPingAfterClose: Ping of a closed store says so.
+func TestPingAfterClose(t *testing.T) {
+	t.Parallel()
+	s, err := NewFromConfig(Config{Addr: closedPort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := s.Ping(context.Background()); !errors.Is(err, tier.ErrClosed) {
+		t.Fatalf("Ping after Close = %v, want tier.ErrClosed", err)
+	}
+}
+
+// A service that starts while Redis is down: the store is returned, the
+// cache runs on L1 until Redis answers, and Ping says what is wrong.
+func ExampleStore_Ping() {
+	store, err := NewFromURL("redis://:secret@localhost:6379/0", "shop:prod:")
+	if err != nil {
+		log.Fatal(err) // a malformed URL or prefix: the configuration is wrong
+	}
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := store.Ping(ctx); err != nil {
+		// e.g. redis: connecting to localhost:6379: dial tcp ...: connection refused
+		log.Printf("starting without the shared cache: %v", err)
 	}
 }

@@ -9,7 +9,32 @@
 // SET NX GET).
 //
 // Open a store on a client you own with [New], or let [NewFromConfig] or
-// [NewFromURL] create, check and own the client.
+// [NewFromURL] create and own the client.
+//
+// # Starting without Redis
+//
+// The constructors do no I/O. A configuration they cannot use (a malformed
+// URL, Addr and Addrs both set, a bad prefix) fails at once with an error
+// that says why; an unreachable server or wrong credentials do not, so that
+// a service starts, degraded, during a Redis outage instead of crash-looping.
+// The store then connects by itself once Redis answers, without being
+// rebuilt. [Store.Ping] is the explicit check ("redis: connecting to
+// 127.0.0.1:6379: ... connection refused", "redis: authentication failed
+// for ..."): call it at start, with a deadline, to refuse to run without
+// Redis or to log that the cache starts without its L2.
+//
+// The clients the constructors create fail fast while Redis is away: a
+// refused connection costs a call one dial and no retry, so the call
+// returns its error at once rather than after go-redis's default of five
+// dials 100ms apart and three retries; a cluster client, which still
+// follows MOVED and ASK, retries a failed node at most three times, a
+// millisecond or two apart. A TLS handshake
+// ends with the call's context, not only with the dial timeout. Once a
+// server has refused a pool's worth of dials, go-redis stops dialing it and
+// probes it once a second in the background, so it is back within a second
+// of the server. The errors of a store made from a URL never show the
+// URL's credentials, even when a malformed URL makes them part of the
+// address.
 //
 // # Keys and Clear
 //
