@@ -29,7 +29,6 @@ type Batch[K comparable, V any] struct {
 	rs     *resState
 	cfg    *toolConfig
 	tool   BatchTool[K, V]
-	getter tier.BatchGetter // nil: L2 read key by key
 
 	mu      sync.Mutex // guards pending
 	pending map[string]*window[K, V]
@@ -70,7 +69,6 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 		return nil, err
 	}
 	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, pending: map[string]*window[K, V]{}}
-	b.getter, _ = c.l2.(tier.BatchGetter)
 	return b, nil
 }
 
@@ -136,7 +134,12 @@ func (b *Batch[K, V]) Get(ctx context.Context, id K) (V, error) {
 	if err != nil {
 		return zero, fmt.Errorf("agentcache: %s: arguments: %w", b.rs.id, err)
 	}
-	if v, hit := fromL1Fast[V](b.c, b.rs.l1Key(sid, h)); hit != hitNone {
+	l1 := b.rs.l1Key(sid, h)
+	if v, hit := fromL1Fast[V](b.c, l1); hit != hitNone {
+		if hit != hitFresh { // stale or due: served, and refreshed as a single call would be
+			lk := b.cfg.lookup(b.rs, l1)
+			served(ctx, b.c, &lk, hit, b.one(id), nil)
+		}
 		return v, nil
 	}
 	ch := make(chan result[V], 1)
@@ -149,8 +152,9 @@ func (b *Batch[K, V]) Get(ctx context.Context, id K) (V, error) {
 	}
 }
 
-// join adds id to the scope's open window, opening one if needed, and sends
-// the window when it is full.
+// join adds id to the scope's open window, opening one if needed. A window
+// that reaches MaxBatchSize IDs leaves the open set at once, under the lock,
+// so no later caller can join it: a tool call never gets more IDs.
 func (b *Batch[K, V]) join(ctx context.Context, sid string, id K, ch chan result[V]) {
 	b.mu.Lock()
 	w := b.pending[sid]
@@ -164,6 +168,9 @@ func (b *Batch[K, V]) join(ctx context.Context, sid string, id K, ch chan result
 	}
 	w.subs[id] = append(w.subs[id], ch)
 	full := len(w.ids) >= b.cfg.maxBatchSize()
+	if full {
+		delete(b.pending, sid)
+	}
 	b.mu.Unlock()
 	if full && w.t.Stop() {
 		b.send(sid, w)
@@ -193,19 +200,23 @@ func (b *Batch[K, V]) send(sid string, w *window[K, V]) {
 	}
 }
 
-// many resolves ids in the scope sid: L1, then L2 in one batch read, then
+// many resolves ids in the scope sid with the per-key steps of the single
+// read path (lookup.go) — L1 against confirmed epochs, tombstones, the L2
+// record and its stamp, stale entries refreshed, the negative filter, fenced
+// stores — with one L2 read for all the misses (one round trip per node) and
 // one tool call for what is left.
 func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]result[V] {
 	c, rs := b.c, b.rs
 	out := make(map[K]result[V], len(ids))
 	type miss struct {
-		id  K
-		lk  lookup
-		key string
+		id K
+		lk lookup
+		a  attempt
 	}
-	var misses []miss
+	var misses []*miss
 	var st stamp
 	stamped := false
+	seq, began := c.fence.start(), c.opts.Now()
 	for _, id := range ids {
 		if _, done := out[id]; done {
 			continue
@@ -216,46 +227,56 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			continue
 		}
 		l1 := rs.l1Key(sid, h)
-		if v, hit := fromL1Fast[V](c, l1); hit != hitNone {
+		if v, hit := fromL1Fast[V](c, l1); hit == hitFresh {
 			out[id] = result[V]{v: v}
 			continue
 		}
-		lk := b.cfg.lookup(rs, l1)
+		m := &miss{id: id, lk: b.cfg.lookup(rs, l1)}
 		if !stamped { // every ID of one scope shares the epochs
-			st, stamped = c.stampFor(ctx, &lk), true
+			st, stamped = c.stampFor(ctx, &m.lk), true
 		}
-		if v, hit, _ := fromL1[V](c, &lk, &st); hit != hitNone {
+		if v, hit, _ := fromL1[V](c, &m.lk, &st); hit != hitNone {
 			c.countL1(hit)
+			served(ctx, c, &m.lk, hit, b.one(id), nil)
 			out[id] = result[V]{v: v}
 			continue
 		}
-		misses = append(misses, miss{id: id, lk: lk, key: lk.l2Key(&st)})
+		m.a = attempt{key: m.lk.l2Key(&st), st: st, seq: seq, began: began}
+		misses = append(misses, m)
 	}
 	if len(misses) == 0 {
 		return out
 	}
 
-	// L2: one batch read.
+	// L2: one read for every miss that may be read there.
 	avail := make([]bool, len(misses))
 	if c.l2 != nil && !st.local && !st.down {
-		keys := make([]string, len(misses))
+		var read []*attempt
+		var at []int
 		for i, m := range misses {
-			keys[i] = m.key
+			if !c.rp.tombstoned(m.a.key) {
+				read = append(read, &m.a)
+				at = append(at, i)
+			}
 		}
-		lookups := b.readL2(ctx, keys)
-		for i, m := range misses {
-			if lookups == nil || lookups[i].Err != nil {
+		var rr []tier.ReadResult
+		if len(read) > 0 {
+			rr = c.readMany(ctx, read)
+		}
+		for j, i := range at {
+			if rr == nil || rr[j].Err != nil {
 				continue
 			}
 			avail[i] = true
-			l := lookups[i]
-			if !l.Found {
-				continue
-			}
-			v, r := decodeL2[V](ctx, c, &m.lk, m.key, &st, l.Value)
+			m := misses[i]
+			v, r := fromRead[V](ctx, c, &m.lk, &m.a, rr[j])
 			switch r.status {
 			case l2Hit:
 				c.stats.l2Hits.Inc()
+				if r.stale {
+					c.stats.staleHits.Inc()
+					refreshAsync(ctx, c, &m.lk, b.one(m.id))
+				}
 				out[m.id] = result[V]{v: v}
 			case l2Negative:
 				c.stats.negativeHits.Inc()
@@ -265,12 +286,12 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	}
 
 	// The negative filter answers what L2 could not confirm or deny.
-	var load []miss
+	var load []*miss
 	for i, m := range misses {
 		if _, done := out[m.id]; done {
 			continue
 		}
-		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(m.key) {
+		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(m.a.key) {
 			c.stats.negativeHits.Inc()
 			out[m.id] = result[V]{err: negativeHit(rs)}
 			continue
@@ -300,39 +321,30 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	for _, m := range load {
 		v, ok := got[m.id]
 		if !ok || (m.lk.isNegative != nil && m.lk.isNegative(v)) {
-			c.putNegative(ctx, &m.lk, m.key, &st, cost, m.lk.writeThrough)
+			c.putNegative(ctx, &m.lk, &m.a, cost)
 			out[m.id] = result[V]{err: negativeHit(rs)}
 			continue
 		}
-		c.put(ctx, &m.lk, m.key, &st, v, cost, m.lk.writeThrough)
+		c.put(ctx, &m.lk, &m.a, v, cost)
 		out[m.id] = result[V]{v: v}
 	}
 	return out
 }
 
-// readL2 reads keys in one batch (one round trip per node), or key by key
-// when the store cannot batch. nil means the whole read failed.
-func (b *Batch[K, V]) readL2(ctx context.Context, keys []string) []tier.Lookup {
-	c := b.c
-	var out []tier.Lookup
-	err := c.l2Call(ctx, "read batch", func(ctx context.Context) (err error) {
-		if b.getter != nil {
-			out, err = b.getter.GetMulti(ctx, keys)
-			return err
+// one is the load of a single ID through the batch tool, for refreshes.
+func (b *Batch[K, V]) one(id K) func(context.Context) (V, error) {
+	return func(ctx context.Context) (V, error) {
+		m, err := b.tool(ctx, []K{id})
+		if err != nil {
+			var zero V
+			return zero, err
 		}
-		out = make([]tier.Lookup, len(keys))
-		for i, k := range keys {
-			out[i].Value, out[i].Found, out[i].Err = c.l2.Get(ctx, k)
-			if out[i].Err != nil && ctx.Err() != nil {
-				return out[i].Err
-			}
+		v, ok := m[id]
+		if !ok {
+			return v, ErrNotFound
 		}
-		return nil
-	})
-	if err != nil {
-		return nil
+		return v, nil
 	}
-	return out
 }
 
 // runBatch runs a batch tool like runTool runs a single one.

@@ -29,6 +29,9 @@ type Cache struct {
 	id    string
 	l1    *memory.Store[*entry]
 	l2    tier.Remote // nil: L1 only
+	// fencer keeps entries in L2 as stamped records: the store's own, or
+	// one over its basic methods.
+	fencer tier.Fencer
 	codec Codec
 	brk   *breaker.Breaker
 	ep    *epochs
@@ -43,7 +46,9 @@ type Cache struct {
 
 	locker     tier.Locker // nil: no fleet lock
 	fills      fillWaiters
-	reads      readGroup
+	fence      fences     // exact invalidations this instance made or heard
+	ownLeases  sync.Map   // lease key → token: leases this instance took and has not released yet
+	clock      storeClock // the L2 store's clock, for stamps of writes without a read
 	rp         repairs
 	refreshing sync.Map // L1 key → struct{}: refreshes running
 
@@ -93,7 +98,7 @@ type counters struct {
 	loads, loadErrors                          atomic.Uint64
 	l2Errors, l2Corrupt                        atomic.Uint64
 	writesQueued, writesDone                   atomic.Uint64
-	writesDropped, writesFailed                atomic.Uint64
+	writesDropped, writesFailed, writesFenced  atomic.Uint64
 	writesSkipped, oversize                    atomic.Uint64
 	invalidations, fleetErrors, snapshotErrors atomic.Uint64
 }
@@ -137,6 +142,12 @@ func New(opts Options) (*Cache, error) {
 		obs: c.obs.newResObs("kv", "none")}
 	c.w = newWriter(c)
 	c.locker, _ = o.L2.(tier.Locker)
+	if c.l2 != nil {
+		c.fencer = tier.Fence(c.l2)
+		if _, native := c.l2.(tier.Fencer); !native {
+			c.locker = nil // leases are taken by the store's atomic read
+		}
+	}
 	c.rp.init()
 	if c.l2 != nil {
 		c.repairsDone = make(chan struct{})
@@ -238,6 +249,7 @@ type Stats struct {
 	WritesQueued  uint64 // L2 writes accepted by the write-behind queue
 	WritesDone    uint64 // L2 writes the store accepted
 	WritesDropped uint64 // L2 writes dropped: queue full, still queued at Close, or made after it
+	WritesFenced  uint64 // L2 writes not made: an invalidation or a newer write came after their load began
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
 	Oversize      uint64 // values kept out of L2 by MaxValueSize
@@ -271,6 +283,7 @@ func (c *Cache) Stats() Stats {
 		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
 		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
 		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),
+		WritesFenced: s.writesFenced.Load(),
 		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),
 		Oversize:      s.oversize.Load(),
 		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),
@@ -318,6 +331,20 @@ func (c *Cache) l2Call(ctx context.Context, what string, op func(ctx context.Con
 		}
 		span.End()
 	}
+	return err
+}
+
+// l2Probe is l2Call for the repair loop: it calls even while the breaker
+// is open (the loop's cadence bounds the calls), and its outcome moves the
+// breaker like any other (a success closes it).
+func (c *Cache) l2Probe(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	if c.l2 == nil {
+		return errNoL2
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.L2Timeout)
+	err := op(cctx)
+	cancel()
+	c.record(ctx, what, err)
 	return err
 }
 

@@ -3,7 +3,6 @@ package agentcache
 import (
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 )
@@ -31,21 +30,8 @@ func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v)
 const (
 	envHeader   = keyspace.HeaderLen
 	kindValue   = keyspace.KindValue
-	kindMissing = keyspace.KindNotFound
+	kindMissing   = keyspace.KindNotFound
+	kindTombstone = keyspace.KindTombstone
 )
 
 var errBadEnvelope = errors.New("agentcache: undecodable L2 value")
-
-// appendEnvelope wraps payload for L2 (with no tool cost recorded).
-func appendEnvelope(dst []byte, kind byte, freshUntil time.Time, payload []byte) []byte {
-	return keyspace.AppendEnvelope(dst, kind, freshUntil, 0, payload)
-}
-
-// openEnvelope returns the kind, freshness and payload of an L2 value.
-func openEnvelope(b []byte) (kind byte, freshUntil time.Time, payload []byte, err error) {
-	e, err := keyspace.OpenEnvelope(b)
-	if err != nil {
-		return 0, time.Time{}, nil, errBadEnvelope
-	}
-	return e.Kind, e.FreshUntil, e.Payload, nil
-}

@@ -3,7 +3,7 @@ package agentcache
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,12 @@ import (
 // resource in the scope — so bumping one epoch makes every entry under it
 // unreachable at once, on every instance, with no scan. Old entries age out
 // by TTL.
+//
+// Epoch values only grow (see tier.Epochs): L2 creates and bumps them from
+// its clock in a script, an instance adopts a value only if it is greater
+// than the one it has, and it passes what it knows to every read, so that a
+// store that lost a write (a failover, a restored backup) is raised back
+// instead of pulling the instance back.
 //
 // Each instance keeps what it knows of an epoch in a cell. An L1 entry keeps
 // pointers to the cells it was stamped with and the values they had, so an
@@ -48,8 +54,9 @@ const invalidationChannel = "inv"
 // cell is what this instance knows of one epoch.
 type cell struct {
 	key      string        // the epoch's key in L2
-	val      atomic.Uint64 // current value; 0 once the cell left the table
+	val      atomic.Uint64 // current value; 0 while unknown and once the cell is dead
 	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
+	dead     atomic.Bool   // the cell left the table: entries stamped with it miss
 	// shared is set once val is known to be the value in L2 (read from it,
 	// written to it, or announced by an instance that wrote it). Until then
 	// val is this instance's alone, and entries stamped with it stay out of
@@ -84,7 +91,10 @@ type stamp struct {
 func (s *stamp) valid(tick int64) bool {
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
-		if c == nil || c.val.Load() != s.vals[i] || tick-c.verified.Load() >= staleTicks {
+		if c == nil {
+			return false
+		}
+		if v := c.val.Load(); v == 0 || v != s.vals[i] || tick-c.verified.Load() >= staleTicks {
 			return false
 		}
 	}
@@ -107,7 +117,7 @@ func (s *stamp) sameVals(o *stamp) bool {
 // current reports whether the cells still hold the stamped values.
 func (s *stamp) current() bool {
 	for i := uint8(0); i < s.n; i++ {
-		if s.cells[i].val.Load() != s.vals[i] {
+		if v := s.cells[i].val.Load(); v == 0 || v != s.vals[i] {
 			return false
 		}
 	}
@@ -117,20 +127,17 @@ func (s *stamp) current() bool {
 // token mixes the stamped values into the key segment of an entry.
 func (s *stamp) token() uint64 { return keyspace.Token(s.vals[:s.n]...) }
 
-// newEpochValue returns a random epoch value. Zero marks a dead cell, so it
-// is never returned.
-func newEpochValue() uint64 {
-	for {
-		if v := rand.Uint64(); v != 0 {
-			return v
-		}
-	}
+// localEpoch returns an epoch value after cur from this process's clock:
+// the value of a cell that no L2 keeps, or that L2 could not be told of yet.
+// Zero means unknown, so it is never returned.
+func localEpoch(cur uint64) uint64 {
+	return max(cur+1, uint64(time.Now().UnixMicro()))
 }
 
 // epochs is the instance's table of cells.
 type epochs struct {
 	c      *Cache
-	store  tier.Epochs      // nil: epochs are local only
+	store  tier.Epochs      // nil: no L2, epochs are local only
 	bcast  tier.Broadcaster // nil: no invalidation messages
 	tick   atomic.Int64
 	resets atomic.Uint64 // subscription resets seen
@@ -142,7 +149,10 @@ type epochs struct {
 	pinned sync.Map // key → *cell: the global and per-resource epochs, never dropped
 	scoped *otter.Cache[string, *cell]
 
-	restored map[string]uint64 // epoch values from a snapshot, used when there is no store
+	// restored holds epoch values from a snapshot: the values of cells when
+	// there is no store, and otherwise the least a store may hold (passed
+	// as known until the cell learns a value).
+	restored map[string]uint64
 
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -153,10 +163,8 @@ type epochs struct {
 func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, error) {
 	e := &epochs{c: c, stop: make(chan struct{}), restored: restored, ready: make(chan struct{})}
 	if c.l2 != nil {
-		e.store, _ = c.l2.(tier.Epochs)
-		if e.store != nil {
-			e.bcast, _ = c.l2.(tier.Broadcaster)
-		}
+		e.store = tier.EpochsOver(c.l2)
+		e.bcast, _ = c.l2.(tier.Broadcaster)
 	}
 	sc, err := otter.New(&otter.Options[string, *cell]{
 		MaximumSize: maxScoped,
@@ -164,6 +172,7 @@ func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, er
 		// miss and the next lookup builds a fresh cell.
 		OnAtomicDeletion: func(ev otter.DeletionEvent[string, *cell]) {
 			if ev.Cause != otter.CauseReplacement {
+				ev.Value.dead.Store(true)
 				ev.Value.val.Store(0)
 			}
 		},
@@ -178,16 +187,16 @@ func newEpochs(c *Cache, maxScoped int, restored map[string]uint64) (*epochs, er
 
 func (e *epochs) newCell(key string) *cell {
 	c := &cell{key: key}
-	if v, ok := e.restored[key]; ok && e.store == nil {
-		c.val.Store(v)
-	} else {
-		c.val.Store(newEpochValue())
-	}
 	if e.store == nil {
+		v, ok := e.restored[key]
+		if !ok {
+			v = localEpoch(0)
+		}
+		c.val.Store(v)
 		c.verified.Store(forever)
-		c.shared.Store(true) // no epoch store: keys carry what every instance starts with
+		c.shared.Store(true) // no L2: nobody else to agree with
 	} else {
-		c.verified.Store(unverified)
+		c.verified.Store(unverified) // unknown (0) until L2 answers
 	}
 	return c
 }
@@ -253,7 +262,7 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 		}
 	}
 	s.down = false
-	if dirty && !e.flush(ctx) {
+	if dirty && !e.flush(ctx, false) {
 		s.down = true
 	}
 	if len(need) > 0 && !s.down && !e.load(ctx, need) {
@@ -261,8 +270,20 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 	}
 	s.local = false
 	for i := uint8(0); i < s.n; i++ {
-		s.vals[i] = s.cells[i].val.Load()
-		if !s.cells[i].shared.Load() {
+		c := s.cells[i]
+		v := c.val.Load()
+		if v == 0 && !c.dead.Load() {
+			// L2 could not say: a value of this instance's own, which keeps
+			// the lookup's entries out of L2 until L2 answers.
+			c.mu.Lock()
+			if v = c.val.Load(); v == 0 && !c.dead.Load() {
+				v = localEpoch(e.restored[c.key])
+				c.val.Store(v)
+			}
+			c.mu.Unlock()
+		}
+		s.vals[i] = v
+		if !c.shared.Load() {
 			s.local = true
 		}
 	}
@@ -284,20 +305,16 @@ func (e *epochs) load(ctx context.Context, cells []*cell) bool {
 
 func (e *epochs) loadGroup(ctx context.Context, cells []*cell, ttl time.Duration) bool {
 	keys := make([]string, len(cells))
-	fresh := make([]uint64, len(cells))
-	seqs := make([]uint64, len(cells))
+	known := make([]uint64, len(cells))
 	for i, c := range cells {
 		keys[i] = c.key
-		fresh[i] = newEpochValue()
-		c.mu.Lock()
-		seqs[i] = c.seq
-		c.mu.Unlock()
+		known[i] = e.known(c)
 	}
 	tick := e.tick.Load()
 	resets := e.resets.Load()
 	var vals []uint64
 	err := e.c.l2Call(ctx, "epoch read", func(ctx context.Context) (err error) {
-		vals, err = e.store.LoadEpochs(ctx, keys, fresh, ttl)
+		vals, err = e.store.LoadEpochs(ctx, keys, known, ttl)
 		return err
 	})
 	if err != nil || len(vals) != len(cells) {
@@ -306,14 +323,11 @@ func (e *epochs) loadGroup(ctx context.Context, cells []*cell, ttl time.Duration
 	confirmed := e.resets.Load() == resets
 	for i, c := range cells {
 		c.mu.Lock()
-		// An update pushed while we asked is newer than our answer: keep it
-		// and leave the cell for the next confirmation. A reset while we
-		// asked means messages may have been lost around our read: take the
-		// value (it is L2's) but confirm it again next time. A dirty cell
-		// keeps its own value: L2's predates the invalidation.
-		if c.seq == seqs[i] && c.val.Load() != 0 && !c.dirty {
-			c.val.Store(vals[i])
-			c.shared.Store(true)
+		// A dirty cell keeps its own value: L2's predates the invalidation.
+		// A reset while we asked means messages may have been lost around
+		// our read: take the value but confirm it again next time.
+		if !c.dead.Load() && !c.dirty {
+			e.adopt(c, vals[i])
 			if confirmed {
 				c.verified.Store(tick)
 			}
@@ -323,36 +337,55 @@ func (e *epochs) loadGroup(ctx context.Context, cells []*cell, ttl time.Duration
 	return true
 }
 
+// known is the value of c that L2 must not go below: its value once L2 or
+// the fleet has confirmed it, else what a snapshot restored (0: none).
+func (e *epochs) known(c *cell) uint64 {
+	if c.shared.Load() {
+		return c.val.Load()
+	}
+	return e.restored[c.key]
+}
+
+// adopt makes v, a value L2 holds, the cell's, unless the cell already has a
+// greater shared value: epochs never go back. The caller holds c.mu.
+func (e *epochs) adopt(c *cell, v uint64) {
+	if v == 0 || c.shared.Load() && v <= c.val.Load() {
+		return
+	}
+	c.seq++
+	c.val.Store(v)
+	c.shared.Store(true)
+}
+
 func (e *epochs) isDirty(c *cell) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.dirty
 }
 
-// markDirty records that L2 did not take the values an invalidation gave
-// these cells; flush pushes them until it does.
-func (e *epochs) markDirty(cells []*cell, vals []uint64) {
+// markDirty records that L2 did not take the invalidation of these cells;
+// flush pushes it until it does.
+func (e *epochs) markDirty(cells []*cell) {
 	e.pendMu.Lock()
 	defer e.pendMu.Unlock()
 	if e.pending == nil {
 		e.pending = map[*cell]struct{}{}
 	}
-	for i, c := range cells {
+	for _, c := range cells {
 		c.mu.Lock()
-		if c.val.Load() == vals[i] {
-			c.dirty = true
-			e.pending[c] = struct{}{}
-		}
+		c.dirty = true
+		e.pending[c] = struct{}{}
 		c.mu.Unlock()
 	}
 	e.c.rp.signal()
 }
 
-// flush stores the values of dirty cells in L2 and tells the fleet, so that
-// an invalidation made while L2 was unreachable reaches everyone once it is
-// back (the repair loop runs it until it succeeds, and a lookup runs it
-// before using a dirty cell). It reports whether nothing is left pending.
-func (e *epochs) flush(ctx context.Context) bool {
+// flush bumps the dirty cells in L2 and tells the fleet, so that an
+// invalidation made while L2 was unreachable reaches everyone once it is
+// back (the repair loop runs it until it succeeds, whatever the breaker
+// says, and a lookup runs it before using a dirty cell). It reports whether
+// nothing is left pending.
+func (e *epochs) flush(ctx context.Context, probe bool) bool {
 	e.pendMu.Lock()
 	cells := make([]*cell, 0, len(e.pending))
 	for c := range e.pending {
@@ -362,11 +395,8 @@ func (e *epochs) flush(ctx context.Context) bool {
 	if len(cells) == 0 {
 		return true
 	}
-	vals := make([]uint64, len(cells))
-	for i, c := range cells {
-		vals[i] = c.val.Load()
-	}
-	if err := e.store2(ctx, cells, vals); err != nil {
+	vals, err := e.bumpL2(ctx, cells, probe)
+	if err != nil {
 		return false
 	}
 	tick := e.tick.Load()
@@ -374,13 +404,12 @@ func (e *epochs) flush(ctx context.Context) bool {
 	e.pendMu.Lock()
 	for i, c := range cells {
 		c.mu.Lock()
-		if c.val.Load() == vals[i] {
-			c.dirty = false
-			c.shared.Store(true)
-			c.verified.Store(tick)
-			delete(e.pending, c)
-			msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: vals[i]})
-		}
+		c.dirty = false
+		c.shared.Store(false) // adopt L2's value, which is after the provisional one
+		e.adopt(c, vals[i])
+		c.verified.Store(tick)
+		delete(e.pending, c)
+		msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: c.val.Load()})
 		c.mu.Unlock()
 	}
 	e.pendMu.Unlock()
@@ -388,25 +417,43 @@ func (e *epochs) flush(ctx context.Context) bool {
 	return true
 }
 
-// store2 writes epoch values to L2, one call per expiry class.
-func (e *epochs) store2(ctx context.Context, cells []*cell, vals []uint64) error {
-	byCell := make(map[*cell]uint64, len(cells))
+// bumpL2 bumps the cells' epochs in L2, one call per expiry class, and
+// returns the new values in the order of cells. probe sends the calls even
+// while the breaker is open (the repair loop's own cadence bounds them).
+func (e *epochs) bumpL2(ctx context.Context, cells []*cell, probe bool) ([]uint64, error) {
+	out := make([]uint64, len(cells))
+	at := make(map[*cell]int, len(cells))
 	for i, c := range cells {
-		byCell[c] = vals[i]
+		at[c] = i
 	}
-	return e.c.l2Call(ctx, "epoch write", func(ctx context.Context) error {
+	call := e.c.l2Call
+	if probe {
+		call = e.c.l2Probe
+	}
+	err := call(ctx, "epoch write", func(ctx context.Context) error {
 		for ttl, group := range e.group(cells) {
 			keys := make([]string, len(group))
-			vs := make([]uint64, len(group))
+			known := make([]uint64, len(group))
 			for i, c := range group {
-				keys[i], vs[i] = c.key, byCell[c]
+				keys[i] = c.key
+				c.mu.Lock()
+				known[i] = c.val.Load() // a provisional value too: L2 must go past it
+				c.mu.Unlock()
 			}
-			if err := e.store.StoreEpochs(ctx, keys, vs, ttl); err != nil {
+			vals, err := e.store.BumpEpochs(ctx, keys, known, ttl)
+			if err != nil {
 				return err
+			}
+			if len(vals) != len(group) {
+				return errors.New("agentcache: L2 returned a wrong number of epochs")
+			}
+			for i, c := range group {
+				out[at[c]] = vals[i]
 			}
 		}
 		return nil
 	})
+	return out, err
 }
 
 func (e *epochs) refreshAsync(c *cell) {
@@ -431,67 +478,45 @@ func (e *epochs) ttlFor(key string) time.Duration {
 	return e.c.opts.ScopeEpochTTL
 }
 
-// bump gives each cell a new value locally and in L2, deletes the exact
-// L2 keys, and tells the fleet (epochs and L1 keys) in one message. The
-// local change is applied first and always; the error says whether the
-// fleet was told.
-func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys, l2Keys []string) error {
-	tick := e.tick.Load()
+// bump gives each cell a new value, ordered after every earlier one: in L2
+// (which chooses it, by script) and then here; or, when L2 cannot be
+// reached, a provisional value of this instance's own that the repair loop
+// pushes to L2 later. Either way the local change is made before bump
+// returns; the error says whether the fleet was told. The message carries
+// the new epochs and the exact L1 keys to drop.
+func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys []string) error {
 	msg := message{From: e.c.id, Keys: l1Keys}
-	for _, c := range cells {
-		v := newEpochValue()
-		c.mu.Lock()
-		c.seq++
-		c.val.Store(v)
-		if e.store != nil {
-			// The new value is this instance's alone until L2 has it.
-			c.shared.Store(false)
-			c.verified.Store(tick)
+	if e.store == nil {
+		for _, c := range cells {
+			c.mu.Lock()
+			c.seq++
+			c.val.Store(localEpoch(c.val.Load()))
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
-		msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: v})
-	}
-	if e.c.l2 == nil {
 		return nil
 	}
-	if e.store == nil && len(cells) > 0 {
-		return errNoEpochStore
-	}
-	if len(l2Keys) > 0 {
-		if err := e.c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
-			return e.c.l2.Delete(ctx, l2Keys...)
-		}); err != nil {
-			// No epoch records an exact invalidation: keep the deletes (and
-			// their announcement) until L2 takes them, and meanwhile never
-			// read those keys from L2.
-			for i, k := range l2Keys {
-				e.c.rp.addDelete(k, l1Keys[i])
-			}
-			if len(cells) > 0 {
-				vals := make([]uint64, len(cells))
-				for i, u := range msg.Epochs {
-					vals[i] = u.Val
-				}
-				e.markDirty(cells, vals)
-			}
-			return err
-		}
-	}
-	vals := make([]uint64, len(cells))
-	for i, u := range msg.Epochs {
-		vals[i] = u.Val
-	}
 	if len(cells) > 0 {
-		if err := e.store2(ctx, cells, vals); err != nil {
+		vals, err := e.bumpL2(ctx, cells, false)
+		if err != nil {
 			// L2 keeps the old values: the invalidation must not be undone
 			// by the next confirmation, and must reach L2 when it answers.
-			e.markDirty(cells, vals)
+			for _, c := range cells {
+				c.mu.Lock()
+				c.seq++
+				c.val.Store(localEpoch(c.val.Load()))
+				c.shared.Store(false) // this instance's alone until L2 has it
+				c.mu.Unlock()
+			}
+			e.markDirty(cells)
 			return err
 		}
-	}
-	for _, u := range msg.Epochs {
-		if c := e.lookupCell(u.Key); c != nil && c.val.Load() == u.Val {
-			c.shared.Store(true)
+		tick := e.tick.Load()
+		for i, c := range cells {
+			c.mu.Lock()
+			e.adopt(c, vals[i])
+			c.verified.Store(tick)
+			msg.Epochs = append(msg.Epochs, epochUpdate{Key: c.key, Val: c.val.Load()})
+			c.mu.Unlock()
 		}
 	}
 	return e.publish(ctx, msg)
@@ -524,30 +549,27 @@ func (e *epochs) publish(ctx context.Context, m message) error {
 	})
 }
 
-// apply handles a message from another instance. An epoch it carries is
-// applied at once and then confirmed with L2 before it is trusted again:
-// two invalidations racing on different instances may publish out of order,
-// and L2 holds the one that won.
+// apply handles a message from another instance.
 func (e *epochs) apply(m message) {
 	if m.From == e.c.id {
 		return
 	}
 	for _, u := range m.Epochs {
 		c := e.lookupCell(u.Key)
-		if c == nil || u.Val == 0 {
+		if c == nil {
 			continue
 		}
 		c.mu.Lock()
-		c.seq++
-		if c.val.Load() != 0 && !c.dirty {
-			c.val.Store(u.Val)
-			c.shared.Store(true)
+		// The value is one L2 took (instances publish after L2 did), so it
+		// is adopted if greater; no confirmation is needed: values only
+		// grow, whatever order messages arrive in.
+		if !c.dead.Load() && !c.dirty {
+			e.adopt(c, u.Val)
 		}
-		c.verified.Store(unverified)
 		c.mu.Unlock()
 	}
 	for _, k := range m.Keys {
-		e.c.l1.Delete(k)
+		e.c.fenceL1(k)
 	}
 	for _, k := range m.Fills {
 		e.c.fills.notify(k)

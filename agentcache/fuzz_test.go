@@ -22,6 +22,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/memory"
 )
 
@@ -172,8 +173,8 @@ func FuzzToolKeys(f *testing.F) {
 	})
 }
 
-// fzRecorder is a memory Remote that remembers the keys written with Set,
-// so the fuzz target can find the L2 key of an entry.
+// fzRecorder is a memory Remote that remembers the keys written with Set
+// or WriteRecords, so the fuzz target can find the L2 key of an entry.
 type fzRecorder struct {
 	*memory.Remote
 	mu   sync.Mutex
@@ -185,6 +186,15 @@ func (r *fzRecorder) Set(ctx context.Context, key string, value []byte, ttl time
 	r.keys = append(r.keys, key)
 	r.mu.Unlock()
 	return r.Remote.Set(ctx, key, value, ttl)
+}
+
+func (r *fzRecorder) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]tier.WriteResult, error) {
+	r.mu.Lock()
+	for _, w := range writes {
+		r.keys = append(r.keys, w.Key)
+	}
+	r.mu.Unlock()
+	return r.Remote.WriteRecords(ctx, writes)
 }
 
 func (r *fzRecorder) lastKey() string {

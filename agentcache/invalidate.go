@@ -116,10 +116,45 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 			l2Keys = append(l2Keys, l2)
 		}
 	}
+	return c.fleet(ctx, "invalidate", c.invalidate(ctx, cells, l1Keys, l2Keys))
+}
+
+// invalidate applies an invalidation here and tells L2 and the fleet: the
+// exact keys are fenced and dropped from L1, replaced in L2 by tombstones
+// (which no write of an older load can overwrite), and the cells bumped; one
+// message carries the new epochs and the L1 keys to drop. The local part
+// always happens; what L2 did not take is kept by the repair loop, and the
+// error says the fleet was not told.
+func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []string) error {
 	for _, k := range l1Keys {
-		c.l1.Delete(k)
+		c.fenceL1(k)
 	}
-	return c.fleet(ctx, "invalidate", c.ep.bump(ctx, cells, l1Keys, l2Keys))
+	announce := l1Keys
+	var err error
+	if len(l2Keys) > 0 && c.l2 != nil {
+		err = c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
+			stamps, err := c.fencer.Tombstone(ctx, l2Keys, fenceHorizon)
+			for _, s := range stamps {
+				c.clock.observe(s, c.opts.Now())
+			}
+			return err
+		})
+		if err != nil {
+			// Retried until L2 takes them; meanwhile those keys are not read
+			// from L2 here, and the fleet is told once they land.
+			for i, k := range l2Keys {
+				c.rp.addDelete(k, l1Keys[i])
+			}
+			announce = nil
+		}
+	}
+	if len(cells) == 0 && len(announce) == 0 {
+		return err
+	}
+	if berr := c.ep.bump(ctx, cells, announce); err == nil {
+		err = berr
+	}
+	return err
 }
 
 // resolve turns a target into the epoch cells to bump, or for an exact call

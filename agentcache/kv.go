@@ -96,13 +96,17 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	if ttl == 0 {
 		ttl = c.opts.DefaultTTL
 	}
+	// A load of key that began before this Set must not overwrite it.
+	c.fence.add(key, c.opts.Now())
+	seq := c.fence.start()
 	lk := lookup{r: c.kv, tail: key, l1: key}
 	st := c.stampFor(ctx, &lk)
-	exp := c.opts.Now().Add(ttl)
+	now := c.opts.Now()
+	exp := now.Add(ttl)
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
 	if c.l2 != nil && !st.local {
-		if b, ok := c.encode(value, kindValue, exp, 0); ok {
-			c.w.enqueue(writeOp{key: lk.l2Key(&st), value: b, ttl: ttl, announce: key})
+		if b, ok := c.encode(value, kindValue, c.clock.now(now), exp, 0); ok {
+			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key})
 		}
 	}
 	return nil
@@ -119,24 +123,13 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	c.countInvalidation(ctx, "delete")
-	c.l1.Delete(key)
-	if c.l2 == nil {
-		return nil
-	}
 	lk := lookup{r: c.kv, tail: key, l1: key}
 	st := c.stampFor(ctx, &lk)
-	l2key := lk.l2Key(&st)
-	err := c.l2Call(ctx, "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, l2key) })
-	if err != nil {
-		c.rp.addDelete(l2key, key) // retried until L2 takes it; a tombstone meanwhile
-	} else {
-		err = c.ep.publish(ctx, message{From: c.id, Keys: []string{key}})
-	}
-	return c.fleet(ctx, "delete", err)
+	return c.fleet(ctx, "delete", c.invalidate(ctx, nil, []string{key}, []string{lk.l2Key(&st)}))
 }
 
 // Clear empties the cache everywhere: this instance's L1, every key under
-// the L2 prefix, and — through a message and a new global epoch — every
+// the L2 prefix (bounded by ctx alone, not Options.L2Timeout), and — through a message and a new global epoch — every
 // other instance's L1. A *FleetError says L2 or the fleet could not be
 // reached; the local L1 is cleared regardless.
 func (c *Cache) Clear(ctx context.Context) error {
@@ -146,12 +139,17 @@ func (c *Cache) Clear(ctx context.Context) error {
 	c.countInvalidation(ctx, "clear")
 	c.l1.Clear()
 	var err error
-	if c.l2 != nil {
-		err = c.l2Call(ctx, "clear", func(ctx context.Context) error { return c.l2.Clear(ctx) })
+	if c.l2 != nil && c.brk.Allow() {
+		// Clear has the caller's deadline, not the per-call L2 timeout: it
+		// may have millions of keys to delete.
+		err = c.l2.Clear(ctx)
+		c.record(ctx, "clear", err)
+	} else if c.l2 != nil {
+		err = errBreakerOpen
 	}
 	// The new global epoch makes every instance's L1 entries unreachable
 	// even if one misses the message (within MaxEpochAge).
-	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil, nil); err == nil {
+	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil); err == nil {
 		err = berr
 	}
 	if err == nil {

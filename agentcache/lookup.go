@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
+	"reflect"
 	"sync/atomic"
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // resKind says how a resource's entries are scoped.
@@ -95,6 +96,10 @@ func l1Entry[T any](c *Cache, key string) (T, *entry) {
 		if v, ok := e.value.(T); ok {
 			return v, e
 		}
+		if e.value == nil && isInterface[T]() { // a nil result of interface type
+			var zero T
+			return zero, e
+		}
 	}
 	var zero T
 	return zero, nil
@@ -163,121 +168,198 @@ func served[T any](ctx context.Context, c *Cache, lk *lookup, h hit, load func(c
 // loaded is what a load step hands the flight's waiters.
 type loaded struct {
 	v    any
-	tier tierIdx       // tierLoader, or tierL2/tierNegative when another instance's load filled L2
+	tier tierIdx       // tierLoader, or tierL1/tierL2/tierNegative when no tool ran here
 	cost time.Duration // how long the tool ran (here or on the instance that filled L2)
+	// stale reports an L2 value past its TTL, inside the stale window.
+	stale bool
 	// l2failed reports a write-through that L2 did not take.
 	l2failed bool
 }
 
-// fetch is the slow read path: L1 against confirmed epochs, the negative
-// filter, L2, then one load per key at a time (and, with the fleet lock,
-// per key across the fleet). o, if not nil, learns which tier answered.
+// attempt is one load of an entry: what its reads learned, and what a
+// write of its result must carry.
+type attempt struct {
+	key string // the entry's L2 key
+	st  stamp
+	// since is the L2 store's clock when the miss read was made, the stamp
+	// of the record a write of the result carries (0: no read answered;
+	// the store clock is then estimated when the load began).
+	since int64
+	seq   uint64      // the fence sequence when the lookup began
+	began time.Time   // when the lookup began, on this instance's clock
+	lease *tier.Lease // the fleet-lock lease this load holds, if any
+}
+
+// fetch is the slow read path, shared by every entry point: L1 against
+// confirmed epochs, the negative filter, then one flight per key on this
+// instance that reads L2 (taking the fleet lock's lease in the same round
+// trip), waits for another instance's load or runs the tool, and stores
+// what it gets. o, if not nil, learns which tier answered.
 func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx context.Context) (T, error), o *obsLookup) (T, error) {
 	var zero T
 	var scratch obsLookup
 	if o == nil {
 		o = &scratch
 	}
-	st := c.stampFor(ctx, lk)
-	if v, h, cost := fromL1[T](c, lk, &st); h != hitNone {
+	a := attempt{seq: c.fence.start(), began: c.opts.Now()}
+	a.st = c.stampFor(ctx, lk)
+	if v, h, cost := fromL1[T](c, lk, &a.st); h != hitNone {
 		c.countL1(h)
 		o.cost = cost
 		served(ctx, c, lk, h, load, o)
 		return v, nil
 	}
-	key := lk.l2Key(&st)
-	maybeNegative := false
-	if f := lk.r.neg.Load(); f != nil {
-		maybeNegative = f.test(key)
-	}
-	// One unreachable-L2 verdict per lookup: after a failed epoch read or a
-	// failed L2 read, the lookup neither reads L2 nor takes the fleet lock,
-	// so a stalled Redis costs a caller one timeout, not several.
-	status := l2Unavailable
-	if c.l2 != nil && !st.local && !st.down && !c.rp.tombstoned(key) {
-		v, r := readShared[T](ctx, c, lk, key, &st)
-		status = r.status
-		switch status {
-		case l2Hit:
-			c.stats.l2Hits.Inc()
-			o.tier, o.stale, o.cost = tierL2, r.stale, r.cost
-			if r.stale {
-				c.stats.staleHits.Inc()
-				refreshAsync(ctx, c, lk, load)
-			}
-			return v, nil
-		case l2Negative:
-			c.stats.negativeHits.Inc()
-			o.tier, o.cost = tierNegative, r.cost
-			if !maybeNegative && lk.r.negTTL > 0 {
-				c.negFilterFor(lk.r).add(key)
-			}
-			return zero, negativeHit(lk.r)
-		}
-	}
-	// A bloom "maybe" that L2 could not confirm or deny is trusted.
-	if maybeNegative && status == l2Unavailable {
-		c.stats.negativeHits.Inc()
-		o.tier = tierNegative
-		return zero, negativeHit(lk.r)
-	}
-	o.tier = tierLoader
+	a.key = lk.l2Key(&a.st)
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	c.stats.misses.Inc()
-	fleet := status != l2Unavailable
-	res, err, _ := c.fl.Do(ctx, key, func(lctx context.Context) (any, error) {
+	res, err, _ := c.fl.Do(ctx, a.key, func(lctx context.Context) (any, error) {
 		// A load of this key may have finished between our L1 miss and
 		// now: do not run the tool twice.
-		if v, h, e := fromL1Slow[T](c, lk, &st); h != hitNone {
+		if v, h, e := fromL1Slow[T](c, lk, &a.st); h != hitNone {
 			l := loaded{v: v, tier: tierL1}
 			if e != nil {
 				l.cost = e.cost
 			}
 			return l, nil
 		}
-		l, err := loadStep(lctx, c, lk, key, &st, load, fleet)
-		return l, err
+		return loadStep(lctx, c, lk, &a, load)
 	})
-	if l, ok := res.(loaded); ok {
-		o.tier, o.cost = l.tier, l.cost
+	l, ok := res.(loaded)
+	if !ok { // the caller left before the flight answered
+		c.stats.misses.Inc()
+		o.tier = tierLoader
+		return zero, err
+	}
+	o.tier, o.cost, o.stale = l.tier, l.cost, l.stale
+	switch l.tier {
+	case tierL1:
+		c.countL1(hitFresh)
+	case tierL2:
+		c.stats.l2Hits.Inc()
+		if l.stale {
+			c.stats.staleHits.Inc()
+			refreshAsync(ctx, c, lk, load)
+		}
+	case tierNegative:
+		c.stats.negativeHits.Inc()
+	default:
+		c.stats.misses.Inc()
 	}
 	if err != nil {
 		return zero, err
 	}
-	l, _ := res.(loaded)
-	tv, ok := l.v.(T)
-	if !ok && l.v != nil {
-		return zero, fmt.Errorf("agentcache: a concurrent load of the same key returned %T, not %T", l.v, zero)
-	}
-	return tv, nil
+	return typed[T](l.v)
 }
 
-// loadStep runs inside the flight: the tool, under the fleet lock when it
-// is on and L2 just answered.
-func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error), fleet bool) (loaded, error) {
-	if fleet && c.fleetOn(lk) && !st.local && !st.down {
-		return loadFleet(ctx, c, lk, key, st, load)
+// typed returns v, which a load of any entry point stored, as a T. A nil
+// interface value is the zero T when T is an interface type.
+func typed[T any](v any) (T, error) {
+	if tv, ok := v.(T); ok {
+		return tv, nil
 	}
-	return loadLocal(ctx, c, lk, key, st, load, lk.writeThrough)
+	var zero T
+	if v == nil && isInterface[T]() {
+		return zero, nil
+	}
+	return zero, fmt.Errorf("agentcache: a concurrent load of the same key returned %T, not %T", v, zero)
 }
 
-// loadLocal runs the tool and stores what it returns: a value, or a "not
-// found". Errors are returned and never stored. With writeThrough the L2
-// write happens before it returns.
-func loadLocal[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, load func(context.Context) (T, error), writeThrough bool) (loaded, error) {
+// isInterface reports whether T is an interface type (whose zero is nil).
+func isInterface[T any]() bool { return reflect.TypeFor[T]().Kind() == reflect.Interface }
+
+// loadStep runs inside the flight. It reads L2 with the fleet lock's lease
+// in one round trip: a value or a "not found" marker answers; a miss with
+// the lease runs the tool here; a miss without it waits for the instance
+// that holds it and reads again. Without L2 (or when L2 does not answer) the
+// negative filter's "maybe" is trusted, and otherwise the tool runs here.
+func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load func(context.Context) (T, error)) (loaded, error) {
+	maybeNegative := false
+	if f := lk.r.neg.Load(); f != nil {
+		maybeNegative = f.test(a.key)
+	}
+	if c.l2 == nil || a.st.local || a.st.down || c.rp.tombstoned(a.key) {
+		if maybeNegative {
+			return loaded{tier: tierNegative}, negativeHit(lk.r)
+		}
+		return loadAndStore(ctx, c, lk, a, load)
+	}
+	fleet := c.fleetOn(lk)
+	var w chan struct{}
+	poll := c.opts.LockPoll
+	for {
+		var lease *tier.Lease
+		if fleet {
+			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+		}
+		v, r := readOne[T](ctx, c, lk, a, lease)
+		switch r.status {
+		case l2Hit:
+			return loaded{v: v, tier: tierL2, cost: r.cost, stale: r.stale}, nil
+		case l2Negative:
+			if !maybeNegative && lk.r.negTTL > 0 {
+				c.negFilterFor(lk.r).add(a.key)
+			}
+			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
+		case l2Unavailable:
+			if maybeNegative { // a bloom "maybe" that L2 could not confirm or deny is trusted
+				return loaded{tier: tierNegative}, negativeHit(lk.r)
+			}
+			return loadAndStore(ctx, c, lk, a, load)
+		}
+		if fleet && !r.leased && r.unusable {
+			// A value L2 still keeps but that cannot be served (past its
+			// life by the writer's clock, or undecodable): the read did not
+			// take the lease for it, so take it on its own.
+			r.leased = c.tryLock(ctx, lease)
+		}
+		if !fleet || r.leased {
+			if r.leased {
+				a.lease = lease
+				c.ownLeases.Store(lease.Key, lease.Token)
+			}
+			return loadAndStore(ctx, c, lk, a, load)
+		}
+		// Another instance holds the lease: wait for its fill (announced,
+		// or found by polling in case the announcement is lost).
+		c.stats.fleetWaits.Add(1)
+		if w == nil {
+			w = c.fills.add(a.key)
+			defer c.fills.remove(a.key, w)
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-w:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return loaded{}, ctx.Err()
+		}
+		t.Stop()
+		poll = min(2*poll, 16*c.opts.LockPoll)
+	}
+}
+
+// loadAndStore runs the tool and stores what it returns: a value, or a "not
+// found". Errors are returned and never stored. A lease the attempt holds
+// is renewed while the tool runs and released with the write.
+func loadAndStore[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load func(context.Context) (T, error)) (loaded, error) {
 	c.stats.loads.Add(1)
+	if a.lease != nil {
+		stop := c.renewLease(*a.lease)
+		defer stop()
+	}
 	ok := false
 	defer func() {
 		if !ok { // an error or a panic (which the flight turns into a PanicError)
 			c.stats.loadErrors.Add(1)
+			c.release(a)
 		}
 	}()
 	val, cost, err := runTool(ctx, c, lk.r.obs, load)
 	if isNotFound(lk, val, err) {
 		ok = true
-		stored := c.putNegative(ctx, lk, key, st, cost, writeThrough)
+		stored := c.putNegative(ctx, lk, a, cost)
 		if err == nil {
 			err = negativeHit(lk.r)
 		}
@@ -287,7 +369,7 @@ func loadLocal[T any](ctx context.Context, c *Cache, lk *lookup, key string, st 
 		return loaded{tier: tierLoader, cost: cost}, err
 	}
 	ok = true
-	stored := c.put(ctx, lk, key, st, val, cost, writeThrough)
+	stored := c.put(ctx, lk, a, val, cost)
 	return loaded{v: val, tier: tierLoader, cost: cost, l2failed: !stored}, nil
 }
 
@@ -306,6 +388,10 @@ type l2Read struct {
 	status l2Status
 	stale  bool          // a value past its TTL, inside the stale window
 	cost   time.Duration // the tool run that produced it (0: unknown)
+	leased bool          // the read took the lease it asked for
+	// unusable reports a value record that could not be served: the read
+	// takes no lease over it.
+	unusable bool
 }
 
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
@@ -342,7 +428,7 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
 			return zero, hitNone, nil
 		}
 	}
-	v, ok := e.value.(T)
+	v, ok := asT[T](e.value)
 	if !ok {
 		return zero, hitNone, nil
 	}
@@ -352,115 +438,104 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
 	return v, hitFresh, e
 }
 
-// readGroup shares one L2 read among the concurrent lookups of a key. The
-// first caller reads on its own goroutine (no goroutine is started for an
-// L2 hit); the others wait for its answer or their own ctx.
-type readGroup struct {
-	mu sync.Mutex // guards m
-	m  map[string]*readCall
-}
-
-type readCall struct {
-	done  chan struct{}
-	v     any
-	r     l2Read
-	retry bool // the first caller gave up: read for yourself
-}
-
-// readShared is fromL2 with concurrent reads of one key shared.
-func readShared[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Read) {
+// asT is the L1 value v as a T: a nil stored by a tool of interface type is
+// the zero T of an interface type.
+func asT[T any](v any) (T, bool) {
+	if tv, ok := v.(T); ok {
+		return tv, true
+	}
 	var zero T
-	g := &c.reads
-	g.mu.Lock()
-	if call, ok := g.m[key]; ok {
-		g.mu.Unlock()
-		select {
-		case <-call.done:
-		case <-ctx.Done():
-			return zero, l2Read{status: l2Unavailable}
-		}
-		if call.retry {
-			return fromL2[T](ctx, c, lk, key, st)
-		}
-		if call.r.status != l2Hit {
-			return zero, call.r
-		}
-		if v, ok := call.v.(T); ok {
-			return v, call.r
-		}
-		return fromL2[T](ctx, c, lk, key, st) // another type at this key
-	}
-	if g.m == nil {
-		g.m = map[string]*readCall{}
-	}
-	call := &readCall{done: make(chan struct{})}
-	g.m[key] = call
-	g.mu.Unlock()
-	v, r := fromL2[T](ctx, c, lk, key, st)
-	call.v, call.r = v, r
-	call.retry = r.status == l2Unavailable && ctx.Err() != nil
-	g.mu.Lock()
-	delete(g.m, key)
-	g.mu.Unlock()
-	close(call.done)
-	return v, r
+	return zero, v == nil && isInterface[T]()
 }
 
-// fromL2 reads an entry from L2 and fills L1 with a value it finds.
-func fromL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp) (T, l2Read) {
-	var b []byte
-	var found bool
+// readOne reads one entry from L2 (with lease, the fleet lock's lease in
+// the same round trip) and decodes what it finds.
+func readOne[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, lease *tier.Lease) (T, l2Read) {
+	var rr []tier.ReadResult
 	err := c.l2Call(ctx, "read", func(ctx context.Context) (err error) {
-		b, found, err = c.l2.Get(ctx, key)
+		rr, err = c.fencer.ReadRecords(ctx, []tier.ReadOp{{Key: a.key, Lease: lease}})
 		return err
 	})
-	if err != nil {
+	if err != nil || len(rr) != 1 || rr[0].Err != nil {
 		var zero T
 		return zero, l2Read{status: l2Unavailable}
 	}
-	if !found {
-		var zero T
-		return zero, l2Read{status: l2Miss}
-	}
-	return decodeL2[T](ctx, c, lk, key, st, b)
+	return fromRead[T](ctx, c, lk, a, rr[0])
 }
 
-// decodeL2 turns the bytes of an L2 entry into a value (filling L1) or a
-// "not found" marker. Undecodable bytes are a miss and the key is deleted.
-func decodeL2[T any](ctx context.Context, c *Cache, lk *lookup, key string, st *stamp, b []byte) (v T, r l2Read) {
-	env, err := keyspace.OpenEnvelope(b)
-	if err != nil {
-		c.corrupt(ctx, key, errBadEnvelope)
-		return v, l2Read{status: l2Miss}
+// readMany reads the entries of attempts in one call (one round trip per
+// node). nil means the whole read failed.
+func (c *Cache) readMany(ctx context.Context, as []*attempt) []tier.ReadResult {
+	ops := make([]tier.ReadOp, len(as))
+	for i, a := range as {
+		ops[i].Key = a.key
 	}
-	r.cost = env.Cost
-	if env.Kind == kindMissing {
-		r.status = l2Negative
+	var rr []tier.ReadResult
+	if err := c.l2Call(ctx, "read batch", func(ctx context.Context) (err error) {
+		rr, err = c.fencer.ReadRecords(ctx, ops)
+		return err
+	}); err != nil || len(rr) != len(as) {
+		return nil
+	}
+	return rr
+}
+
+// fromRead handles what an L2 read found for one entry: the store's clock
+// becomes the attempt's stamp, and the record a value (filling L1), a "not
+// found" marker, or a miss (nothing, a tombstone, or bytes that do not
+// decode, which are counted).
+func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr tier.ReadResult) (v T, r l2Read) {
+	if rr.Now > 0 {
+		a.since = rr.Now
+		c.clock.observe(rr.Now, c.opts.Now())
+	}
+	r.leased = rr.Leased
+	if rr.Repaired {
+		c.stats.l2Corrupt.Add(1)
+		c.warn("corrupt", "agentcache: an L2 key held data of another type; replaced", nil)
+	}
+	r.status = l2Miss
+	if !rr.Found {
+		return v, r
+	}
+	env, err := keyspace.OpenEnvelope(rr.Value)
+	if err != nil {
+		c.corrupt(ctx, a.key, errBadEnvelope)
+		r.unusable = true
+		return v, r
+	}
+	switch env.Kind {
+	case kindTombstone:
+		return v, r
+	case kindMissing:
+		r.status, r.cost = l2Negative, env.Cost
 		return v, r
 	}
 	if err := c.codec.Unmarshal(env.Payload, &v); err != nil {
-		c.corrupt(ctx, key, err)
+		c.corrupt(ctx, a.key, err)
 		var zero T
-		return zero, l2Read{status: l2Miss}
+		r.unusable = true
+		return zero, r
 	}
-	e := &entry{value: v, st: *st, cost: env.Cost}
+	e := &entry{value: v, st: a.st, cost: env.Cost}
 	ttl := lk.r.ttl + lk.r.stale
 	if !env.FreshUntil.IsZero() {
 		f := env.FreshUntil.UnixNano()
 		e.expiresAt = f + int64(lk.r.stale)
 		if ttl = c.remaining(e.expiresAt); ttl <= 0 {
 			var zero T
-			return zero, l2Read{status: l2Miss}
+			r.unusable = true
+			return zero, r
 		}
 		if lk.r.stale > 0 {
 			e.freshUntil = f
 			r.stale = c.opts.Now().UnixNano() >= f
 		}
 	}
-	if st.current() {
+	if a.st.current() && !c.fence.fenced(lk.l1, a.seq) {
 		c.l1.Set(lk.l1, e, ttl)
 	}
-	r.status = l2Hit
+	r.status, r.cost = l2Hit, env.Cost
 	return v, r
 }
 
@@ -492,88 +567,4 @@ func (c *Cache) jitter(ttl time.Duration) time.Duration {
 		return ttl
 	}
 	return ttl - time.Duration(rand.Int64N(span))
-}
-
-// put stores a loaded value: L1 now, L2 through the write-behind queue (or
-// at once with writeThrough). A value loaded under epochs that have moved
-// since is returned to its callers but not stored: it may predate an
-// invalidation.
-// It reports false when a write-through failed.
-func (c *Cache) put(ctx context.Context, lk *lookup, key string, st *stamp, v any, cost time.Duration, writeThrough bool) bool {
-	if !st.current() {
-		return true
-	}
-	ttl := lk.r.ttl
-	if ttl <= 0 {
-		ttl = c.opts.DefaultTTL
-	}
-	ttl = c.jitter(ttl)
-	now := c.opts.Now()
-	fresh := now.Add(ttl)
-	life := ttl + lk.r.stale
-	e := &entry{value: v, st: *st, expiresAt: now.Add(life).UnixNano(), cost: cost}
-	if lk.r.stale > 0 {
-		e.freshUntil = fresh.UnixNano()
-	}
-	if lk.refreshAhead > 0 {
-		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
-	}
-	c.l1.Set(lk.l1, e, life)
-	if c.l2 != nil && !st.local {
-		if b, ok := c.encode(v, kindValue, fresh, cost); ok {
-			return c.writeL2(ctx, writeOp{key: key, value: b, ttl: life}, writeThrough)
-		}
-	}
-	return true
-}
-
-// writeL2 queues a write, or with sync makes it now (write-through). It
-// reports false when a write-through failed.
-func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
-	if !sync {
-		c.w.enqueue(op)
-		return true
-	}
-	if c.w.shutDown() { // a tool that outlived Close: dropped, as by the queue
-		c.stats.writesDropped.Add(1)
-		return false
-	}
-	err := c.l2Call(context.WithoutCancel(ctx), "write", func(ctx context.Context) error {
-		if op.ifAbsent {
-			if c.w.adder == nil {
-				return nil
-			}
-			_, err := c.w.adder.SetIfAbsent(ctx, op.key, op.value, op.ttl)
-			return err
-		}
-		return c.l2.Set(ctx, op.key, op.value, op.ttl)
-	})
-	if err == nil {
-		c.stats.writesDone.Add(1)
-	} else if err != errBreakerOpen {
-		c.stats.writesFailed.Add(1)
-	} else {
-		c.stats.writesSkipped.Add(1)
-	}
-	return err == nil
-}
-
-// encode wraps v in the L2 envelope, or reports false (counted and logged)
-// when it cannot be encoded or is too large for L2.
-func (c *Cache) encode(v any, kind byte, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
-	var payload []byte
-	if kind == kindValue {
-		var err error
-		payload, err = c.codec.Marshal(v)
-		if err != nil {
-			c.warn("encode", "agentcache: cannot encode a value for L2; it stays in L1 only", err)
-			return nil, false
-		}
-	}
-	if envHeader+len(payload) > c.opts.MaxValueSize {
-		c.stats.oversize.Add(1)
-		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))
-		return nil, false
-	}
-	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, freshUntil, cost, payload), true
 }

@@ -1,7 +1,6 @@
 package agentcache
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"time"
@@ -114,24 +113,6 @@ func isNotFound(lk *lookup, v any, err error) bool {
 		return errors.Is(err, ErrNotFound)
 	}
 	return lk.isNegative != nil && lk.isNegative(v)
-}
-
-// putNegative remembers a "not found" answer in the filter and as an L2
-// marker that never overwrites a value.
-// It reports false when a write-through failed.
-func (c *Cache) putNegative(ctx context.Context, lk *lookup, key string, st *stamp, cost time.Duration, writeThrough bool) bool {
-	if lk.r.negTTL <= 0 || !st.current() {
-		return true
-	}
-	c.negFilterFor(lk.r).add(key)
-	c.stats.negativeStored.Add(1)
-	if c.l2 != nil && !st.local {
-		exp := c.opts.Now().Add(lk.r.negTTL)
-		if b, ok := c.encode(nil, kindMissing, exp, cost); ok {
-			return c.writeL2(ctx, writeOp{key: key, value: b, ttl: lk.r.negTTL, ifAbsent: true}, writeThrough)
-		}
-	}
-	return true
 }
 
 // negativeHit is the error a caller gets from a remembered "not found".

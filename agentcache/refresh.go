@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/agentcache/agentcache-go/internal/flight"
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // refreshAsync reloads lk in the background, once per key at a time on this
@@ -19,30 +21,32 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 	started := c.spawn(func() {
 		defer c.refreshing.Delete(lk.l1)
 		rctx := flight.Detach(ctx, c.base)
-		st := c.stampFor(rctx, lk)
-		key := lk.l2Key(&st)
 		c.stats.refreshes.Add(1)
-		if !c.fleetOn(lk) || st.local || st.down {
-			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
-			return
+		a := attempt{seq: c.fence.start(), began: c.opts.Now()}
+		a.st = c.stampFor(rctx, lk)
+		a.key = lk.l2Key(&a.st)
+		if c.l2 != nil && !a.st.local && !a.st.down {
+			if c.fleetOn(lk) {
+				// The entry is still there (stale or due), so the read
+				// would not take the lease: take it on its own.
+				l := &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+				got := c.tryLock(rctx, l)
+				if _, ours := c.ownLeases.Load(l.Key); !got && !ours {
+					return // another instance is refreshing it
+				} else if got {
+					a.lease = l
+					c.ownLeases.Store(l.Key, l.Token)
+				}
+				// Held by a load of this instance that has finished and whose
+				// write (which releases it) is queued: refresh anyway.
+			}
+			_, r := readOne[T](rctx, c, lk, &a, nil)
+			if r.status == l2Hit && !r.stale || r.status == l2Negative {
+				c.release(&a)
+				return // another instance refreshed it (readOne put it in L1)
+			}
 		}
-		lkey, token := lockKey(key), newToken()
-		var got bool
-		if err := c.l2Call(rctx, "lock", func(ctx context.Context) (err error) {
-			got, err = c.locker.TryLock(ctx, lkey, token, c.opts.LockLease)
-			return err
-		}); err != nil {
-			c.rp.addUnlock(lkey, token)
-			_, _ = loadLocal(rctx, c, lk, key, &st, load, lk.writeThrough)
-			return
-		}
-		if !got {
-			// Someone is loading this key; a fresh value may already be in
-			// L2 (fromL2 puts it in L1).
-			_, _ = fromL2[T](rctx, c, lk, key, &st)
-			return
-		}
-		_, _ = holdAndLoad(rctx, c, lk, key, lkey, token, &st, load)
+		_, _ = loadAndStore(rctx, c, lk, &a, load)
 	})
 	if !started {
 		c.refreshing.Delete(lk.l1)

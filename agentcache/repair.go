@@ -4,21 +4,25 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // repairs are L2 operations that must happen eventually for the cache's
-// promises to hold, kept until L2 takes them: the exact deletes of
+// promises to hold, kept until L2 takes them: the tombstones of exact
 // invalidations made while L2 was unreachable (with the L1 keys to announce
-// once they land), and the release of leases whose TryLock or Unlock did
-// not get an answer (such a lease would make every instance wait it out).
-// Dirty epochs (see epoch.go) are flushed by the same loop.
+// once they land), and the release of leases whose read or write did not
+// get an answer (such a lease would make every instance wait it out).
+// Dirty epochs (see epoch.go) are flushed by the same loop. The loop runs on
+// its own cadence, not the breaker's: what it holds reaches L2 within
+// repairEvery of L2 answering again, however long the breaker's backoff.
 //
-// Until its delete lands, an exact-invalidated key is a tombstone: lookups
-// do not read it from L2, so the old value cannot come back.
+// Until its tombstone lands, an exact-invalidated key is not read from L2
+// here, so the old value cannot come back.
 type repairs struct {
 	mu      sync.Mutex        // guards the maps
 	deletes map[string]string // L2 key → L1 key to announce
-	unlocks map[string]string // lease key → token
+	unlocks map[string]string // lease key → token (a lease's TTL is not needed to release it)
 	wake    chan struct{}     // buffered: something was added
 }
 
@@ -43,12 +47,16 @@ func (r *repairs) addDelete(l2, l1 string) {
 	r.signal()
 }
 
-func (r *repairs) addUnlock(lkey, token string) {
+// addUnlock keeps the release of l (nil: nothing to release).
+func (r *repairs) addUnlock(l *tier.Lease) {
+	if l == nil {
+		return
+	}
 	r.mu.Lock()
 	if r.unlocks == nil {
 		r.unlocks = map[string]string{}
 	}
-	r.unlocks[lkey] = token
+	r.unlocks[l.Key] = l.Token
 	r.mu.Unlock()
 	r.signal()
 }
@@ -98,9 +106,9 @@ func (c *Cache) runRepairs() {
 	}
 }
 
-// repairNow tries every pending repair once.
+// repairNow tries every pending repair once, whatever the breaker says.
 func (c *Cache) repairNow(ctx context.Context) {
-	c.ep.flush(ctx)
+	c.ep.flush(ctx, true)
 	r := &c.rp
 	r.mu.Lock()
 	dels := make([]string, 0, len(r.deletes))
@@ -114,7 +122,10 @@ func (c *Cache) repairNow(ctx context.Context) {
 		unlocks[k] = tok
 	}
 	r.mu.Unlock()
-	if len(dels) > 0 && c.l2Call(ctx, "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, dels...) }) == nil {
+	if len(dels) > 0 && c.l2Probe(ctx, "invalidate", func(ctx context.Context) error {
+		_, err := c.fencer.Tombstone(ctx, dels, fenceHorizon)
+		return err
+	}) == nil {
 		r.mu.Lock()
 		for _, k := range dels {
 			delete(r.deletes, k)
@@ -126,7 +137,7 @@ func (c *Cache) repairNow(ctx context.Context) {
 		if c.locker == nil {
 			break
 		}
-		if c.l2Call(ctx, "unlock", func(ctx context.Context) error {
+		if c.l2Probe(ctx, "unlock", func(ctx context.Context) error {
 			_, err := c.locker.Unlock(ctx, k, tok)
 			return err
 		}) == nil {

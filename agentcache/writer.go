@@ -7,24 +7,173 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/tier"
 )
 
-// writeOp is one queued L2 write.
+// The write path. A loaded value goes to L1 at once and to L2 as a record
+// stamped with the store's clock when its load began (see fence.go),
+// through a bounded write-behind queue: the caller never waits for L2, also
+// when it holds the fleet lock's lease, which the same write releases. Once
+// the write has landed, the fleet is told (the L1 keys to drop, the fills
+// that waiting instances read).
+
+// writeOp is one queued L2 operation: a record write, or (with no record)
+// only the release of a lease.
 type writeOp struct {
-	key      string
-	value    []byte // nil with del
-	ttl      time.Duration
-	ifAbsent bool
-	del      bool
+	key    string
+	record []byte // nil: release only
+	ttl    time.Duration
+	lease  *tier.Lease // released after the write
+	// l1 and seq fence the write on this instance: it is dropped if l1 was
+	// exact-invalidated after the fence sequence seq.
+	l1  string
+	seq uint64
 	// announce, if set, is an L1 key the other instances are told to drop
-	// once the write has landed (so they reload the new value from L2).
+	// (and fence) once the write has landed, so they reload the new value
+	// from L2 (a Set); fill tells the instances waiting for this key's
+	// lease that it was filled.
 	announce string
+	fill     bool
+}
+
+// put stores a loaded value: L1 now, L2 through the write-behind queue (or
+// at once with write-through). A value loaded under epochs that have moved
+// since, or fenced by an exact invalidation, is returned to its callers but
+// not stored: it may predate the invalidation. It reports false when a
+// write-through failed.
+func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, cost time.Duration) bool {
+	if !c.storable(lk, a) {
+		c.release(a)
+		return true
+	}
+	ttl := lk.r.ttl
+	if ttl <= 0 {
+		ttl = c.opts.DefaultTTL
+	}
+	ttl = c.jitter(ttl)
+	now := c.opts.Now()
+	fresh := now.Add(ttl)
+	life := ttl + lk.r.stale
+	e := &entry{value: v, st: a.st, expiresAt: now.Add(life).UnixNano(), cost: cost}
+	if lk.r.stale > 0 {
+		e.freshUntil = fresh.UnixNano()
+	}
+	if lk.refreshAhead > 0 {
+		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
+	}
+	c.l1.Set(lk.l1, e, life)
+	return c.writeRecord(ctx, lk, a, kindValue, v, fresh, cost, life)
+}
+
+// putNegative remembers a "not found" answer in the filter and as an L2
+// marker, which never replaces a value. It reports false when a
+// write-through failed.
+func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost time.Duration) bool {
+	if lk.r.negTTL <= 0 || !c.storable(lk, a) {
+		c.release(a)
+		return true
+	}
+	c.negFilterFor(lk.r).add(a.key)
+	c.stats.negativeStored.Add(1)
+	return c.writeRecord(ctx, lk, a, kindMissing, nil, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
+}
+
+// storable reports whether a's result may be stored: its epochs have not
+// moved, no exact invalidation of its key came after it began, and it is
+// younger than the fence horizon.
+func (c *Cache) storable(lk *lookup, a *attempt) bool {
+	if !a.st.current() || c.fence.fenced(lk.l1, a.seq) {
+		return false
+	}
+	if c.opts.Now().Sub(a.began) > fenceHorizon {
+		c.stats.writesFenced.Add(1)
+		return false
+	}
+	return true
+}
+
+// writeRecord encodes a result as a record stamped with a's start and
+// writes it to L2 with a's lease released; without L2 it does nothing.
+func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind byte, v any, fresh time.Time, cost, ttl time.Duration) bool {
+	if c.l2 == nil || a.st.local {
+		c.release(a)
+		return true
+	}
+	since := a.since
+	if since == 0 {
+		since = c.clock.now(a.began)
+	}
+	b, ok := c.encode(v, kind, since, fresh, cost)
+	if !ok {
+		c.release(a)
+		return true
+	}
+	// A fill under a lease is announced to the instances waiting for it.
+	// It drops nobody's L1 copy: an instance that read the new value from
+	// L2 while the announcement travelled keeps it, and one with a stale
+	// copy refreshes it from L2 on its next read.
+	op := writeOp{key: a.key, record: b, ttl: ttl, lease: a.lease, l1: lk.l1, seq: a.seq, fill: a.lease != nil}
+	return c.writeL2(ctx, op, lk.writeThrough)
+}
+
+// release hands a's lease, if any, to the queue to release: a load that
+// stores nothing still frees the key for the next instance at once.
+func (c *Cache) release(a *attempt) {
+	if a.lease == nil {
+		return
+	}
+	c.w.enqueue(writeOp{key: a.key, lease: a.lease})
+	a.lease = nil
+}
+
+// writeL2 queues an operation, or with sync makes it now (write-through).
+// It reports false when a write-through failed.
+func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
+	if !sync {
+		c.w.enqueue(op)
+		return true
+	}
+	if c.w.shutDown() { // a tool that outlived Close: dropped, as by the queue
+		c.stats.writesDropped.Add(1)
+		return false
+	}
+	var landed bool
+	err := c.l2Call(context.WithoutCancel(ctx), "write", func(ctx context.Context) error {
+		var err error
+		landed, err = c.w.send(ctx, []writeOp{op})
+		return err
+	})
+	if err == errBreakerOpen {
+		c.stats.writesSkipped.Add(1)
+		c.rp.addUnlock(op.lease)
+	}
+	return err == nil && landed
+}
+
+// encode wraps v in the L2 envelope, or reports false (counted and logged)
+// when it cannot be encoded or is too large for L2.
+func (c *Cache) encode(v any, kind byte, stamp int64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
+	var payload []byte
+	if kind == kindValue {
+		var err error
+		payload, err = c.codec.Marshal(v)
+		if err != nil {
+			c.warn("encode", "agentcache: cannot encode a value for L2; it stays in L1 only", err)
+			return nil, false
+		}
+	}
+	if envHeader+len(payload) > c.opts.MaxValueSize {
+		c.stats.oversize.Add(1)
+		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))
+		return nil, false
+	}
+	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, stamp, freshUntil, cost, payload), true
 }
 
 // writer is the bounded write-behind queue in front of L2. Callers never
 // wait for it: a full queue drops the write and counts it. One goroutine
-// drains it, sending up to WriteBatchSize writes per pipeline.
+// drains it, sending up to WriteBatchSize operations per call.
 type writer struct {
 	c     *Cache
 	ch    chan writeOp
@@ -34,8 +183,6 @@ type writer struct {
 	abort context.CancelFunc
 	ctx   context.Context
 	done  chan struct{}
-	bw    tier.BatchWriter
-	adder tier.Adder
 }
 
 func newWriter(c *Cache) *writer {
@@ -46,8 +193,6 @@ func newWriter(c *Cache) *writer {
 	}
 	w.ch = make(chan writeOp, c.opts.WriteQueueSize)
 	w.ctx, w.abort = context.WithCancel(context.Background())
-	w.bw, _ = c.l2.(tier.BatchWriter)
-	w.adder, _ = c.l2.(tier.Adder)
 	go w.run()
 	return w
 }
@@ -61,7 +206,8 @@ func (w *writer) shutDown() bool {
 }
 
 // enqueue hands op to the queue without waiting. It reports false, and
-// counts the drop, when the queue is full or closed.
+// counts the drop, when the queue is full or closed. A lease whose release
+// is dropped goes to the repair loop.
 func (w *writer) enqueue(op writeOp) bool {
 	if w.ch == nil {
 		return false
@@ -69,17 +215,37 @@ func (w *writer) enqueue(op writeOp) bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.shut {
-		w.c.stats.writesDropped.Add(1)
+		w.dropped(op)
 		return false
 	}
 	select {
 	case w.ch <- op:
-		w.c.stats.writesQueued.Add(1)
+		if op.record != nil {
+			w.c.stats.writesQueued.Add(1)
+		}
 		return true
 	default:
-		w.c.stats.writesDropped.Add(1)
+		w.dropped(op)
 		w.c.warn("queue full", "agentcache: L2 write queue is full; dropping writes (they stay in L1)", nil)
 		return false
+	}
+}
+
+// dropped counts a write that will not be made and keeps its lease's
+// release for the repair loop.
+func (w *writer) dropped(op writeOp) {
+	if op.record != nil {
+		w.c.stats.writesDropped.Add(1)
+	}
+	w.c.rp.addUnlock(op.lease)
+	w.c.disown(op.lease)
+}
+
+// disown forgets a lease this instance took once its release was sent (or
+// handed to the repair loop).
+func (c *Cache) disown(l *tier.Lease) {
+	if l != nil {
+		c.ownLeases.CompareAndDelete(l.Key, l.Token)
 	}
 }
 
@@ -108,7 +274,9 @@ func (w *writer) run() {
 			}
 		}
 		if w.quit.Load() {
-			w.c.stats.writesDropped.Add(uint64(len(batch)))
+			for _, op := range batch {
+				w.dropped(op)
+			}
 			continue
 		}
 		w.flush(batch)
@@ -116,87 +284,107 @@ func (w *writer) run() {
 }
 
 // flush sends one batch. Writes refused by the breaker are skipped and
-// counted; failed ones are counted and logged.
+// counted; failed ones are counted and logged; leases they held go to the
+// repair loop.
 func (w *writer) flush(batch []writeOp) {
 	c := w.c
 	if !c.brk.Allow() {
-		c.stats.writesSkipped.Add(uint64(len(batch)))
+		for _, op := range batch {
+			if op.record != nil {
+				c.stats.writesSkipped.Add(1)
+			}
+			c.rp.addUnlock(op.lease)
+			c.disown(op.lease)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, 2*c.opts.L2Timeout)
 	defer cancel()
-	errs, err := w.send(ctx, batch)
+	_, err := w.send(ctx, batch)
 	c.record(w.ctx, "write", err)
-	if err != nil {
-		c.stats.writesFailed.Add(uint64(len(batch)))
-		return
-	}
-	var announce []string
-	for i, op := range batch {
-		if errs != nil && errs[i] != nil {
-			c.stats.writesFailed.Add(1)
-			c.stats.l2Errors.Add(1) // one node of a cluster refused its part
-			c.warn("write", "agentcache: an L2 write failed", errs[i])
-			continue
-		}
-		c.stats.writesDone.Add(1)
-		if op.announce != "" {
-			announce = append(announce, op.announce)
-		}
-	}
-	if len(announce) > 0 {
-		_ = c.ep.publish(w.ctx, message{From: c.id, Keys: announce})
-	}
 }
 
-func (w *writer) send(ctx context.Context, batch []writeOp) ([]error, error) {
-	l2 := w.c.l2
-	var dels []string
-	writes := make([]tier.Write, 0, len(batch))
-	idx := make([]int, 0, len(batch))
-	for i, op := range batch {
-		if op.del {
-			dels = append(dels, op.key)
+// send makes the operations of batch: one WriteRecords call for the
+// records (with their lease releases), the bare releases, and then one
+// message for what landed. It reports whether every record landed; err is
+// a failure of the whole call (counted here).
+func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
+	c := w.c
+	defer func() {
+		for _, op := range batch {
+			c.disown(op.lease)
+		}
+	}()
+	writes := make([]tier.RecordWrite, 0, len(batch))
+	ops := make([]*writeOp, 0, len(batch))
+	var releases []*tier.Lease
+	for i := range batch {
+		op := &batch[i]
+		if op.record == nil {
+			releases = append(releases, op.lease)
 			continue
 		}
-		writes = append(writes, tier.Write{Key: op.key, Value: op.value, TTL: op.ttl, IfAbsent: op.ifAbsent})
-		idx = append(idx, i)
-	}
-	if len(dels) > 0 {
-		if err := l2.Delete(ctx, dels...); err != nil {
-			return nil, err
+		if op.l1 != "" && c.fence.fenced(op.l1, op.seq) {
+			c.stats.writesFenced.Add(1)
+			if op.lease != nil {
+				releases = append(releases, op.lease)
+			}
+			continue
 		}
+		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease})
+		ops = append(ops, op)
 	}
-	if len(writes) == 0 {
-		return nil, nil
-	}
-	errs := make([]error, len(batch))
-	if w.bw != nil {
-		werrs, err := w.bw.SetMulti(ctx, writes)
+	all := true
+	msg := message{From: c.id}
+	if len(writes) > 0 {
+		res, err := c.fencer.WriteRecords(ctx, writes)
+		if err == nil && len(res) != len(writes) {
+			err = fmt.Errorf("agentcache: L2 answered %d of %d writes", len(res), len(writes))
+		}
 		if err != nil {
-			return nil, err
+			c.stats.writesFailed.Add(uint64(len(writes)))
+			for _, op := range ops {
+				c.rp.addUnlock(op.lease)
+			}
+			return false, err
 		}
-		for j, e := range werrs {
-			errs[idx[j]] = e
+		for i, r := range res {
+			op := ops[i]
+			switch r.Outcome {
+			case tier.Written:
+				c.stats.writesDone.Add(1)
+				if op.announce != "" {
+					msg.Keys = append(msg.Keys, op.announce)
+				}
+			case tier.Fenced, tier.TooOld:
+				c.stats.writesFenced.Add(1)
+			default:
+				all = false
+				c.stats.writesFailed.Add(1)
+				c.stats.l2Errors.Add(1) // one node of a cluster refused its part
+				c.warn("write", "agentcache: an L2 write failed", r.Err)
+				c.rp.addUnlock(op.lease)
+				continue
+			}
+			if op.fill {
+				msg.Fills = append(msg.Fills, op.key)
+			}
 		}
-		return errs, nil
 	}
-	for j, wr := range writes {
-		var err error
-		switch {
-		case wr.IfAbsent && w.adder != nil:
-			_, err = w.adder.SetIfAbsent(ctx, wr.Key, wr.Value, wr.TTL)
-		case wr.IfAbsent:
-			continue // without Adder a marker could overwrite a value: skip it
-		default:
-			err = l2.Set(ctx, wr.Key, wr.Value, wr.TTL)
+	if len(releases) > 0 {
+		for _, l := range releases {
+			if c.locker == nil {
+				break
+			}
+			if _, err := c.locker.Unlock(ctx, l.Key, l.Token); err != nil {
+				c.rp.addUnlock(l)
+			}
 		}
-		if err != nil && ctx.Err() != nil {
-			return nil, err
-		}
-		errs[idx[j]] = err
 	}
-	return errs, nil
+	if len(msg.Keys)+len(msg.Fills) > 0 {
+		_ = c.ep.publish(ctx, msg)
+	}
+	return all, nil
 }
 
 // close stops accepting writes and drains the queue until ctx ends; what is

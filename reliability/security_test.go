@@ -149,39 +149,43 @@ func TestSecurityACLAndTLS(t *testing.T) {
 		}
 	})
 
+	// The constructors start degraded; Ping is the explicit check.
+	ping := func(s *acredis.Store, err error) error {
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.Ping(ctx)
+	}
 	bad := []struct {
 		name string
 		open func() error
 		want string
 	}{
 		{"wrong password", func() error {
-			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Password = "not-" + aclPassword }))
-			return err
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Password = "not-" + aclPassword })))
 		}, "authentication failed"},
 		{"wrong user", func() error {
-			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username = "mallory" }))
-			return err
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username = "mallory" })))
 		}, "authentication failed"},
 		{"no credentials", func() error {
-			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username, c.Password = "", "" }))
-			return err
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username, c.Password = "", "" })))
 		}, "authentication failed"},
 		{"wrong password in URL", func() error {
 			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, "not-"+aclPassword), RawQuery: "skip_verify=true"}
-			_, err := acredis.NewFromURL(u.String(), prefix)
-			return err
+			return ping(acredis.NewFromURL(u.String(), prefix))
 		}, "authentication failed"},
 		{"plain TCP to the TLS port", func() error {
-			_, err := acredis.NewFromConfig(config(func(c *acredis.Config) { c.TLS = nil }))
-			return err
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.TLS = nil })))
 		}, "redis: connecting to " + srv.Addr()},
 		{"untrusted certificate", func() error {
 			// Loading the system roots the first time takes long under
 			// -race on a busy machine, and counts against the dial timeout.
 			_, _ = x509.SystemCertPool()
 			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, aclPassword)}
-			_, err := acredis.NewFromURL(u.String(), prefix)
-			return err
+			return ping(acredis.NewFromURL(u.String(), prefix))
 		}, "certificate"},
 	}
 	for _, tc := range bad {

@@ -135,19 +135,26 @@ type Adder interface {
 // generation numbers that are part of every cache key, so that bumping one
 // makes every entry under it unreachable in O(1).
 //
-// Epoch values are chosen by the cache (random, never reused); a store only
-// keeps them. Keys are relative, like every other key.
+// Epoch values only ever grow. A value the store creates (for a key that is
+// missing, was evicted, or holds something that is not an epoch) is its
+// clock in microseconds, or more: it is ordered after every value the key
+// held before, so a lost epoch becomes a new namespace, never an old one. A
+// caller passes the values it knows (0: none): a store that holds less — a
+// write lost in a failover, a restored backup — is raised to the known value
+// instead of lowering the caller's. Keys are relative, like every other key.
+// One round trip per node; every key is set atomically on its node.
+//
+// A store without Epochs still shares epochs: the cache keeps them as
+// ordinary keys through [EpochsOver], without the atomicity.
 type Epochs interface {
-	// LoadEpochs returns the epoch at each key. Where a key is missing it is
-	// set to fresh[i], atomically and only if still absent, and the value
-	// that ends up stored is returned — so a lost or evicted epoch becomes a
-	// new value, never an old one. ttl > 0 is the expiry of keys it creates.
-	// One round trip per shard. Any failure fails the whole call (including
-	// a key that holds something other than an epoch).
-	LoadEpochs(ctx context.Context, keys []string, fresh []uint64, ttl time.Duration) ([]uint64, error)
-	// StoreEpochs sets each key to the matching value unconditionally, with
-	// the expiry ttl (0 = none). One round trip per shard.
-	StoreEpochs(ctx context.Context, keys []string, values []uint64, ttl time.Duration) error
+	// LoadEpochs returns the epoch at each key, never less than known[i].
+	// ttl > 0 is the expiry of keys it creates. Bytes that are not an epoch
+	// are replaced as if the key were missing.
+	LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error)
+	// BumpEpochs sets each key to a new value greater than both the value it
+	// holds and known[i], with the expiry ttl (0 = none), and returns the new
+	// values.
+	BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error)
 }
 
 // Message is one delivery of a [Subscription].

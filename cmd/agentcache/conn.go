@@ -98,6 +98,14 @@ func connect(c connFlags) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The constructors start degraded when Redis is down; an operator's
+	// command wants to hear about it at once.
+	pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.Ping(pctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	cc, _ := st.Client().(*goredis.ClusterClient)
 	return &conn{store: st, client: st.Client(), cluster: cc, prefix: st.Prefix(), where: where}, nil
 }

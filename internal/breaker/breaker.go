@@ -1,5 +1,6 @@
 // Package breaker is a circuit breaker for the cache's remote tier: after a
-// run of consecutive failures it opens and refuses calls, so a dead or
+// run of consecutive failures (one, until the remote has answered once) it
+// opens and refuses calls, so a dead or
 // blackholed Redis costs one timeout instead of one per call; after a pause
 // it lets a single probe through (half-open) and closes again when the probe
 // succeeds. Each failed probe doubles the pause, up to a maximum.
@@ -53,6 +54,10 @@ type Breaker struct {
 	opts  Options
 	state atomic.Int32 // State; read without the lock on the fast path
 	fails atomic.Int32 // consecutive failures while closed
+	// answered is set by the first success: until the remote has answered
+	// once, one failure opens the breaker (a remote that is down at start
+	// costs one timeout, not Failures of them).
+	answered atomic.Bool
 
 	mu       sync.Mutex // guards the fields below and state transitions
 	openedAt time.Time
@@ -116,6 +121,9 @@ func (b *Breaker) Allow() bool {
 
 // Success records a call that worked.
 func (b *Breaker) Success() {
+	if !b.answered.Load() {
+		b.answered.Store(true)
+	}
 	if State(b.state.Load()) == Closed {
 		if b.fails.Load() != 0 {
 			b.fails.Store(0)
@@ -135,8 +143,12 @@ func (b *Breaker) Success() {
 
 // Failure records a call that failed or timed out.
 func (b *Breaker) Failure() {
+	threshold := b.opts.Failures
+	if !b.answered.Load() {
+		threshold = 1
+	}
 	if State(b.state.Load()) == Closed {
-		if int(b.fails.Add(1)) < b.opts.Failures {
+		if int(b.fails.Add(1)) < threshold {
 			return
 		}
 	}
@@ -144,7 +156,7 @@ func (b *Breaker) Failure() {
 	from := State(b.state.Load())
 	switch from {
 	case Closed:
-		if int(b.fails.Load()) < b.opts.Failures {
+		if int(b.fails.Load()) < threshold {
 			b.mu.Unlock()
 			return
 		}

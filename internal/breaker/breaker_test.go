@@ -23,6 +23,8 @@ func TestBreakerCycle(t *testing.T) {
 	var changes []string
 	b := New(Options{Failures: 3, OpenFor: time.Second, MaxOpenFor: 4 * time.Second, Now: clk.now,
 		OnChange: func(from, to State) { changes = append(changes, from.String()+">"+to.String()) }})
+	b.Allow()
+	b.Success() // the remote has answered once: from now on it takes 3 failures
 
 	for i := 0; i < 2; i++ {
 		if !b.Allow() {
@@ -117,4 +119,30 @@ func TestBreakerConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Until the remote has answered once, one failure opens the breaker: a cache
+// that starts with its remote down pays one timeout, not Failures of them.
+func TestBreakerOpensAtFirstFailureUntilAnswered(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	b := New(Options{Failures: 5, OpenFor: time.Second, Now: clk.now})
+	if !b.Allow() {
+		t.Fatal("new breaker refused")
+	}
+	b.Failure()
+	if b.State() != Open {
+		t.Fatalf("state %v after the first failure of a remote that never answered, want open", b.State())
+	}
+	clk.add(time.Second)
+	if !b.Allow() {
+		t.Fatal("no probe after the pause")
+	}
+	b.Success()
+	for i := 0; i < 4; i++ {
+		b.Allow()
+		b.Failure()
+	}
+	if b.State() != Closed {
+		t.Fatal("opened before 5 consecutive failures once the remote had answered")
+	}
 }

@@ -3,7 +3,7 @@
 // and envelopes here, and the operator CLI parses them here, so the two can
 // never disagree. Every key is relative to the store's prefix:
 //
-//	kv:<token>:<key>                                  key-value API entry
+//	kv:{<token>:<key>}                                key-value API entry
 //	{<name@ver>:g:<hash>}:<token>                     global resource entry
 //	{<name@ver>:<u|s>:<escaped id>}:<token>:<hash>    scoped resource entry
 //	lk:<entry key>                                    fleet-lock lease
@@ -37,6 +37,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // Type is what a key holds.
@@ -165,10 +166,14 @@ func Segment(k scope.Kind, id string) string {
 func AppendEntryKey(dst []byte, id, seg string, token uint64, tail string) []byte {
 	switch {
 	case id == "":
-		dst = append(dst, "kv:"...)
+		// The braces make a hash tag, so that the entry's lease (which
+		// keeps it) lives in its slot; a '}' in the key ends the tag
+		// early, in the entry and its lease alike.
+		dst = append(dst, "kv:{"...)
 		dst = appendHex16(dst, token)
 		dst = append(dst, ':')
 		dst = append(dst, tail...)
+		dst = append(dst, '}')
 	case seg == "":
 		dst = append(dst, '{')
 		dst = append(dst, id...)
@@ -249,16 +254,16 @@ func Parse(key string) Key {
 		inner.Leased = key[len(leasePrefix):]
 		inner.Type = Lease
 		return inner
-	case strings.HasPrefix(key, "kv:"):
-		rest := key[len("kv:"):]
-		if len(rest) < tokenLen+2 || rest[tokenLen] != ':' {
+	case strings.HasPrefix(key, "kv:{"):
+		rest := key[len("kv:{"):]
+		if len(rest) < tokenLen+3 || rest[tokenLen] != ':' || rest[len(rest)-1] != '}' {
 			return Key{}
 		}
 		tok, ok := parseToken(rest[:tokenLen])
 		if !ok {
 			return Key{}
 		}
-		return Key{Type: KVEntry, Token: tok, KVKey: rest[tokenLen+1:]}
+		return Key{Type: KVEntry, Token: tok, KVKey: rest[tokenLen+1 : len(rest)-1]}
 	case strings.HasPrefix(key, "{"):
 		return parseTagged(key)
 	}
@@ -453,55 +458,57 @@ func (f Filter) Match(k *Key) bool {
 	return true
 }
 
-// The envelope every L2 value travels in:
+// The envelope every L2 value travels in is a record of package tier (its
+// header orders writes against invalidations) with the cache's fields
+// after it:
 //
-//	byte 0      magic 0xAC
-//	byte 1      format version (1)
-//	byte 2      kind: 1 value, 2 "not found" marker
-//	bytes 3-10  fresh until, Unix milliseconds, big endian (0: none)
-//	bytes 11-14 cost: how long the tool ran to produce it, microseconds,
+//	byte 0      magic 0xA5 (tier's record header)
+//	byte 1      kind: 1 value, 2 "not found" marker, 3 tombstone
+//	bytes 2-9   stamp: the store's clock, microseconds, when the load that
+//	            produced it began (a tombstone: when it was made)
+//	bytes 10-17 fresh until, Unix milliseconds, big endian (0: none)
+//	bytes 18-21 cost: how long the tool ran to produce it, microseconds,
 //	            big endian, saturating (0: unknown)
-//	bytes 15-   payload (the codec's bytes; empty for a marker)
+//	bytes 22-   payload (the codec's bytes; empty for a marker)
 //
-// The freshness time lets an instance that reads the entry give its L1 copy
-// the same remaining life, and lets a stale window tell fresh from stale.
-// The cost lets any instance that serves the entry say how much tool time it
-// saved, even one that never ran the tool.
-// Anything that does not parse is treated by the cache as a miss and
-// deleted.
+// A tombstone is the 10-byte header alone. The freshness time lets an
+// instance that reads the entry give its L1 copy the same remaining life,
+// and lets a stale window tell fresh from stale. The cost lets any instance
+// that serves the entry say how much tool time it saved, even one that never
+// ran the tool. Anything that does not parse is treated by the cache as a
+// miss (and overwritten by the next write).
 const (
 	// HeaderLen is the length of the envelope's header.
-	HeaderLen = 15
-
-	envMagic   = 0xAC
-	envVersion = 1
+	HeaderLen = tier.RecordHeaderLen + 12
 )
 
 // Envelope kinds.
 const (
-	KindValue    = 1
-	KindNotFound = 2
+	KindValue     = byte(tier.KindValue)
+	KindNotFound  = byte(tier.KindMarker)
+	KindTombstone = byte(tier.KindTombstone)
 )
 
-// ErrEnvelope reports bytes that are not an agentcache value.
+// ErrEnvelope reports bytes that are not an agentcache value envelope.
 var ErrEnvelope = errors.New("not an agentcache value envelope")
 
 // Envelope is an opened L2 value.
 type Envelope struct {
-	Kind       byte          // KindValue or KindNotFound
+	Kind       byte          // KindValue, KindNotFound or KindTombstone
+	Stamp      int64         // the record's stamp (see package tier)
 	FreshUntil time.Time     // zero: no expiry recorded
 	Cost       time.Duration // the tool run that produced it; 0: unknown
 	Payload    []byte        // the codec's bytes (empty for a marker, or when only the header was read)
 }
 
 // AppendEnvelope appends the envelope of payload to dst.
-func AppendEnvelope(dst []byte, kind byte, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
+func AppendEnvelope(dst []byte, kind byte, stamp int64, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
 	var ms int64
 	if !freshUntil.IsZero() {
 		ms = freshUntil.UnixMilli()
 	}
 	us := min(max(cost.Microseconds(), 0), math.MaxUint32)
-	dst = append(dst, envMagic, envVersion, kind)
+	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, nil)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
 	return append(dst, payload...)
@@ -509,16 +516,21 @@ func AppendEnvelope(dst []byte, kind byte, freshUntil time.Time, cost time.Durat
 
 // OpenEnvelope parses b, which may be just the header.
 func OpenEnvelope(b []byte) (Envelope, error) {
-	if len(b) < HeaderLen || b[0] != envMagic || b[1] != envVersion {
+	kind, stamp, rest, ok := tier.ParseRecord(b)
+	if !ok {
 		return Envelope{}, ErrEnvelope
 	}
-	e := Envelope{Kind: b[2], Payload: b[HeaderLen:]}
-	if e.Kind != KindValue && e.Kind != KindNotFound {
+	e := Envelope{Kind: byte(kind), Stamp: stamp}
+	if kind == tier.KindTombstone {
+		return e, nil
+	}
+	if len(rest) < 12 {
 		return Envelope{}, ErrEnvelope
 	}
-	if ms := int64(binary.BigEndian.Uint64(b[3:11])); ms != 0 {
+	if ms := int64(binary.BigEndian.Uint64(rest[:8])); ms != 0 {
 		e.FreshUntil = time.UnixMilli(ms)
 	}
-	e.Cost = time.Duration(binary.BigEndian.Uint32(b[11:HeaderLen])) * time.Microsecond
+	e.Cost = time.Duration(binary.BigEndian.Uint32(rest[8:12])) * time.Microsecond
+	e.Payload = rest[12:]
 	return e, nil
 }

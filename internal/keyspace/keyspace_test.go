@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 const (
@@ -26,8 +27,8 @@ func TestParse(t *testing.T) {
 		{"{w.x-y@42:g:" + hash + "}:" + tok, Key{Type: Entry, Resource: "w.x-y@42", Name: "w.x-y", Version: 42, Scope: scope.Global, Token: 255, Hash: hash}},
 		{"{get_cart@1:u:bob}:" + tok + ":" + hash, Key{Type: Entry, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Token: 255, Hash: hash}},
 		{"{n@0:s:s%2F1}:" + tok + ":" + hash, Key{Type: Entry, Resource: "n@0", Name: "n", Version: 0, Scope: scope.Session, EscID: "s%2F1", Token: 255, Hash: hash}},
-		{"kv:" + tok + ":any:key{}", Key{Type: KVEntry, Token: 255, KVKey: "any:key{}"}},
-		{"lk:kv:" + tok + ":k", Key{Type: Lease, Token: 255, KVKey: "k", Leased: "kv:" + tok + ":k"}},
+		{"kv:{" + tok + ":any:key{}}", Key{Type: KVEntry, Token: 255, KVKey: "any:key{}"}},
+		{"lk:kv:{" + tok + ":k}", Key{Type: Lease, Token: 255, KVKey: "k", Leased: "kv:{" + tok + ":k}"}},
 		{"lk:{get_cart@1:u:bob}:" + tok + ":" + hash, Key{Type: Lease, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Token: 255, Hash: hash, Leased: "{get_cart@1:u:bob}:" + tok + ":" + hash}},
 	}
 	for _, tc := range cases {
@@ -42,7 +43,7 @@ func TestParse(t *testing.T) {
 		"{get_cart@1:g:" + hash + "}:" + tok + ":" + hash, "{get_cart@1:g:short}:" + tok,
 		"{get_cart@1:u:bob}:" + tok, "{get_cart@1:u:bob}:" + "00000000000000FF" + ":" + hash,
 		"{get_cart@1:u:bob}:" + tok + ":" + hash + "x", "{get_cart@1:u:bo b}:" + tok + ":" + hash,
-		"kv:" + tok, "kv:" + tok + ":", "kv:123:k", "lk:", "lk:ep:g", "lk:lk:kv:" + tok + ":k", "other",
+		"kv:{" + tok, "kv:{" + tok + ":}", "kv:{" + tok + ":k", "kv:" + tok + ":k", "kv:{123:k}", "lk:", "lk:ep:g", "lk:lk:kv:{" + tok + ":k}", "other",
 	} {
 		if got := Parse(bad); got.Type != Unknown {
 			t.Errorf("Parse(%q) = %+v, want Unknown", bad, got)
@@ -70,7 +71,7 @@ func TestEpochKeys(t *testing.T) {
 	if got := g.EpochKeys(); len(got) != 2 || got[1] != "ep:r:r@1" {
 		t.Errorf("global: %q", got)
 	}
-	kv := Parse("kv:" + tok + ":k")
+	kv := Parse("kv:{" + tok + ":k}")
 	if got := kv.EpochKeys(); len(got) != 1 || got[0] != "ep:g" {
 		t.Errorf("kv: %q", got)
 	}
@@ -132,20 +133,24 @@ func TestFilter(t *testing.T) {
 
 func TestOpenEnvelope(t *testing.T) {
 	fresh := time.UnixMilli(1_700_000_000_000)
-	b := AppendEnvelope(nil, KindNotFound, fresh, 1500*time.Microsecond, nil)
+	b := AppendEnvelope(nil, KindNotFound, 42, fresh, 1500*time.Microsecond, nil)
 	e, err := OpenEnvelope(b)
-	if err != nil || e.Kind != KindNotFound || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
+	if err != nil || e.Kind != KindNotFound || e.Stamp != 42 || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
 		t.Errorf("marker: %+v, %v", e, err)
 	}
-	b = AppendEnvelope(nil, KindValue, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
+	b = AppendEnvelope(nil, KindValue, 1<<52, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
 	e, err = OpenEnvelope(b)
-	if err != nil || e.Kind != KindValue || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
+	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
+	}
+	tomb, err := OpenEnvelope(tier.AppendRecord(nil, tier.KindTombstone, 7, nil))
+	if err != nil || tomb.Kind != KindTombstone || tomb.Stamp != 7 {
+		t.Errorf("tombstone: %+v, %v", tomb, err)
 	}
 	if max := time.Duration(math.MaxUint32) * time.Microsecond; e.Cost != max {
 		t.Errorf("a cost beyond the field saturates: got %v, want %v", e.Cost, max)
 	}
-	for _, bad := range [][]byte{nil, b[:HeaderLen-1], append([]byte{0xAB}, b[1:]...), append([]byte{0xAC, 2}, b[2:]...), append([]byte{0xAC, 1, 3}, b[3:]...)} {
+	for _, bad := range [][]byte{nil, b[:HeaderLen-1], append([]byte{0xAB}, b[1:]...), append([]byte{0xA5, 9}, b[2:]...), b[:tier.RecordHeaderLen+3]} {
 		if _, err := OpenEnvelope(bad); err == nil {
 			t.Errorf("OpenEnvelope(%x) accepted", bad)
 		}

@@ -22,6 +22,7 @@ var (
 	_ tier.BatchWriter  = (*Remote)(nil)
 	_ tier.Adder        = (*Remote)(nil)
 	_ tier.Epochs       = (*Remote)(nil)
+	_ tier.Fencer       = (*Remote)(nil)
 	_ tier.Broadcaster  = (*Remote)(nil)
 	_ tier.Locker       = (*Remote)(nil)
 	_ tier.Subscription = (*remoteSub)(nil)
@@ -84,6 +85,7 @@ type Backend struct {
 	subs   map[string]map[*remoteSub]struct{} // full channel → subscriptions; guarded by mu
 	fail   error                              // injected failure; guarded by mu
 	closed bool                               // guarded by mu
+	micros int64                              // the last reading of the clock in µs (see Remote.micros); guarded by mu
 
 	stop      chan struct{} // closed by Close to stop the sweeper
 	sweeping  sync.WaitGroup
@@ -418,53 +420,178 @@ func (r *Remote) addIfAbsent(ctx context.Context, op, key string, value []byte, 
 	return true, nil
 }
 
-// LoadEpochs implements [tier.Epochs]. A key that holds something other than
-// a decimal uint64 fails the call.
-func (r *Remote) LoadEpochs(ctx context.Context, keys []string, fresh []uint64, ttl time.Duration) ([]uint64, error) {
-	if len(keys) != len(fresh) {
-		return nil, fmt.Errorf("memory: load epochs: %d keys but %d fresh values", len(keys), len(fresh))
+// epochLocked reads the epoch at the full key k; anything but a decimal
+// number reads as 0 (missing).
+func (r *Remote) epochLocked(k string) uint64 {
+	e, ok := r.getLocked(k)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.ParseUint(string(e.value), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// micros is the backend's clock in the unit of epochs and record stamps.
+// No two readings are equal and none goes back, as with a real server
+// whose clock moves on between requests: a fake clock that stands still
+// (or a fast machine) must not give an epoch created after a delete the
+// value the key held before, nor stamp a load that begins after a
+// tombstone with the tombstone's own stamp. Called with b.mu held.
+func (r *Remote) micros() uint64 {
+	r.b.micros = max(r.b.now().UnixMicro(), r.b.micros+1)
+	return uint64(r.b.micros)
+}
+
+// epochs runs next on every key under the lock and stores what it returns.
+func (r *Remote) epochs(ctx context.Context, op string, keys []string, known []uint64, ttl time.Duration, next func(cur, known uint64) (uint64, bool)) ([]uint64, error) {
+	if len(keys) != len(known) {
+		return nil, fmt.Errorf("memory: %s: %d keys but %d known values", op, len(keys), len(known))
 	}
 	if ttl < 0 {
 		return nil, errNegativeTTL
 	}
-	if err := r.lock(ctx, "load epochs"); err != nil {
+	if err := r.lock(ctx, op); err != nil {
 		return nil, err
 	}
 	defer r.unlock()
 	out := make([]uint64, len(keys))
 	for i, key := range keys {
 		k := r.prefix + key
-		e, ok := r.getLocked(k)
-		if !ok {
-			r.setLocked(k, strconv.AppendUint(nil, fresh[i], 10), ttl)
-			out[i] = fresh[i]
-			continue
-		}
-		v, err := strconv.ParseUint(string(e.value), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("memory: load epochs: key %d does not hold an epoch", i)
+		v, write := next(r.epochLocked(k), known[i])
+		if write {
+			r.setLocked(k, strconv.AppendUint(nil, v, 10), ttl)
 		}
 		out[i] = v
 	}
 	return out, nil
 }
 
-// StoreEpochs implements [tier.Epochs].
-func (r *Remote) StoreEpochs(ctx context.Context, keys []string, values []uint64, ttl time.Duration) error {
-	if len(keys) != len(values) {
-		return fmt.Errorf("memory: store epochs: %d keys but %d values", len(keys), len(values))
-	}
-	if ttl < 0 {
-		return errNegativeTTL
-	}
-	if err := r.lock(ctx, "store epochs"); err != nil {
-		return err
+// LoadEpochs implements [tier.Epochs].
+func (r *Remote) LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
+	return r.epochs(ctx, "load epochs", keys, known, ttl, func(cur, known uint64) (uint64, bool) {
+		switch {
+		case cur == 0:
+			return max(r.micros(), known+1), true
+		case cur < known:
+			return known, true
+		}
+		return cur, false
+	})
+}
+
+// BumpEpochs implements [tier.Epochs].
+func (r *Remote) BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
+	return r.epochs(ctx, "bump epochs", keys, known, ttl, func(cur, known uint64) (uint64, bool) {
+		return max(cur+1, known+1, r.micros()), true
+	})
+}
+
+// ReadRecords implements [tier.Fencer].
+func (r *Remote) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.ReadResult, error) {
+	if err := r.lock(ctx, "read records"); err != nil {
+		return nil, err
 	}
 	defer r.unlock()
-	for i, key := range keys {
-		r.setLocked(r.prefix+key, strconv.AppendUint(nil, values[i], 10), ttl)
+	// Check every lease first: a call that fails takes no lease.
+	for _, op := range ops {
+		if op.Lease != nil && op.Lease.TTL <= 0 {
+			return nil, errLeaseTTL
+		}
 	}
-	return nil
+	out := make([]tier.ReadResult, len(ops))
+	for i, op := range ops {
+		res := tier.ReadResult{Now: int64(r.micros())}
+		e, ok := r.getLocked(r.prefix + op.Key)
+		live := false
+		if ok {
+			res.Value, res.Found = append([]byte{}, e.value...), true
+			kind, _, _, isRec := tier.ParseRecord(e.value)
+			live = isRec && kind != tier.KindTombstone
+		}
+		if op.Lease != nil && !live {
+			lk := r.prefix + op.Lease.Key
+			if l, ok := r.getLocked(lk); ok && l.expires.IsZero() {
+				delete(r.b.data, lk) // a lease that never expires would block the key forever
+				res.Repaired = true
+			}
+			if _, held := r.getLocked(lk); !held {
+				r.setLocked(lk, []byte(op.Lease.Token), op.Lease.TTL)
+				res.Leased = true
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// WriteRecords implements [tier.Fencer].
+func (r *Remote) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]tier.WriteResult, error) {
+	if err := r.lock(ctx, "write records"); err != nil {
+		return nil, err
+	}
+	defer r.unlock()
+	out := make([]tier.WriteResult, len(writes))
+	for i, w := range writes {
+		out[i] = r.writeRecordLocked(w)
+		if w.Release != nil {
+			lk := r.prefix + w.Release.Key
+			if l, ok := r.getLocked(lk); ok && string(l.value) == w.Release.Token {
+				delete(r.b.data, lk)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
+	if w.TTL < 0 {
+		return tier.WriteResult{Outcome: tier.Failed, Err: errNegativeTTL}
+	}
+	kind, stamp, _, ok := tier.ParseRecord(w.Record)
+	if !ok {
+		return tier.WriteResult{Outcome: tier.Failed, Err: errors.New("memory: write records: bytes that are not a record")}
+	}
+	if w.Horizon > 0 && int64(r.micros())-stamp > w.Horizon.Microseconds() {
+		return tier.WriteResult{Outcome: tier.TooOld}
+	}
+	k := r.prefix + w.Key
+	var cur []byte
+	if e, ok := r.getLocked(k); ok {
+		cur = e.value
+	}
+	stored, lands := tier.Landed(cur, kind, stamp)
+	if !lands {
+		return tier.WriteResult{Outcome: tier.Fenced}
+	}
+	r.setLocked(k, tier.Restamp(w.Record, stored), w.TTL)
+	return tier.WriteResult{Outcome: tier.Written}
+}
+
+// Tombstone implements [tier.Fencer].
+func (r *Remote) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
+	if ttl <= 0 {
+		return nil, errors.New("memory: tombstone: ttl must be positive")
+	}
+	if err := r.lock(ctx, "tombstone"); err != nil {
+		return nil, err
+	}
+	defer r.unlock()
+	out := make([]int64, len(keys))
+	for i, key := range keys {
+		k := r.prefix + key
+		s := int64(r.micros())
+		if e, ok := r.getLocked(k); ok {
+			if _, cs, _, isRec := tier.ParseRecord(e.value); isRec && cs >= s {
+				s = cs + 1
+			}
+		}
+		r.setLocked(k, tier.AppendRecord(nil, tier.KindTombstone, s, nil), ttl)
+		out[i] = s
+	}
+	return out, nil
 }
 
 // Publish implements [tier.Broadcaster]. Every subscriber of the same

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -144,76 +143,4 @@ func (s *Store) SetIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return false, s.fail(ctx, "set if absent", err)
 	}
 	return ok, nil
-}
-
-// LoadEpochs implements [tier.Epochs] with one pipeline of
-// SET key fresh NX GET PX ttl (Redis 7.0 or later): each key is created with
-// its fresh value only if absent, and the reply is the value that was there
-// before, so every caller ends up with the one stored value. Values are
-// decimal text. A key holding anything else, or a failure on any node, fails
-// the whole call.
-func (s *Store) LoadEpochs(ctx context.Context, keys []string, fresh []uint64, ttl time.Duration) ([]uint64, error) {
-	if len(keys) != len(fresh) {
-		return nil, fmt.Errorf("redis: load epochs: %d keys but %d fresh values", len(keys), len(fresh))
-	}
-	if ttl < 0 {
-		return nil, errNegativeTTL
-	}
-	if err := s.begin(ctx, "load epochs"); err != nil {
-		return nil, err
-	}
-	out := make([]uint64, len(keys))
-	if len(keys) == 0 {
-		return out, nil
-	}
-	cmds := make([]*goredis.StatusCmd, len(keys))
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		args := goredis.SetArgs{Mode: "NX", Get: true, TTL: expiry(ttl)}
-		for i, k := range s.fullKeys(keys) {
-			cmds[i] = p.SetArgs(ctx, k, strconv.FormatUint(fresh[i], 10), args)
-		}
-		return nil
-	})
-	for i, c := range cmds {
-		old, err := c.Result()
-		switch {
-		case errors.Is(err, goredis.Nil): // the key was absent: fresh[i] is stored now
-			out[i] = fresh[i]
-		case err != nil:
-			return nil, s.fail(ctx, "load epochs", err)
-		default:
-			v, perr := strconv.ParseUint(old, 10, 64)
-			if perr != nil {
-				return nil, fmt.Errorf("redis: load epochs: key %d holds %d bytes that are not an epoch", i, len(old))
-			}
-			out[i] = v
-		}
-	}
-	return out, nil
-}
-
-// StoreEpochs implements [tier.Epochs] with one pipeline of SET.
-func (s *Store) StoreEpochs(ctx context.Context, keys []string, values []uint64, ttl time.Duration) error {
-	if len(keys) != len(values) {
-		return fmt.Errorf("redis: store epochs: %d keys but %d values", len(keys), len(values))
-	}
-	if ttl < 0 {
-		return errNegativeTTL
-	}
-	if err := s.begin(ctx, "store epochs"); err != nil {
-		return err
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, k := range s.fullKeys(keys) {
-			p.Set(ctx, k, strconv.FormatUint(values[i], 10), expiry(ttl))
-		}
-		return nil
-	})
-	if err := firstErr(cmds, err); err != nil {
-		return s.fail(ctx, "store epochs", err)
-	}
-	return nil
 }

@@ -202,6 +202,11 @@ func (s *suite) testFencer(t *testing.T) {
 		for _, w := range writes {
 			copy(w.Record, "XXXXXXXXXXXX") // the caller owns its buffers
 		}
+		for k, r := range records {
+			if r[1] == byte(tier.KindMarker) { // over nothing, a marker carries stamp 0 (tier.Landed)
+				records[k] = tier.Restamp(r, 0)
+			}
+		}
 		big := records["big"]
 		delete(records, "big")
 		for k, want := range records {
@@ -295,7 +300,7 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		wantRecord(t, f, "long", writes[1].Record)
-		wantRecord(t, f, "forever", writes[2].Record)
+		wantRecord(t, f, "forever", tier.Restamp(writes[2].Record, 0))
 		// A write over a record with a TTL sets its own.
 		put(t, f, "long", rec(tier.KindValue, now+1, "again"), tier.Written)
 		if got := writeRecords(t, f, tier.RecordWrite{Key: "long", Record: rec(tier.KindValue, now+2, "short now"), TTL: 100 * time.Millisecond}); got[0] != tier.Written {
@@ -348,27 +353,35 @@ func (s *suite) testFencer(t *testing.T) {
 		put(t, f, "value", v, tier.Written)
 		put(t, f, "value", rec(tier.KindMarker, base+hourMicros, ""), tier.Fenced)
 		wantRecord(t, f, "value", v)
-		// A marker replaces an older marker, not a newer or equal one.
-		put(t, f, "marker", rec(tier.KindMarker, base, ""), tier.Written)
-		put(t, f, "marker", rec(tier.KindMarker, base-1, "older"), tier.Fenced)
-		put(t, f, "marker", rec(tier.KindMarker, base, "same"), tier.Fenced)
-		m := rec(tier.KindMarker, base+1, "newer")
+		// A marker carries on the fence of what it replaces (tier.Landed):
+		// over nothing it is stored with stamp 0, so any value replaces it,
+		// and so does a later marker.
+		m := rec(tier.KindMarker, base, "")
 		put(t, f, "marker", m, tier.Written)
-		wantRecord(t, f, "marker", m)
-		// A value replaces an older marker, not a newer or equal one.
-		put(t, f, "marker", rec(tier.KindValue, base, "older"), tier.Fenced)
-		put(t, f, "marker", rec(tier.KindValue, base+1, "same"), tier.Fenced)
-		wantRecord(t, f, "marker", m)
-		v = rec(tier.KindValue, base+2, "v")
+		wantRecord(t, f, "marker", tier.Restamp(m, 0))
+		m = rec(tier.KindMarker, base-1, "older")
+		put(t, f, "marker", m, tier.Written)
+		wantRecord(t, f, "marker", tier.Restamp(m, 0))
+		v = rec(tier.KindValue, 1, "v")
 		put(t, f, "marker", v, tier.Written)
 		wantRecord(t, f, "marker", v)
-		// A marker replaces an older tombstone, not a newer or equal one.
+		// Over a tombstone, a marker lands only when stamped after it, and
+		// is stored with the tombstone's stamp: a value whose load began
+		// before the tombstone never replaces it, one that began after does.
 		stamp := tombstone(t, f, time.Hour, "tomb")[0]
 		put(t, f, "tomb", rec(tier.KindMarker, stamp-1, ""), tier.Fenced)
 		put(t, f, "tomb", rec(tier.KindMarker, stamp, ""), tier.Fenced)
-		m = rec(tier.KindMarker, stamp+1, "")
+		m = rec(tier.KindMarker, stamp+5, "")
 		put(t, f, "tomb", m, tier.Written)
-		wantRecord(t, f, "tomb", m)
+		wantRecord(t, f, "tomb", tier.Restamp(m, stamp))
+		put(t, f, "tomb", rec(tier.KindValue, stamp, "old"), tier.Fenced)
+		// A later marker keeps the same fence.
+		m = rec(tier.KindMarker, stamp+6, "")
+		put(t, f, "tomb", m, tier.Written)
+		wantRecord(t, f, "tomb", tier.Restamp(m, stamp))
+		v = rec(tier.KindValue, stamp+1, "new")
+		put(t, f, "tomb", v, tier.Written)
+		wantRecord(t, f, "tomb", v)
 	})
 
 	t.Run("TombstoneFences", func(t *testing.T) {
@@ -500,6 +513,9 @@ func (s *suite) testFencer(t *testing.T) {
 				// oldest stamp overwrites them.
 				w := rec(kind, 1, "v")
 				put(t, f, key, w, tier.Written)
+				if kind == tier.KindMarker {
+					w = tier.Restamp(w, 0)
+				}
 				wantRecord(t, f, key, w)
 			}
 			key := fmt.Sprintf("t%d", i)

@@ -1,0 +1,88 @@
+//go:build pending
+
+// Tests of promises not kept yet (finding 4 of the consistency issue: a
+// restart from a snapshot must confirm restored entries against L2). Run
+// with -tags pending; see the issue note.
+
+package agentcache
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+
+)
+
+// Promise 3 (fleet bound) after a restart from a snapshot: entries that
+// another instance invalidated exactly, overwrote (Set) or deleted while
+// this instance was down must stop being served within MaxEpochAge of the
+// restart, while an untouched entry is still served without its loader.
+func TestSnapshotRestartHonoursChangesMadeWhileDown(t *testing.T) {
+	const maxAge = 300 * time.Millisecond
+	e := rcStart(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "l1.snapshot")
+	withSnapshot := func() Options {
+		return Options{L2: e.store(), MaxEpochAge: maxAge, Snapshot: SnapshotOptions{Path: path}}
+	}
+	a1 := rcNew(t, withSnapshot())
+	b := rcNew(t, Options{L2: e.store(), MaxEpochAge: maxAge})
+	rcSubscribed(t, a1, b)
+	truth := newCtTruth()
+	old := ctCall(t, ctWrap(t, a1, truth), "alice")
+	for _, k := range []string{"overwritten", "deleted", "kept"} {
+		if err := a1.Set(ctx, k, "old "+k, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctWaitDrained(t, a1)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := a1.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no snapshot after Close: %v", err)
+	}
+
+	// While A is down, B changes three of its entries.
+	truth.bump("alice")
+	if err := b.Invalidate(ctx, TargetCall(ctCartRes, "alice", ctQ)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set(ctx, "overwritten", "new overwritten", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	ctWaitDrained(t, b)
+
+	a2 := rcNew(t, withSnapshot())
+	getA2 := ctWrap(t, a2, truth)
+	loader := LoaderFunc[string](func(_ context.Context, k string) (string, error) { return "loaded " + k, nil })
+	if v, err := Get(ctx, a2, "kept", loader); err != nil || v != "old kept" {
+		t.Fatalf("the untouched entry after the restart: %q, %v; want it served without its loader", v, err)
+	}
+	ctWaitFor(t, 5*maxAge, func() string {
+		var stale []string
+		if v := ctCall(t, getA2, "alice"); v == old {
+			stale = append(stale, fmt.Sprintf("the exact-invalidated call (%q)", v))
+		}
+		if v, err := Get(ctx, a2, "overwritten", loader); err != nil || v != "new overwritten" {
+			stale = append(stale, fmt.Sprintf("the overwritten key (%q, %v; want %q)", v, err, "new overwritten"))
+		}
+		if v, err := Get(ctx, a2, "deleted", loader); err != nil || v != "loaded deleted" {
+			stale = append(stale, fmt.Sprintf("the deleted key (%q, %v)", v, err))
+		}
+		if len(stale) > 0 {
+			return "the restarted instance still serves what changed while it was down: " + strings.Join(stale, "; ")
+		}
+		return ""
+	})
+}

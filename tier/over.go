@@ -1,0 +1,188 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Fence returns r's [Fencer] if it has one, else records kept through r's
+// five Remote methods: each step is a read then a write, not one atomic
+// operation, so a write and an invalidation that race within that gap may
+// land in either order, and the clock is this process's, not the store's.
+// Leases are not taken (the fleet lock needs a [Locker] store).
+func Fence(r Remote) Fencer {
+	if f, ok := r.(Fencer); ok {
+		return f
+	}
+	return basicFence{r}
+}
+
+// EpochsOver returns r's [Epochs] if it has them, else epochs kept as
+// ordinary keys (decimal text) through Get and Set, with the same ordering
+// rules but without atomicity: two instances that create a missing epoch at
+// once may each see their own value until the next confirmation.
+func EpochsOver(r Remote) Epochs {
+	if e, ok := r.(Epochs); ok {
+		return e
+	}
+	return basicEpochs{r}
+}
+
+// lastMicros is the last reading of nowMicros.
+var lastMicros atomic.Int64
+
+// nowMicros is this process's clock, in the unit of record stamps and
+// epochs. No two readings are equal and none goes back, so that an epoch
+// created after a delete is after the value the key held even within one
+// microsecond, and a load that begins after a tombstone is stamped after it.
+func nowMicros() int64 {
+	for {
+		last := lastMicros.Load()
+		n := max(time.Now().UnixMicro(), last+1)
+		if lastMicros.CompareAndSwap(last, n) {
+			return n
+		}
+	}
+}
+
+type basicFence struct{ r Remote }
+
+func (b basicFence) ReadRecords(ctx context.Context, ops []ReadOp) ([]ReadResult, error) {
+	out := make([]ReadResult, len(ops))
+	for i, op := range ops {
+		v, found, err := b.r.Get(ctx, op.Key)
+		if err != nil {
+			if ctx.Err() != nil || i == 0 || errors.Is(err, ErrClosed) {
+				return nil, err
+			}
+			out[i].Err = err
+			continue
+		}
+		out[i] = ReadResult{Value: v, Found: found, Now: nowMicros()}
+	}
+	return out, nil
+}
+
+func (b basicFence) WriteRecords(ctx context.Context, writes []RecordWrite) ([]WriteResult, error) {
+	out := make([]WriteResult, len(writes))
+	for i, w := range writes {
+		o, err := b.write(ctx, w)
+		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)) {
+			return nil, err
+		}
+		out[i] = WriteResult{Outcome: o, Err: err}
+	}
+	return out, nil
+}
+
+func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
+	kind, stamp, _, ok := ParseRecord(w.Record)
+	if !ok {
+		return Failed, errors.New("tier: write of bytes that are not a record")
+	}
+	if w.Horizon > 0 && nowMicros()-stamp > w.Horizon.Microseconds() {
+		return TooOld, nil
+	}
+	cur, found, err := b.r.Get(ctx, w.Key)
+	if err != nil {
+		return Failed, err
+	}
+	if !found {
+		cur = nil
+	}
+	stored, lands := Landed(cur, kind, stamp)
+	if !lands {
+		return Fenced, nil
+	}
+	if err := b.r.Set(ctx, w.Key, Restamp(w.Record, stored), w.TTL); err != nil {
+		return Failed, err
+	}
+	return Written, nil
+}
+
+func (b basicFence) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
+	stamps := make([]int64, len(keys))
+	for i, k := range keys {
+		stamp := nowMicros()
+		if cur, found, err := b.r.Get(ctx, k); err != nil {
+			return nil, err
+		} else if found {
+			if _, cs, _, ok := ParseRecord(cur); ok && cs >= stamp {
+				stamp = cs + 1
+			}
+		}
+		if err := b.r.Set(ctx, k, AppendRecord(nil, KindTombstone, stamp, nil), ttl); err != nil {
+			return nil, err
+		}
+		stamps[i] = stamp
+	}
+	return stamps, nil
+}
+
+type basicEpochs struct{ r Remote }
+
+// get reads an epoch key; bytes that are not an epoch read as 0 (missing).
+func (b basicEpochs) get(ctx context.Context, key string) (uint64, error) {
+	v, found, err := b.r.Get(ctx, key)
+	if err != nil || !found {
+		return 0, err
+	}
+	n, perr := strconv.ParseUint(string(v), 10, 64)
+	if perr != nil {
+		return 0, nil
+	}
+	return n, nil
+}
+
+func (b basicEpochs) put(ctx context.Context, key string, v uint64, ttl time.Duration) error {
+	return b.r.Set(ctx, key, strconv.AppendUint(nil, v, 10), ttl)
+}
+
+func (b basicEpochs) LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
+	if len(keys) != len(known) {
+		return nil, errors.New("tier: load epochs: keys and known values differ in number")
+	}
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		cur, err := b.get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case cur == 0:
+			cur = max(uint64(nowMicros()), known[i]+1)
+		case cur < known[i]:
+			cur = known[i]
+		default:
+			out[i] = cur
+			continue
+		}
+		if err := b.put(ctx, k, cur, ttl); err != nil {
+			return nil, err
+		}
+		out[i] = cur
+	}
+	return out, nil
+}
+
+func (b basicEpochs) BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
+	if len(keys) != len(known) {
+		return nil, errors.New("tier: bump epochs: keys and known values differ in number")
+	}
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		cur, err := b.get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		v := max(cur+1, known[i]+1, uint64(nowMicros()))
+		if err := b.put(ctx, k, v, ttl); err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,187 @@
+package tier
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+)
+
+// Records are how a cache keeps its entries in a remote store so that a
+// write already in flight can never undo an invalidation that came after it.
+//
+// Every entry is stored as a record: a short header that carries a kind and
+// a stamp, followed by the cache's bytes. The stamp is a reading of the
+// store's clock in microseconds: for a value or a marker, taken when the
+// load that produced it began (the clock reading of its miss read); for a
+// tombstone, when the invalidation was made. A write lands only if the key
+// holds no record stamped at or after the write's own stamp, so a load that
+// began before an invalidation cannot store its result after the
+// invalidation's tombstone, on any instance — whatever the order in which the
+// two reach the store. The check and the write are one atomic step in a
+// [Fencer]; [Fence] gives any [Remote] the same operations without that
+// atomicity.
+//
+// Layout of the header (RecordHeaderLen bytes):
+//
+//	byte 0     magic 0xA5
+//	byte 1     kind: 1 value, 2 marker, 3 tombstone
+//	bytes 2-9  stamp, microseconds of the store's clock, big endian
+//
+// Stores read only the header. What follows is the cache's and is kept
+// byte for byte.
+
+// RecordHeaderLen is the length of a record's header.
+const RecordHeaderLen = 10
+
+const recordMagic = 0xA5
+
+// Kind is what a record holds.
+type Kind byte
+
+// The kinds of record.
+const (
+	KindValue     Kind = 1 // a cached value
+	KindMarker    Kind = 2 // a remembered "not found"; never replaces a value
+	KindTombstone Kind = 3 // an exact invalidation: no value, only a stamp
+)
+
+// AppendRecord appends a record of kind with stamp and payload to dst.
+func AppendRecord(dst []byte, kind Kind, stamp int64, payload []byte) []byte {
+	dst = append(dst, recordMagic, byte(kind))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
+	return append(dst, payload...)
+}
+
+// ParseRecord splits b into its kind, stamp and payload. ok is false for
+// bytes that are not a record (a store treats those as absent).
+func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
+	if len(b) < RecordHeaderLen || b[0] != recordMagic {
+		return 0, 0, nil, false
+	}
+	kind = Kind(b[1])
+	if kind < KindValue || kind > KindTombstone {
+		return 0, 0, nil, false
+	}
+	return kind, int64(binary.BigEndian.Uint64(b[2:RecordHeaderLen])), b[RecordHeaderLen:], true
+}
+
+// Landed decides whether a write of a record of kind stamped since lands
+// over what the key holds (cur, ok false when it holds no record), and with
+// which stamp the record is stored. Every [Fencer] applies these rules:
+//
+//   - A tombstone or value lands unless the key holds a value, a tombstone
+//     or a marker stamped at or after it; it keeps its stamp.
+//   - A marker ("not found") never replaces a value, and lands over a
+//     tombstone or marker only when stamped after it. It is stored with the
+//     stamp of the record it replaces (0 over nothing): a marker only
+//     carries on the fence it found, so that a value whose load began after
+//     that fence replaces it whenever it lands, and one that began before
+//     it never does.
+func Landed(cur []byte, kind Kind, since int64) (stored int64, lands bool) {
+	ck, cs, _, ok := ParseRecord(cur)
+	if !ok {
+		if kind == KindMarker {
+			return 0, true
+		}
+		return since, true
+	}
+	switch {
+	case kind == KindMarker && ck == KindValue:
+		return 0, false
+	case cs >= since:
+		return 0, false
+	case kind == KindMarker:
+		return cs, true
+	}
+	return since, true
+}
+
+// Restamp returns a copy of the record rec with its stamp set to stamp.
+func Restamp(rec []byte, stamp int64) []byte {
+	out := append([]byte(nil), rec...)
+	binary.BigEndian.PutUint64(out[2:RecordHeaderLen], uint64(stamp))
+	return out
+}
+
+// Lease names a fleet-lock lease, as [Locker] takes it.
+type Lease struct {
+	Key   string
+	Token string
+	TTL   time.Duration // > 0
+}
+
+// ReadOp is one key of a [Fencer.ReadRecords] call.
+type ReadOp struct {
+	Key string
+	// Lease, if set, is taken (SET NX semantics, with its TTL) in the same
+	// atomic step when Key holds no value or marker record. A lease key that
+	// holds something other than a lease, or a lease without an expiry, is
+	// replaced.
+	Lease *Lease
+}
+
+// ReadResult is what ReadRecords found at one key.
+type ReadResult struct {
+	Value []byte // the stored bytes, when Found
+	Found bool
+	// Now is the store's clock (microseconds) when the key was read: the
+	// stamp of a load that this read starts.
+	Now int64
+	// Leased reports that the read took its lease.
+	Leased bool
+	// Repaired reports that the key or its lease key held data of another
+	// type, which the read removed (the key then reads as absent).
+	Repaired bool
+	// Err reports a failure of this key only (one cluster node down).
+	Err error
+}
+
+// RecordWrite is one write of [Fencer.WriteRecords].
+type RecordWrite struct {
+	Key string
+	// Record is the whole record (see [AppendRecord]); its stamp orders it.
+	Record []byte
+	TTL    time.Duration // as in Remote.Set
+	// Horizon, if > 0, refuses the write when the store's clock is more than
+	// Horizon past the record's stamp: such a write may predate a tombstone
+	// that has already expired.
+	Horizon time.Duration
+	// Release, if set, is a lease released (if its token still holds it)
+	// right after the write, landed or refused.
+	Release *Lease
+}
+
+// Outcome is what became of one record write.
+type Outcome uint8
+
+// The outcomes of a record write.
+const (
+	Written Outcome = iota // the record is stored
+	Fenced                 // the key holds a record stamped at or after it, or a value a marker may not replace
+	TooOld                 // the store's clock is past the write's Horizon
+	Failed                 // the write's own Err says why
+)
+
+// WriteResult is the outcome of one record write.
+type WriteResult struct {
+	Outcome Outcome
+	Err     error // with Failed
+}
+
+// Fencer is implemented by stores that keep records atomically: the read
+// of a key and its clock (and a lease), and the stamp check and the write,
+// are each one atomic step on the store. One round trip per node for a whole
+// call, nodes in parallel.
+type Fencer interface {
+	// ReadRecords reads each key, its store clock and, where asked, its lease.
+	// err reports a failure of the whole call (then the results are nil).
+	ReadRecords(ctx context.Context, ops []ReadOp) ([]ReadResult, error)
+	// WriteRecords writes each record by the rules of [Landed], and
+	// releases each write's lease. Bytes that are not a record count as
+	// absent and are overwritten.
+	WriteRecords(ctx context.Context, writes []RecordWrite) ([]WriteResult, error)
+	// Tombstone replaces each key with a tombstone for ttl, stamped with the
+	// store's clock (and after any stamp the key held), and returns the
+	// stamps.
+	Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error)
+}
