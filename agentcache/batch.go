@@ -25,10 +25,10 @@ type BatchTool[K comparable, V any] func(ctx context.Context, ids []K) (map[K]V,
 
 // Batch is a batch tool wrapped by WrapBatch. It is safe for concurrent use.
 type Batch[K comparable, V any] struct {
-	c      *Cache
-	rs     *resState
-	cfg    *toolConfig
-	tool   BatchTool[K, V]
+	c    *Cache
+	rs   *resState
+	cfg  *toolConfig
+	tool BatchTool[K, V]
 
 	mu      sync.Mutex // guards pending
 	pending map[string]*window[K, V]

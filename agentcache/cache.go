@@ -25,21 +25,21 @@ var errNoEpochStore = errors.New("agentcache: the L2 store keeps no epochs (it d
 // Cache is a two-tier cache. It is safe for concurrent use. Create it with
 // New and release it with Close.
 type Cache struct {
-	opts  Options
-	id    string
-	l1    *memory.Store[*entry]
-	l2    tier.Remote // nil: L1 only
+	opts Options
+	id   string
+	l1   *memory.Store[*entry]
+	l2   tier.Remote // nil: L1 only
 	// fencer keeps entries in L2 as stamped records: the store's own, or
 	// one over its basic methods.
 	fencer tier.Fencer
-	codec Codec
-	brk   *breaker.Breaker
-	ep    *epochs
-	w     *writer
-	fl    *flight.Group
-	log   *rateLog
-	obs   *observer
-	kv    *resState // the key-value API's built-in resource
+	codec  Codec
+	brk    *breaker.Breaker
+	ep     *epochs
+	w      *writer
+	fl     *flight.Group
+	log    *rateLog
+	obs    *observer
+	kv     *resState // the key-value API's built-in resource
 
 	resMu     sync.Mutex // guards resources
 	resources map[string]*resState

@@ -28,8 +28,8 @@ func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v)
 
 // L2 values travel in the envelope of package internal/keyspace.
 const (
-	envHeader   = keyspace.HeaderLen
-	kindValue   = keyspace.KindValue
+	envHeader     = keyspace.HeaderLen
+	kindValue     = keyspace.KindValue
 	kindMissing   = keyspace.KindNotFound
 	kindTombstone = keyspace.KindTombstone
 )

@@ -520,7 +520,6 @@ func TestEpochNeverGoesBackWhenL2LosesIt(t *testing.T) {
 	}
 }
 
-
 // Promise 3 (fleet bound) after a partition: an invalidation made on an
 // instance cut off from L2 (its breaker already open) applies locally and
 // returns a *FleetError; once the partition heals, the other instances must

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-
 )
 
 // Promise 3 (fleet bound) after a restart from a snapshot: entries that
