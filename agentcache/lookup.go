@@ -184,10 +184,11 @@ type attempt struct {
 	// since is the L2 store's clock when the miss read was made, the stamp
 	// of the record a write of the result carries (0: no read answered;
 	// the store clock is then estimated when the load began).
-	since int64
-	seq   uint64      // the fence sequence when the lookup began
-	began time.Time   // when the lookup began, on this instance's clock
-	lease *tier.Lease // the fleet-lock lease this load holds, if any
+	since   int64
+	seq     uint64      // the fence sequence when the lookup began
+	began   time.Time   // when the lookup began, on this instance's clock
+	lease   *tier.Lease // the fleet-lock lease this load holds, if any
+	refresh bool        // a background refresh of an entry L1 still serves
 }
 
 // fetch is the slow read path, shared by every entry point: L1 against
@@ -532,7 +533,9 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 			r.stale = c.opts.Now().UnixNano() >= f
 		}
 	}
-	if a.st.current() && !c.fence.fenced(lk.l1, a.seq) {
+	// A refresh's read fills L1 only with a fresh value: a stale one in L2
+	// may be older than what L1 holds.
+	if a.st.current() && !c.fence.fenced(lk.l1, a.seq) && !(a.refresh && r.stale) {
 		c.l1.Set(lk.l1, e, ttl)
 	}
 	r.status, r.cost = l2Hit, env.Cost

@@ -22,7 +22,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		defer c.refreshing.Delete(lk.l1)
 		rctx := flight.Detach(ctx, c.base)
 		c.stats.refreshes.Add(1)
-		a := attempt{seq: c.fence.start(), began: c.opts.Now()}
+		a := attempt{seq: c.fence.start(), began: c.opts.Now(), refresh: true}
 		a.st = c.stampFor(rctx, lk)
 		a.key = lk.l2Key(&a.st)
 		if c.l2 != nil && !a.st.local && !a.st.down {
