@@ -102,6 +102,7 @@ func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *node
 // node; when a master dies and its replica is promoted, no caller sees an
 // error, and L2 and invalidation messages work again afterwards.
 func TestCluster(t *testing.T) {
+	pendingCore(t)
 	checkLeaks(t)
 	cl := redistest.StartCluster(t, 3, 1)
 	prefix := prefixFor(t)

@@ -94,6 +94,7 @@ func (h *replyCheck) ProcessPipelineHook(next goredis.ProcessPipelineHook) gored
 // Promise checked: every answer a caller gets is its own — the cache's
 // answer, and, below the cache, every GET reply names the user of its key.
 func TestIsolationUnderCancellation(t *testing.T) {
+	pendingCore(t)
 	e := startRedis(t)
 	p := e.proxy()
 	p.SetLatency(100 * time.Microsecond)

@@ -1,0 +1,5 @@
+//go:build pending
+
+package reliability
+
+const runPending = true
