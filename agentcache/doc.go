@@ -39,23 +39,33 @@
 // resources for the resource, the scope and the resource in the scope).
 // Invalidating bumps an epoch: entries under the old one become unreachable
 // at once, whatever their number, and age out of Redis by TTL. Epoch values
-// are random and never reused, so an epoch evicted from Redis becomes a new
-// namespace, never an old one. The guarantees:
+// only grow: L2 makes them from its clock, an instance never adopts a value
+// older than one it has seen, and it raises L2 back when L2 holds less (a
+// write lost in a failover that some instance saw), so an epoch evicted or
+// lost becomes a new namespace, never an old one. A failover that loses a
+// bump nobody else saw can still let the old entries be served. Every L2
+// entry is a record stamped with the L2 clock when its load began; an exact
+// invalidation (TargetCall, Delete) leaves a tombstone, and no write of a
+// load that began before it lands after it (see package tier). The
+// guarantees:
 //
 //  1. On the instance that invalidated: once Invalidate (or Delete or Clear)
-//     returns, no value loaded before it is served. A load that started
-//     before it stores its result under the old epoch, where nobody looks.
+//     returns, no value loaded or set before it is served. A load that
+//     started before it stores nothing: not in L1, and in L2 its write is
+//     refused by the epochs (another key) or the tombstone.
 //  2. On every other instance: as soon as the invalidation message arrives
 //     (milliseconds on a LAN), and never later than Options.MaxEpochAge
 //     after the instance next reaches L2, even when messages are lost: an
 //     instance confirms each epoch it relies on with L2 at least that often,
 //     and a reconnect of its subscription marks every epoch unconfirmed.
 //     An exact-call invalidation (TargetCall) or a key-value Delete has no
-//     epoch: it travels as a message only. Redis loses pub/sub messages only
-//     with the subscriber's connection, and every reconnect drops this
-//     instance's L1 (entries come back from L2), so the bound holds as long
-//     as the subscription reconnects; otherwise such an entry lives until its
-//     TTL. Prefer scoped targets where the bound matters.
+//     epoch: other instances drop their L1 copy on its message. Redis loses
+//     pub/sub messages only with the subscriber's connection, and every
+//     reconnect drops this instance's L1 (entries come back from L2, where
+//     the tombstone is), so the bound holds as long as the subscription
+//     reconnects; otherwise such an L1 copy lives until its TTL. Prefer
+//     scoped targets where the bound matters. Invalidations L2 did not take
+//     are retried on their own cadence, not the breaker's.
 //  3. If L2 is unreachable, an invalidation applies locally and returns a
 //     *FleetError saying the fleet was not told. An instance cut off from
 //     L2 keeps serving its L1 until the entries' TTLs end: availability is

@@ -5,8 +5,10 @@
 // shard treated like a cluster node. It implements [tier.Remote] and every
 // optional capability of the tier package, and passes
 // [github.com/agentcache/agentcache-go/tier/tiertest] on a single server, on
-// a cluster and on a Ring. It needs Redis 7.0 or later (LoadEpochs uses
-// SET NX GET).
+// a cluster and on a Ring. It needs Redis 7.0 or later. Records
+// ([Store.ReadRecords], [Store.WriteRecords], [Store.Tombstone]) and epochs
+// ([Store.LoadEpochs], [Store.BumpEpochs]) are Lua scripts that read the
+// server's clock, one call per key, pipelined.
 //
 // Open a store on a client you own with [New], or let [NewFromConfig] or
 // [NewFromURL] create and own the client.
@@ -94,8 +96,8 @@
 //
 // # Clusters
 //
-// Batches ([Store.GetMulti], [Store.SetMulti], [Store.LoadEpochs],
-// [Store.StoreEpochs], multi-key [Store.Delete]) are sent as pipelines of
+// Batches ([Store.GetMulti], [Store.SetMulti], the record and epoch
+// scripts, multi-key [Store.Delete]) are sent as pipelines of
 // single-key commands; go-redis splits a cluster pipeline by node, so a batch
 // costs one round trip per master it touches and can never fail with
 // CROSSSLOT. On a single server, GetMulti uses one MGET and Delete one
