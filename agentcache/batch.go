@@ -235,7 +235,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		if !stamped { // every ID of one scope shares the epochs
 			st, stamped = c.stampFor(ctx, &m.lk), true
 		}
-		if v, hit, _ := fromL1[V](c, &m.lk, &st); hit != hitNone {
+		if v, hit, _ := fromL1[V](c, &m.lk, &st, seq); hit != hitNone {
 			c.countL1(hit)
 			served(ctx, c, &m.lk, hit, b.one(id), nil)
 			out[id] = result[V]{v: v}

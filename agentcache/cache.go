@@ -1,6 +1,7 @@
 package agentcache
 
 import (
+	"hash/maphash"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,7 @@ func New(opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, resources: map[string]*resState{}}
+	c.fence.seed = maphash.MakeSeed()
 	c.id = o.InstanceID
 	if c.id == "" {
 		c.id = uuid.NewString()

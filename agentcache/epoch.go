@@ -484,8 +484,8 @@ func (e *epochs) ttlFor(key string) time.Duration {
 // pushes to L2 later. Either way the local change is made before bump
 // returns; the error says whether the fleet was told. The message carries
 // the new epochs and the exact L1 keys to drop.
-func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys []string) error {
-	msg := message{From: e.c.id, Keys: l1Keys}
+func (e *epochs) bump(ctx context.Context, cells []*cell, l1Keys []string, stamps []int64) error {
+	msg := message{From: e.c.id, Keys: l1Keys, Stamps: stamps}
 	if e.store == nil {
 		for _, c := range cells {
 			c.mu.Lock()
@@ -527,6 +527,10 @@ type message struct {
 	From   string        `json:"f"`
 	Epochs []epochUpdate `json:"e,omitempty"`
 	Keys   []string      `json:"k,omitempty"` // L1 keys to drop
+	// Stamps, when as long as Keys, are the store-clock stamps of the
+	// invalidations of Keys (tombstones, or the records of Sets): records
+	// stamped before them are not served.
+	Stamps []int64 `json:"s,omitempty"`
 	Fills  []string      `json:"l,omitempty"` // L2 keys just filled under a lease
 	Clear  bool          `json:"c,omitempty"` // drop every L1 entry
 }
@@ -568,8 +572,12 @@ func (e *epochs) apply(m message) {
 		}
 		c.mu.Unlock()
 	}
-	for _, k := range m.Keys {
-		e.c.fenceL1(k)
+	for i, k := range m.Keys {
+		var stamp int64 // 0: this instance's estimate of the store's clock
+		if len(m.Stamps) == len(m.Keys) {
+			stamp = m.Stamps[i]
+		}
+		e.c.fenceL1(k, stamp)
 	}
 	for _, k := range m.Fills {
 		e.c.fills.notify(k)

@@ -1,6 +1,8 @@
 package agentcache
 
 import (
+	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,16 +31,60 @@ import (
 const fenceHorizon = 10 * time.Minute
 
 // fences is this instance's record of recent exact invalidations.
+//
+// A fence and an L1 fill of the same key never interleave: both hold the
+// key's stripe lock, so a fill either lands before the fence (which then
+// drops it) or sees the fence and stores nothing. Checking and then filling
+// without the lock would let a load that began before an invalidation put
+// its value in L1 just after the invalidation dropped the key.
 type fences struct {
 	seq atomic.Uint64 // bumped by every exact invalidation made or heard here
 
 	mu   sync.Mutex           // guards keys
 	keys map[string]fenceMark // L1 key → the last exact invalidation of it
+
+	seed    maphash.Seed
+	stripes [64]sync.Mutex // by key: orders fences against L1 fills
 }
 
 type fenceMark struct {
 	seq uint64
 	at  time.Time
+	// stamp is the store-clock time (µs) of the invalidation: the stamp of
+	// its tombstone, of the Set's record, or this instance's estimate of the
+	// store's clock when it learned of it. An L2 record stamped before it
+	// was loaded before the invalidation and is not served here (see
+	// predates).
+	stamp int64
+}
+
+// lock locks key's stripe and returns it.
+func (f *fences) lock(key string) *sync.Mutex {
+	m := &f.stripes[maphash.String(f.seed, key)%uint64(len(f.stripes))]
+	m.Lock()
+	return m
+}
+
+// gen returns the sequence number of key's last exact invalidation (0:
+// none recorded).
+func (f *fences) gen(key string) uint64 {
+	if f.seq.Load() == 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keys[key].seq
+}
+
+// flightKey is the key of a load of the L2 entry l2 (L1 key l1) on this
+// instance: a lookup that begins after an exact invalidation of l1 never
+// joins a load that began before it (whose result it must not be served).
+func (f *fences) flightKey(l2, l1 string) string {
+	g := f.gen(l1)
+	if g == 0 {
+		return l2
+	}
+	return l2 + "\x00" + strconv.FormatUint(g, 36)
 }
 
 // start returns the sequence number a load or write that begins now
@@ -57,9 +103,36 @@ func (f *fences) fenced(key string, seq uint64) bool {
 	return ok && m.seq > seq
 }
 
-// add records an exact invalidation of key. Marks older than the horizon
-// are dropped as new ones come: a load that old is refused anyway.
-func (f *fences) add(key string, now time.Time) {
+// predates reports whether an L2 record of key stamped stamp was loaded
+// before an exact invalidation of key made or heard here. Such a record can
+// be found although the invalidation's tombstone landed: the tombstone is
+// written under the entry's key for the epochs known then, and a record
+// written under epochs this instance adopts later escapes it.
+func (f *fences) predates(key string, stamp int64) bool {
+	if f.seq.Load() == 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.keys[key]
+	return ok && stamp < m.stamp
+}
+
+// raise moves key's mark up to stamp (a tombstone's stamp, known once L2
+// has answered).
+func (f *fences) raise(key string, stamp int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m, ok := f.keys[key]; ok && stamp > m.stamp {
+		m.stamp = stamp
+		f.keys[key] = m
+	}
+}
+
+// add records an exact invalidation of key at store time stamp. Marks
+// older than the horizon are dropped as new ones come: a load that old is
+// refused anyway.
+func (f *fences) add(key string, now time.Time, stamp int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.keys == nil {
@@ -72,13 +145,35 @@ func (f *fences) add(key string, now time.Time) {
 			}
 		}
 	}
-	f.keys[key] = fenceMark{seq: f.seq.Add(1), at: now}
+	stamp = max(stamp, f.keys[key].stamp)
+	f.keys[key] = fenceMark{seq: f.seq.Add(1), at: now, stamp: stamp}
 }
 
-// fenceL1 drops key from L1 and fences the loads of it that are running.
-func (c *Cache) fenceL1(key string) {
-	c.fence.add(key, c.opts.Now())
+// fenceL1 drops key from L1 and fences the loads of it that are running
+// and the L2 records stamped before stamp (0: this instance's estimate of
+// the store's clock now).
+func (c *Cache) fenceL1(key string, stamp int64) {
+	now := c.opts.Now()
+	if stamp <= 0 {
+		stamp = c.clock.now(now)
+	}
+	m := c.fence.lock(key)
+	defer m.Unlock()
+	c.fence.add(key, now, stamp)
 	c.l1.Delete(key)
+}
+
+// fillL1 stores e at key in L1 for ttl unless key was exact-invalidated
+// after seq, atomically with respect to fenceL1. It reports whether it
+// stored e.
+func (c *Cache) fillL1(key string, e *entry, ttl time.Duration, seq uint64) bool {
+	m := c.fence.lock(key)
+	defer m.Unlock()
+	if c.fence.fenced(key, seq) {
+		return false
+	}
+	c.l1.Set(key, e, ttl)
+	return true
 }
 
 // storeClock estimates the L2 store's clock, the unit of record stamps, from

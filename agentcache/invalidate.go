@@ -127,15 +127,20 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 // error says the fleet was not told.
 func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []string) error {
 	for _, k := range l1Keys {
-		c.fenceL1(k)
+		c.fenceL1(k, 0)
 	}
 	announce := l1Keys
+	var stamps []int64
 	var err error
 	if len(l2Keys) > 0 && c.l2 != nil {
 		err = c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
-			stamps, err := c.fencer.Tombstone(ctx, l2Keys, fenceHorizon)
-			for _, s := range stamps {
+			var err error
+			stamps, err = c.fencer.Tombstone(ctx, l2Keys, fenceHorizon)
+			for i, s := range stamps {
 				c.clock.observe(s, c.opts.Now())
+				if i < len(l1Keys) {
+					c.fence.raise(l1Keys[i], s)
+				}
 			}
 			return err
 		})
@@ -145,13 +150,16 @@ func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []
 			for i, k := range l2Keys {
 				c.rp.addDelete(k, l1Keys[i])
 			}
-			announce = nil
+			announce, stamps = nil, nil
 		}
 	}
 	if len(cells) == 0 && len(announce) == 0 {
 		return err
 	}
-	if berr := c.ep.bump(ctx, cells, announce); err == nil {
+	if len(stamps) != len(announce) {
+		stamps = nil
+	}
+	if berr := c.ep.bump(ctx, cells, announce, stamps); err == nil {
 		err = berr
 	}
 	return err

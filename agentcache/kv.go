@@ -96,16 +96,20 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	if ttl == 0 {
 		ttl = c.opts.DefaultTTL
 	}
-	// A load of key that began before this Set must not overwrite it.
-	c.fence.add(key, c.opts.Now())
-	seq := c.fence.start()
 	lk := lookup{r: c.kv, tail: key, l1: key}
 	st := c.stampFor(ctx, &lk)
 	now := c.opts.Now()
 	exp := now.Add(ttl)
+	// A load of key that began before this Set must not overwrite it: the
+	// Set fences the key and fills L1 in one step.
+	stamp := c.clock.now(now)
+	m := c.fence.lock(key)
+	c.fence.add(key, now, stamp)
+	seq := c.fence.start()
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
+	m.Unlock()
 	if c.l2 != nil && !st.local {
-		if b, ok := c.encode(value, kindValue, c.clock.now(now), exp, 0); ok {
+		if b, ok := c.encode(value, kindValue, stamp, exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key})
 		}
 	}
@@ -149,7 +153,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 	}
 	// The new global epoch makes every instance's L1 entries unreachable
 	// even if one misses the message (within MaxEpochAge).
-	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil); err == nil {
+	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil, nil); err == nil {
 		err = berr
 	}
 	if err == nil {

@@ -204,7 +204,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	}
 	a := attempt{seq: c.fence.start(), began: c.opts.Now()}
 	a.st = c.stampFor(ctx, lk)
-	if v, h, cost := fromL1[T](c, lk, &a.st); h != hitNone {
+	if v, h, cost := fromL1[T](c, lk, &a.st, a.seq); h != hitNone {
 		c.countL1(h)
 		o.cost = cost
 		served(ctx, c, lk, h, load, o)
@@ -214,10 +214,10 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	res, err, _ := c.fl.Do(ctx, a.key, func(lctx context.Context) (any, error) {
+	res, err, _ := c.fl.Do(ctx, c.fence.flightKey(a.key, lk.l1), func(lctx context.Context) (any, error) {
 		// A load of this key may have finished between our L1 miss and
 		// now: do not run the tool twice.
-		if v, h, e := fromL1Slow[T](c, lk, &a.st); h != hitNone {
+		if v, h, e := fromL1Slow[T](c, lk, &a.st, a.seq); h != hitNone {
 			l := loaded{v: v, tier: tierL1}
 			if e != nil {
 				l.cost = e.cost
@@ -398,15 +398,18 @@ type l2Read struct {
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
 // fast path it accepts cells that could not be confirmed (L2 down), and it
 // decodes entries restored from a snapshot on first use.
-func fromL1[T any](c *Cache, lk *lookup, st *stamp) (T, hit, time.Duration) {
-	v, h, e := fromL1Slow[T](c, lk, st)
+func fromL1[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, time.Duration) {
+	v, h, e := fromL1Slow[T](c, lk, st, seq)
 	if e == nil {
 		return v, h, 0
 	}
 	return v, h, e.cost
 }
 
-func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
+// fromL1Slow is fromL1 returning the entry; seq is the fence sequence
+// when the lookup began (an entry decoded from a snapshot is put back only
+// if no exact invalidation came since).
+func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *entry) {
 	var zero T
 	e, ok := c.l1.Get(lk.l1)
 	if !ok || !e.st.sameVals(st) {
@@ -421,7 +424,7 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp) (T, hit, *entry) {
 			return zero, hitNone, nil
 		}
 		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil, cost: e.cost}
-		c.l1.Set(lk.l1, ne, c.remaining(e.expiresAt))
+		c.fillL1(lk.l1, ne, c.remaining(e.expiresAt), seq)
 		return v, c.age(ne), ne
 	}
 	for i := uint8(0); i < st.n; i++ {
@@ -508,6 +511,13 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	switch env.Kind {
 	case kindTombstone:
 		return v, r
+	case kindValue:
+		if c.fence.predates(lk.l1, env.Stamp) {
+			// Loaded before an exact invalidation (or Set) made or heard
+			// here: a miss, and the record is overwritten by the reload.
+			r.unusable = true
+			return v, r
+		}
 	case kindMissing:
 		r.status, r.cost = l2Negative, env.Cost
 		return v, r
@@ -535,8 +545,8 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	}
 	// A refresh's read fills L1 only with a fresh value: a stale one in L2
 	// may be older than what L1 holds.
-	if a.st.current() && !c.fence.fenced(lk.l1, a.seq) && !(a.refresh && r.stale) {
-		c.l1.Set(lk.l1, e, ttl)
+	if a.st.current() && !(a.refresh && r.stale) {
+		c.fillL1(lk.l1, e, ttl, a.seq)
 	}
 	r.status, r.cost = l2Hit, env.Cost
 	return v, r

@@ -122,8 +122,10 @@ func (c *Cache) repairNow(ctx context.Context) {
 		unlocks[k] = tok
 	}
 	r.mu.Unlock()
+	var stamps []int64
 	if len(dels) > 0 && c.l2Probe(ctx, "invalidate", func(ctx context.Context) error {
-		_, err := c.fencer.Tombstone(ctx, dels, fenceHorizon)
+		var err error
+		stamps, err = c.fencer.Tombstone(ctx, dels, fenceHorizon)
 		return err
 	}) == nil {
 		r.mu.Lock()
@@ -131,7 +133,14 @@ func (c *Cache) repairNow(ctx context.Context) {
 			delete(r.deletes, k)
 		}
 		r.mu.Unlock()
-		_ = c.ep.publish(ctx, message{From: c.id, Keys: announce})
+		if len(stamps) != len(announce) {
+			stamps = nil
+		}
+		for i, s := range stamps {
+			c.clock.observe(s, c.opts.Now())
+			c.fence.raise(announce[i], s)
+		}
+		_ = c.ep.publish(ctx, message{From: c.id, Keys: announce, Stamps: stamps})
 	}
 	for k, tok := range unlocks {
 		if c.locker == nil {

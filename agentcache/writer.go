@@ -62,7 +62,10 @@ func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, cost tim
 	if lk.refreshAhead > 0 {
 		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
 	}
-	c.l1.Set(lk.l1, e, life)
+	if !c.fillL1(lk.l1, e, life, a.seq) { // fenced since storable's check
+		c.release(a)
+		return true
+	}
 	return c.writeRecord(ctx, lk, a, kindValue, v, fresh, cost, life)
 }
 
@@ -354,7 +357,9 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 			case tier.Written:
 				c.stats.writesDone.Add(1)
 				if op.announce != "" {
+					_, stamp, _, _ := tier.ParseRecord(op.record)
 					msg.Keys = append(msg.Keys, op.announce)
+					msg.Stamps = append(msg.Stamps, stamp)
 				}
 			case tier.Fenced, tier.TooOld:
 				c.stats.writesFenced.Add(1)
@@ -380,6 +385,15 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 				c.rp.addUnlock(l)
 			}
 		}
+	}
+	// Loads of this instance waiting for a lease released here (a load
+	// that began after an exact invalidation waits for the one before it)
+	// read again at once; the others hear of fills through the message.
+	for _, l := range releases {
+		c.fills.notify(keyspace.LeaseEntry(l.Key))
+	}
+	for _, k := range msg.Fills {
+		c.fills.notify(k)
 	}
 	if len(msg.Keys)+len(msg.Fills) > 0 {
 		_ = c.ep.publish(ctx, msg)

@@ -199,6 +199,9 @@ func AppendEntryKey(dst []byte, id, seg string, token uint64, tail string) []byt
 // (and slot) and can never name an entry.
 func LeaseKey(entry string) string { return leasePrefix + entry }
 
+// LeaseEntry is the entry key whose lease key is lease.
+func LeaseEntry(lease string) string { return strings.TrimPrefix(lease, leasePrefix) }
+
 const leasePrefix = "lk:"
 
 // appendHex16 appends v as 16 lower-case hex digits.
