@@ -1,10 +1,10 @@
 package agentcache
 
 import (
-	"hash/maphash"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"

@@ -530,9 +530,9 @@ type message struct {
 	// Stamps, when as long as Keys, are the store-clock stamps of the
 	// invalidations of Keys (tombstones, or the records of Sets): records
 	// stamped before them are not served.
-	Stamps []int64 `json:"s,omitempty"`
-	Fills  []string      `json:"l,omitempty"` // L2 keys just filled under a lease
-	Clear  bool          `json:"c,omitempty"` // drop every L1 entry
+	Stamps []int64  `json:"s,omitempty"`
+	Fills  []string `json:"l,omitempty"` // L2 keys just filled under a lease
+	Clear  bool     `json:"c,omitempty"` // drop every L1 entry
 }
 
 type epochUpdate struct {
