@@ -87,6 +87,10 @@ type entry struct {
 	// encoded []byte and st carries values but no cells until the first
 	// lookup confirms the epochs and decodes it.
 	raw bool
+	// unconfirmed is set on restored entries until L2 has been seen to
+	// hold the same value for them (see confirmSnapshot). Until then they
+	// are served only while L2 is unreachable.
+	unconfirmed bool
 }
 
 // counters are the cache's statistics. Lookup counters are striped: every L1

@@ -273,11 +273,15 @@ func (e *epochs) confirm(ctx context.Context, s *stamp) {
 		c := s.cells[i]
 		v := c.val.Load()
 		if v == 0 && !c.dead.Load() {
-			// L2 could not say: a value of this instance's own, which keeps
-			// the lookup's entries out of L2 until L2 answers.
+			// L2 could not say: the value a snapshot restored (so that the
+			// restored entries are served while L2 is unreachable), or else
+			// a value of this instance's own. Either keeps the lookup's
+			// entries out of L2 until L2 answers (the cell is not shared).
 			c.mu.Lock()
 			if v = c.val.Load(); v == 0 && !c.dead.Load() {
-				v = localEpoch(e.restored[c.key])
+				if v = e.restored[c.key]; v == 0 {
+					v = localEpoch(0)
+				}
 				c.val.Store(v)
 			}
 			c.mu.Unlock()

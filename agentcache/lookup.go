@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/breaker"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
@@ -416,6 +417,12 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *en
 		return zero, hitNone, nil
 	}
 	if e.raw {
+		// A restored entry not confirmed against L2 yet is served only
+		// while L2 is unreachable (and then not stored decoded: once L2
+		// answers, it must not be served unconfirmed).
+		if e.unconfirmed && !c.l2Unreachable(st) {
+			return zero, hitNone, nil
+		}
 		raw, _ := e.value.([]byte)
 		var v T
 		if err := c.codec.Unmarshal(raw, &v); err != nil {
@@ -424,7 +431,9 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *en
 			return zero, hitNone, nil
 		}
 		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil, cost: e.cost}
-		c.fillL1(lk.l1, ne, c.remaining(e.expiresAt), seq)
+		if !e.unconfirmed {
+			c.fillL1(lk.l1, ne, c.remaining(e.expiresAt), seq)
+		}
 		return v, c.age(ne), ne
 	}
 	for i := uint8(0); i < st.n; i++ {
@@ -440,6 +449,12 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *en
 		return v, c.age(e), e
 	}
 	return v, hitFresh, e
+}
+
+// l2Unreachable reports whether a lookup stamped st cannot use L2: none
+// configured, its epochs could not be confirmed, or the breaker is open.
+func (c *Cache) l2Unreachable(st *stamp) bool {
+	return c.l2 == nil || st.down || c.brk.State() == breaker.Open
 }
 
 // asT is the L1 value v as a T: a nil stored by a tool of interface type is

@@ -1,11 +1,17 @@
 package agentcache
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"strings"
 	"fmt"
 	"iter"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/disk"
 )
 
@@ -49,16 +55,21 @@ func (c *Cache) loadSnapshot() (restored, error) {
 	return r, nil
 }
 
-// applySnapshot puts restored entries in L1, still encoded. Each is checked
-// against the current epochs and decoded on its first lookup, so an entry
-// invalidated while this instance was down is never served.
+// applySnapshot puts restored entries in L1, still encoded, and starts
+// their confirmation against L2. Each is checked against the current epochs
+// and decoded on its first lookup, so an entry whose epochs moved while this
+// instance was down is never served; one that was exact-invalidated,
+// deleted or overwritten meanwhile is dropped by the confirmation. Until it
+// is confirmed, an entry is served only while L2 is unreachable
+// (availability first); with L2 reachable, a lookup of it reads L2 instead.
 func (c *Cache) applySnapshot(r restored) {
+	var check []restoredEntry
 	for _, rec := range r.entries {
 		v := rec.Value
 		if len(v) < 1 || v[0] > 4 || len(v) < 1+8*int(v[0]) {
 			continue
 		}
-		e := &entry{raw: true}
+		e := &entry{raw: true, unconfirmed: c.l2 != nil}
 		e.st.n = v[0]
 		for i := 0; i < int(e.st.n); i++ {
 			e.st.vals[i] = binary.BigEndian.Uint64(v[1+8*i:])
@@ -72,7 +83,94 @@ func (c *Cache) applySnapshot(r restored) {
 			}
 		}
 		c.l1.Set(rec.Key, e, ttl)
+		if e.unconfirmed {
+			check = append(check, restoredEntry{key: rec.Key, e: e})
+		}
 	}
+	if len(check) > 0 {
+		c.spawn(func() { c.confirmSnapshot(check) })
+	}
+}
+
+type restoredEntry struct {
+	key string // L1 key
+	e   *entry
+}
+
+// confirmBatch is how many restored entries one L2 read confirms.
+const confirmBatch = 512
+
+// confirmSnapshot reads the L2 records of restored entries, a batch per
+// call (one round trip per node): an entry whose record holds the same
+// encoded value is confirmed and served from then on; one whose record is
+// gone, a tombstone or another value is dropped (its next lookup reads L2).
+// If L2 does not answer, the entries stay unconfirmed: served while L2 is
+// unreachable, and replaced by L2 reads once it answers.
+func (c *Cache) confirmSnapshot(check []restoredEntry) {
+	for len(check) > 0 {
+		n := min(len(check), confirmBatch)
+		batch := check[:n]
+		check = check[n:]
+		ops := make([]tier.ReadOp, n)
+		for i, r := range batch {
+			ops[i].Key = restoredL2Key(r.key, &r.e.st)
+		}
+		var rr []tier.ReadResult
+		if err := c.l2Call(c.base, "confirm snapshot", func(ctx context.Context) (err error) {
+			rr, err = c.fencer.ReadRecords(ctx, ops)
+			return err
+		}); err != nil || len(rr) != n {
+			return
+		}
+		for i, r := range batch {
+			if rr[i].Err != nil {
+				continue
+			}
+			same := false
+			if rr[i].Found {
+				env, err := keyspace.OpenEnvelope(rr[i].Value)
+				raw, _ := r.e.value.([]byte)
+				same = err == nil && env.Kind == kindValue && bytes.Equal(env.Payload, raw)
+			}
+			c.confirmRestored(r, same)
+		}
+	}
+}
+
+// confirmRestored marks a restored entry confirmed (same) or drops it,
+// unless L1 holds something else for its key by now.
+func (c *Cache) confirmRestored(r restoredEntry, same bool) {
+	m := c.fence.lock(r.key)
+	defer m.Unlock()
+	if cur, ok := c.l1.Get(r.key); !ok || cur != r.e {
+		return
+	}
+	if !same {
+		c.l1.Delete(r.key)
+		return
+	}
+	ne := *r.e
+	ne.unconfirmed = false
+	c.l1.Set(r.key, &ne, c.remaining(ne.expiresAt))
+}
+
+// restoredL2Key is the L2 key of the entry at L1 key l1 under the epochs of
+// st: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,
+// argument hash (see resState.l1Key); any other is a key-value key.
+func restoredL2Key(l1 string, st *stamp) string {
+	var rid, seg, tail string
+	if len(l1) > 0 && l1[0] == 0 {
+		rest := l1[1:]
+		if i := strings.IndexByte(rest, 0); i >= 0 && len(rest) >= i+2+resource.HashTextLen {
+			rid = rest[:i]
+			tail = l1[len(l1)-resource.HashTextLen:]
+			seg = rest[i+1 : len(rest)-resource.HashTextLen-1]
+		}
+	} else {
+		tail = l1
+	}
+	var buf [256]byte
+	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, st.token(), tail))
 }
 
 // snapshotRecords yields L1 as snapshot records: the epochs this instance

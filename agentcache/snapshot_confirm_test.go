@@ -1,8 +1,5 @@
-//go:build pending
-
-// Tests of promises not kept yet (finding 4 of the consistency issue: a
-// restart from a snapshot must confirm restored entries against L2). Run
-// with -tags pending; see the issue note.
+// The snapshot promise (finding 4 of the consistency issue): restored
+// entries are served once confirmed against L2, and while L2 is unreachable.
 
 package agentcache
 
@@ -12,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -83,4 +81,67 @@ func TestSnapshotRestartHonoursChangesMadeWhileDown(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// Availability first: an instance that restarts from its snapshot while L2
+// is unreachable serves the restored entries without running their tools;
+// once L2 answers again, they are served only as L2 has them.
+func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
+	e := rcStart(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "l1.snapshot")
+	p := e.proxy()
+	withSnapshot := func() Options {
+		return Options{L2: e.storeVia(p.Addr()), MaxEpochAge: time.Hour, L2Timeout: 100 * time.Millisecond,
+			Snapshot: SnapshotOptions{Path: path}}
+	}
+	a1 := rcNew(t, withSnapshot())
+	if err := a1.Set(ctx, "kept", "old kept", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := a1.Set(ctx, "changed", "old changed", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ctWaitDrained(t, a1)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := a1.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// While A is down, another instance changes one entry; then L2 becomes
+	// unreachable for A.
+	b := rcNew(t, Options{L2: e.store()})
+	if err := b.Set(ctx, "changed", "new changed", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	ctWaitDrained(t, b)
+	p.Blackhole(true)
+
+	a2 := rcNew(t, withSnapshot())
+	var loads atomic.Int32
+	loader := LoaderFunc[string](func(_ context.Context, k string) (string, error) {
+		loads.Add(1)
+		return "loaded " + k, nil
+	})
+	for _, k := range []string{"kept", "changed"} {
+		if v, err := Get(ctx, a2, k, loader); err != nil || v != "old "+k {
+			t.Fatalf("restored %q with L2 unreachable: %q, %v; want %q from the snapshot", k, v, err, "old "+k)
+		}
+	}
+	if n := loads.Load(); n != 0 {
+		t.Fatalf("the loader ran %d times with L2 unreachable; the snapshot should have answered", n)
+	}
+
+	// L2 answers again: the entry changed while A was down is no longer
+	// served from the snapshot.
+	p.Blackhole(false)
+	ctWaitFor(t, 10*time.Second, func() string {
+		if v, err := Get(ctx, a2, "changed", loader); err != nil || v != "new changed" {
+			return fmt.Sprintf("after L2 came back, %q is %q (%v); want %q from L2", "changed", v, err, "new changed")
+		}
+		return ""
+	})
+	if v, err := Get(ctx, a2, "kept", loader); err != nil || v != "old kept" {
+		t.Fatalf("the untouched entry after L2 came back: %q, %v", v, err)
+	}
 }
