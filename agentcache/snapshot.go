@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"strings"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
