@@ -110,7 +110,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	m.Unlock()
 	if c.l2 != nil && !st.local {
 		if b, ok := c.encode(value, kindValue, stamp, exp, 0); ok {
-			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key})
+			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
 		}
 	}
 	return nil

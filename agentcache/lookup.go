@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/breaker"
+	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
@@ -228,7 +229,10 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		return loadStep(lctx, c, lk, &a, load)
 	})
 	l, ok := res.(loaded)
-	if !ok { // the caller left before the flight answered
+	if !ok { // the caller left before the flight answered, or Close came
+		if err == flight.ErrClosed {
+			return zero, ErrClosed
+		}
 		c.stats.misses.Inc()
 		o.tier = tierLoader
 		return zero, err
@@ -476,6 +480,12 @@ func readOne[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, lease
 		return err
 	})
 	if err != nil || len(rr) != 1 || rr[0].Err != nil {
+		// The read may have taken the lease although its answer was lost
+		// (a timeout after Redis ran it): release it, or every instance
+		// would wait it out.
+		if err != errBreakerOpen {
+			c.rp.addUnlock(lease)
+		}
 		var zero T
 		return zero, l2Read{status: l2Unavailable}
 	}

@@ -82,33 +82,51 @@ func (r *repairs) pending(c *Cache) bool {
 	return len(c.ep.pending) > 0
 }
 
-// run retries what is pending every repairEvery until it is done, and
-// sleeps while nothing is. It stops at Close.
+// runRepairs retries what is pending until it is done, and sleeps while
+// nothing is. The first try comes repairEvery after something is added;
+// after a try that L2 did not answer, the next comes repairRetry later —
+// one L2 call per try, however many calls add to what is pending, so an
+// outage costs L2 a probe per period, not one per call. It stops at Close.
 func (c *Cache) runRepairs() {
-	t := time.NewTicker(repairEvery)
-	defer t.Stop()
+	wait := repairEvery
 	for {
-		if c.rp.pending(c) {
+		if !c.rp.pending(c) {
 			select {
 			case <-c.base.Done():
 				return
-			case <-t.C:
 			case <-c.rp.wake:
 			}
-			c.repairNow(c.base)
-			continue
+			wait = repairEvery
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-c.base.Done():
+			t.Stop()
 			return
-		case <-c.rp.wake:
+		case <-t.C:
+		}
+		if c.repairNow(c.base) {
+			wait = repairEvery
+		} else {
+			wait = c.repairRetry()
 		}
 	}
 }
 
-// repairNow tries every pending repair once, whatever the breaker says.
-func (c *Cache) repairNow(ctx context.Context) {
-	c.ep.flush(ctx, true)
+// repairRetry is the pause after a repair that L2 did not answer: a quarter
+// of MaxEpochAge (so what is pending reaches the fleet within MaxEpochAge
+// of L2 answering again), and at least repairEvery.
+func (c *Cache) repairRetry() time.Duration {
+	return max(repairEvery, c.opts.MaxEpochAge/4)
+}
+
+// repairNow tries every pending repair once, whatever the breaker says,
+// and stops at the first that L2 does not answer. It reports whether L2
+// answered every call.
+func (c *Cache) repairNow(ctx context.Context) bool {
+	if !c.ep.flush(ctx, true) {
+		return false
+	}
 	r := &c.rp
 	r.mu.Lock()
 	dels := make([]string, 0, len(r.deletes))
@@ -123,11 +141,14 @@ func (c *Cache) repairNow(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	var stamps []int64
-	if len(dels) > 0 && c.l2Probe(ctx, "invalidate", func(ctx context.Context) error {
-		var err error
-		stamps, err = c.fencer.Tombstone(ctx, dels, fenceHorizon)
-		return err
-	}) == nil {
+	if len(dels) > 0 {
+		if c.l2Probe(ctx, "invalidate", func(ctx context.Context) error {
+			var err error
+			stamps, err = c.fencer.Tombstone(ctx, dels, fenceHorizon)
+			return err
+		}) != nil {
+			return false
+		}
 		r.mu.Lock()
 		for _, k := range dels {
 			delete(r.deletes, k)
@@ -149,12 +170,14 @@ func (c *Cache) repairNow(ctx context.Context) {
 		if c.l2Probe(ctx, "unlock", func(ctx context.Context) error {
 			_, err := c.locker.Unlock(ctx, k, tok)
 			return err
-		}) == nil {
-			r.mu.Lock()
-			if r.unlocks[k] == tok {
-				delete(r.unlocks, k)
-			}
-			r.mu.Unlock()
+		}) != nil {
+			return false
 		}
+		r.mu.Lock()
+		if r.unlocks[k] == tok {
+			delete(r.unlocks, k)
+		}
+		r.mu.Unlock()
 	}
+	return true
 }

@@ -35,6 +35,9 @@ type writeOp struct {
 	// lease that it was filled.
 	announce string
 	fill     bool
+	// replace marks a Set: it replaces what L2 holds unless an exact
+	// invalidation came after it (tier.LandedReplace).
+	replace bool
 }
 
 // put stores a loaded value: L1 now, L2 through the write-behind queue (or
@@ -334,7 +337,7 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 			}
 			continue
 		}
-		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease})
+		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease, Replace: op.replace})
 		ops = append(ops, op)
 	}
 	all := true

@@ -193,7 +193,6 @@ func brief(s agentcache.Stats) string {
 // by the breaker's probes, not with the calls — and cost next to nothing;
 // after the fault heals the breaker closes and L2 answers again.
 func TestRedisStalled(t *testing.T) {
-	pendingCore(t)
 	for _, mode := range []string{"paused", "blackholed", "slow"} {
 		t.Run(mode, func(t *testing.T) {
 			e := startRedis(t)

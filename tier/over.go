@@ -94,6 +94,9 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 		cur = nil
 	}
 	stored, lands := Landed(cur, kind, stamp)
+	if w.Replace {
+		stored, lands = LandedReplace(cur, stamp, nowMicros())
+	}
 	if !lands {
 		return Fenced, nil
 	}

@@ -77,6 +77,8 @@ func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
 //     carries on the fence it found, so that a value whose load began after
 //     that fence replaces it whenever it lands, and one that began before
 //     it never does.
+//
+// A write with [RecordWrite.Replace] follows [LandedReplace] instead.
 func Landed(cur []byte, kind Kind, since int64) (stored int64, lands bool) {
 	ck, cs, _, ok := ParseRecord(cur)
 	if !ok {
@@ -94,6 +96,25 @@ func Landed(cur []byte, kind Kind, since int64) (stored int64, lands bool) {
 		return cs, true
 	}
 	return since, true
+}
+
+// LandedReplace decides whether a replacing write (an explicit Set; see
+// [RecordWrite.Replace]) stamped since lands over cur when the store's clock
+// reads now: it is refused only by a tombstone stamped at or after since
+// (an invalidation made after it), and replaces any value or marker
+// whatever their stamps. It is stored with the later of since and now (and
+// after cur's stamp), so that no load that began before it landed can
+// replace it.
+func LandedReplace(cur []byte, since, now int64) (stored int64, lands bool) {
+	stored = max(since, now)
+	ck, cs, _, ok := ParseRecord(cur)
+	if !ok {
+		return stored, true
+	}
+	if ck == KindTombstone && cs >= since {
+		return 0, false
+	}
+	return max(stored, cs+1), true
 }
 
 // Restamp returns a copy of the record rec with its stamp set to stamp.
@@ -149,6 +170,9 @@ type RecordWrite struct {
 	// Release, if set, is a lease released (if its token still holds it)
 	// right after the write, landed or refused.
 	Release *Lease
+	// Replace marks an explicit replacement of the entry (a Set) rather
+	// than a load's result: it follows [LandedReplace], not [Landed].
+	Replace bool
 }
 
 // Outcome is what became of one record write.

@@ -11,11 +11,16 @@ package flight
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
 	"time"
 )
+
+// ErrClosed is returned by Do for a key with no load running once the
+// Group's base context has ended.
+var ErrClosed = errors.New("flight: closed")
 
 // PanicError is returned to every waiter of a load that panicked.
 type PanicError struct {
@@ -44,9 +49,14 @@ type Group struct {
 	base    context.Context // ends when the owner closes: cancels running loads
 	timeout time.Duration
 
-	mu    sync.Mutex // guards calls
+	mu    sync.Mutex // guards calls, running and idle
 	calls map[string]*call
-	wg    sync.WaitGroup // running loads
+	// running counts the loads whose goroutine has not returned; idle is
+	// closed when it drops to zero. Not a sync.WaitGroup: Do may start a
+	// load from zero while Wait runs (a lookup racing Close), which a
+	// WaitGroup forbids.
+	running int
+	idle    chan struct{}
 }
 
 // New returns a Group whose loads are cancelled when base ends and, if
@@ -62,10 +72,18 @@ func New(base context.Context, timeout time.Duration) *Group {
 func (g *Group) Do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (v any, err error, shared bool) {
 	g.mu.Lock()
 	c, ok := g.calls[key]
+	if !ok && g.base.Err() != nil {
+		// The owner has closed: no load starts that could outlive it.
+		g.mu.Unlock()
+		return nil, ErrClosed, false
+	}
 	if !ok {
 		c = &call{done: make(chan struct{})}
 		g.calls[key] = c
-		g.wg.Add(1)
+		if g.running == 0 {
+			g.idle = make(chan struct{})
+		}
+		g.running++
 		go g.run(ctx, key, c, fn)
 	}
 	g.mu.Unlock()
@@ -78,7 +96,13 @@ func (g *Group) Do(ctx context.Context, key string, fn func(ctx context.Context)
 }
 
 func (g *Group) run(parent context.Context, key string, c *call, fn func(ctx context.Context) (any, error)) {
-	defer g.wg.Done()
+	defer func() {
+		g.mu.Lock()
+		if g.running--; g.running == 0 {
+			close(g.idle)
+		}
+		g.mu.Unlock()
+	}()
 	ctx := Detach(parent, g.base)
 	if g.timeout > 0 {
 		var cancel context.CancelFunc
@@ -108,10 +132,15 @@ func (g *Group) InFlight() int {
 
 // Wait blocks until every running load has returned or ctx ends.
 func (g *Group) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	g.mu.Lock()
+	if g.running == 0 {
+		g.mu.Unlock()
+		return nil
+	}
+	idle := g.idle
+	g.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

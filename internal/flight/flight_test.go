@@ -3,6 +3,7 @@ package flight
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,5 +155,64 @@ func TestTimeout(t *testing.T) {
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+}
+
+// TestWaitConcurrentWithDo: Wait may run while Do starts loads from an idle
+// Group (a lookup racing Cache.Close). On a sync.WaitGroup that is misuse:
+// the race detector reports it, and without it the WaitGroup panics.
+func TestWaitConcurrentWithDo(t *testing.T) {
+	g := New(context.Background(), 0)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				g.Do(context.Background(), fmt.Sprint(w, "/", i), func(context.Context) (any, error) { return nil, nil })
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if err := g.Wait(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if err := g.Wait(context.Background()); err != nil || g.InFlight() != 0 {
+		t.Fatalf("Wait = %v, InFlight = %d after every Do returned", err, g.InFlight())
+	}
+}
+
+// Once the base context has ended, no new load starts (it could outlive
+// its owner's Close); a load already running is still joined.
+func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) {
+	base, cancel := context.WithCancel(context.Background())
+	g := New(base, 0)
+	release := make(chan struct{})
+	joined := make(chan error, 1)
+	go func() {
+		_, err, _ := g.Do(context.Background(), "running", func(context.Context) (any, error) {
+			<-release
+			return "v", nil
+		})
+		joined <- err
+	}()
+	for g.InFlight() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	ran := false
+	if _, err, _ := g.Do(context.Background(), "new", func(context.Context) (any, error) { ran = true; return nil, nil }); err != ErrClosed || ran {
+		t.Fatalf("Do of a new key after the base ended: err %v, ran %v; want ErrClosed and no run", err, ran)
+	}
+	close(release)
+	if err := <-joined; err != nil {
+		t.Fatalf("the load running when the base ended: %v", err)
 	}
 }

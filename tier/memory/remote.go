@@ -563,6 +563,9 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 		cur = e.value
 	}
 	stored, lands := tier.Landed(cur, kind, stamp)
+	if w.Replace {
+		stored, lands = tier.LandedReplace(cur, stamp, int64(r.micros()))
+	}
 	if !lands {
 		return tier.WriteResult{Outcome: tier.Fenced}
 	}

@@ -75,33 +75,45 @@ end
 return {v, now(), leased, repaired}`)
 
 // writeScript writes the record ARGV[1] at KEYS[1] for ARGV[2] ms (0: no
-// expiry) by the rules of tier.Landed, unless the server's clock is more
-// than ARGV[3] µs past its stamp; then releases the lease KEYS[2] if ARGV[4]
-// holds it.
+// expiry) by the rules of tier.Landed (ARGV[4] "0") or tier.LandedReplace
+// ("1"), unless the server's clock is more than ARGV[3] µs past its stamp;
+// then releases the lease KEYS[2] if ARGV[5] holds it.
 // It returns 0 written, 1 fenced, 2 too old.
 var writeScript = goredis.NewScript(luaHelpers + `
 local rec = ARGV[1]
 local s = stamp(rec)
 local h = tonumber(ARGV[3])
 local out = 0
-if h > 0 and now() - s > h then
+local t = now()
+if h > 0 and t - s > h then
 	out = 2
 else
 	local cur = get(KEYS[1])
-	local marker = string.byte(rec, 2) == 2
-	if isrec(cur) and ((marker and string.byte(cur, 2) == 1) or stamp(cur) >= s) then
-		out = 1
+	local live = isrec(cur)
+	if ARGV[4] == '1' then -- a replacement: only a newer tombstone refuses it
+		if live and string.byte(cur, 2) == 3 and stamp(cur) >= s then
+			out = 1
+		else
+			local st = math.max(s, t)
+			if live and stamp(cur) >= st then st = stamp(cur) + 1 end
+			rec = string.sub(rec, 1, 2) .. be8(st) .. string.sub(rec, 11)
+		end
 	else
-		if marker then -- a marker carries on the fence it replaces (see tier.Landed)
+		local marker = string.byte(rec, 2) == 2
+		if live and ((marker and string.byte(cur, 2) == 1) or stamp(cur) >= s) then
+			out = 1
+		elseif marker then -- a marker carries on the fence it replaces (see tier.Landed)
 			local floor = 0
-			if isrec(cur) then floor = stamp(cur) end
+			if live then floor = stamp(cur) end
 			rec = string.sub(rec, 1, 2) .. be8(floor) .. string.sub(rec, 11)
 		end
+	end
+	if out == 0 then
 		local ttl = tonumber(ARGV[2])
 		if ttl > 0 then redis.call('SET', KEYS[1], rec, 'PX', ttl) else redis.call('SET', KEYS[1], rec) end
 	end
 end
-if KEYS[2] and get(KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+if KEYS[2] and get(KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
 return out`)
 
 // tombstoneScript replaces KEYS[1] with a tombstone stamped with the
@@ -293,7 +305,11 @@ func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]
 			out[i] = tier.WriteResult{Outcome: tier.Failed, Err: errors.New("redis: write records: bytes that are not a record")}
 			continue
 		}
-		c := call{keys: []string{s.prefix + w.Key}, args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds()}}
+		replace := "0"
+		if w.Replace {
+			replace = "1"
+		}
+		c := call{keys: []string{s.prefix + w.Key}, args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds(), replace}}
 		if w.Release != nil {
 			c.keys = append(c.keys, s.prefix+w.Release.Key)
 			c.args = append(c.args, w.Release.Token)

@@ -344,6 +344,58 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 	})
 
+	t.Run("Replace", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "fencereplace").(tier.Fencer)
+		base := clockAt(t, f, "k")
+		replace := func(key string, record []byte, want tier.Outcome) {
+			t.Helper()
+			if got := writeRecords(t, f, tier.RecordWrite{Key: key, Record: record, Replace: true})[0]; got != want {
+				t.Fatalf("replacing write of %s at %q: %s, want %s", showRecord(record), key, outcomeName(got), outcomeName(want))
+			}
+		}
+		stampOf := func(key string) int64 {
+			t.Helper()
+			r := readKey(t, f, key)
+			_, st, _, ok := tier.ParseRecord(r.Value)
+			if !r.Found || !ok {
+				t.Fatalf("ReadRecords(%q) after a replacing write: found %v, a record %v", key, r.Found, ok)
+			}
+			return st
+		}
+		// A replacement lands over a value stamped after it, and is stored
+		// stamped no earlier than the store's clock when it landed (and
+		// after what it replaced): a load that began before then cannot
+		// replace it.
+		put(t, f, "k", rec(tier.KindValue, base+hourMicros, "loaded later"), tier.Written)
+		set := rec(tier.KindValue, base, "set")
+		replace("k", set, tier.Written)
+		got := stampOf("k")
+		if got <= base+hourMicros {
+			t.Fatalf("a replacement over a value stamped %d is stored with stamp %d; want a later one", base+hourMicros, got)
+		}
+		wantRecord(t, f, "k", tier.Restamp(set, got))
+		put(t, f, "k", rec(tier.KindValue, got-1, "loaded before it landed"), tier.Fenced)
+		// Over nothing and over a marker it lands too, stamped at least
+		// with the store's clock.
+		now := clockAt(t, f, "fresh")
+		replace("fresh", rec(tier.KindValue, base-hourMicros, "old estimate"), tier.Written)
+		if st := stampOf("fresh"); st < now {
+			t.Fatalf("a replacement stamped an hour back is stored with stamp %d, before the store's clock %d", st, now)
+		}
+		put(t, f, "marker", rec(tier.KindMarker, base, ""), tier.Written)
+		replace("marker", rec(tier.KindValue, base, "set over a marker"), tier.Written)
+		// Only a tombstone stamped at or after it refuses it: a Delete made
+		// after the Set wins, one made before it loses.
+		stamp := tombstone(t, f, time.Hour, "tomb")[0]
+		replace("tomb", rec(tier.KindValue, stamp, "set before the delete"), tier.Fenced)
+		replace("tomb", rec(tier.KindValue, stamp-1, "much earlier"), tier.Fenced)
+		replace("tomb", rec(tier.KindValue, stamp+1, "set after the delete"), tier.Written)
+		if st := stampOf("tomb"); st <= stamp {
+			t.Fatalf("a replacement over tombstone %d is stored with stamp %d", stamp, st)
+		}
+	})
+
 	t.Run("Markers", func(t *testing.T) {
 		t.Parallel()
 		f := s.open(t, "fencemark").(tier.Fencer)

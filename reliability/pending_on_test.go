@@ -1,5 +1,0 @@
-//go:build pending
-
-package reliability
-
-const runPending = true
