@@ -529,7 +529,7 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	}
 	env, err := keyspace.OpenEnvelope(rr.Value)
 	if err != nil {
-		c.corrupt(ctx, a.key, errBadEnvelope)
+		c.corrupt(a.key, rr.Value, errBadEnvelope)
 		r.unusable = true
 		return v, r
 	}
@@ -548,7 +548,7 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 		return v, r
 	}
 	if err := c.codec.Unmarshal(env.Payload, &v); err != nil {
-		c.corrupt(ctx, a.key, err)
+		c.corrupt(a.key, rr.Value, err)
 		var zero T
 		r.unusable = true
 		return zero, r
@@ -577,13 +577,24 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	return v, r
 }
 
-// corrupt handles an undecodable L2 value: a miss, counted, and the key
-// deleted — at once, before the reload that follows writes the fresh value,
-// so the delete cannot land after it.
-func (c *Cache) corrupt(ctx context.Context, key string, err error) {
+// corrupt handles an undecodable L2 value: a miss, counted and logged, and
+// the key deleted in the background if it still holds the same bytes (a
+// compare-and-delete through the store's lease release, which deletes a key
+// only while it holds the given bytes): a plain delete could remove a record
+// or tombstone written since the read. A store without one leaves the bad
+// bytes for the reload to overwrite (its stamp is after theirs).
+func (c *Cache) corrupt(key string, bad []byte, err error) {
 	c.stats.l2Corrupt.Add(1)
 	c.warn("corrupt", "agentcache: undecodable L2 value; deleting it", err)
-	_ = c.l2Call(context.WithoutCancel(ctx), "delete", func(ctx context.Context) error { return c.l2.Delete(ctx, key) })
+	if c.locker == nil {
+		return
+	}
+	c.spawn(func() {
+		_ = c.l2Call(c.base, "delete", func(ctx context.Context) error {
+			_, err := c.locker.Unlock(ctx, key, string(bad))
+			return err
+		})
+	})
 }
 
 // remaining returns the time left until expiresAt (Unix nanos; 0: none).

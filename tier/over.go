@@ -107,6 +107,9 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 }
 
 func (b basicFence) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
+	if ttl <= 0 { // a tombstone without an expiry would fence its key forever
+		return nil, errors.New("tier: tombstone: ttl must be positive")
+	}
 	stamps := make([]int64, len(keys))
 	for i, k := range keys {
 		stamp := nowMicros()

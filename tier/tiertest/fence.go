@@ -509,8 +509,10 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 		// Once it expired the tombstone fences nothing (what Horizon is for).
 		put(t, f, "k", rec(tier.KindValue, before, "v"), tier.Written)
-		if _, err := f.Tombstone(ctx, []string{"k"}, -time.Second); err == nil {
-			t.Fatal("Tombstone with a negative TTL: no error")
+		for _, ttl := range []time.Duration{-time.Second, 0} {
+			if _, err := f.Tombstone(ctx, []string{"k"}, ttl); err == nil {
+				t.Fatalf("Tombstone with TTL %v: no error (a tombstone must expire)", ttl)
+			}
 		}
 		wantRecord(t, f, "k", rec(tier.KindValue, before, "v"))
 	})
