@@ -182,8 +182,18 @@ type call struct {
 // only, and on a cluster it fails the whole call when one node is down.
 // err reports a failure of the whole pipeline.
 func (s *Store) runScripts(ctx context.Context, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
+	return runScriptsOn(ctx, s.client, script, calls)
+}
+
+// pipeliner is what runs a pipeline: a client, a node's client or one
+// connection.
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error)
+}
+
+func runScriptsOn(ctx context.Context, on pipeliner, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
 	cmds := make([]*goredis.Cmd, len(calls))
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, _ = on.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, c := range calls {
 			cmds[i] = script.EvalSha(ctx, p, c.keys, c.args...)
 		}
@@ -198,7 +208,7 @@ func (s *Store) runScripts(ctx context.Context, script *goredis.Script, calls []
 	if len(retry) == 0 {
 		return cmds, nil
 	}
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, _ = on.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, i := range retry {
 			cmds[i] = script.Eval(ctx, p, calls[i].keys, calls[i].args...)
 		}
@@ -358,6 +368,71 @@ func (s *Store) Tombstone(ctx context.Context, keys []string, ttl time.Duration)
 	return s.int64s(ctx, "tombstone", tombstoneScript, calls)
 }
 
+// runDurable is runScripts for the writes of an invalidation: with
+// Options.WaitReplicas, each master's calls run on one connection of its
+// own, followed by a WAIT there (WAIT counts the acknowledgements of the
+// writes made on its connection), and fewer acknowledgements than asked
+// fail the whole call. Masters run in parallel.
+func (s *Store) runDurable(ctx context.Context, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
+	if s.waitReplicas <= 0 {
+		return s.runScripts(ctx, script, calls)
+	}
+	nodes := map[*goredis.Client][]int{}
+	switch c := s.client.(type) {
+	case *goredis.Client:
+		nodes[c] = make([]int, len(calls))
+		for i := range calls {
+			nodes[c][i] = i
+		}
+	case *goredis.ClusterClient:
+		for i, cl := range calls {
+			node, err := c.MasterForKey(ctx, cl.keys[0])
+			if err != nil {
+				return nil, err
+			}
+			nodes[node] = append(nodes[node], i)
+		}
+	default:
+		return nil, fmt.Errorf("redis: WaitReplicas needs a single-node, failover or cluster client, not %T", s.client)
+	}
+	cmds := make([]*goredis.Cmd, len(calls))
+	errs := make(chan error, len(nodes))
+	for node, idx := range nodes {
+		go func() {
+			errs <- s.runWaiting(ctx, node, script, calls, idx, cmds)
+		}()
+	}
+	var first error
+	for range nodes {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return cmds, first
+}
+
+// runWaiting runs the calls at idx on one connection of node, then WAIT.
+func (s *Store) runWaiting(ctx context.Context, node *goredis.Client, script *goredis.Script, calls []call, idx []int, cmds []*goredis.Cmd) error {
+	conn := node.Conn()
+	defer conn.Close()
+	part := make([]call, len(idx))
+	for j, i := range idx {
+		part[j] = calls[i]
+	}
+	got, _ := runScriptsOn(ctx, conn, script, part)
+	for j, i := range idx {
+		cmds[i] = got[j]
+	}
+	n, err := conn.Wait(ctx, s.waitReplicas, s.waitTimeout).Result()
+	if err != nil {
+		return err
+	}
+	if n < int64(s.waitReplicas) {
+		return fmt.Errorf("redis: %d of %d replicas acknowledged within %v", n, s.waitReplicas, s.waitTimeout)
+	}
+	return nil
+}
+
 // int64s runs calls and returns their integer replies; any failure fails
 // the whole call.
 func (s *Store) int64s(ctx context.Context, op string, script *goredis.Script, calls []call) ([]int64, error) {
@@ -365,7 +440,11 @@ func (s *Store) int64s(ctx context.Context, op string, script *goredis.Script, c
 	if len(calls) == 0 {
 		return out, nil
 	}
-	cmds, err := s.runScripts(ctx, script, calls)
+	run := s.runScripts
+	if script == bumpEpochScript || script == tombstoneScript {
+		run = s.runDurable
+	}
+	cmds, err := run(ctx, script, calls)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}

@@ -56,7 +56,23 @@ type Options struct {
 	// slow receiver. When it is full, the backlog is dropped and a Reset is
 	// delivered in its place. Default: 256.
 	SubscriptionBuffer int
+
+	// WaitReplicas, if > 0, makes every epoch bump and tombstone (the writes
+	// an invalidation makes) wait until that many replicas of each master
+	// involved have acknowledged it (Redis WAIT), up to WaitTimeout. Fewer
+	// acknowledgements fail the call: the cache then keeps the invalidation
+	// pending, applied on this instance, and retries it. It narrows what a
+	// failover can lose — a master that dies before its replicas got the
+	// write and whose promoted replica never had it — to writes that no
+	// replica acknowledged, for which the caller got an error. Default 0:
+	// no wait. Not supported on a Ring client.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default DefaultWaitTimeout.
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout is the default Options.WaitTimeout.
+const DefaultWaitTimeout = 100 * time.Millisecond
 
 // Store is the Redis remote store. Create it with [New], [NewFromConfig] or
 // [NewFromURL]. It is safe for concurrent use.
@@ -69,6 +85,9 @@ type Store struct {
 	// including a Sentinel failover client): multi-key commands are safe
 	// there, and Clear scans that one server.
 	singleNode bool
+	// waitReplicas and waitTimeout are Options.WaitReplicas and WaitTimeout.
+	waitReplicas int
+	waitTimeout  time.Duration
 
 	closed atomic.Bool
 	mu     sync.Mutex
@@ -86,7 +105,12 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 		return nil, err
 	}
 	_, single := client.(*goredis.Client)
+	if _, ring := client.(*goredis.Ring); ring && opts.WaitReplicas > 0 {
+		return nil, errors.New("redis: WaitReplicas is not supported on a Ring client")
+	}
 	return &Store{
+		waitReplicas: opts.WaitReplicas,
+		waitTimeout:  opts.WaitTimeout,
 		client:      client,
 		prefix:      opts.Prefix,
 		closeClient: opts.CloseClient,
@@ -120,6 +144,12 @@ func (o *Options) validate() error {
 	}
 	if o.SubscriptionBuffer == 0 {
 		o.SubscriptionBuffer = 256
+	}
+	if o.WaitReplicas < 0 || o.WaitTimeout < 0 {
+		return errors.New("redis: negative WaitReplicas or WaitTimeout")
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = DefaultWaitTimeout
 	}
 	return nil
 }
