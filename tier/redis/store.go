@@ -111,12 +111,12 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	return &Store{
 		waitReplicas: opts.WaitReplicas,
 		waitTimeout:  opts.WaitTimeout,
-		client:      client,
-		prefix:      opts.Prefix,
-		closeClient: opts.CloseClient,
-		subBuf:      opts.SubscriptionBuffer,
-		singleNode:  single,
-		subs:        make(map[*subscription]struct{}),
+		client:       client,
+		prefix:       opts.Prefix,
+		closeClient:  opts.CloseClient,
+		subBuf:       opts.SubscriptionBuffer,
+		singleNode:   single,
+		subs:         make(map[*subscription]struct{}),
 	}, nil
 }
 
