@@ -20,8 +20,16 @@
 //
 // A loaded value is written to L1 at once and to L2 through a bounded
 // write-behind queue that pipelines writes: the caller never waits for Redis
-// and never sees an L2 error. A full queue drops the write and counts it
-// (Stats.WritesDropped). Close drains the queue.
+// and never sees an L2 error — also with the fleet lock, whose lease the
+// queued write releases, and whose fill it announces. Only the WriteThrough
+// tool option makes a caller wait for its L2 write. A full queue drops the
+// write and counts it (Stats.WritesDropped). Close drains the queue.
+//
+// Set is an explicit replacement: its L2 write replaces whatever a load
+// stored, is refused only by an exact invalidation made after it, and is
+// stored stamped with the L2 clock when it lands, so a load that began
+// before it landed never replaces it. Two instances' Sets of one key land in
+// the order L2 receives them.
 //
 // # Failure behaviour
 //
@@ -30,8 +38,25 @@
 // goes on to the next tier. A circuit breaker opens after
 // Options.Breaker.Failures consecutive L2 failures or timeouts, so a dead or
 // blackholed Redis costs one timeout, not one per call; half-open probes
-// close it again. Undecodable L2 data is a miss: the key is deleted and
-// counted. A corrupt snapshot is moved aside and the cache starts cold.
+// close it again. Undecodable L2 data is a miss: counted, and deleted in the
+// background only while the key still holds the same bytes. A wrong-typed or
+// unparsable epoch or lease key is replaced and counted, never an L2
+// failure. A corrupt snapshot is moved aside and the cache starts cold.
+//
+// Starting without Redis is a degraded start: New does not fail (the
+// tier/redis constructors do not dial; Store.Ping checks), an L1 hit never
+// waits for L2, and the breaker opens at the first failure until L2 has
+// answered once, so the first lookups pay one timeout in all.
+//
+// # Snapshots
+//
+// With Options.Snapshot, L1 is saved to disk at Close (and periodically) and
+// restored by New. A restored entry is served once L2 is seen to hold the
+// same value for it — one batched read at start confirms them all — so an
+// entry invalidated, deleted or overwritten while the instance was down is
+// dropped. While L2 is unreachable, restored entries are served as they are
+// (availability first, as guarantee 3); once L2 answers, an unconfirmed one
+// is read from L2 instead.
 //
 // # Consistency
 //
@@ -43,11 +68,26 @@
 // older than one it has seen, and it raises L2 back when L2 holds less (a
 // write lost in a failover that some instance saw), so an epoch evicted or
 // lost becomes a new namespace, never an old one. A failover that loses a
-// bump nobody else saw can still let the old entries be served. Every L2
-// entry is a record stamped with the L2 clock when its load began; an exact
-// invalidation (TargetCall, Delete) leaves a tombstone, and no write of a
-// load that began before it lands after it (see package tier). The
-// guarantees:
+// bump nobody else saw can still let the old entries be served; the
+// tier/redis option WaitReplicas makes a bump (and a tombstone) wait for
+// replica acknowledgements and fail without them, which leaves only
+// unacknowledged writes, whose callers got an error, to such a failover.
+//
+// Every L2 entry is a record stamped with the L2 clock when its load began;
+// an exact invalidation (TargetCall, Delete) leaves a tombstone, and no write
+// of a load that began before it lands after it (see package tier). The
+// instance that invalidates (and every instance its message reaches) also
+// fences the key locally: a lookup that begins after the invalidation never
+// joins a load that began before it, that load stores nothing, and an L2
+// record stamped before the invalidation is a miss there even when it
+// escaped the tombstone (written under epochs adopted later). Stamps of
+// loads are readings of the L2 server's clock; a Set's is this instance's
+// estimate of it, a lower bound learned from L2's replies. On Redis Cluster
+// each key's stamps come from the clock of the node that holds it, so the
+// order of two writes of one key never depends on clock skew between nodes;
+// a failover to a replica whose clock is behind can only make new writes
+// lose to older stamps (a miss), never the reverse, as long as the skew is
+// below the tombstones' life (10 minutes). The guarantees:
 //
 //  1. On the instance that invalidated: once Invalidate (or Delete or Clear)
 //     returns, no value loaded or set before it is served. A load that
@@ -65,7 +105,9 @@
 //     the tombstone is), so the bound holds as long as the subscription
 //     reconnects; otherwise such an L1 copy lives until its TTL. Prefer
 //     scoped targets where the bound matters. Invalidations L2 did not take
-//     are retried on their own cadence, not the breaker's.
+//     are retried on their own cadence (at least every MaxEpochAge/4), not
+//     the breaker's, so they reach the fleet within MaxEpochAge of L2
+//     answering again.
 //  3. If L2 is unreachable, an invalidation applies locally and returns a
 //     *FleetError saying the fleet was not told. An instance cut off from
 //     L2 keeps serving its L1 until the entries' TTLs end: availability is
