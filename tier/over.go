@@ -93,14 +93,14 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 	if !found {
 		cur = nil
 	}
-	stored, lands := Landed(cur, kind, stamp)
+	sk, stored, lands := Landed(cur, kind, stamp)
 	if w.Replace {
-		stored, lands = LandedReplace(cur, stamp, nowMicros())
+		sk, stored, lands = LandedReplace(cur, stamp, nowMicros())
 	}
 	if !lands {
 		return Fenced, nil
 	}
-	if err := b.r.Set(ctx, w.Key, Restamp(w.Record, stored), w.TTL); err != nil {
+	if err := b.r.Set(ctx, w.Key, Rewrite(w.Record, sk, stored), w.TTL); err != nil {
 		return Failed, err
 	}
 	return Written, nil

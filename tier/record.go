@@ -24,7 +24,7 @@ import (
 // Layout of the header (RecordHeaderLen bytes):
 //
 //	byte 0     magic 0xA5
-//	byte 1     kind: 1 value, 2 marker, 3 tombstone
+//	byte 1     kind: 1 value, 2 marker, 3 tombstone, 4 fenced value
 //	bytes 2-9  stamp, microseconds of the store's clock, big endian
 //
 // Stores read only the header. What follows is the cache's and is kept
@@ -43,6 +43,11 @@ const (
 	KindValue     Kind = 1 // a cached value
 	KindMarker    Kind = 2 // a remembered "not found"; never replaces a value
 	KindTombstone Kind = 3 // an exact invalidation: no value, only a stamp
+	// KindFencedValue is a value whose stamp is a fence, not its load's
+	// start: the stamp of the tombstone (or fence) it replaced, or the
+	// store's clock when a replacing write (a Set) landed. Stores write it;
+	// writers send KindValue, and readers treat it as a value.
+	KindFencedValue Kind = 4
 )
 
 // AppendRecord appends a record of kind with stamp and payload to dst.
@@ -59,18 +64,23 @@ func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
 		return 0, 0, nil, false
 	}
 	kind = Kind(b[1])
-	if kind < KindValue || kind > KindTombstone {
+	if kind < KindValue || kind > KindFencedValue {
 		return 0, 0, nil, false
 	}
 	return kind, int64(binary.BigEndian.Uint64(b[2:RecordHeaderLen])), b[RecordHeaderLen:], true
 }
 
 // Landed decides whether a write of a record of kind stamped since lands
-// over what the key holds (cur, ok false when it holds no record), and with
-// which stamp the record is stored. Every [Fencer] applies these rules:
+// over what the key holds (cur, ok false when it holds no record), and as
+// which kind and with which stamp the record is stored. Every [Fencer]
+// applies these rules:
 //
-//   - A tombstone or value lands unless the key holds a value, a tombstone
-//     or a marker stamped at or after it; it keeps its stamp.
+//   - A tombstone or value lands unless the key holds a record stamped at or
+//     after it. A tombstone keeps its stamp. A value keeps its stamp too,
+//     except over a record that carries a fence (a tombstone, a fenced
+//     value, a marker stamped above 0): it is then stored as a fenced value
+//     with that fence's stamp, so that the fence outlives the tombstone the
+//     value replaced (see [LandedReplace]).
 //   - A marker ("not found") never replaces a value, and lands over a
 //     tombstone or marker only when stamped after it. It is stored with the
 //     stamp of the record it replaces (0 over nothing): a marker only
@@ -78,48 +88,61 @@ func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
 //     that fence replaces it whenever it lands, and one that began before
 //     it never does.
 //
-// A write with [RecordWrite.Replace] follows [LandedReplace] instead.
-func Landed(cur []byte, kind Kind, since int64) (stored int64, lands bool) {
+// A write of kind KindFencedValue is taken as KindValue. A write with
+// [RecordWrite.Replace] follows [LandedReplace] instead.
+func Landed(cur []byte, kind Kind, since int64) (storedKind Kind, stored int64, lands bool) {
+	if kind == KindFencedValue {
+		kind = KindValue
+	}
 	ck, cs, _, ok := ParseRecord(cur)
 	if !ok {
 		if kind == KindMarker {
-			return 0, true
+			return KindMarker, 0, true
 		}
-		return since, true
+		return kind, since, true
 	}
 	switch {
-	case kind == KindMarker && ck == KindValue:
-		return 0, false
+	case kind == KindMarker && (ck == KindValue || ck == KindFencedValue):
+		return 0, 0, false
 	case cs >= since:
-		return 0, false
+		return 0, 0, false
 	case kind == KindMarker:
-		return cs, true
+		return KindMarker, cs, true
+	case kind == KindValue && ck != KindValue && cs > 0:
+		return KindFencedValue, cs, true
 	}
-	return since, true
+	return kind, since, true
 }
 
 // LandedReplace decides whether a replacing write (an explicit Set; see
 // [RecordWrite.Replace]) stamped since lands over cur when the store's clock
-// reads now: it is refused only by a tombstone stamped at or after since
-// (an invalidation made after it), and replaces any value or marker
-// whatever their stamps. It is stored with the later of since and now (and
-// after cur's stamp), so that no load that began before it landed can
-// replace it.
-func LandedReplace(cur []byte, since, now int64) (stored int64, lands bool) {
+// reads now. It is refused by a record that carries a fence stamped at or
+// after since — a tombstone, or a value or marker that replaced one: an
+// invalidation made after the Set — and replaces a load's value whatever its
+// stamp. It is stored as a fenced value stamped with the later of since and
+// now (and after cur's stamp), so that no load that began before it landed
+// can replace it.
+func LandedReplace(cur []byte, since, now int64) (storedKind Kind, stored int64, lands bool) {
 	stored = max(since, now)
 	ck, cs, _, ok := ParseRecord(cur)
 	if !ok {
-		return stored, true
+		return KindFencedValue, stored, true
 	}
-	if ck == KindTombstone && cs >= since {
-		return 0, false
+	if ck != KindValue && cs >= since {
+		return 0, 0, false
 	}
-	return max(stored, cs+1), true
+	return KindFencedValue, max(stored, cs+1), true
 }
 
 // Restamp returns a copy of the record rec with its stamp set to stamp.
 func Restamp(rec []byte, stamp int64) []byte {
+	return Rewrite(rec, Kind(rec[1]), stamp)
+}
+
+// Rewrite returns a copy of the record rec as kind, stamped stamp.
+func Rewrite(rec []byte, kind Kind, stamp int64) []byte {
 	out := append([]byte(nil), rec...)
+	out[1] = byte(kind)
 	binary.BigEndian.PutUint64(out[2:RecordHeaderLen], uint64(stamp))
 	return out
 }
@@ -171,7 +194,8 @@ type RecordWrite struct {
 	// right after the write, landed or refused.
 	Release *Lease
 	// Replace marks an explicit replacement of the entry (a Set) rather
-	// than a load's result: it follows [LandedReplace], not [Landed].
+	// than a load's result: it follows [LandedReplace], not [Landed], and
+	// Record must be a value.
 	Replace bool
 }
 

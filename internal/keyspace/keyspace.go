@@ -523,6 +523,9 @@ func OpenEnvelope(b []byte) (Envelope, error) {
 	if !ok {
 		return Envelope{}, ErrEnvelope
 	}
+	if kind == tier.KindFencedValue { // a value whose stamp is a fence (see package tier)
+		kind = tier.KindValue
+	}
 	e := Envelope{Kind: byte(kind), Stamp: stamp}
 	if kind == tier.KindTombstone {
 		return e, nil

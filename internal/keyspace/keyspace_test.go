@@ -143,6 +143,11 @@ func TestOpenEnvelope(t *testing.T) {
 	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
 	}
+	// A fenced value, as a store writes it, opens as a value.
+	fenced, err := OpenEnvelope(tier.Rewrite(b, tier.KindFencedValue, 9))
+	if err != nil || fenced.Kind != KindValue || fenced.Stamp != 9 || string(fenced.Payload) != `{"a":1}` {
+		t.Errorf("fenced value: %+v, %v", fenced, err)
+	}
 	tomb, err := OpenEnvelope(tier.AppendRecord(nil, tier.KindTombstone, 7, nil))
 	if err != nil || tomb.Kind != KindTombstone || tomb.Stamp != 7 {
 		t.Errorf("tombstone: %+v, %v", tomb, err)

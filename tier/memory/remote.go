@@ -562,14 +562,14 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	if e, ok := r.getLocked(k); ok {
 		cur = e.value
 	}
-	stored, lands := tier.Landed(cur, kind, stamp)
+	sk, stored, lands := tier.Landed(cur, kind, stamp)
 	if w.Replace {
-		stored, lands = tier.LandedReplace(cur, stamp, int64(r.micros()))
+		sk, stored, lands = tier.LandedReplace(cur, stamp, int64(r.micros()))
 	}
 	if !lands {
 		return tier.WriteResult{Outcome: tier.Fenced}
 	}
-	r.setLocked(k, tier.Restamp(w.Record, stored), w.TTL)
+	r.setLocked(k, tier.Rewrite(w.Record, sk, stored), w.TTL)
 	return tier.WriteResult{Outcome: tier.Written}
 }
 

@@ -25,7 +25,7 @@ const luaHelpers = `
 local function isrec(b)
 	if type(b) ~= 'string' or string.len(b) < 10 or string.byte(b, 1) ~= 165 then return false end
 	local k = string.byte(b, 2)
-	return k >= 1 and k <= 3
+	return k >= 1 and k <= 4
 end
 local function stamp(b)
 	local s = 0
@@ -76,39 +76,36 @@ return {v, now(), leased, repaired}`)
 
 // writeScript writes the record ARGV[1] at KEYS[1] for ARGV[2] ms (0: no
 // expiry) by the rules of tier.Landed (ARGV[4] "0") or tier.LandedReplace
-// ("1"), unless the server's clock is more than ARGV[3] µs past its stamp;
-// then releases the lease KEYS[2] if ARGV[5] holds it.
-// It returns 0 written, 1 fenced, 2 too old.
+// ("1"), as the kind and with the stamp they say, unless the server's clock
+// is more than ARGV[3] µs past the record's stamp; then releases the lease
+// KEYS[2] if ARGV[5] holds it. It returns 0 written, 1 fenced, 2 too old.
 var writeScript = goredis.NewScript(luaHelpers + `
 local rec = ARGV[1]
 local s = stamp(rec)
+local kind = string.byte(rec, 2)
+if kind == 4 then kind = 1 end
 local h = tonumber(ARGV[3])
-local out = 0
 local t = now()
+local out = 0
 if h > 0 and t - s > h then
 	out = 2
 else
+	local sk, st = kind, s
 	local cur = get(KEYS[1])
-	local live = isrec(cur)
-	if ARGV[4] == '1' then -- a replacement: only a newer tombstone refuses it
-		if live and string.byte(cur, 2) == 3 and stamp(cur) >= s then
-			out = 1
-		else
-			local st = math.max(s, t)
-			if live and stamp(cur) >= st then st = stamp(cur) + 1 end
-			rec = string.sub(rec, 1, 2) .. be8(st) .. string.sub(rec, 11)
+	if isrec(cur) then
+		local ck, cs = string.byte(cur, 2), stamp(cur)
+		if ARGV[4] == '1' then -- a replacement: only a newer fence refuses it
+			if ck ~= 1 and cs >= s then out = 1 else sk, st = 4, math.max(s, t, cs + 1) end
+		elseif kind == 2 and (ck == 1 or ck == 4) then out = 1 -- a marker never replaces a value
+		elseif cs >= s then out = 1
+		elseif kind == 2 then st = cs -- a marker carries on the fence it replaces
+		elseif kind == 1 and ck ~= 1 and cs > 0 then sk, st = 4, cs -- so does a value, as a fenced value
 		end
-	else
-		local marker = string.byte(rec, 2) == 2
-		if live and ((marker and string.byte(cur, 2) == 1) or stamp(cur) >= s) then
-			out = 1
-		elseif marker then -- a marker carries on the fence it replaces (see tier.Landed)
-			local floor = 0
-			if live then floor = stamp(cur) end
-			rec = string.sub(rec, 1, 2) .. be8(floor) .. string.sub(rec, 11)
-		end
+	elseif ARGV[4] == '1' then sk, st = 4, math.max(s, t)
+	elseif kind == 2 then st = 0
 	end
 	if out == 0 then
+		rec = string.char(165, sk) .. be8(st) .. string.sub(rec, 11)
 		local ttl = tonumber(ARGV[2])
 		if ttl > 0 then redis.call('SET', KEYS[1], rec, 'PX', ttl) else redis.call('SET', KEYS[1], rec) end
 	end

@@ -44,7 +44,7 @@ func showRecord(b []byte) string {
 	if !ok {
 		return "non-record " + show(b)
 	}
-	name := map[tier.Kind]string{tier.KindValue: "value", tier.KindMarker: "marker", tier.KindTombstone: "tombstone"}[kind]
+	name := map[tier.Kind]string{tier.KindValue: "value", tier.KindMarker: "marker", tier.KindTombstone: "tombstone", tier.KindFencedValue: "fenced value"}[kind]
 	return fmt.Sprintf("%s@%d %s", name, stamp, show(payload))
 }
 
@@ -374,7 +374,9 @@ func (s *suite) testFencer(t *testing.T) {
 		if got <= base+hourMicros {
 			t.Fatalf("a replacement over a value stamped %d is stored with stamp %d; want a later one", base+hourMicros, got)
 		}
-		wantRecord(t, f, "k", tier.Restamp(set, got))
+		wantRecord(t, f, "k", tier.Rewrite(set, tier.KindFencedValue, got))
+		// A second replacement that began before the first landed loses.
+		replace("k", rec(tier.KindValue, got-1, "set earlier, landed later"), tier.Fenced)
 		put(t, f, "k", rec(tier.KindValue, got-1, "loaded before it landed"), tier.Fenced)
 		// Over nothing and over a marker it lands too, stamped at least
 		// with the store's clock.
@@ -431,9 +433,10 @@ func (s *suite) testFencer(t *testing.T) {
 		m = rec(tier.KindMarker, stamp+6, "")
 		put(t, f, "tomb", m, tier.Written)
 		wantRecord(t, f, "tomb", tier.Restamp(m, stamp))
+		// A value replaces it, as a fenced value that carries the fence on.
 		v = rec(tier.KindValue, stamp+1, "new")
 		put(t, f, "tomb", v, tier.Written)
-		wantRecord(t, f, "tomb", v)
+		wantRecord(t, f, "tomb", tier.Rewrite(v, tier.KindFencedValue, stamp))
 	})
 
 	t.Run("TombstoneFences", func(t *testing.T) {
@@ -460,9 +463,21 @@ func (s *suite) testFencer(t *testing.T) {
 			after = clockAt(t, f, "k")
 			return after > stamp
 		})
+		// It is stored as a fenced value with the tombstone's stamp: the
+		// fence outlives the tombstone (tier.Landed), so that a Set made
+		// before the invalidation still cannot land (tier.LandedReplace)...
 		fresh := rec(tier.KindValue, after, "fresh")
 		put(t, f, "k", fresh, tier.Written)
-		wantRecord(t, f, "k", fresh)
+		wantRecord(t, f, "k", tier.Rewrite(fresh, tier.KindFencedValue, stamp))
+		if got := writeRecords(t, f, tier.RecordWrite{Key: "k", Record: rec(tier.KindValue, stamp-1, "set before"), Replace: true})[0]; got != tier.Fenced {
+			t.Fatalf("a replacing write stamped before the tombstone, over the value that replaced it: %s, want fenced", outcomeName(got))
+		}
+		// ...while a later load replaces it and carries the fence on, and a
+		// load that began before the tombstone still cannot.
+		put(t, f, "k", rec(tier.KindValue, stamp, "began with it"), tier.Fenced)
+		later := rec(tier.KindValue, after+1, "later")
+		put(t, f, "k", later, tier.Written)
+		wantRecord(t, f, "k", tier.Rewrite(later, tier.KindFencedValue, stamp))
 
 		// A missing key: the tombstone is stamped with the store's clock.
 		before = clockAt(t, f, "missing")
