@@ -31,17 +31,7 @@ func TestSnapshotRestartHonoursChangesMadeWhileDown(t *testing.T) {
 	rcSubscribed(t, a1, b)
 	truth := newCtTruth()
 	old := ctCall(t, ctWrap(t, a1, truth), "alice")
-	for _, k := range []string{"overwritten", "deleted", "kept"} {
-		if err := a1.Set(ctx, k, "old "+k, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctWaitDrained(t, a1)
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := a1.Close(cctx); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	snapSetAndClose(t, a1, "overwritten", "deleted", "kept")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("no snapshot after Close: %v", err)
 	}
@@ -96,18 +86,7 @@ func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
 			Snapshot: SnapshotOptions{Path: path}}
 	}
 	a1 := rcNew(t, withSnapshot())
-	if err := a1.Set(ctx, "kept", "old kept", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := a1.Set(ctx, "changed", "old changed", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	ctWaitDrained(t, a1)
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := a1.Close(cctx); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	snapSetAndClose(t, a1, "kept", "changed")
 	// While A is down, another instance changes one entry; then L2 becomes
 	// unreachable for A.
 	b := rcNew(t, Options{L2: e.store()})
@@ -143,5 +122,23 @@ func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
 	})
 	if v, err := Get(ctx, a2, "kept", loader); err != nil || v != "old kept" {
 		t.Fatalf("the untouched entry after L2 came back: %q, %v", v, err)
+	}
+}
+
+// snapSetAndClose sets each key to "old <key>" on c, lets L2 take the
+// writes and closes c, which saves its snapshot.
+func snapSetAndClose(t *testing.T, c *Cache, keys ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, k := range keys {
+		if err := c.Set(ctx, k, "old "+k, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctWaitDrained(t, c)
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := c.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }
