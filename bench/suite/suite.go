@@ -97,6 +97,7 @@ func workloads() []workload {
 		{"invalidate_scope_100k", "invalidate one user's scope holding 100k entries in Redis", invalidateScope},
 		{"invalidation_visibility", "Invalidate on A returns → B stops serving the old value (loopback)", invalidationVisibility},
 		{"stampede_8x50", "one cold key, 8 instances × 50 concurrent callers, 20ms tool", stampede},
+		{"round_trips", "Redis round trips of single operations on two instances, against the minimum", roundTripsPerOp},
 		{"stale_while_revalidate", "16 callers right after expiry, 20ms tool", staleWhileRevalidate},
 		{"hallucinated_ids", "an agent guessing IDs, 20% retries, 70% of fresh guesses invented", hallucinatedIDs},
 	}
