@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -214,7 +215,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		a  attempt
 	}
 	var misses []*miss
-	var st stamp
+	var st epoch.Stamp
 	stamped := false
 	seq, began := c.fence.start(), c.opts.Now()
 	for _, id := range ids {
@@ -250,7 +251,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 
 	// L2: one read for every miss that may be read there.
 	avail := make([]bool, len(misses))
-	if c.l2 != nil && !st.local && !st.down {
+	if c.l2 != nil && !st.Local() && !st.Down() {
 		var read []*attempt
 		var at []int
 		for i, m := range misses {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/agentcache/agentcache-go/internal/breaker"
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/internal/stripe"
 	"github.com/agentcache/agentcache-go/resource"
@@ -35,7 +36,8 @@ type Cache struct {
 	fencer tier.Fencer
 	codec  Codec
 	brk    *breaker.Breaker
-	ep     *epochs
+	ep     *epoch.Table // what this instance knows of the epochs
+	bus    *bus         // the invalidation channel
 	w      *writer
 	fl     *flight.Group
 	log    *rateLog
@@ -72,7 +74,7 @@ type Cache struct {
 // entry is what L1 holds for one key.
 type entry struct {
 	value     any
-	st        stamp
+	st        epoch.Stamp
 	expiresAt int64 // Unix nanos; 0: never. Kept for snapshots.
 	// freshUntil, with a stale window, is when the entry turns stale; it
 	// is served stale until expiresAt while one refresh runs. 0: no window.
@@ -138,7 +140,8 @@ func New(opts Options) (*Cache, error) {
 		c.l1.Close()
 		return nil, fmt.Errorf("agentcache: telemetry: %w", err)
 	}
-	c.ep, err = newEpochs(c, max(4*o.L1MaxEntries, 10_000), restored.epochs)
+	c.bus = newBus(c)
+	c.ep, err = epoch.New(c.epochConfig(max(4*o.L1MaxEntries, 10_000), restored.epochs))
 	if err != nil {
 		c.l1.Close()
 		c.obs.close()
@@ -159,12 +162,13 @@ func New(opts Options) (*Cache, error) {
 		c.repairsDone = make(chan struct{})
 		go func() { defer close(c.repairsDone); c.runRepairs() }()
 	}
-	c.ep.start()
+	c.ep.Start()
+	c.bus.start()
 	// Give the invalidation subscription a moment to come up, so that the
 	// first lookups do not race its first Reset (which drops L1 and asks for
 	// the epochs again). If L2 is slow or down, the cache starts anyway.
 	select {
-	case <-c.ep.ready:
+	case <-c.bus.ready:
 	case <-time.After(o.L2Timeout):
 	}
 	c.applySnapshot(restored)
@@ -228,7 +232,8 @@ func (c *Cache) Close(ctx context.Context) error {
 	if err := c.saveSnapshot(); err != nil {
 		errs = append(errs, err)
 	}
-	c.ep.close()
+	c.bus.close()
+	c.ep.Close()
 	c.obs.close()
 	c.l1.Close()
 	return errors.Join(errs...)

@@ -22,7 +22,7 @@ import (
 // records the L1 key with a sequence number, and a load that started before
 // that number stores nothing (neither in L1 nor in L2). Scoped
 // invalidations need neither: they bump epochs, and a load stamped with the
-// old epochs is not stored (stamp.current).
+// old epochs is not stored (epoch.Stamp.Current).
 
 // fenceHorizon is how long a tombstone lives in L2, and so the longest a
 // load may run (or a write wait in the queue) and still be stored: a write

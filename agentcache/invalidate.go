@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // Target names a slice of the cache to invalidate. Build one with the
@@ -102,7 +105,7 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	var cells []*cell
+	var cells []*epoch.Cell
 	var l1Keys, l2Keys []string
 	for _, t := range targets {
 		cs, l1, l2, err := c.resolve(ctx, t)
@@ -125,7 +128,7 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 // message carries the new epochs and the L1 keys to drop. The local part
 // always happens; what L2 did not take is kept by the repair loop, and the
 // error says the fleet was not told.
-func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []string) error {
+func (c *Cache) invalidate(ctx context.Context, cells []*epoch.Cell, l1Keys, l2Keys []string) error {
 	for _, k := range l1Keys {
 		c.fenceL1(k, 0)
 	}
@@ -159,7 +162,7 @@ func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []
 	if len(stamps) != len(announce) {
 		stamps = nil
 	}
-	if berr := c.ep.bump(ctx, cells, announce, stamps); err == nil {
+	if berr := c.bump(ctx, cells, announce, stamps); err == nil {
 		err = berr
 	}
 	return err
@@ -167,19 +170,19 @@ func (c *Cache) invalidate(ctx context.Context, cells []*cell, l1Keys, l2Keys []
 
 // resolve turns a target into the epoch cells to bump, or for an exact call
 // into its L1 and L2 keys.
-func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 string, err error) {
+func (c *Cache) resolve(ctx context.Context, t Target) (cells []*epoch.Cell, l1, l2 string, err error) {
 	if t.kind == targetNone {
 		return nil, "", "", errors.New("agentcache: invalidate: zero Target (use the Target functions)")
 	}
 	if t.kind == targetAll {
-		return []*cell{c.ep.global}, "", "", nil
+		return []*epoch.Cell{c.ep.Global()}, "", "", nil
 	}
 	if t.kind == targetScope {
 		if err := scope.Validate(t.id); err != nil {
 			return nil, "", "", fmt.Errorf("agentcache: invalidate: %w", err)
 		}
 		seg := keyspace.Segment(t.sk, t.id)
-		return []*cell{c.ep.scopedCell(keyspace.ScopeEpochKey(seg))}, "", "", nil
+		return []*epoch.Cell{c.ep.Scoped(keyspace.ScopeEpochKey(seg))}, "", "", nil
 	}
 	rs, err := c.register(t.res)
 	if err != nil {
@@ -192,10 +195,10 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 	}
 	switch t.kind {
 	case targetResource:
-		return []*cell{rs.cell}, "", "", nil
+		return []*epoch.Cell{rs.cell}, "", "", nil
 	case targetResourceScope:
 		seg := rs.seg(t.id)
-		return []*cell{c.ep.scopedCell(keyspace.ResourceScopeEpochKey(rs.id, seg))}, "", "", nil
+		return []*epoch.Cell{c.ep.Scoped(keyspace.ResourceScopeEpochKey(rs.id, seg))}, "", "", nil
 	}
 	// targetCall
 	var h resource.Hash
@@ -218,13 +221,30 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*cell, l1, l2 st
 	return nil, lk.l1, lk.l2Key(&st), nil
 }
 
-// group sorts epoch cells by the L2 expiry of their keys, so each class is
-// one StoreEpochs call.
-func (e *epochs) group(cells []*cell) map[time.Duration][]*cell {
-	g := map[time.Duration][]*cell{}
-	for _, c := range cells {
-		ttl := e.ttlFor(c.key)
-		g[ttl] = append(g[ttl], c)
+// epochConfig is what the epoch table needs of c: at most maxScoped
+// per-scope cells, and the epoch values a snapshot restored.
+func (c *Cache) epochConfig(maxScoped int, restored map[string]uint64) epoch.Config {
+	cfg := epoch.Config{
+		Call: c.l2Call, Probe: c.l2Probe, Spawn: c.spawn, Base: c.base,
+		MaxAge: c.opts.MaxEpochAge, TTL: c.epochTTL,
+		Dirty:     c.rp.signal,
+		Flushed:   c.announceEpochs,
+		Resets:    c.bus.resets.Load,
+		MaxScoped: maxScoped, Restored: restored,
 	}
-	return g
+	if c.l2 != nil {
+		cfg.Store = tier.EpochsOver(c.l2)
+	}
+	return cfg
+}
+
+// epochTTL returns the L2 expiry of an epoch key: the global and
+// per-resource epochs live forever, per-scope ones expire (a new random
+// value replaces an expired one, so expiry costs misses, never
+// correctness).
+func (c *Cache) epochTTL(key string) time.Duration {
+	if key == keyspace.GlobalEpochKey || strings.HasPrefix(key, keyspace.ResourceEpochKey("")) {
+		return 0
+	}
+	return c.opts.ScopeEpochTTL
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/epoch"
 )
 
 // MaxKeyLen bounds a key of the key-value API, in bytes.
@@ -108,7 +110,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	seq := c.fence.start()
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
 	m.Unlock()
-	if c.l2 != nil && !st.local {
+	if c.l2 != nil && !st.Local() {
 		if b, ok := c.encode(value, kindValue, stamp, exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
 		}
@@ -153,11 +155,11 @@ func (c *Cache) Clear(ctx context.Context) error {
 	}
 	// The new global epoch makes every instance's L1 entries unreachable
 	// even if one misses the message (within MaxEpochAge).
-	if berr := c.ep.bump(ctx, []*cell{c.ep.global}, nil, nil); err == nil {
+	if berr := c.bump(ctx, []*epoch.Cell{c.ep.Global()}, nil, nil); err == nil {
 		err = berr
 	}
 	if err == nil {
-		err = c.ep.publish(ctx, message{From: c.id, Clear: true})
+		err = c.publish(ctx, message{From: c.id, Clear: true})
 	}
 	return c.fleet(ctx, "clear", err)
 }

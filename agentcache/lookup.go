@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/breaker"
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
@@ -34,7 +35,7 @@ type resState struct {
 	ttl       time.Duration
 	negTTL    time.Duration // < 0: "not found" is not remembered
 	stale     time.Duration
-	cell      *cell                     // the resource's epoch
+	cell      *epoch.Cell               // the resource's epoch
 	neg       atomic.Pointer[negFilter] // created by the first "not found"
 	obs       *resObs
 }
@@ -56,29 +57,26 @@ type lookup struct {
 
 // stampFor returns the epochs the entry lives under, confirmed with L2 where
 // they are stale.
-func (c *Cache) stampFor(ctx context.Context, lk *lookup) stamp {
-	var st stamp
-	st.cells[0] = c.ep.global
-	st.n = 1
+func (c *Cache) stampFor(ctx context.Context, lk *lookup) epoch.Stamp {
+	var st epoch.Stamp
+	st.Add(c.ep.Global())
 	if lk.r.cell != nil {
-		st.cells[1] = lk.r.cell
-		st.n = 2
+		st.Add(lk.r.cell)
 		if lk.seg != "" {
 			var buf [160]byte
-			st.cells[2] = c.ep.scopedCellOf(keyspace.AppendScopeEpochKey(buf[:0], lk.seg))
-			st.cells[3] = c.ep.scopedCellOf(keyspace.AppendResourceScopeEpochKey(buf[:0], lk.r.id, lk.seg))
-			st.n = 4
+			st.Add(c.ep.ScopedOf(keyspace.AppendScopeEpochKey(buf[:0], lk.seg)))
+			st.Add(c.ep.ScopedOf(keyspace.AppendResourceScopeEpochKey(buf[:0], lk.r.id, lk.seg)))
 		}
 	}
-	c.ep.confirm(ctx, &st)
+	c.ep.Confirm(ctx, &st)
 	return st
 }
 
 // l2Key is the entry's key in L2 (the store adds its prefix); the layout is
 // package internal/keyspace's.
-func (lk *lookup) l2Key(st *stamp) string {
+func (lk *lookup) l2Key(st *epoch.Stamp) string {
 	var buf [256]byte
-	return string(keyspace.AppendEntryKey(buf[:0], lk.r.id, lk.seg, st.token(), lk.tail))
+	return string(keyspace.AppendEntryKey(buf[:0], lk.r.id, lk.seg, st.Token(), lk.tail))
 }
 
 // hit says how an L1 lookup went.
@@ -94,7 +92,7 @@ const (
 // l1Entry returns the usable L1 entry at key and its value: current
 // epochs, decoded, of type T. No allocation, no map but L1's, no clock.
 func l1Entry[T any](c *Cache, key string) (T, *entry) {
-	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.valid(c.ep.tick.Load()) {
+	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.Valid(c.ep.Tick()) {
 		if v, ok := e.value.(T); ok {
 			return v, e
 		}
@@ -182,7 +180,7 @@ type loaded struct {
 // write of its result must carry.
 type attempt struct {
 	key string // the entry's L2 key
-	st  stamp
+	st  epoch.Stamp
 	// since is the L2 store's clock when the miss read was made, the stamp
 	// of the record a write of the result carries (0: no read answered;
 	// the store clock is then estimated when the load began).
@@ -284,7 +282,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 	if f := lk.r.neg.Load(); f != nil {
 		maybeNegative = f.test(a.key)
 	}
-	if c.l2 == nil || a.st.local || a.st.down || c.rp.tombstoned(a.key) {
+	if c.l2 == nil || a.st.Local() || a.st.Down() || c.rp.tombstoned(a.key) {
 		if maybeNegative {
 			return loaded{tier: tierNegative}, negativeHit(lk.r)
 		}
@@ -403,7 +401,7 @@ type l2Read struct {
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
 // fast path it accepts cells that could not be confirmed (L2 down), and it
 // decodes entries restored from a snapshot on first use.
-func fromL1[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, time.Duration) {
+func fromL1[T any](c *Cache, lk *lookup, st *epoch.Stamp, seq uint64) (T, hit, time.Duration) {
 	v, h, e := fromL1Slow[T](c, lk, st, seq)
 	if e == nil {
 		return v, h, 0
@@ -414,10 +412,10 @@ func fromL1[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, time.Du
 // fromL1Slow is fromL1 returning the entry; seq is the fence sequence
 // when the lookup began (an entry decoded from a snapshot is put back only
 // if no exact invalidation came since).
-func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *entry) {
+func fromL1Slow[T any](c *Cache, lk *lookup, st *epoch.Stamp, seq uint64) (T, hit, *entry) {
 	var zero T
 	e, ok := c.l1.Get(lk.l1)
-	if !ok || !e.st.sameVals(st) {
+	if !ok || !e.st.SameVals(st) {
 		return zero, hitNone, nil
 	}
 	if e.raw {
@@ -440,10 +438,8 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *en
 		}
 		return v, c.age(ne), ne
 	}
-	for i := uint8(0); i < st.n; i++ {
-		if e.st.cells[i] != st.cells[i] {
-			return zero, hitNone, nil
-		}
+	if !e.st.SameCells(st) {
+		return zero, hitNone, nil
 	}
 	v, ok := asT[T](e.value)
 	if !ok {
@@ -457,8 +453,8 @@ func fromL1Slow[T any](c *Cache, lk *lookup, st *stamp, seq uint64) (T, hit, *en
 
 // l2Unreachable reports whether a lookup stamped st cannot use L2: none
 // configured, its epochs could not be confirmed, or the breaker is open.
-func (c *Cache) l2Unreachable(st *stamp) bool {
-	return c.l2 == nil || st.down || c.brk.State() == breaker.Open
+func (c *Cache) l2Unreachable(st *epoch.Stamp) bool {
+	return c.l2 == nil || st.Down() || c.brk.State() == breaker.Open
 }
 
 // asT is the L1 value v as a T: a nil stored by a tool of interface type is
@@ -570,7 +566,7 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	}
 	// A refresh's read fills L1 only with a fresh value: a stale one in L2
 	// may be older than what L1 holds.
-	if a.st.current() && !(a.refresh && r.stale) {
+	if a.st.Current() && !(a.refresh && r.stale) {
 		c.fillL1(lk.l1, e, ttl, a.seq)
 	}
 	r.status, r.cost = l2Hit, env.Cost

@@ -88,7 +88,7 @@ func TestRedisClusterBatchOneRoundTripPerNode(t *testing.T) {
 	br, _ := WrapBatch(reader, resource.Resource{Name: "get_products", TTL: time.Minute}, cat.get)
 	// Warm the epochs (once the subscription is up, so they stay
 	// confirmed) and the connections, then count one batch.
-	waitFor(t, func() bool { return reader.ep.resets.Load() >= 1 })
+	waitFor(t, func() bool { return reader.bus.resets.Load() >= 1 })
 	br.GetMany(ctx, []int{-1})
 	waitFor(t, func() bool { return reader.Stats().WritesDone >= 1 }) // the probe's "not found" marker
 	reader.l1.Clear()

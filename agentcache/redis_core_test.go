@@ -166,7 +166,7 @@ func rcWait(t *testing.T, d time.Duration, what string, cond func() bool) {
 func rcSubscribed(t *testing.T, cs ...*Cache) {
 	t.Helper()
 	for _, c := range cs {
-		rcWait(t, 10*time.Second, "invalidation subscription", func() bool { return c.ep.resets.Load() >= 1 })
+		rcWait(t, 10*time.Second, "invalidation subscription", func() bool { return c.bus.resets.Load() >= 1 })
 	}
 }
 

@@ -25,7 +25,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		a := attempt{seq: c.fence.start(), began: c.opts.Now(), refresh: true}
 		a.st = c.stampFor(rctx, lk)
 		a.key = lk.l2Key(&a.st)
-		if c.l2 != nil && !a.st.local && !a.st.down {
+		if c.l2 != nil && !a.st.Local() && !a.st.Down() {
 			if c.fleetOn(lk) {
 				// The entry is still there (stale or due), so the read
 				// would not take the lease: take it on its own.

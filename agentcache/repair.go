@@ -13,9 +13,10 @@ import (
 // invalidations made while L2 was unreachable (with the L1 keys to announce
 // once they land), and the release of leases whose read or write did not
 // get an answer (such a lease would make every instance wait it out).
-// Dirty epochs (see epoch.go) are flushed by the same loop. The loop runs on
-// its own cadence, not the breaker's: what it holds reaches L2 within
-// repairEvery of L2 answering again, however long the breaker's backoff.
+// Dirty epochs (see epoch.Table.Flush) are flushed by the same loop. The
+// loop runs on its own cadence, not the breaker's: what it holds reaches L2
+// within repairEvery of L2 answering again, however long the breaker's
+// backoff.
 //
 // Until its tombstone lands, an exact-invalidated key is not read from L2
 // here, so the old value cannot come back.
@@ -77,9 +78,7 @@ func (r *repairs) pending(c *Cache) bool {
 	if n > 0 {
 		return true
 	}
-	c.ep.pendMu.Lock()
-	defer c.ep.pendMu.Unlock()
-	return len(c.ep.pending) > 0
+	return c.ep.Pending()
 }
 
 // runRepairs retries what is pending until it is done, and sleeps while
@@ -124,7 +123,7 @@ func (c *Cache) repairRetry() time.Duration {
 // and stops at the first that L2 does not answer. It reports whether L2
 // answered every call.
 func (c *Cache) repairNow(ctx context.Context) bool {
-	if !c.ep.flush(ctx, true) {
+	if !c.ep.Flush(ctx, true) {
 		return false
 	}
 	r := &c.rp
@@ -161,7 +160,7 @@ func (c *Cache) repairNow(ctx context.Context) bool {
 			c.clock.observe(s, c.opts.Now())
 			c.fence.raise(announce[i], s)
 		}
-		_ = c.ep.publish(ctx, message{From: c.id, Keys: announce, Stamps: stamps})
+		_ = c.publish(ctx, message{From: c.id, Keys: announce, Stamps: stamps})
 	}
 	for k, tok := range unlocks {
 		if c.locker == nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
@@ -70,11 +71,13 @@ func (c *Cache) applySnapshot(r restored) {
 			continue
 		}
 		e := &entry{raw: true, unconfirmed: c.l2 != nil}
-		e.st.n = v[0]
-		for i := 0; i < int(e.st.n); i++ {
-			e.st.vals[i] = binary.BigEndian.Uint64(v[1+8*i:])
+		var vals [4]uint64
+		n := int(v[0])
+		for i := range n {
+			vals[i] = binary.BigEndian.Uint64(v[1+8*i:])
 		}
-		e.value = v[1+8*int(e.st.n):]
+		e.st = epoch.StampOf(vals[:n])
+		e.value = v[1+8*n:]
 		var ttl time.Duration
 		if !rec.ExpiresAt.IsZero() {
 			e.expiresAt = rec.ExpiresAt.UnixNano()
@@ -157,7 +160,7 @@ func (c *Cache) confirmRestored(r restoredEntry, same bool) {
 // restoredL2Key is the L2 key of the entry at L1 key l1 under the epochs of
 // st: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,
 // argument hash (see resState.l1Key); any other is a key-value key.
-func restoredL2Key(l1 string, st *stamp) string {
+func restoredL2Key(l1 string, st *epoch.Stamp) string {
 	var rid, seg, tail string
 	if len(l1) > 0 && l1[0] == 0 {
 		rest := l1[1:]
@@ -170,27 +173,19 @@ func restoredL2Key(l1 string, st *stamp) string {
 		tail = l1
 	}
 	var buf [256]byte
-	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, st.token(), tail))
+	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, st.Token(), tail))
 }
 
 // snapshotRecords yields L1 as snapshot records: the epochs this instance
 // knows, then every entry still current.
 func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 	return func(yield func(disk.Record) bool) {
-		epoch := func(cl *cell) bool {
-			v := cl.val.Load()
+		for cl := range c.ep.All() {
+			v := cl.Val()
 			if v == 0 {
-				return true
+				continue
 			}
-			return yield(disk.Record{Key: cl.key, Value: binary.BigEndian.AppendUint64(nil, v), Flags: snapEpoch})
-		}
-		ok := true
-		c.ep.pinned.Range(func(_, v any) bool { ok = epoch(v.(*cell)); return ok })
-		if !ok {
-			return
-		}
-		for _, cl := range c.ep.scoped.All() {
-			if !epoch(cl) {
+			if !yield(disk.Record{Key: cl.Key(), Value: binary.BigEndian.AppendUint64(nil, v), Flags: snapEpoch}) {
 				return
 			}
 		}
@@ -199,7 +194,7 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 			if e.raw {
 				payload, _ = e.value.([]byte)
 			} else {
-				if !e.st.current() {
+				if !e.st.Current() {
 					continue
 				}
 				var err error
@@ -211,10 +206,11 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 			if len(key) > disk.MaxKeyLen || len(payload)+33 > disk.DefaultMaxValueLen {
 				continue
 			}
-			b := make([]byte, 0, 1+8*int(e.st.n)+len(payload))
-			b = append(b, e.st.n)
-			for i := uint8(0); i < e.st.n; i++ {
-				b = binary.BigEndian.AppendUint64(b, e.st.vals[i])
+			vals := e.st.Vals()
+			b := make([]byte, 0, 1+8*len(vals)+len(payload))
+			b = append(b, uint8(len(vals)))
+			for _, v := range vals {
+				b = binary.BigEndian.AppendUint64(b, v)
 			}
 			b = append(b, payload...)
 			rec := disk.Record{Key: key, Value: b, Flags: snapEntry}

@@ -120,7 +120,7 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 		}
 		return old, nil
 	}
-	rs.cell = c.ep.pinnedCell(keyspace.ResourceEpochKey(rs.id))
+	rs.cell = c.ep.Pinned(keyspace.ResourceEpochKey(rs.id))
 	c.resources[rs.id] = rs
 	return rs, nil
 }

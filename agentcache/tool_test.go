@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -102,7 +103,7 @@ func TestUserIDsCannotForgeKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, _ := resource.HashJSON([]byte(`{}`), resource.Limits{})
-	st := stamp{n: 4}
+	st := epoch.StampOf(make([]uint64, 4))
 	// IDs crafted to look like other segments, other users, hash tags or
 	// other resources must all give distinct keys, and none may put a brace
 	// or a separator of its own into the key.

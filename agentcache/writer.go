@@ -89,7 +89,7 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost ti
 // moved, no exact invalidation of its key came after it began, and it is
 // younger than the fence horizon.
 func (c *Cache) storable(lk *lookup, a *attempt) bool {
-	if !a.st.current() || c.fence.fenced(lk.l1, a.seq) {
+	if !a.st.Current() || c.fence.fenced(lk.l1, a.seq) {
 		return false
 	}
 	if c.opts.Now().Sub(a.began) > fenceHorizon {
@@ -102,7 +102,7 @@ func (c *Cache) storable(lk *lookup, a *attempt) bool {
 // writeRecord encodes a result as a record stamped with a's start and
 // writes it to L2 with a's lease released; without L2 it does nothing.
 func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind byte, v any, fresh time.Time, cost, ttl time.Duration) bool {
-	if c.l2 == nil || a.st.local {
+	if c.l2 == nil || a.st.Local() {
 		c.release(a)
 		return true
 	}
@@ -399,7 +399,7 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 		c.fills.notify(k)
 	}
 	if len(msg.Keys)+len(msg.Fills) > 0 {
-		_ = c.ep.publish(ctx, msg)
+		_ = c.publish(ctx, msg)
 	}
 	return all, nil
 }

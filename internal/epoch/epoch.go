@@ -1,0 +1,715 @@
+// Package epoch holds what one cache instance knows of its invalidation
+// epochs: a table of cells, one per epoch, and the stamps that entries carry.
+//
+// Every cache key carries a token mixed from up to four epochs — the whole
+// cache, the resource, the scope, and the resource in the scope — so bumping
+// one epoch makes every entry under it unreachable at once, on every
+// instance, with no scan. Old entries age out by TTL.
+//
+// The table keeps these promises:
+//
+//   - Values only grow (see tier.Epochs): L2 creates and bumps them from its
+//     clock in a script, and a value this instance makes itself (no L2, or
+//     L2 unreachable) comes from its clock and is after the one it replaces.
+//     The table passes what it knows to every L2 read, so that a store that
+//     lost a write (a failover, a restored backup) is raised back instead of
+//     pulling the instance back.
+//   - A cell adopts only greater values: from L2, from another instance
+//     ([Table.Learn]) or from a snapshot.
+//   - A dirty cell — one whose bump L2 did not take — keeps its own value
+//     until L2 takes it ([Table.Flush]): the invalidation is never undone by
+//     a confirmation.
+//   - A dead cell, one that left the table of per-scope cells, misses: it has
+//     no value, so no stamp made with it is valid or current again, and the
+//     next lookup builds a fresh cell.
+//
+// An entry keeps in its [Stamp] pointers to the cells it was stamped with
+// and the values they had, so an L1 hit checks a few atomics and never
+// touches a map. A cell is trusted for MaxAge after it was last confirmed
+// with L2; invalidation messages update cells at once, so a lost message is
+// bounded by MaxAge. [Table.Unconfirm] (a reconnect of the message
+// subscription) makes every cell unconfirmed.
+//
+// The package knows nothing of the cache that uses it: L2 is reached through
+// the functions of [Config], and announcing new values to other instances is
+// the caller's job.
+package epoch
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// staleTicks is how many ticks of MaxAge/staleTicks make a cell stale; half
+// of it starts a refresh in the background.
+const staleTicks = 4
+
+// unverified is the tick value of a cell that must be confirmed before it is
+// trusted again.
+const unverified = -1 << 62
+
+// forever is the tick value of a cell that needs no confirmation (no L2 that
+// keeps epochs).
+const forever = 1 << 62
+
+// Cell is what this instance knows of one epoch.
+type Cell struct {
+	key      string        // the epoch's key in L2
+	val      atomic.Uint64 // current value; 0 while unknown and once the cell is dead
+	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
+	dead     atomic.Bool   // the cell left the table: entries stamped with it miss
+	// shared is set once val is known to be the value in L2 (read from it,
+	// written to it, or announced by an instance that wrote it). Until then
+	// val is this instance's alone, and entries stamped with it stay out of
+	// L2, where nobody else could find them.
+	shared atomic.Bool
+
+	mu  sync.Mutex // serializes writers; readers use the atomics
+	seq uint64     // guarded by mu: bumped by every pushed update
+	// dirty, guarded by mu, marks a value set by an invalidation that L2
+	// has not stored yet. A dirty cell never adopts L2's value (that would
+	// undo the invalidation); it pushes its own until L2 takes it.
+	dirty bool
+
+	refreshing atomic.Bool // a background confirmation is running
+}
+
+// Key returns the epoch's key in L2.
+func (c *Cell) Key() string { return c.key }
+
+// Val returns the cell's current value: 0 while unknown and once the cell is
+// dead.
+func (c *Cell) Val() uint64 { return c.val.Load() }
+
+// Stamp is the set of epochs an entry was created under: up to four cells
+// and the values they had.
+type Stamp struct {
+	cells [4]*Cell
+	vals  [4]uint64
+	n     uint8
+	// local is set when some epoch is not known to L2: the lookup then
+	// neither reads nor writes L2.
+	local bool
+	// down is set when confirming the epochs found L2 unreachable: the
+	// lookup then spends no more time on L2 (one timeout per lookup at most).
+	down bool
+}
+
+// StampOf returns a stamp of the values vals (at most four) and no cells, as
+// a snapshot restores them: it is never [Stamp.Valid], and [Stamp.SameVals]
+// compares its values with a confirmed stamp's. [Stamp.Current] must not be
+// called on it.
+func StampOf(vals []uint64) Stamp {
+	var s Stamp
+	s.n = uint8(copy(s.vals[:], vals))
+	return s
+}
+
+// Add appends c to the cells of s, which has room for four. [Table.Confirm]
+// then gives s their values.
+func (s *Stamp) Add(c *Cell) {
+	s.cells[s.n] = c
+	s.n++
+}
+
+// Valid reports whether every epoch of s is unchanged and trusted at tick
+// (see [Table.Tick]). It is the L1 hit check, so it stays a handful of
+// loads.
+func (s *Stamp) Valid(tick int64) bool {
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		if c == nil {
+			return false
+		}
+		if v := c.val.Load(); v == 0 || v != s.vals[i] || tick-c.verified.Load() >= staleTicks {
+			return false
+		}
+	}
+	return true
+}
+
+// SameVals reports whether s and o carry the same epoch values.
+func (s *Stamp) SameVals(o *Stamp) bool {
+	if s.n != o.n {
+		return false
+	}
+	for i := uint8(0); i < s.n; i++ {
+		if s.vals[i] != o.vals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// SameCells reports whether s has the cells of o, in the same places.
+func (s *Stamp) SameCells(o *Stamp) bool {
+	for i := uint8(0); i < o.n; i++ {
+		if s.cells[i] != o.cells[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Current reports whether the cells still hold the stamped values.
+func (s *Stamp) Current() bool {
+	for i := uint8(0); i < s.n; i++ {
+		if v := s.cells[i].val.Load(); v == 0 || v != s.vals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Token mixes the stamped values into the key segment of an entry.
+func (s *Stamp) Token() uint64 { return keyspace.Token(s.vals[:s.n]...) }
+
+// Vals returns the stamped values, in the order of the cells.
+func (s *Stamp) Vals() []uint64 { return s.vals[:s.n] }
+
+// Local reports whether some epoch of s is not known to L2 (after
+// [Table.Confirm]): the lookup then neither reads nor writes L2.
+func (s *Stamp) Local() bool { return s.local }
+
+// Down reports whether confirming s found L2 unreachable: the lookup then
+// spends no more time on L2.
+func (s *Stamp) Down() bool { return s.down }
+
+// localEpoch returns an epoch value after cur from this process's clock:
+// the value of a cell that no L2 keeps, or that L2 could not be told of yet.
+// Zero means unknown, so it is never returned.
+func localEpoch(cur uint64) uint64 {
+	return max(cur+1, uint64(time.Now().UnixMicro()))
+}
+
+// L2Func runs op against L2 under the name what, with the caller's timeout
+// and bookkeeping, and returns op's error or why it was not run.
+type L2Func func(ctx context.Context, what string, op func(ctx context.Context) error) error
+
+// Update is a new value of an epoch, as L2 took it: what other instances
+// are to [Table.Learn].
+type Update struct {
+	Key string
+	Val uint64
+}
+
+// Config is what a [Table] needs from its cache.
+type Config struct {
+	// Store keeps the epochs in L2; nil: there is no L2, and the cells hold
+	// values of this process's own, trusted forever.
+	Store tier.Epochs
+	// Call runs an L2 call (behind the circuit breaker); Probe runs one
+	// even while the breaker is open.
+	Call, Probe L2Func
+	// Spawn runs fn in the background and reports whether it did (false
+	// once the cache is closing).
+	Spawn func(fn func()) bool
+	// Base is the context of background confirmations.
+	Base context.Context
+	// MaxAge is how long a cell is trusted after it was confirmed.
+	MaxAge time.Duration
+	// TTL returns the L2 expiry of an epoch key (0: none).
+	TTL func(key string) time.Duration
+	// Dirty is called when cells become dirty: [Table.Flush] has work.
+	Dirty func()
+	// Flushed is called with the values a flush had L2 take, to announce.
+	Flushed func(ctx context.Context, ups []Update)
+	// Resets returns a counter that moves whenever messages may have been
+	// lost (the subscription was re-established): a confirmation that
+	// spans a move is not trusted. Nil: it never moves.
+	Resets func() uint64
+	// MaxScoped bounds the per-scope cells; the least used die first.
+	MaxScoped int
+	// Restored holds epoch values from a snapshot: the values of cells
+	// when there is no Store, and otherwise the least a store may hold
+	// (passed as known until the cell learns a value).
+	Restored map[string]uint64
+}
+
+// Table is the instance's table of cells: the global and per-resource
+// epochs, which are never dropped, and the per-scope ones, bounded.
+type Table struct {
+	cfg    Config
+	tick   atomic.Int64
+	global *Cell
+
+	pendMu  sync.Mutex         // guards pending
+	pending map[*Cell]struct{} // dirty cells: invalidations L2 has not stored
+
+	pinned sync.Map // key → *Cell: the global and per-resource epochs, never dropped
+	scoped *otter.Cache[string, *Cell]
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New returns a table configured by cfg. [Table.Start] starts its tick.
+func New(cfg Config) (*Table, error) {
+	if cfg.Resets == nil {
+		cfg.Resets = func() uint64 { return 0 }
+	}
+	if cfg.Dirty == nil {
+		cfg.Dirty = func() {}
+	}
+	if cfg.Flushed == nil {
+		cfg.Flushed = func(context.Context, []Update) {}
+	}
+	t := &Table{cfg: cfg, stop: make(chan struct{})}
+	sc, err := otter.New(&otter.Options[string, *Cell]{
+		MaximumSize: cfg.MaxScoped,
+		// A cell that leaves the table is dead: entries stamped with it
+		// miss and the next lookup builds a fresh cell.
+		OnAtomicDeletion: func(ev otter.DeletionEvent[string, *Cell]) {
+			if ev.Cause != otter.CauseReplacement {
+				ev.Value.dead.Store(true)
+				ev.Value.val.Store(0)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.scoped = sc
+	t.global = t.Pinned(keyspace.GlobalEpochKey)
+	return t, nil
+}
+
+// Start runs the tick: MaxAge/4 per tick.
+func (t *Table) Start() {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		tk := time.NewTicker(t.cfg.MaxAge / staleTicks)
+		defer tk.Stop()
+		for {
+			select {
+			case <-t.stop:
+				return
+			case <-tk.C:
+				t.tick.Add(1)
+			}
+		}
+	}()
+}
+
+// Close stops the tick and the per-scope table's goroutines.
+func (t *Table) Close() {
+	close(t.stop)
+	t.wg.Wait()
+	t.scoped.StopAllGoroutines()
+}
+
+// Tick returns the current tick, for [Stamp.Valid].
+func (t *Table) Tick() int64 { return t.tick.Load() }
+
+// Global returns the cell of the whole cache's epoch.
+func (t *Table) Global() *Cell { return t.global }
+
+func (t *Table) newCell(key string) *Cell {
+	c := &Cell{key: key}
+	if t.cfg.Store == nil {
+		v, ok := t.cfg.Restored[key]
+		if !ok {
+			v = localEpoch(0)
+		}
+		c.val.Store(v)
+		c.verified.Store(forever)
+		c.shared.Store(true) // no L2: nobody else to agree with
+	} else {
+		c.verified.Store(unverified) // unknown (0) until L2 answers
+	}
+	return c
+}
+
+// Pinned returns the never-dropped cell for key (a per-resource epoch),
+// creating it if needed.
+func (t *Table) Pinned(key string) *Cell {
+	if c, ok := t.pinned.Load(key); ok {
+		return c.(*Cell)
+	}
+	c, _ := t.pinned.LoadOrStore(key, t.newCell(key))
+	return c.(*Cell)
+}
+
+// Scoped returns the cell for a per-scope epoch, creating it if needed.
+func (t *Table) Scoped(key string) *Cell {
+	if c, ok := t.scoped.GetIfPresent(key); ok {
+		return c
+	}
+	c, _ := t.scoped.SetIfAbsent(key, t.newCell(key))
+	return c
+}
+
+// ScopedOf is [Table.Scoped] for a key in b, which it copies only when the
+// cell is new: a lookup of a known scope allocates nothing for it.
+func (t *Table) ScopedOf(b []byte) *Cell {
+	// GetIfPresent keeps no reference to the key.
+	if c, ok := t.scoped.GetIfPresent(unsafe.String(unsafe.SliceData(b), len(b))); ok {
+		return c
+	}
+	return t.Scoped(string(b))
+}
+
+// lookup returns the cell for key if this instance has one.
+func (t *Table) lookup(key string) *Cell {
+	if c, ok := t.pinned.Load(key); ok {
+		return c.(*Cell)
+	}
+	if c, ok := t.scoped.GetIfPresent(key); ok {
+		return c
+	}
+	return nil
+}
+
+// All yields every cell of the table: the pinned ones, then the per-scope
+// ones.
+func (t *Table) All() iter.Seq[*Cell] {
+	return func(yield func(*Cell) bool) {
+		ok := true
+		t.pinned.Range(func(_, v any) bool { ok = yield(v.(*Cell)); return ok })
+		if !ok {
+			return
+		}
+		for _, c := range t.scoped.All() {
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+// Confirm brings the cells of s up to date with L2 where they are stale,
+// and gives s their values (and Local and Down). It never fails: when L2
+// cannot be asked, the cells keep what they know (availability over a bound
+// that nobody could break without L2 either).
+func (t *Table) Confirm(ctx context.Context, s *Stamp) {
+	tick := t.tick.Load()
+	var need []*Cell
+	dirty := false
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		age := tick - c.verified.Load()
+		switch {
+		case age >= staleTicks:
+			need = append(need, c)
+		case age >= staleTicks/2:
+			t.refreshAsync(c)
+		}
+		if !c.shared.Load() && isDirty(c) {
+			dirty = true
+		}
+	}
+	s.down = false
+	if dirty && !t.Flush(ctx, false) {
+		s.down = true
+	}
+	if len(need) > 0 && !s.down && !t.load(ctx, need) {
+		s.down = true
+	}
+	s.local = false
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		v := c.val.Load()
+		if v == 0 && !c.dead.Load() {
+			// L2 could not say: the value a snapshot restored (so that the
+			// restored entries are served while L2 is unreachable), or else
+			// a value of this instance's own. Either keeps the lookup's
+			// entries out of L2 until L2 answers (the cell is not shared).
+			c.mu.Lock()
+			if v = c.val.Load(); v == 0 && !c.dead.Load() {
+				if v = t.cfg.Restored[c.key]; v == 0 {
+					v = localEpoch(0)
+				}
+				c.val.Store(v)
+			}
+			c.mu.Unlock()
+		}
+		s.vals[i] = v
+		if !c.shared.Load() {
+			s.local = true
+		}
+	}
+}
+
+// load confirms cells with L2, one call per expiry class (so each epoch key
+// is created with its own expiry). It reports false if L2 did not answer.
+func (t *Table) load(ctx context.Context, cells []*Cell) bool {
+	if t.cfg.Store == nil {
+		return true
+	}
+	for ttl, group := range t.group(cells) {
+		if !t.loadGroup(ctx, group, ttl) {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Table) loadGroup(ctx context.Context, cells []*Cell, ttl time.Duration) bool {
+	keys := make([]string, len(cells))
+	known := make([]uint64, len(cells))
+	for i, c := range cells {
+		keys[i] = c.key
+		known[i] = t.known(c)
+	}
+	tick := t.tick.Load()
+	resets := t.cfg.Resets()
+	var vals []uint64
+	err := t.cfg.Call(ctx, "epoch read", func(ctx context.Context) (err error) {
+		vals, err = t.cfg.Store.LoadEpochs(ctx, keys, known, ttl)
+		return err
+	})
+	if err != nil || len(vals) != len(cells) {
+		return false
+	}
+	confirmed := t.cfg.Resets() == resets
+	for i, c := range cells {
+		c.mu.Lock()
+		// A dirty cell keeps its own value: L2's predates the invalidation.
+		// A reset while we asked means messages may have been lost around
+		// our read: take the value but confirm it again next time.
+		if !c.dead.Load() && !c.dirty {
+			adopt(c, vals[i])
+			if confirmed {
+				c.verified.Store(tick)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return true
+}
+
+// known is the value of c that L2 must not go below: its value once L2 or
+// the fleet has confirmed it, else what a snapshot restored (0: none).
+func (t *Table) known(c *Cell) uint64 {
+	if c.shared.Load() {
+		return c.val.Load()
+	}
+	return t.cfg.Restored[c.key]
+}
+
+// adopt makes v, a value L2 holds, the cell's, unless the cell already has a
+// greater shared value: epochs never go back. The caller holds c.mu.
+func adopt(c *Cell, v uint64) {
+	if v == 0 || c.shared.Load() && v <= c.val.Load() {
+		return
+	}
+	c.seq++
+	c.val.Store(v)
+	c.shared.Store(true)
+}
+
+func isDirty(c *Cell) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirty
+}
+
+// Learn adopts val, a value L2 took for the epoch at key (announced by the
+// instance that had it take it), if this instance has a cell for key that is
+// neither dead nor dirty and val is greater. No confirmation is needed:
+// values only grow, whatever order announcements arrive in.
+func (t *Table) Learn(key string, val uint64) {
+	c := t.lookup(key)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	if !c.dead.Load() && !c.dirty {
+		adopt(c, val)
+	}
+	c.mu.Unlock()
+}
+
+// Unconfirm marks every cell unconfirmed: the next lookup of each confirms
+// it with L2 first (messages may have been lost). Without a Store it does
+// nothing.
+func (t *Table) Unconfirm() {
+	if t.cfg.Store == nil {
+		return
+	}
+	for c := range t.All() {
+		c.mu.Lock()
+		c.verified.Store(unverified)
+		c.mu.Unlock()
+	}
+}
+
+// markDirty records that L2 did not take the invalidation of these cells;
+// Flush pushes it until it does.
+func (t *Table) markDirty(cells []*Cell) {
+	t.pendMu.Lock()
+	defer t.pendMu.Unlock()
+	if t.pending == nil {
+		t.pending = map[*Cell]struct{}{}
+	}
+	for _, c := range cells {
+		c.mu.Lock()
+		c.dirty = true
+		t.pending[c] = struct{}{}
+		c.mu.Unlock()
+	}
+	t.cfg.Dirty()
+}
+
+// Pending reports whether some cells are dirty: bumps L2 has not taken.
+func (t *Table) Pending() bool {
+	t.pendMu.Lock()
+	defer t.pendMu.Unlock()
+	return len(t.pending) > 0
+}
+
+// Flush bumps the dirty cells in L2 and hands the new values to
+// Config.Flushed, so that an invalidation made while L2 was unreachable
+// reaches everyone once it is back (the caller's repair loop runs it until
+// it succeeds, with probe set to call L2 whatever the breaker says, and
+// Confirm runs it before using a dirty cell). It reports whether nothing is
+// left pending.
+func (t *Table) Flush(ctx context.Context, probe bool) bool {
+	t.pendMu.Lock()
+	cells := make([]*Cell, 0, len(t.pending))
+	for c := range t.pending {
+		cells = append(cells, c)
+	}
+	t.pendMu.Unlock()
+	if len(cells) == 0 {
+		return true
+	}
+	vals, err := t.bumpL2(ctx, cells, probe)
+	if err != nil {
+		return false
+	}
+	tick := t.tick.Load()
+	var ups []Update
+	t.pendMu.Lock()
+	for i, c := range cells {
+		c.mu.Lock()
+		c.dirty = false
+		c.shared.Store(false) // adopt L2's value, which is after the provisional one
+		adopt(c, vals[i])
+		c.verified.Store(tick)
+		delete(t.pending, c)
+		ups = append(ups, Update{Key: c.key, Val: c.val.Load()})
+		c.mu.Unlock()
+	}
+	t.pendMu.Unlock()
+	t.cfg.Flushed(ctx, ups)
+	return true
+}
+
+// bumpL2 bumps the cells' epochs in L2, one call per expiry class, and
+// returns the new values in the order of cells. probe sends the calls even
+// while the breaker is open (the repair loop's own cadence bounds them).
+func (t *Table) bumpL2(ctx context.Context, cells []*Cell, probe bool) ([]uint64, error) {
+	out := make([]uint64, len(cells))
+	at := make(map[*Cell]int, len(cells))
+	for i, c := range cells {
+		at[c] = i
+	}
+	call := t.cfg.Call
+	if probe {
+		call = t.cfg.Probe
+	}
+	err := call(ctx, "epoch write", func(ctx context.Context) error {
+		for ttl, group := range t.group(cells) {
+			keys := make([]string, len(group))
+			known := make([]uint64, len(group))
+			for i, c := range group {
+				keys[i] = c.key
+				c.mu.Lock()
+				known[i] = c.val.Load() // a provisional value too: L2 must go past it
+				c.mu.Unlock()
+			}
+			vals, err := t.cfg.Store.BumpEpochs(ctx, keys, known, ttl)
+			if err != nil {
+				return err
+			}
+			if len(vals) != len(group) {
+				return errors.New("agentcache: L2 returned a wrong number of epochs")
+			}
+			for i, c := range group {
+				out[at[c]] = vals[i]
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (t *Table) refreshAsync(c *Cell) {
+	if !c.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	if !t.cfg.Spawn(func() {
+		defer c.refreshing.Store(false)
+		t.load(t.cfg.Base, []*Cell{c})
+	}) {
+		c.refreshing.Store(false)
+	}
+}
+
+// group sorts epoch cells by the L2 expiry of their keys, so each class is
+// one call.
+func (t *Table) group(cells []*Cell) map[time.Duration][]*Cell {
+	g := map[time.Duration][]*Cell{}
+	for _, c := range cells {
+		ttl := t.cfg.TTL(c.key)
+		g[ttl] = append(g[ttl], c)
+	}
+	return g
+}
+
+// Bump gives each cell a new value, ordered after every earlier one: in L2
+// (which chooses it, by script) and then here; or, when L2 cannot be
+// reached, a provisional value of this instance's own that Flush pushes to
+// L2 later (the cells are dirty until then, and Config.Dirty is called).
+// Either way the local change is made before Bump returns. It returns the
+// values L2 took, for the caller to announce, or L2's error.
+func (t *Table) Bump(ctx context.Context, cells []*Cell) ([]Update, error) {
+	if t.cfg.Store == nil {
+		for _, c := range cells {
+			c.mu.Lock()
+			c.seq++
+			c.val.Store(localEpoch(c.val.Load()))
+			c.mu.Unlock()
+		}
+		return nil, nil
+	}
+	if len(cells) == 0 {
+		return nil, nil
+	}
+	vals, err := t.bumpL2(ctx, cells, false)
+	if err != nil {
+		// L2 keeps the old values: the invalidation must not be undone by
+		// the next confirmation, and must reach L2 when it answers.
+		for _, c := range cells {
+			c.mu.Lock()
+			c.seq++
+			c.val.Store(localEpoch(c.val.Load()))
+			c.shared.Store(false) // this instance's alone until L2 has it
+			c.mu.Unlock()
+		}
+		t.markDirty(cells)
+		return nil, err
+	}
+	tick := t.tick.Load()
+	ups := make([]Update, 0, len(cells))
+	for i, c := range cells {
+		c.mu.Lock()
+		adopt(c, vals[i])
+		c.verified.Store(tick)
+		ups = append(ups, Update{Key: c.key, Val: c.val.Load()})
+		c.mu.Unlock()
+	}
+	return ups, nil
+}
