@@ -47,13 +47,15 @@ type Cache struct {
 	resMu     sync.Mutex // guards resources
 	resources map[string]*resState
 
-	locker     tier.Locker // nil: no fleet lock
-	fills      fillWaiters
-	fence      fences     // exact invalidations this instance made or heard
-	ownLeases  sync.Map   // lease key → token: leases this instance took and has not released yet
-	clock      storeClock // the L2 store's clock, for stamps of writes without a read
-	rp         repairs
-	refreshing sync.Map // L1 key → struct{}: refreshes running
+	locker    tier.Locker // nil: no fleet lock
+	fills     fillWaiters
+	fence     fences   // exact invalidations this instance made or heard
+	ownLeases sync.Map // lease key → token: leases this instance took and has not released yet
+	// repairsAtNew is the store's count of repaired epoch keys at New.
+	repairsAtNew uint64
+	clock        storeClock // the L2 store's clock, for stamps of writes without a read
+	rp           repairs
+	refreshing   sync.Map // L1 key → struct{}: refreshes running
 
 	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait
 	bgClosed bool           // no background work may start
@@ -118,6 +120,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, resources: map[string]*resState{}}
 	c.fence.seed = maphash.MakeSeed()
+	if r, ok := o.L2.(tier.Repairer); ok {
+		c.repairsAtNew = r.Repairs()
+	}
 	c.id = o.InstanceID
 	if c.id == "" {
 		c.id = uuid.NewString()
@@ -254,8 +259,12 @@ type Stats struct {
 	Loads      uint64 // loader runs (a shared run counts once)
 	LoadErrors uint64 // loader runs that returned an error or panicked
 
-	L2Errors  uint64 // failed or timed-out L2 calls
-	L2Corrupt uint64 // undecodable L2 values (each deleted)
+	L2Errors uint64 // failed or timed-out L2 calls
+	// L2Corrupt counts undecodable L2 values and lease keys of another type
+	// this cache found (each treated as a miss and replaced), plus, when the
+	// store counts them (tier.Repairer), the epoch keys the store found
+	// holding something that is not an epoch and replaced since New.
+	L2Corrupt uint64
 
 	WritesQueued  uint64 // L2 writes accepted by the write-behind queue
 	WritesDone    uint64 // L2 writes the store accepted
@@ -272,6 +281,15 @@ type Stats struct {
 	L1Entries       int    // entries in L1 now
 	WriteQueueDepth int    // writes waiting for L2 now
 	Breaker         string // "closed", "open" or "half-open"
+}
+
+// epochRepairs is how many epoch keys the store replaced since New.
+func (c *Cache) epochRepairs() uint64 {
+	r, ok := c.l2.(tier.Repairer)
+	if !ok {
+		return 0
+	}
+	return r.Repairs() - c.repairsAtNew
 }
 
 // HitRatio is the share of lookups answered without the loader (by L1, L2
@@ -292,7 +310,7 @@ func (c *Cache) Stats() Stats {
 		NegativeHits: s.negativeHits.Load(), NegativeStored: s.negativeStored.Load(),
 		StaleHits: s.staleHits.Load(), Refreshes: s.refreshes.Load(), FleetWaits: s.fleetWaits.Load(),
 		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
-		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load(),
+		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load() + c.epochRepairs(),
 		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),
 		WritesFenced: s.writesFenced.Load(),
 		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),

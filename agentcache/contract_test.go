@@ -644,6 +644,9 @@ func TestCorruptEpochKeyIsRepairedNotFatal(t *testing.T) {
 				if v != "A's "+k || b.Stats().L2Hits == hits {
 					return fmt.Sprintf("B got %q for %s (L2 hits %d → %d); want A's entry from L2", v, k, hits, b.Stats().L2Hits)
 				}
+				if a.Stats().L2Corrupt+b.Stats().L2Corrupt == 0 {
+					return "the replaced epoch keys were not counted (Stats.L2Corrupt)"
+				}
 				return ""
 			})
 		})

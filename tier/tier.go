@@ -157,6 +157,13 @@ type Epochs interface {
 	BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error)
 }
 
+// Repairer is implemented by stores that count the keys they found holding
+// data of another type or shape where they expected an epoch, and replaced
+// (see [Epochs]). The count only grows; it is the store's, whoever asked.
+type Repairer interface {
+	Repairs() uint64
+}
+
 // Message is one delivery of a [Subscription].
 type Message struct {
 	// Payload is the published message. Empty when Reset is true.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
@@ -238,8 +239,9 @@ type Remote struct {
 	b      *Backend
 	prefix string
 
-	closed bool                    // guarded by b.mu
-	subs   map[*remoteSub]struct{} // open subscriptions; guarded by b.mu
+	closed  bool                    // guarded by b.mu
+	subs    map[*remoteSub]struct{} // open subscriptions; guarded by b.mu
+	repairs atomic.Uint64           // epoch keys replaced (see Repairs)
 }
 
 // lock takes the backend lock and checks that op may run. On error the lock
@@ -428,11 +430,16 @@ func (r *Remote) epochLocked(k string) uint64 {
 		return 0
 	}
 	v, err := strconv.ParseUint(string(e.value), 10, 64)
-	if err != nil {
+	if err != nil || v == 0 {
+		r.repairs.Add(1) // replaced by the caller, as if missing
 		return 0
 	}
 	return v
 }
+
+// Repairs implements [tier.Repairer]: how many epoch keys this store found
+// holding something that is not an epoch and replaced.
+func (r *Remote) Repairs() uint64 { return r.repairs.Load() }
 
 // micros is the backend's clock in the unit of epochs and record stamps.
 // No two readings are equal and none goes back, as with a real server

@@ -15,8 +15,9 @@ import (
 
 // Every capability the cache's consistency rests on.
 var (
-	_ tier.Fencer = (*Store)(nil)
-	_ tier.Epochs = (*Store)(nil)
+	_ tier.Fencer   = (*Store)(nil)
+	_ tier.Epochs   = (*Store)(nil)
+	_ tier.Repairer = (*Store)(nil)
 )
 
 // The scripts share these helpers. Stamps and epochs are microseconds of
@@ -125,13 +126,20 @@ return s`)
 // The epoch scripts: an epoch is decimal text of at most 2^53; anything else
 // at the key reads as missing and is replaced.
 const luaEpoch = luaHelpers + `
+local repaired = false
 local function epoch(k)
-	local cur = get(k)
+	local cur, bad = get(k)
+	if bad == 1 then repaired = true end
 	if type(cur) == 'string' and string.len(cur) <= 16 and string.match(cur, '^[1-9]%d*$') then
 		local n = tonumber(cur)
 		if n <= 9007199254740991 then return n end
 	end
+	if cur then repaired = true end
 	return nil
+end
+local function result(n)
+	if repaired then return -n end
+	return n
 end
 local function put(k, v, ttl)
 	if ttl > 0 then redis.call('SET', k, string.format('%.0f', v), 'PX', ttl)
@@ -151,14 +159,14 @@ elseif n < known then
 	n = known
 	put(KEYS[1], n, ttl)
 end
-return n`)
+return result(n)`)
 
 // bumpEpochScript sets KEYS[1] to a value after both what it holds and
 // ARGV[1], and after the server's clock.
 var bumpEpochScript = goredis.NewScript(luaEpoch + `
 local n = math.max((epoch(KEYS[1]) or 0) + 1, known + 1, now())
 put(KEYS[1], n, ttl)
-return n`)
+return result(n)`)
 
 // maxEpoch is the largest epoch the scripts hold exactly.
 const maxEpoch = 1<<53 - 1
@@ -490,7 +498,16 @@ func (s *Store) epochs(ctx context.Context, op string, script *goredis.Script, k
 	}
 	out := make([]uint64, len(vals))
 	for i, v := range vals {
+		if v < 0 { // the script replaced what the key held (see luaEpoch)
+			s.repairs.Add(1)
+			v = -v
+		}
 		out[i] = uint64(v)
 	}
 	return out, nil
 }
+
+// Repairs implements [tier.Repairer]: how many epoch keys this store found
+// holding something that is not an epoch (another type, garbage text) and
+// replaced.
+func (s *Store) Repairs() uint64 { return s.repairs.Load() }

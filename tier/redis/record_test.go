@@ -121,9 +121,13 @@ func TestEpochsFormat(t *testing.T) {
 		if err := c.Set(ctx, "ef:k", text, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
+		repairs := s.Repairs()
 		got, err := s.LoadEpochs(ctx, []string{"k"}, []uint64{0}, 0)
 		if err != nil {
 			t.Fatalf("LoadEpochs of a key holding %q: %v", text, err)
+		}
+		if counted := s.Repairs() - repairs; counted != map[bool]uint64{true: 1, false: 0}[want == 0] {
+			t.Fatalf("LoadEpochs of a key holding %q: %d repairs counted, want %d", text, counted, map[bool]uint64{true: 1, false: 0}[want == 0])
 		}
 		if want == 0 && got[0] < now {
 			t.Fatalf("LoadEpochs of a key holding %q = %d, want it replaced by the server's clock (%d) or more", text, got[0], now)

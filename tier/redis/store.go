@@ -89,9 +89,10 @@ type Store struct {
 	waitReplicas int
 	waitTimeout  time.Duration
 
-	closed atomic.Bool
-	mu     sync.Mutex
-	subs   map[*subscription]struct{} // open subscriptions; guarded by mu
+	closed  atomic.Bool
+	repairs atomic.Uint64 // epoch keys replaced (see Repairs)
+	mu      sync.Mutex
+	subs    map[*subscription]struct{} // open subscriptions; guarded by mu
 }
 
 // New returns a store on client. The client may be a single-node, cluster or
