@@ -90,7 +90,7 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 	if err != nil {
 		return Failed, err
 	}
-	if !found {
+	if !found || AheadOfClock(cur, nowMicros(), w.Horizon) {
 		cur = nil
 	}
 	sk, stored, lands := Landed(cur, kind, stamp)

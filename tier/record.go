@@ -134,6 +134,16 @@ func LandedReplace(cur []byte, since, now int64) (storedKind Kind, stored int64,
 	return KindFencedValue, max(stored, cs+1), true
 }
 
+// AheadOfClock reports whether cur is a record stamped more than horizon
+// after now (the store's clock): no writer made that stamp, so a store
+// treats such a record as absent when a write with a Horizon checks it.
+// Without this, planted bytes with a far-future stamp would fence their key
+// until they expire.
+func AheadOfClock(cur []byte, now int64, horizon time.Duration) bool {
+	_, cs, _, ok := ParseRecord(cur)
+	return ok && horizon > 0 && cs-now > horizon.Microseconds()
+}
+
 // Restamp returns a copy of the record rec with its stamp set to stamp.
 func Restamp(rec []byte, stamp int64) []byte {
 	return Rewrite(rec, Kind(rec[1]), stamp)
@@ -188,7 +198,8 @@ type RecordWrite struct {
 	TTL    time.Duration // as in Remote.Set
 	// Horizon, if > 0, refuses the write when the store's clock is more than
 	// Horizon past the record's stamp: such a write may predate a tombstone
-	// that has already expired.
+	// that has already expired. A record the key holds stamped more than
+	// Horizon ahead of the store's clock is treated as absent (AheadOfClock).
 	Horizon time.Duration
 	// Release, if set, is a lease released (if its token still holds it)
 	// right after the write, landed or refused.

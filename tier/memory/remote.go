@@ -569,6 +569,9 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	if e, ok := r.getLocked(k); ok {
 		cur = e.value
 	}
+	if tier.AheadOfClock(cur, int64(r.micros()), w.Horizon) {
+		cur = nil
+	}
 	sk, stored, lands := tier.Landed(cur, kind, stamp)
 	if w.Replace {
 		sk, stored, lands = tier.LandedReplace(cur, stamp, int64(r.micros()))

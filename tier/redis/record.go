@@ -93,6 +93,7 @@ if h > 0 and t - s > h then
 else
 	local sk, st = kind, s
 	local cur = get(KEYS[1])
+	if h > 0 and isrec(cur) and stamp(cur) - t > h then cur = false end -- stamped ahead of any writer: absent
 	if isrec(cur) then
 		local ck, cs = string.byte(cur, 2), stamp(cur)
 		if ARGV[4] == '1' then -- a replacement: only a newer fence refuses it

@@ -398,6 +398,23 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 	})
 
+	t.Run("StampAheadOfClock", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "fenceahead").(tier.Fencer)
+		now := clockAt(t, f, "planted")
+		// A record stamped a day ahead fences a write without a Horizon (the
+		// store cannot tell it from a clock that jumped)...
+		put(t, f, "planted", rec(tier.KindValue, now+24*hourMicros, "planted"), tier.Written)
+		put(t, f, "planted", rec(tier.KindValue, now+1, "no horizon"), tier.Fenced)
+		// ...but a write with a Horizon shorter than the lead treats it as
+		// absent: no writer stamps that far ahead.
+		v := rec(tier.KindValue, now+2, "with horizon")
+		if got := writeRecords(t, f, tier.RecordWrite{Key: "planted", Record: v, Horizon: time.Hour})[0]; got != tier.Written {
+			t.Fatalf("a write with a 1h Horizon over a record stamped a day ahead: %s, want written", outcomeName(got))
+		}
+		wantRecord(t, f, "planted", v)
+	})
+
 	t.Run("Markers", func(t *testing.T) {
 		t.Parallel()
 		f := s.open(t, "fencemark").(tier.Fencer)
