@@ -118,6 +118,19 @@ func (f *fences) predates(key string, stamp int64) bool {
 	return ok && stamp < m.stamp
 }
 
+// floor returns the store-clock stamp of key's last exact invalidation
+// made or heard here (0: none): the floor of a write of key (see
+// tier.RecordWrite.Floor), so that the reload after a record that predates
+// it is not taken for one that predates it too.
+func (f *fences) floor(key string) int64 {
+	if f.seq.Load() == 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keys[key].stamp
+}
+
 // raise moves key's mark up to stamp (a tombstone's stamp, known once L2
 // has answered).
 func (f *fences) raise(key string, stamp int64) {

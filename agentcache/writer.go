@@ -38,6 +38,9 @@ type writeOp struct {
 	// replace marks a Set: it replaces what L2 holds unless an exact
 	// invalidation came after it (tier.LandedReplace).
 	replace bool
+	// floor is the stamp of the last exact invalidation of l1 known here
+	// when the write was made (tier.RecordWrite.Floor).
+	floor int64
 }
 
 // put stores a loaded value: L1 now, L2 through the write-behind queue (or
@@ -119,7 +122,7 @@ func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind by
 	// It drops nobody's L1 copy: an instance that read the new value from
 	// L2 while the announcement travelled keeps it, and one with a stale
 	// copy refreshes it from L2 on its next read.
-	op := writeOp{key: a.key, record: b, ttl: ttl, lease: a.lease, l1: lk.l1, seq: a.seq, fill: a.lease != nil}
+	op := writeOp{key: a.key, record: b, ttl: ttl, lease: a.lease, l1: lk.l1, seq: a.seq, fill: a.lease != nil, floor: c.fence.floor(lk.l1)}
 	return c.writeL2(ctx, op, lk.writeThrough)
 }
 
@@ -337,7 +340,7 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 			}
 			continue
 		}
-		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease, Replace: op.replace})
+		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease, Replace: op.replace, Floor: op.floor})
 		ops = append(ops, op)
 	}
 	all := true

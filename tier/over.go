@@ -94,7 +94,9 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 		cur = nil
 	}
 	sk, stored, lands := Landed(cur, kind, stamp)
-	if w.Replace {
+	if !w.Replace {
+		sk, stored = WithFloor(sk, stored, stamp, w.Floor)
+	} else {
 		sk, stored, lands = LandedReplace(cur, stamp, nowMicros())
 	}
 	if !lands {

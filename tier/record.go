@@ -208,6 +208,25 @@ type RecordWrite struct {
 	// than a load's result: it follows [LandedReplace], not [Landed], and
 	// Record must be a value.
 	Replace bool
+	// Floor, if > 0, is a fence the writer knows of (an invalidation it
+	// made or heard, at most the record's stamp): a value that lands is
+	// stored as a fenced value stamped at least Floor ([WithFloor]), so
+	// that readers who know that fence can tell it was loaded after it.
+	Floor int64
+}
+
+// WithFloor applies a write's Floor to what [Landed] decided for a value:
+// the record is stored as a fenced value stamped with the greater of its
+// fence and floor (floor is capped at the write's own stamp since).
+func WithFloor(kind Kind, stored, since, floor int64) (Kind, int64) {
+	if floor <= 0 || (kind != KindValue && kind != KindFencedValue) {
+		return kind, stored
+	}
+	floor = min(floor, since)
+	if kind == KindValue {
+		return KindFencedValue, floor
+	}
+	return KindFencedValue, max(stored, floor)
 }
 
 // Outcome is what became of one record write.

@@ -573,7 +573,9 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 		cur = nil
 	}
 	sk, stored, lands := tier.Landed(cur, kind, stamp)
-	if w.Replace {
+	if !w.Replace {
+		sk, stored = tier.WithFloor(sk, stored, stamp, w.Floor)
+	} else {
 		sk, stored, lands = tier.LandedReplace(cur, stamp, int64(r.micros()))
 	}
 	if !lands {

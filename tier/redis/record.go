@@ -77,9 +77,10 @@ return {v, now(), leased, repaired}`)
 
 // writeScript writes the record ARGV[1] at KEYS[1] for ARGV[2] ms (0: no
 // expiry) by the rules of tier.Landed (ARGV[4] "0") or tier.LandedReplace
-// ("1"), as the kind and with the stamp they say, unless the server's clock
-// is more than ARGV[3] µs past the record's stamp; then releases the lease
-// KEYS[2] if ARGV[5] holds it. It returns 0 written, 1 fenced, 2 too old.
+// ("1"), as the kind and with the stamp they say, with the floor ARGV[6]
+// (tier.WithFloor), unless the server's clock is more than ARGV[3] µs past
+// the record's stamp; then releases the lease KEYS[2] if ARGV[5] holds it.
+// It returns 0 written, 1 fenced, 2 too old.
 var writeScript = goredis.NewScript(luaHelpers + `
 local rec = ARGV[1]
 local s = stamp(rec)
@@ -105,6 +106,10 @@ else
 		end
 	elseif ARGV[4] == '1' then sk, st = 4, math.max(s, t)
 	elseif kind == 2 then st = 0
+	end
+	local fl = math.min(tonumber(ARGV[6]) or 0, s)
+	if out == 0 and ARGV[4] ~= '1' and fl > 0 and (sk == 1 or sk == 4) then -- tier.WithFloor
+		if sk == 1 then sk, st = 4, fl elseif fl > st then st = fl end
 	end
 	if out == 0 then
 		rec = string.char(165, sk) .. be8(st) .. string.sub(rec, 11)
@@ -325,10 +330,13 @@ func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]
 		if w.Replace {
 			replace = "1"
 		}
-		c := call{keys: []string{s.prefix + w.Key}, args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds(), replace}}
+		token := ""
+		if w.Release != nil {
+			token = w.Release.Token
+		}
+		c := call{keys: []string{s.prefix + w.Key}, args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds(), replace, token, w.Floor}}
 		if w.Release != nil {
 			c.keys = append(c.keys, s.prefix+w.Release.Key)
-			c.args = append(c.args, w.Release.Token)
 		}
 		calls = append(calls, c)
 		idx = append(idx, i)

@@ -398,6 +398,37 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 	})
 
+	t.Run("Floor", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "fencefloor").(tier.Fencer)
+		now := clockAt(t, f, "k")
+		write := func(key string, record []byte, floor int64) {
+			t.Helper()
+			if got := writeRecords(t, f, tier.RecordWrite{Key: key, Record: record, Floor: floor})[0]; got != tier.Written {
+				t.Fatalf("write of %s with floor %d: %s", showRecord(record), floor, outcomeName(got))
+			}
+		}
+		// A value with a floor is stored as a fenced value stamped with it.
+		v := rec(tier.KindValue, now, "v")
+		write("k", v, now-10)
+		wantRecord(t, f, "k", tier.Rewrite(v, tier.KindFencedValue, now-10))
+		// Over a fenced value the greater fence holds, and a floor is never
+		// above the write's own stamp.
+		v = rec(tier.KindValue, now+5, "v2")
+		write("k", v, now-20)
+		wantRecord(t, f, "k", tier.Rewrite(v, tier.KindFencedValue, now-10))
+		v = rec(tier.KindValue, now+6, "v3")
+		write("k", v, now+hourMicros)
+		wantRecord(t, f, "k", tier.Rewrite(v, tier.KindFencedValue, now+6))
+		// Without a floor nothing changes, and a marker ignores it.
+		v = rec(tier.KindValue, now, "plain")
+		write("plain", v, 0)
+		wantRecord(t, f, "plain", v)
+		m := rec(tier.KindMarker, now, "")
+		write("marker", m, now-1)
+		wantRecord(t, f, "marker", tier.Restamp(m, 0))
+	})
+
 	t.Run("StampAheadOfClock", func(t *testing.T) {
 		t.Parallel()
 		f := s.open(t, "fenceahead").(tier.Fencer)
