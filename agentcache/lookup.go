@@ -533,7 +533,9 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	case kindTombstone:
 		return v, r
 	case kindValue:
-		if c.fence.predates(lk.l1, env.Stamp) {
+		// The writer's own stamp (when the load began, or the Set was
+		// made): a store restamps a record as it lands.
+		if c.fence.predates(lk.l1, env.Origin) {
 			// Loaded before an exact invalidation (or Set) made or heard
 			// here: a miss, and the record is overwritten by the reload.
 			r.unusable = true

@@ -472,7 +472,9 @@ func (f Filter) Match(k *Key) bool {
 //	bytes 10-17 fresh until, Unix milliseconds, big endian (0: none)
 //	bytes 18-21 cost: how long the tool ran to produce it, microseconds,
 //	            big endian, saturating (0: unknown)
-//	bytes 22-   payload (the codec's bytes; empty for a marker)
+//	bytes 22-29 origin: the record's stamp as its writer made it, before a
+//	            store restamped it (a Set's, or a load's start), big endian
+//	bytes 30-   payload (the codec's bytes; empty for a marker)
 //
 // A tombstone is the 10-byte header alone. The freshness time lets an
 // instance that reads the entry give its L1 copy the same remaining life,
@@ -482,7 +484,7 @@ func (f Filter) Match(k *Key) bool {
 // miss (and overwritten by the next write).
 const (
 	// HeaderLen is the length of the envelope's header.
-	HeaderLen = tier.RecordHeaderLen + 12
+	HeaderLen = tier.RecordHeaderLen + 20
 )
 
 // Envelope kinds.
@@ -499,6 +501,7 @@ var ErrEnvelope = errors.New("not an agentcache value envelope")
 type Envelope struct {
 	Kind       byte          // KindValue, KindNotFound or KindTombstone
 	Stamp      int64         // the record's stamp (see package tier)
+	Origin     int64         // the stamp its writer gave it (a store may restamp a record)
 	FreshUntil time.Time     // zero: no expiry recorded
 	Cost       time.Duration // the tool run that produced it; 0: unknown
 	Payload    []byte        // the codec's bytes (empty for a marker, or when only the header was read)
@@ -514,6 +517,7 @@ func AppendEnvelope(dst []byte, kind byte, stamp int64, freshUntil time.Time, co
 	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, nil)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
 	return append(dst, payload...)
 }
 
@@ -530,13 +534,14 @@ func OpenEnvelope(b []byte) (Envelope, error) {
 	if kind == tier.KindTombstone {
 		return e, nil
 	}
-	if len(rest) < 12 {
+	if len(rest) < 20 {
 		return Envelope{}, ErrEnvelope
 	}
 	if ms := int64(binary.BigEndian.Uint64(rest[:8])); ms != 0 {
 		e.FreshUntil = time.UnixMilli(ms)
 	}
 	e.Cost = time.Duration(binary.BigEndian.Uint32(rest[8:12])) * time.Microsecond
-	e.Payload = rest[12:]
+	e.Origin = int64(binary.BigEndian.Uint64(rest[12:20]))
+	e.Payload = rest[20:]
 	return e, nil
 }

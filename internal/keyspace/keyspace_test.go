@@ -140,12 +140,12 @@ func TestOpenEnvelope(t *testing.T) {
 	}
 	b = AppendEnvelope(nil, KindValue, 1<<52, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
 	e, err = OpenEnvelope(b)
-	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
+	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || e.Origin != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
 	}
 	// A fenced value, as a store writes it, opens as a value.
 	fenced, err := OpenEnvelope(tier.Rewrite(b, tier.KindFencedValue, 9))
-	if err != nil || fenced.Kind != KindValue || fenced.Stamp != 9 || string(fenced.Payload) != `{"a":1}` {
+	if err != nil || fenced.Kind != KindValue || fenced.Stamp != 9 || fenced.Origin != 1<<52 || string(fenced.Payload) != `{"a":1}` {
 		t.Errorf("fenced value: %+v, %v", fenced, err)
 	}
 	tomb, err := OpenEnvelope(tier.AppendRecord(nil, tier.KindTombstone, 7, nil))
