@@ -65,22 +65,22 @@ func (f *fences) lock(key string) *sync.Mutex {
 	return m
 }
 
-// gen returns the sequence number of key's last exact invalidation (0:
-// none recorded).
-func (f *fences) gen(key string) uint64 {
+// mark returns key's mark: its last exact invalidation made or heard here
+// (the zero mark: none recorded). Without any, it takes no lock.
+func (f *fences) mark(key string) fenceMark {
 	if f.seq.Load() == 0 {
-		return 0
+		return fenceMark{}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.keys[key].seq
+	return f.keys[key]
 }
 
 // flightKey is the key of a load of the L2 entry l2 (L1 key l1) on this
 // instance: a lookup that begins after an exact invalidation of l1 never
 // joins a load that began before it (whose result it must not be served).
 func (f *fences) flightKey(l2, l1 string) string {
-	g := f.gen(l1)
+	g := f.mark(l1).seq
 	if g == 0 {
 		return l2
 	}
@@ -109,26 +109,7 @@ func (f *fences) fenced(key string, seq uint64) bool {
 // written under the entry's key for the epochs known then, and a record
 // written under epochs this instance adopts later escapes it.
 func (f *fences) predates(key string, stamp int64) bool {
-	if f.seq.Load() == 0 {
-		return false
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m, ok := f.keys[key]
-	return ok && stamp < m.stamp
-}
-
-// floor returns the store-clock stamp of key's last exact invalidation
-// made or heard here (0: none): the floor of a write of key (see
-// tier.RecordWrite.Floor), so that the reload after a record that predates
-// it is not taken for one that predates it too.
-func (f *fences) floor(key string) int64 {
-	if f.seq.Load() == 0 {
-		return 0
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.keys[key].stamp
+	return stamp < f.mark(key).stamp
 }
 
 // raise moves key's mark up to stamp (a tombstone's stamp, known once L2

@@ -122,7 +122,7 @@ func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind by
 	// It drops nobody's L1 copy: an instance that read the new value from
 	// L2 while the announcement travelled keeps it, and one with a stale
 	// copy refreshes it from L2 on its next read.
-	op := writeOp{key: a.key, record: b, ttl: ttl, lease: a.lease, l1: lk.l1, seq: a.seq, fill: a.lease != nil, floor: c.fence.floor(lk.l1)}
+	op := writeOp{key: a.key, record: b, ttl: ttl, lease: a.lease, l1: lk.l1, seq: a.seq, fill: a.lease != nil, floor: c.fence.mark(lk.l1).stamp}
 	return c.writeL2(ctx, op, lk.writeThrough)
 }
 
