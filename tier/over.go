@@ -12,12 +12,14 @@ import (
 // five Remote methods: each step is a read then a write, not one atomic
 // operation, so a write and an invalidation that race within that gap may
 // land in either order, and the clock is this process's, not the store's.
-// Leases are not taken (the fleet lock needs a [Locker] store).
+// Leases are not taken (the fleet lock needs a [Locker] store). Epochs are
+// r's own or [EpochsOver] r, and notices are published after the writes
+// when r is a [Broadcaster].
 func Fence(r Remote) Fencer {
 	if f, ok := r.(Fencer); ok {
 		return f
 	}
-	return basicFence{r}
+	return basicFence{r: r, ep: EpochsOver(r)}
 }
 
 // EpochsOver returns r's [Epochs] if it has them, else epochs kept as
@@ -48,9 +50,37 @@ func nowMicros() int64 {
 	}
 }
 
-type basicFence struct{ r Remote }
+type basicFence struct {
+	r  Remote
+	ep Epochs
+}
 
-func (b basicFence) ReadRecords(ctx context.Context, ops []ReadOp) ([]ReadResult, error) {
+// notify publishes n with the number v (v < 0: none), if r broadcasts.
+func notify(ctx context.Context, r Remote, n *Notice, v int64) {
+	if b, ok := r.(Broadcaster); ok && n != nil {
+		_ = b.Publish(ctx, n.Channel, n.Payload(v))
+	}
+}
+
+func (b basicFence) ReadRecords(ctx context.Context, epochs []EpochOp, ops []ReadOp) ([]uint64, []ReadResult, error) {
+	if err := checkEpochTTLs(epochs); err != nil {
+		return nil, nil, err
+	}
+	var vals []uint64
+	if len(epochs) > 0 {
+		var err error
+		if vals, err = b.ep.LoadEpochs(ctx, epochs); err != nil {
+			return nil, nil, err
+		}
+	}
+	out, err := b.read(ctx, ops)
+	if err != nil {
+		return nil, nil, err
+	}
+	return vals, out, nil
+}
+
+func (b basicFence) read(ctx context.Context, ops []ReadOp) ([]ReadResult, error) {
 	out := make([]ReadResult, len(ops))
 	for i, op := range ops {
 		v, found, err := b.r.Get(ctx, op.Key)
@@ -73,16 +103,20 @@ func (b basicFence) WriteRecords(ctx context.Context, writes []RecordWrite) ([]W
 		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)) {
 			return nil, err
 		}
+		if o != Failed {
+			notify(ctx, b.r, w.Notice, -1)
+		}
 		out[i] = WriteResult{Outcome: o, Err: err}
 	}
 	return out, nil
 }
 
 func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
-	kind, stamp, _, ok := ParseRecord(w.Record)
+	rec, ok := ParseRecord(w.Record)
 	if !ok {
 		return Failed, errors.New("tier: write of bytes that are not a record")
 	}
+	kind, stamp := rec.Kind, rec.Stamp
 	if w.Horizon > 0 && nowMicros()-stamp > w.Horizon.Microseconds() {
 		return TooOld, nil
 	}
@@ -93,7 +127,7 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 	if !found || AheadOfClock(cur, nowMicros(), w.Horizon) {
 		cur = nil
 	}
-	sk, stored, lands := Landed(cur, kind, stamp)
+	sk, stored, lands := Landed(cur, kind, stamp, rec.Gen)
 	if !w.Replace {
 		sk, stored = WithFloor(sk, stored, stamp, w.Floor)
 	} else {
@@ -108,29 +142,55 @@ func (b basicFence) write(ctx context.Context, w RecordWrite) (Outcome, error) {
 	return Written, nil
 }
 
-func (b basicFence) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
-	if ttl <= 0 { // a tombstone without an expiry would fence its key forever
-		return nil, errors.New("tier: tombstone: ttl must be positive")
+func (b basicFence) Invalidate(ctx context.Context, tombs []TombstoneOp, bumps []EpochOp) ([]int64, []uint64, error) {
+	for _, t := range tombs {
+		if t.TTL <= 0 { // a tombstone without an expiry would fence its key forever
+			return nil, nil, errors.New("tier: tombstone: ttl must be positive")
+		}
 	}
-	stamps := make([]int64, len(keys))
-	for i, k := range keys {
+	// Check the bumps too before writing anything: a call that fails
+	// makes no tombstone.
+	if err := checkEpochTTLs(bumps); err != nil {
+		return nil, nil, err
+	}
+	stamps := make([]int64, len(tombs))
+	for i, t := range tombs {
 		stamp := nowMicros()
-		if cur, found, err := b.r.Get(ctx, k); err != nil {
-			return nil, err
+		if cur, found, err := b.r.Get(ctx, t.Key); err != nil {
+			return nil, nil, err
 		} else if found {
-			if _, cs, _, ok := ParseRecord(cur); ok && cs >= stamp {
-				stamp = cs + 1
+			if c, ok := ParseRecord(cur); ok && c.Stamp >= stamp {
+				stamp = c.Stamp + 1
 			}
 		}
-		if err := b.r.Set(ctx, k, AppendRecord(nil, KindTombstone, stamp, nil), ttl); err != nil {
-			return nil, err
+		if err := b.r.Set(ctx, t.Key, AppendRecord(nil, KindTombstone, stamp, 0, nil), t.TTL); err != nil {
+			return nil, nil, err
 		}
 		stamps[i] = stamp
+		notify(ctx, b.r, t.Notice, stamp)
 	}
-	return stamps, nil
+	var vals []uint64
+	if len(bumps) > 0 {
+		var err error
+		if vals, err = b.ep.BumpEpochs(ctx, bumps); err != nil {
+			return nil, nil, err
+		}
+	}
+	return stamps, vals, nil
 }
 
 type basicEpochs struct{ r Remote }
+
+// checkEpochTTLs fails a call with an op whose TTL is negative, before it
+// writes anything.
+func checkEpochTTLs(ops []EpochOp) error {
+	for _, op := range ops {
+		if op.TTL < 0 {
+			return errors.New("tier: epochs: negative ttl")
+		}
+	}
+	return nil
+}
 
 // get reads an epoch key; bytes that are not an epoch read as 0 (missing).
 func (b basicEpochs) get(ctx context.Context, key string) (uint64, error) {
@@ -149,26 +209,26 @@ func (b basicEpochs) put(ctx context.Context, key string, v uint64, ttl time.Dur
 	return b.r.Set(ctx, key, strconv.AppendUint(nil, v, 10), ttl)
 }
 
-func (b basicEpochs) LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	if len(keys) != len(known) {
-		return nil, errors.New("tier: load epochs: keys and known values differ in number")
+func (b basicEpochs) LoadEpochs(ctx context.Context, ops []EpochOp) ([]uint64, error) {
+	if err := checkEpochTTLs(ops); err != nil {
+		return nil, err
 	}
-	out := make([]uint64, len(keys))
-	for i, k := range keys {
-		cur, err := b.get(ctx, k)
+	out := make([]uint64, len(ops))
+	for i, op := range ops {
+		cur, err := b.get(ctx, op.Key)
 		if err != nil {
 			return nil, err
 		}
 		switch {
 		case cur == 0:
-			cur = max(uint64(nowMicros()), known[i]+1)
-		case cur < known[i]:
-			cur = known[i]
+			cur = max(uint64(nowMicros()), op.Known+1)
+		case cur < op.Known:
+			cur = op.Known
 		default:
 			out[i] = cur
 			continue
 		}
-		if err := b.put(ctx, k, cur, ttl); err != nil {
+		if err := b.put(ctx, op.Key, cur, op.TTL); err != nil {
 			return nil, err
 		}
 		out[i] = cur
@@ -176,21 +236,22 @@ func (b basicEpochs) LoadEpochs(ctx context.Context, keys []string, known []uint
 	return out, nil
 }
 
-func (b basicEpochs) BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	if len(keys) != len(known) {
-		return nil, errors.New("tier: bump epochs: keys and known values differ in number")
+func (b basicEpochs) BumpEpochs(ctx context.Context, ops []EpochOp) ([]uint64, error) {
+	if err := checkEpochTTLs(ops); err != nil {
+		return nil, err
 	}
-	out := make([]uint64, len(keys))
-	for i, k := range keys {
-		cur, err := b.get(ctx, k)
+	out := make([]uint64, len(ops))
+	for i, op := range ops {
+		cur, err := b.get(ctx, op.Key)
 		if err != nil {
 			return nil, err
 		}
-		v := max(cur+1, known[i]+1, uint64(nowMicros()))
-		if err := b.put(ctx, k, v, ttl); err != nil {
+		v := max(cur+1, op.Known+1, uint64(nowMicros()))
+		if err := b.put(ctx, op.Key, v, op.TTL); err != nil {
 			return nil, err
 		}
 		out[i] = v
+		notify(ctx, b.r, op.Notice, int64(v))
 	}
 	return out, nil
 }

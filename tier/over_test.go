@@ -31,6 +31,26 @@ func newOver(r tier.Remote) over {
 	return over{Remote: b, Fencer: tier.Fence(b), Epochs: tier.EpochsOver(b)}
 }
 
+// broadcasting is a plain store that also broadcasts: Fence and EpochsOver
+// publish notices through it.
+type broadcasting struct {
+	tier.Remote
+	tier.Broadcaster
+}
+
+// overBroadcast is over with the Broadcaster of its store.
+type overBroadcast struct {
+	tier.Remote
+	tier.Fencer
+	tier.Epochs
+	tier.Broadcaster
+}
+
+func newOverBroadcast(r *memory.Remote) overBroadcast {
+	b := broadcasting{Remote: r, Broadcaster: r}
+	return overBroadcast{Remote: basic{r}, Fencer: tier.Fence(b), Epochs: tier.EpochsOver(b), Broadcaster: r}
+}
+
 func newBackend(t *testing.T) *memory.Backend {
 	b := memory.NewBackend(memory.BackendOptions{SweepInterval: 20 * time.Millisecond})
 	t.Cleanup(func() { _ = b.Close() })
@@ -44,6 +64,15 @@ func TestOverConformance(t *testing.T) {
 	b := newBackend(t)
 	tiertest.RunWith(t, func(t *testing.T, prefix string) tier.Remote {
 		return newOver(b.Remote(prefix))
+	}, tiertest.Options{NotAtomic: true})
+}
+
+// Over a store that broadcasts, Fence and EpochsOver publish the notices
+// after their writes.
+func TestOverConformanceBroadcast(t *testing.T) {
+	b := newBackend(t)
+	tiertest.RunWith(t, func(t *testing.T, prefix string) tier.Remote {
+		return newOverBroadcast(b.Remote(prefix))
 	}, tiertest.Options{NotAtomic: true})
 }
 
@@ -65,6 +94,10 @@ func TestFenceAndEpochsOverPreferTheStores(t *testing.T) {
 	if _, ok := tier.Fence(plain).(tier.Remote); ok {
 		t.Fatal("Fence of a plain store returned the store")
 	}
+	var bc tier.Remote = broadcasting{Remote: r, Broadcaster: r}
+	if _, ok := bc.(tier.Fencer); ok {
+		t.Fatal("the test's broadcasting store is a Fencer")
+	}
 }
 
 // Records over a plain store are its ordinary values, stamped with this
@@ -75,7 +108,7 @@ func TestFenceOverPlainStore(t *testing.T) {
 	ctx := context.Background()
 
 	before := time.Now().UnixMicro()
-	res, err := f.ReadRecords(ctx, []tier.ReadOp{{Key: "{k}", Lease: &tier.Lease{Key: "lk:{k}", Token: "t", TTL: time.Minute}}})
+	_, res, err := f.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "{k}", Lease: &tier.Lease{Key: "lk:{k}", Token: "t", TTL: time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +125,7 @@ func TestFenceOverPlainStore(t *testing.T) {
 		t.Fatal("ReadRecords over a plain store wrote a lease key")
 	}
 
-	record := tier.AppendRecord(nil, tier.KindValue, res[0].Now, []byte("v"))
+	record := tier.AppendRecord(nil, tier.KindValue, res[0].Now, 3, []byte("v"))
 	out, err := f.WriteRecords(ctx, []tier.RecordWrite{{Key: "{k}", Record: record, TTL: time.Hour, Release: &tier.Lease{Key: "lk:{k}", Token: "t", TTL: time.Minute}}})
 	if err != nil || out[0].Outcome != tier.Written {
 		t.Fatalf("WriteRecords = (%+v, %v), want Written", out, err)
@@ -100,26 +133,26 @@ func TestFenceOverPlainStore(t *testing.T) {
 	if v, ok, _ := r.Get(ctx, "{k}"); !ok || string(v) != string(record) {
 		t.Fatalf("the store holds %q at the key, want the record", v)
 	}
-	stamps, err := f.Tombstone(ctx, []string{"{k}"}, time.Hour)
+	stamps, _, err := f.Invalidate(ctx, []tier.TombstoneOp{{Key: "{k}", TTL: time.Hour}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if stamps[0] <= res[0].Now {
 		t.Fatalf("tombstone stamped %d, not after the record's stamp %d", stamps[0], res[0].Now)
 	}
-	if v, _, _ := r.Get(ctx, "{k}"); string(v) != string(tier.AppendRecord(nil, tier.KindTombstone, stamps[0], nil)) {
+	if v, _, _ := r.Get(ctx, "{k}"); string(v) != string(tier.AppendRecord(nil, tier.KindTombstone, stamps[0], 0, nil)) {
 		t.Fatalf("the store holds %q after Tombstone", v)
 	}
 	// With this process's clock, a load that starts after the tombstone
 	// is stamped after it, at once.
-	res, err = f.ReadRecords(ctx, []tier.ReadOp{{Key: "{k}"}})
+	_, res, err = f.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "{k}"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res[0].Now <= stamps[0] {
 		t.Fatalf("a read right after a tombstone stamped %d has Now %d", stamps[0], res[0].Now)
 	}
-	out, err = f.WriteRecords(ctx, []tier.RecordWrite{{Key: "{k}", Record: tier.AppendRecord(nil, tier.KindValue, res[0].Now, nil)}})
+	out, err = f.WriteRecords(ctx, []tier.RecordWrite{{Key: "{k}", Record: tier.AppendRecord(nil, tier.KindValue, res[0].Now, 0, nil)}})
 	if err != nil || out[0].Outcome != tier.Written {
 		t.Fatalf("write of a load that began after the tombstone = (%+v, %v), want Written", out, err)
 	}
@@ -131,7 +164,7 @@ func TestEpochsOverPlainStore(t *testing.T) {
 	r := newBackend(t).Remote("p:")
 	e := tier.EpochsOver(basic{r})
 	ctx := context.Background()
-	got, err := e.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+	got, err := e.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,9 +178,9 @@ func TestEpochsOverPlainStore(t *testing.T) {
 		}
 		var err error
 		if i%2 == 0 {
-			got, err = e.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+			got, err = e.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 		} else {
-			got, err = e.BumpEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+			got, err = e.BumpEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +217,7 @@ func TestFenceOverPlainStoreErrorsPerKey(t *testing.T) {
 	r := newBackend(t).Remote("p:")
 	f := tier.Fence(failing{basic{r}})
 	ctx := context.Background()
-	res, err := f.ReadRecords(ctx, []tier.ReadOp{{Key: "good"}, {Key: "bad"}, {Key: "good2"}})
+	_, res, err := f.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "good"}, {Key: "bad"}, {Key: "good2"}})
 	if err != nil {
 		t.Fatalf("ReadRecords with one failing key: whole-call error %v", err)
 	}
@@ -194,7 +227,7 @@ func TestFenceOverPlainStoreErrorsPerKey(t *testing.T) {
 	if res[0].Now == 0 || res[2].Now == 0 {
 		t.Fatalf("ReadRecords = %+v: the good keys lack the clock", res)
 	}
-	rec := tier.AppendRecord(nil, tier.KindValue, res[0].Now, nil)
+	rec := tier.AppendRecord(nil, tier.KindValue, res[0].Now, 0, nil)
 	out, err := f.WriteRecords(ctx, []tier.RecordWrite{{Key: "bad", Record: rec}, {Key: "good", Record: rec}})
 	if err != nil {
 		t.Fatalf("WriteRecords with one failing key: whole-call error %v", err)
@@ -202,10 +235,13 @@ func TestFenceOverPlainStoreErrorsPerKey(t *testing.T) {
 	if out[0].Outcome != tier.Failed || !errors.Is(out[0].Err, errBad) || out[1].Outcome != tier.Written {
 		t.Fatalf("WriteRecords = %+v, want the failing key Failed and the other Written", out)
 	}
-	if _, err := f.Tombstone(ctx, []string{"good", "bad"}, time.Minute); !errors.Is(err, errBad) {
-		t.Fatalf("Tombstone with a failing key: %v, want its error", err)
+	if _, _, err := f.Invalidate(ctx, []tier.TombstoneOp{{Key: "good", TTL: time.Minute}, {Key: "bad", TTL: time.Minute}}, nil); !errors.Is(err, errBad) {
+		t.Fatalf("Invalidate with a failing key: %v, want its error", err)
 	}
-	if _, err := tier.EpochsOver(failing{basic{r}}).LoadEpochs(ctx, []string{"bad"}, []uint64{0}, 0); !errors.Is(err, errBad) {
+	if _, _, err := f.ReadRecords(ctx, []tier.EpochOp{{Key: "bad"}}, []tier.ReadOp{{Key: "good"}}); !errors.Is(err, errBad) {
+		t.Fatalf("ReadRecords with a failing epoch: %v, want its error", err)
+	}
+	if _, err := tier.EpochsOver(failing{basic{r}}).LoadEpochs(ctx, []tier.EpochOp{{Key: "bad"}}); !errors.Is(err, errBad) {
 		t.Fatalf("LoadEpochs of a failing key: %v, want its error", err)
 	}
 }

@@ -21,17 +21,26 @@ import (
 // [Fencer]; [Fence] gives any [Remote] the same operations without that
 // atomicity.
 //
+// A record also names its generation: the invalidation epochs its value was
+// loaded under, mixed into 64 bits by the cache (0 for a tombstone, which
+// belongs to every generation). An entry keeps one key whatever its epochs,
+// so a reader that knows the current generation can tell a record of an
+// earlier one — invalidated since it was written — and treat it as absent
+// ([ReadOp.Gen]), and a reader that learns the epochs in the same round trip
+// as the record ([Fencer.ReadRecords]) needs no second one.
+//
 // Layout of the header (RecordHeaderLen bytes):
 //
-//	byte 0     magic 0xA5
-//	byte 1     kind: 1 value, 2 marker, 3 tombstone, 4 fenced value
-//	bytes 2-9  stamp, microseconds of the store's clock, big endian
+//	byte 0       magic 0xA5
+//	byte 1       kind: 1 value, 2 marker, 3 tombstone, 4 fenced value
+//	bytes 2-9    stamp, microseconds of the store's clock, big endian
+//	bytes 10-17  generation, big endian
 //
 // Stores read only the header. What follows is the cache's and is kept
 // byte for byte.
 
 // RecordHeaderLen is the length of a record's header.
-const RecordHeaderLen = 10
+const RecordHeaderLen = 18
 
 const recordMagic = 0xA5
 
@@ -50,24 +59,44 @@ const (
 	KindFencedValue Kind = 4
 )
 
-// AppendRecord appends a record of kind with stamp and payload to dst.
-func AppendRecord(dst []byte, kind Kind, stamp int64, payload []byte) []byte {
+// AppendRecord appends a record of kind with stamp, generation gen and
+// payload to dst.
+func AppendRecord(dst []byte, kind Kind, stamp int64, gen uint64, payload []byte) []byte {
 	dst = append(dst, recordMagic, byte(kind))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
+	dst = binary.BigEndian.AppendUint64(dst, gen)
 	return append(dst, payload...)
 }
 
-// ParseRecord splits b into its kind, stamp and payload. ok is false for
-// bytes that are not a record (a store treats those as absent).
-func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
+// Record is a parsed record.
+type Record struct {
+	Kind    Kind
+	Stamp   int64
+	Gen     uint64
+	Payload []byte // the cache's bytes after the header (aliases the input)
+}
+
+// ParseRecord parses b. ok is false for bytes that are not a record (a
+// store treats those as absent).
+func ParseRecord(b []byte) (r Record, ok bool) {
 	if len(b) < RecordHeaderLen || b[0] != recordMagic {
-		return 0, 0, nil, false
+		return Record{}, false
 	}
-	kind = Kind(b[1])
-	if kind < KindValue || kind > KindFencedValue {
-		return 0, 0, nil, false
+	r.Kind = Kind(b[1])
+	if r.Kind < KindValue || r.Kind > KindFencedValue {
+		return Record{}, false
 	}
-	return kind, int64(binary.BigEndian.Uint64(b[2:RecordHeaderLen])), b[RecordHeaderLen:], true
+	r.Stamp = int64(binary.BigEndian.Uint64(b[2:10]))
+	r.Gen = binary.BigEndian.Uint64(b[10:18])
+	r.Payload = b[RecordHeaderLen:]
+	return r, true
+}
+
+// Live reports whether b is a record a reader of generation gen can use: a
+// value or marker, of generation gen unless gen is 0.
+func Live(b []byte, gen uint64) bool {
+	r, ok := ParseRecord(b)
+	return ok && r.Kind != KindTombstone && (gen == 0 || r.Gen == gen)
 }
 
 // Landed decides whether a write of a record of kind stamped since lands
@@ -81,28 +110,31 @@ func ParseRecord(b []byte) (kind Kind, stamp int64, payload []byte, ok bool) {
 //     value, a marker stamped above 0): it is then stored as a fenced value
 //     with that fence's stamp, so that the fence outlives the tombstone the
 //     value replaced (see [LandedReplace]).
-//   - A marker ("not found") never replaces a value, and lands over a
-//     tombstone or marker only when stamped after it. It is stored with the
+//   - A marker ("not found") never replaces a value of its own generation,
+//     and lands over a tombstone, a marker or a value of another generation
+//     only when stamped after it. It is stored with the
 //     stamp of the record it replaces (0 over nothing): a marker only
 //     carries on the fence it found, so that a value whose load began after
 //     that fence replaces it whenever it lands, and one that began before
 //     it never does.
 //
-// A write of kind KindFencedValue is taken as KindValue. A write with
-// [RecordWrite.Replace] follows [LandedReplace] instead.
-func Landed(cur []byte, kind Kind, since int64) (storedKind Kind, stored int64, lands bool) {
+// gen is the write's generation. A write of kind KindFencedValue is taken as
+// KindValue. A write with [RecordWrite.Replace] follows [LandedReplace]
+// instead.
+func Landed(cur []byte, kind Kind, since int64, gen uint64) (storedKind Kind, stored int64, lands bool) {
 	if kind == KindFencedValue {
 		kind = KindValue
 	}
-	ck, cs, _, ok := ParseRecord(cur)
+	c, ok := ParseRecord(cur)
 	if !ok {
 		if kind == KindMarker {
 			return KindMarker, 0, true
 		}
 		return kind, since, true
 	}
+	ck, cs := c.Kind, c.Stamp
 	switch {
-	case kind == KindMarker && (ck == KindValue || ck == KindFencedValue):
+	case kind == KindMarker && (ck == KindValue || ck == KindFencedValue) && c.Gen == gen:
 		return 0, 0, false
 	case cs >= since:
 		return 0, 0, false
@@ -124,14 +156,14 @@ func Landed(cur []byte, kind Kind, since int64) (storedKind Kind, stored int64, 
 // can replace it.
 func LandedReplace(cur []byte, since, now int64) (storedKind Kind, stored int64, lands bool) {
 	stored = max(since, now)
-	ck, cs, _, ok := ParseRecord(cur)
+	c, ok := ParseRecord(cur)
 	if !ok {
 		return KindFencedValue, stored, true
 	}
-	if ck != KindValue && cs >= since {
+	if c.Kind != KindValue && c.Stamp >= since {
 		return 0, 0, false
 	}
-	return KindFencedValue, max(stored, cs+1), true
+	return KindFencedValue, max(stored, c.Stamp+1), true
 }
 
 // AheadOfClock reports whether cur is a record stamped more than horizon
@@ -140,8 +172,8 @@ func LandedReplace(cur []byte, since, now int64) (storedKind Kind, stored int64,
 // Without this, planted bytes with a far-future stamp would fence their key
 // until they expire.
 func AheadOfClock(cur []byte, now int64, horizon time.Duration) bool {
-	_, cs, _, ok := ParseRecord(cur)
-	return ok && horizon > 0 && cs-now > horizon.Microseconds()
+	c, ok := ParseRecord(cur)
+	return ok && horizon > 0 && c.Stamp-now > horizon.Microseconds()
 }
 
 // Restamp returns a copy of the record rec with its stamp set to stamp.
@@ -149,11 +181,12 @@ func Restamp(rec []byte, stamp int64) []byte {
 	return Rewrite(rec, Kind(rec[1]), stamp)
 }
 
-// Rewrite returns a copy of the record rec as kind, stamped stamp.
+// Rewrite returns a copy of the record rec as kind, stamped stamp (its
+// generation and payload unchanged).
 func Rewrite(rec []byte, kind Kind, stamp int64) []byte {
 	out := append([]byte(nil), rec...)
 	out[1] = byte(kind)
-	binary.BigEndian.PutUint64(out[2:RecordHeaderLen], uint64(stamp))
+	binary.BigEndian.PutUint64(out[2:10], uint64(stamp))
 	return out
 }
 
@@ -168,10 +201,14 @@ type Lease struct {
 type ReadOp struct {
 	Key string
 	// Lease, if set, is taken (SET NX semantics, with its TTL) in the same
-	// atomic step when Key holds no value or marker record. A lease key that
+	// atomic step when Key holds no record [Live] for Gen. A lease key that
 	// holds something other than a lease, or a lease without an expiry, is
 	// replaced.
 	Lease *Lease
+	// Gen is the generation the reader expects (0: unknown, when the read
+	// also loads the epochs it is made of): a value or marker of another
+	// generation does not keep the lease from being taken.
+	Gen uint64
 }
 
 // ReadResult is what ReadRecords found at one key.
@@ -208,6 +245,10 @@ type RecordWrite struct {
 	// than a load's result: it follows [LandedReplace], not [Landed], and
 	// Record must be a value.
 	Replace bool
+	// Notice, if set, is published once the write is made (landed or
+	// fenced) and its lease released, in the same round trip: it tells the
+	// instances waiting on the lease to read again.
+	Notice *Notice
 	// Floor, if > 0, is a fence the writer knows of (an invalidation it
 	// made or heard, at most the record's stamp): a value that lands is
 	// stored as a fenced value stamped at least Floor ([WithFloor]), so
@@ -251,15 +292,29 @@ type WriteResult struct {
 // are each one atomic step on the store. One round trip per node for a whole
 // call, nodes in parallel.
 type Fencer interface {
-	// ReadRecords reads each key, its store clock and, where asked, its lease.
-	// err reports a failure of the whole call (then the results are nil).
-	ReadRecords(ctx context.Context, ops []ReadOp) ([]ReadResult, error)
-	// WriteRecords writes each record by the rules of [Landed], and
-	// releases each write's lease. Bytes that are not a record count as
-	// absent and are overwritten.
+	// ReadRecords loads the epochs (as [Epochs.LoadEpochs] does) and reads
+	// each key, its store clock and, where asked, its lease, all in the same
+	// round trip, so that a reader who does not know the epochs of a key yet
+	// still reads it in one. err reports a failure of the whole call or of
+	// an epoch (then the results are nil); a failure of one key is in its
+	// ReadResult.
+	ReadRecords(ctx context.Context, epochs []EpochOp, ops []ReadOp) ([]uint64, []ReadResult, error)
+	// WriteRecords writes each record by the rules of [Landed], releases
+	// each write's lease and publishes its Notice. Bytes that are not a
+	// record count as absent and are overwritten.
 	WriteRecords(ctx context.Context, writes []RecordWrite) ([]WriteResult, error)
-	// Tombstone replaces each key with a tombstone for ttl, stamped with the
-	// store's clock (and after any stamp the key held), and returns the
-	// stamps.
-	Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error)
+	// Invalidate replaces each tombstone's key with a tombstone for its TTL
+	// (> 0), stamped with the store's clock (and after any stamp the key
+	// held), bumps the epochs (as [Epochs.BumpEpochs] does), publishes
+	// every op's Notice with the stamp or value it made, and returns the
+	// stamps and the new epoch values: one round trip (per node) for the
+	// whole invalidation.
+	Invalidate(ctx context.Context, tombs []TombstoneOp, bumps []EpochOp) ([]int64, []uint64, error)
+}
+
+// TombstoneOp is one tombstone of [Fencer.Invalidate].
+type TombstoneOp struct {
+	Key    string
+	TTL    time.Duration // > 0: a tombstone without an expiry would fence its key forever
+	Notice *Notice       // published with the tombstone's stamp
 }

@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"strconv"
 	"time"
 )
 
@@ -147,14 +148,44 @@ type Adder interface {
 // A store without Epochs still shares epochs: the cache keeps them as
 // ordinary keys through [EpochsOver], without the atomicity.
 type Epochs interface {
-	// LoadEpochs returns the epoch at each key, never less than known[i].
-	// ttl > 0 is the expiry of keys it creates. Bytes that are not an epoch
-	// are replaced as if the key were missing.
-	LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error)
-	// BumpEpochs sets each key to a new value greater than both the value it
-	// holds and known[i], with the expiry ttl (0 = none), and returns the new
-	// values.
-	BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error)
+	// LoadEpochs returns the epoch at each op's key, never less than its
+	// Known (a key holding less is raised to it). A key it creates expires
+	// after the op's TTL (0: never). Bytes that are not an epoch are
+	// replaced as if the key were missing. Notices are not published.
+	LoadEpochs(ctx context.Context, ops []EpochOp) ([]uint64, error)
+	// BumpEpochs sets each op's key to a new value greater than both the
+	// value it holds and Known, with the expiry TTL (0: none), publishes the
+	// op's Notice with the new value, and returns the new values.
+	BumpEpochs(ctx context.Context, ops []EpochOp) ([]uint64, error)
+}
+
+// EpochOp is one epoch of an [Epochs] or [Fencer] call.
+type EpochOp struct {
+	Key   string
+	Known uint64        // the value the caller knows (0: none)
+	TTL   time.Duration // the expiry of the key when the op writes it (0: none)
+	// Notice, if set, is published by a bump with the new value.
+	Notice *Notice
+}
+
+// Notice is a message a store publishes on a [Broadcaster] channel in the
+// same atomic step as the write it announces, so that announcing costs no
+// round trip of its own and no instance hears of a write that was not made.
+// The payload is Before, then the number the write made in decimal (an
+// epoch's new value, a tombstone's stamp; nothing for a record write), then
+// After. A store that is not a Broadcaster ignores notices.
+type Notice struct {
+	Channel       string // relative, like every channel
+	Before, After []byte
+}
+
+// Payload returns the notice's payload for the number n (n < 0: none).
+func (n *Notice) Payload(v int64) []byte {
+	out := append([]byte(nil), n.Before...)
+	if v >= 0 {
+		out = strconv.AppendInt(out, v, 10)
+	}
+	return append(out, n.After...)
 }
 
 // Repairer is implemented by stores that count the keys they found holding

@@ -67,7 +67,10 @@ type BackendOptions struct {
 // Every store implements every optional capability of the tier package and
 // passes [github.com/agentcache/agentcache-go/tier/tiertest]. Epochs are
 // stored as decimal text and leases as their token, in the same key space as
-// values, as in Redis.
+// values, as in Redis. Each call is atomic: the notices ([tier.Notice]) of
+// epoch bumps, invalidations and record writes are delivered to the
+// subscribers of the store's channel under the same lock as the writes they
+// announce, as a Redis script publishes them.
 //
 // TTLs are honoured lazily (an expired entry is never returned) and by a
 // bounded background sweeper, which stops when the backend is closed.
@@ -452,62 +455,97 @@ func (r *Remote) micros() uint64 {
 	return uint64(r.b.micros)
 }
 
-// epochs runs next on every key under the lock and stores what it returns.
-func (r *Remote) epochs(ctx context.Context, op string, keys []string, known []uint64, ttl time.Duration, next func(cur, known uint64) (uint64, bool)) ([]uint64, error) {
-	if len(keys) != len(known) {
-		return nil, fmt.Errorf("memory: %s: %d keys but %d known values", op, len(keys), len(known))
-	}
-	if ttl < 0 {
-		return nil, errNegativeTTL
-	}
-	if err := r.lock(ctx, op); err != nil {
-		return nil, err
-	}
-	defer r.unlock()
-	out := make([]uint64, len(keys))
-	for i, key := range keys {
-		k := r.prefix + key
-		v, write := next(r.epochLocked(k), known[i])
-		if write {
-			r.setLocked(k, strconv.AppendUint(nil, v, 10), ttl)
+// checkEpochOps fails a call with an epoch op whose TTL is negative, before
+// anything is written.
+func checkEpochOps(ops []tier.EpochOp) error {
+	for _, op := range ops {
+		if op.TTL < 0 {
+			return errNegativeTTL
 		}
+	}
+	return nil
+}
+
+// loadEpochsLocked is LoadEpochs under the lock: each op's epoch, created
+// from the clock (at least its Known + 1) when missing, raised to its Known
+// when it holds less.
+func (r *Remote) loadEpochsLocked(ops []tier.EpochOp) []uint64 {
+	out := make([]uint64, len(ops))
+	for i, op := range ops {
+		k := r.prefix + op.Key
+		v := r.epochLocked(k)
+		switch {
+		case v == 0:
+			v = max(r.micros(), op.Known+1)
+		case v < op.Known:
+			v = op.Known
+		default:
+			out[i] = v
+			continue
+		}
+		r.setLocked(k, strconv.AppendUint(nil, v, 10), op.TTL)
 		out[i] = v
 	}
-	return out, nil
+	return out
 }
 
-// LoadEpochs implements [tier.Epochs].
-func (r *Remote) LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	return r.epochs(ctx, "load epochs", keys, known, ttl, func(cur, known uint64) (uint64, bool) {
-		switch {
-		case cur == 0:
-			return max(r.micros(), known+1), true
-		case cur < known:
-			return known, true
-		}
-		return cur, false
-	})
+// bumpEpochsLocked is BumpEpochs under the lock: each op's epoch set past
+// what it held, its Known and the clock, and its notice published.
+func (r *Remote) bumpEpochsLocked(ops []tier.EpochOp) []uint64 {
+	out := make([]uint64, len(ops))
+	for i, op := range ops {
+		k := r.prefix + op.Key
+		v := max(r.epochLocked(k)+1, op.Known+1, r.micros())
+		r.setLocked(k, strconv.AppendUint(nil, v, 10), op.TTL)
+		out[i] = v
+		r.noticeLocked(op.Notice, int64(v))
+	}
+	return out
 }
 
-// BumpEpochs implements [tier.Epochs].
-func (r *Remote) BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	return r.epochs(ctx, "bump epochs", keys, known, ttl, func(cur, known uint64) (uint64, bool) {
-		return max(cur+1, known+1, r.micros()), true
-	})
-}
-
-// ReadRecords implements [tier.Fencer].
-func (r *Remote) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.ReadResult, error) {
-	if err := r.lock(ctx, "read records"); err != nil {
+// LoadEpochs implements [tier.Epochs]. Every op is applied under one lock.
+func (r *Remote) LoadEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
+	if err := checkEpochOps(ops); err != nil {
+		return nil, err
+	}
+	if err := r.lock(ctx, "load epochs"); err != nil {
 		return nil, err
 	}
 	defer r.unlock()
-	// Check every lease first: a call that fails takes no lease.
+	return r.loadEpochsLocked(ops), nil
+}
+
+// BumpEpochs implements [tier.Epochs]. Every op is applied, and its notice
+// published, under one lock.
+func (r *Remote) BumpEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
+	if err := checkEpochOps(ops); err != nil {
+		return nil, err
+	}
+	if err := r.lock(ctx, "bump epochs"); err != nil {
+		return nil, err
+	}
+	defer r.unlock()
+	return r.bumpEpochsLocked(ops), nil
+}
+
+// ReadRecords implements [tier.Fencer]: the epochs and the reads under one
+// lock.
+func (r *Remote) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []tier.ReadOp) ([]uint64, []tier.ReadResult, error) {
+	// Check every op first: a call that fails writes nothing and takes no
+	// lease.
+	if err := checkEpochOps(epochs); err != nil {
+		return nil, nil, err
+	}
 	for _, op := range ops {
 		if op.Lease != nil && op.Lease.TTL <= 0 {
-			return nil, errLeaseTTL
+			return nil, nil, errLeaseTTL
 		}
 	}
+	if err := r.lock(ctx, "read records"); err != nil {
+		return nil, nil, err
+	}
+	defer r.unlock()
+	vals := r.loadEpochsLocked(epochs)
 	out := make([]tier.ReadResult, len(ops))
 	for i, op := range ops {
 		res := tier.ReadResult{Now: int64(r.micros())}
@@ -515,8 +553,7 @@ func (r *Remote) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.Rea
 		live := false
 		if ok {
 			res.Value, res.Found = append([]byte{}, e.value...), true
-			kind, _, _, isRec := tier.ParseRecord(e.value)
-			live = isRec && kind != tier.KindTombstone
+			live = tier.Live(e.value, op.Gen)
 		}
 		if op.Lease != nil && !live {
 			lk := r.prefix + op.Lease.Key
@@ -531,10 +568,11 @@ func (r *Remote) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.Rea
 		}
 		out[i] = res
 	}
-	return out, nil
+	return vals, out, nil
 }
 
-// WriteRecords implements [tier.Fencer].
+// WriteRecords implements [tier.Fencer]. Each write, its release and its
+// notice are applied in order under one lock.
 func (r *Remote) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]tier.WriteResult, error) {
 	if err := r.lock(ctx, "write records"); err != nil {
 		return nil, err
@@ -549,6 +587,9 @@ func (r *Remote) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([
 				delete(r.b.data, lk)
 			}
 		}
+		if out[i].Outcome != tier.Failed {
+			r.noticeLocked(w.Notice, -1)
+		}
 	}
 	return out, nil
 }
@@ -557,10 +598,11 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	if w.TTL < 0 {
 		return tier.WriteResult{Outcome: tier.Failed, Err: errNegativeTTL}
 	}
-	kind, stamp, _, ok := tier.ParseRecord(w.Record)
+	rec, ok := tier.ParseRecord(w.Record)
 	if !ok {
 		return tier.WriteResult{Outcome: tier.Failed, Err: errors.New("memory: write records: bytes that are not a record")}
 	}
+	kind, stamp := rec.Kind, rec.Stamp
 	if w.Horizon > 0 && int64(r.micros())-stamp > w.Horizon.Microseconds() {
 		return tier.WriteResult{Outcome: tier.TooOld}
 	}
@@ -572,7 +614,7 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	if tier.AheadOfClock(cur, int64(r.micros()), w.Horizon) {
 		cur = nil
 	}
-	sk, stored, lands := tier.Landed(cur, kind, stamp)
+	sk, stored, lands := tier.Landed(cur, kind, stamp, rec.Gen)
 	if !w.Replace {
 		sk, stored = tier.WithFloor(sk, stored, stamp, w.Floor)
 	} else {
@@ -585,28 +627,51 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	return tier.WriteResult{Outcome: tier.Written}
 }
 
-// Tombstone implements [tier.Fencer].
-func (r *Remote) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
-	if ttl <= 0 {
-		return nil, errors.New("memory: tombstone: ttl must be positive")
+// Invalidate implements [tier.Fencer]: the tombstones, then the bumps, each
+// followed by its notice, under one lock.
+func (r *Remote) Invalidate(ctx context.Context, tombs []tier.TombstoneOp, bumps []tier.EpochOp) ([]int64, []uint64, error) {
+	for _, t := range tombs {
+		if t.TTL <= 0 { // a tombstone without an expiry would fence its key forever
+			return nil, nil, errors.New("memory: invalidate: tombstone ttl must be positive")
+		}
 	}
-	if err := r.lock(ctx, "tombstone"); err != nil {
-		return nil, err
+	if err := checkEpochOps(bumps); err != nil {
+		return nil, nil, err
+	}
+	if err := r.lock(ctx, "invalidate"); err != nil {
+		return nil, nil, err
 	}
 	defer r.unlock()
-	out := make([]int64, len(keys))
-	for i, key := range keys {
-		k := r.prefix + key
+	stamps := make([]int64, len(tombs))
+	for i, t := range tombs {
+		k := r.prefix + t.Key
 		s := int64(r.micros())
 		if e, ok := r.getLocked(k); ok {
-			if _, cs, _, isRec := tier.ParseRecord(e.value); isRec && cs >= s {
-				s = cs + 1
+			if c, isRec := tier.ParseRecord(e.value); isRec && c.Stamp >= s {
+				s = c.Stamp + 1
 			}
 		}
-		r.setLocked(k, tier.AppendRecord(nil, tier.KindTombstone, s, nil), ttl)
-		out[i] = s
+		r.setLocked(k, tier.AppendRecord(nil, tier.KindTombstone, s, 0, nil), t.TTL)
+		stamps[i] = s
+		r.noticeLocked(t.Notice, s)
 	}
-	return out, nil
+	return stamps, r.bumpEpochsLocked(bumps), nil
+}
+
+// noticeLocked publishes n, if set, with the number v (v < 0: none), as
+// Publish would.
+func (r *Remote) noticeLocked(n *tier.Notice, v int64) {
+	if n != nil {
+		r.publishLocked(n.Channel, n.Payload(v))
+	}
+}
+
+// publishLocked hands every subscriber of the store's channel its own copy
+// of msg.
+func (r *Remote) publishLocked(channel string, msg []byte) {
+	for s := range r.b.subs[r.prefix+channel] {
+		s.deliverLocked(tier.Message{Payload: append([]byte{}, msg...)})
+	}
 }
 
 // Publish implements [tier.Broadcaster]. Every subscriber of the same
@@ -616,9 +681,7 @@ func (r *Remote) Publish(ctx context.Context, channel string, msg []byte) error 
 		return err
 	}
 	defer r.unlock()
-	for s := range r.b.subs[r.prefix+channel] {
-		s.deliverLocked(tier.Message{Payload: append([]byte{}, msg...)})
-	}
+	r.publishLocked(channel, msg)
 	return nil
 }
 

@@ -55,7 +55,7 @@ func TestRemoteFakeClock(t *testing.T) {
 	if ok, _ := r.TryLock(ctx, "lease", "a", 5*time.Second); !ok {
 		t.Fatal("TryLock on a free lease failed")
 	}
-	ep, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 20*time.Second)
+	ep, err := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e", TTL: 20 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +75,11 @@ func TestRemoteFakeClock(t *testing.T) {
 	if _, ok, _ := r.Get(ctx, "k"); ok {
 		t.Fatal("entry outlived its TTL")
 	}
-	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0); got[0] != ep[0] {
+	if got, _ := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}}); got[0] != ep[0] {
 		t.Fatalf("epoch = %d before its TTL, want %d", got[0], ep[0])
 	}
 	clock.Advance(10 * time.Second)
-	if got, _ := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0); got[0] != uint64(clock.Now().UnixMicro()) {
+	if got, _ := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}}); got[0] != uint64(clock.Now().UnixMicro()) {
 		t.Fatalf("epoch = %d after its TTL, want a new one from the clock, %d", got[0], clock.Now().UnixMicro())
 	}
 	if n := b.Len(); n != 1 {
@@ -214,7 +214,7 @@ func TestRemoteNonEpochValue(t *testing.T) {
 		if err := r.Set(ctx, "e", []byte(v), 0); err != nil {
 			t.Fatal(err)
 		}
-		got, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+		got, err := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 		if err != nil {
 			t.Fatalf("LoadEpochs of a key holding %q: %v", v, err)
 		}
@@ -236,14 +236,14 @@ func TestRemoteFrozenClock(t *testing.T) {
 	defer b.Close()
 	r := b.Remote("app:")
 	ctx := context.Background()
-	first, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+	first, err := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Delete(ctx, "e"); err != nil {
 		t.Fatal(err)
 	}
-	again, err := r.LoadEpochs(ctx, []string{"e"}, []uint64{0}, 0)
+	again, err := r.LoadEpochs(ctx, []tier.EpochOp{{Key: "e"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestRemoteFrozenClock(t *testing.T) {
 
 	read := func() tier.ReadResult {
 		t.Helper()
-		res, err := r.ReadRecords(ctx, []tier.ReadOp{{Key: "k"}})
+		_, res, err := r.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "k"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,14 +261,14 @@ func TestRemoteFrozenClock(t *testing.T) {
 	}
 	write := func(stamp int64) tier.Outcome {
 		t.Helper()
-		res, err := r.WriteRecords(ctx, []tier.RecordWrite{{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, nil)}})
+		res, err := r.WriteRecords(ctx, []tier.RecordWrite{{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, 0, nil)}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res[0].Outcome
 	}
 	loadBegins := read().Now
-	stamps, err := r.Tombstone(ctx, []string{"k"}, time.Minute)
+	stamps, _, err := r.Invalidate(ctx, []tier.TombstoneOp{{Key: "k", TTL: time.Minute}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestRemoteRecordsFakeClock(t *testing.T) {
 	defer b.Close()
 	r := b.Remote("app:")
 	ctx := context.Background()
-	res, err := r.ReadRecords(ctx, []tier.ReadOp{{Key: "k", Lease: &tier.Lease{Key: "lk:k", Token: "a", TTL: 5 * time.Second}}})
+	_, res, err := r.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "k", Lease: &tier.Lease{Key: "lk:k", Token: "a", TTL: 5 * time.Second}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestRemoteRecordsFakeClock(t *testing.T) {
 	}
 	stamp := res[0].Now
 	clock.Advance(6 * time.Second)
-	w := tier.RecordWrite{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, []byte("v")), Horizon: 5 * time.Second}
+	w := tier.RecordWrite{Key: "k", Record: tier.AppendRecord(nil, tier.KindValue, stamp, 0, []byte("v")), Horizon: 5 * time.Second}
 	out, err := r.WriteRecords(ctx, []tier.RecordWrite{w})
 	if err != nil || out[0].Outcome != tier.TooOld {
 		t.Fatalf("write 6s after its read with a 5s Horizon = (%+v, %v), want TooOld", out, err)
@@ -310,7 +310,7 @@ func TestRemoteRecordsFakeClock(t *testing.T) {
 	if ok, _ := r.TryLock(ctx, "lk:k", "b", time.Second); !ok {
 		t.Fatal("the lease ReadRecords took did not expire with the fake clock")
 	}
-	ts, err := r.Tombstone(ctx, []string{"k"}, 10*time.Second)
+	ts, _, err := r.Invalidate(ctx, []tier.TombstoneOp{{Key: "k", TTL: 10 * time.Second}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

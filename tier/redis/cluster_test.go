@@ -104,15 +104,17 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 	// 100 keys with 100 different hash tags land on every master.
 	keys := make([]string, 100)
 	writes := make([]tier.Write, len(keys))
-	epochs := make([]uint64, len(keys))
+	epochs := make([]tier.EpochOp, len(keys))
 	for i := range keys {
 		keys[i] = fmt.Sprintf("{user:%d}cart", i)
 		writes[i] = tier.Write{Key: keys[i], Value: []byte(keys[i]), TTL: time.Minute, IfAbsent: i%2 == 0}
-		epochs[i] = uint64(i)
 	}
-	epochKeys := make([]string, len(keys))
 	for i := range keys {
-		epochKeys[i] = fmt.Sprintf("{user:%d}epoch", i)
+		epochs[i] = tier.EpochOp{Key: fmt.Sprintf("{user:%d}epoch", i), Known: uint64(i), TTL: time.Minute}
+	}
+	tombs := make([]tier.TombstoneOp, len(keys))
+	for i, k := range keys {
+		tombs[i] = tier.TombstoneOp{Key: k, TTL: time.Minute}
 	}
 	reads := make([]tier.ReadOp, len(keys))
 	records := make([]tier.RecordWrite, len(keys))
@@ -121,7 +123,7 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 		// script that reads one and takes the other runs on one slot.
 		lease := &tier.Lease{Key: "lk:" + k, Token: "t", TTL: time.Minute}
 		reads[i] = tier.ReadOp{Key: k, Lease: lease}
-		records[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, 1, []byte(k)), TTL: time.Minute, Release: lease}
+		records[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, 1, 0, []byte(k)), TTL: time.Minute, Release: lease}
 	}
 	// Steady state: the pipeline connections to every node exist (opening
 	// one costs its own handshake round trips, which are not the batch's),
@@ -130,27 +132,28 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 	if _, err := s.GetMulti(ctx, keys); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LoadEpochs(ctx, epochKeys, epochs, time.Minute); err != nil {
+	if _, err := s.LoadEpochs(ctx, epochs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.BumpEpochs(ctx, epochKeys, epochs, time.Minute); err != nil {
+	if _, err := s.BumpEpochs(ctx, epochs); err != nil {
 		t.Fatal(err)
 	}
-	warm := make([]string, len(keys))
+	warmTombs := make([]tier.TombstoneOp, len(keys))
 	warmReads := make([]tier.ReadOp, len(keys))
 	warmWrites := make([]tier.RecordWrite, len(keys))
 	for i := range keys {
-		warm[i] = fmt.Sprintf("{user:%d}warm", i)
-		warmReads[i] = tier.ReadOp{Key: warm[i]}
-		warmWrites[i] = tier.RecordWrite{Key: warm[i], Record: tier.AppendRecord(nil, tier.KindValue, 1, nil), TTL: time.Minute}
+		warm := fmt.Sprintf("{user:%d}warm", i)
+		warmTombs[i] = tier.TombstoneOp{Key: warm, TTL: time.Minute}
+		warmReads[i] = tier.ReadOp{Key: warm}
+		warmWrites[i] = tier.RecordWrite{Key: warm, Record: tier.AppendRecord(nil, tier.KindValue, 1, 0, nil), TTL: time.Minute}
 	}
-	if _, err := s.ReadRecords(ctx, warmReads); err != nil {
+	if _, _, err := s.ReadRecords(ctx, nil, warmReads); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.WriteRecords(ctx, warmWrites); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Tombstone(ctx, warm, time.Minute); err != nil {
+	if _, _, err := s.Invalidate(ctx, warmTombs, nil); err != nil {
 		t.Fatal(err)
 	}
 	check := func(op string, call func() error) {
@@ -197,18 +200,21 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 		return nil
 	})
 	check("LoadEpochs", func() error {
-		_, err := s.LoadEpochs(ctx, epochKeys, epochs, time.Minute)
+		_, err := s.LoadEpochs(ctx, epochs)
 		return err
 	})
 	check("BumpEpochs", func() error {
-		_, err := s.BumpEpochs(ctx, epochKeys, epochs, time.Minute)
+		_, err := s.BumpEpochs(ctx, epochs)
 		return err
 	})
 	check("Delete", func() error { return s.Delete(ctx, keys...) })
 	check("ReadRecords", func() error {
-		got, err := s.ReadRecords(ctx, reads)
+		vals, got, err := s.ReadRecords(ctx, epochs, reads)
 		if err != nil {
 			return err
+		}
+		if len(vals) != len(epochs) {
+			return fmt.Errorf("%d epoch values for %d epochs", len(vals), len(epochs))
 		}
 		for i, r := range got {
 			if r.Err != nil || !r.Leased {
@@ -229,8 +235,8 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 		}
 		return nil
 	})
-	check("Tombstone", func() error {
-		_, err := s.Tombstone(ctx, keys, time.Minute)
+	check("Invalidate", func() error {
+		_, _, err := s.Invalidate(ctx, tombs, epochs)
 		return err
 	})
 }
@@ -333,7 +339,7 @@ func TestClusterNodeFailureIsPerKey(t *testing.T) {
 	for i, k := range keys {
 		ops[i] = tier.ReadOp{Key: k, Lease: &tier.Lease{Key: "lk:" + k, Token: "t", TTL: time.Minute}}
 	}
-	reads, err := s.ReadRecords(ctx, ops)
+	_, reads, err := s.ReadRecords(ctx, nil, ops)
 	if err != nil {
 		t.Fatalf("ReadRecords with one master paused: whole-call error %v, want per-key errors", err)
 	}
@@ -349,7 +355,7 @@ func TestClusterNodeFailureIsPerKey(t *testing.T) {
 		} else if r.Err != nil || !r.Found || string(r.Value) != k || r.Now <= 0 {
 			t.Errorf("read of %q on a healthy master = %+v, want its bytes and the clock", k, r)
 		}
-		recs[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, r.Now, []byte(k))}
+		recs[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, r.Now, 0, []byte(k))}
 	}
 	results, err := s.WriteRecords(ctx, recs)
 	if err != nil {

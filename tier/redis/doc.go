@@ -6,9 +6,45 @@
 // optional capability of the tier package, and passes
 // [github.com/agentcache/agentcache-go/tier/tiertest] on a single server, on
 // a cluster and on a Ring. It needs Redis 7.0 or later. Records
-// ([Store.ReadRecords], [Store.WriteRecords], [Store.Tombstone]) and epochs
+// ([Store.ReadRecords], [Store.WriteRecords], [Store.Invalidate]) and epochs
 // ([Store.LoadEpochs], [Store.BumpEpochs]) are Lua scripts that read the
 // server's clock, one call per key, pipelined.
+//
+// # Round trips
+//
+// Each call of the cache's paths is one round trip (on a cluster, one
+// pipeline per master it touches, in parallel):
+//
+//   - [Store.ReadRecords] sends the epochs it loads and the keys it reads
+//     (each with its lease) in one pipeline, so an L2 hit costs one round
+//     trip even when the reader did not know the epochs yet.
+//   - [Store.WriteRecords]: each script writes, releases the lease and
+//     publishes the write's notice.
+//   - [Store.Invalidate]: the tombstones and the epoch bumps, each
+//     publishing its notice, in one pipeline; with Options.WaitReplicas the
+//     WAIT of each master goes in the same pipeline, on the connection that
+//     made the writes (unless the client's read timeout is shorter than
+//     WaitTimeout and a margin, when it follows as a command of its own).
+//
+// Notices ([tier.Notice]) are published by the scripts themselves, on the
+// store's channel (Options.Prefix and the channel, as [Store.Publish]
+// names it): nobody hears of a write that was not made, and announcing
+// costs no round trip. On a cluster a script publishes from the master of
+// its key and Redis Cluster relays the message to every node, so the
+// subscribers (on the master of the channel's slot) get it; notices made on
+// one master arrive in the order they were made, those of different masters
+// in any order. On a Ring the shard of a key is not the shard of a channel,
+// and a Ring relays nothing: there the notices are published after the
+// scripts, pipelined as [Store.Publish] sends them (one more round trip per
+// shard; a notice of a write that could not be published is dropped, one
+// of an invalidation fails the call).
+//
+// Scripts are sent by hash (EVALSHA) to a server that has run them for the
+// store. The first call of a script to a server carries its body (EVAL),
+// which caches it there, in the same pipeline: the first use of a script
+// costs no round trip of its own. A server that lost its scripts (a
+// restart, a failover to a replica that never ran them) answers NOSCRIPT;
+// the calls it refused, and only those, are sent again with the body.
 //
 // Open a store on a client you own with [New], or let [NewFromConfig] or
 // [NewFromURL] create and own the client.

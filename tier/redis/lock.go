@@ -59,7 +59,9 @@ func (s *Store) runLease(ctx context.Context, op string, script *goredis.Script,
 	if err := s.begin(ctx, op); err != nil {
 		return false, err
 	}
-	n, err := script.Run(ctx, s.client, []string{s.prefix + key}, args...).Int64()
+	// As the record scripts: the first use carries the script's body.
+	cmds, _ := s.runScripts(ctx, []call{{script: script, keys: []string{s.prefix + key}, args: args}})
+	n, err := cmds[0].Int64()
 	if err != nil {
 		return false, s.fail(ctx, op, err)
 	}

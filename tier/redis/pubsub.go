@@ -19,13 +19,21 @@ func (s *Store) Publish(ctx context.Context, channel string, msg []byte) error {
 	if err := s.begin(ctx, "publish"); err != nil {
 		return err
 	}
-	cmd := goredis.NewIntCmd(ctx, "publish", s.prefix+channel, msg)
-	cmd.SetFirstKeyPos(1) // route by the channel name, like a key
+	cmd := publishCmd(ctx, s.prefix+channel, msg)
 	_ = s.client.Process(ctx, cmd)
 	if err := cmd.Err(); err != nil {
 		return s.fail(ctx, "publish", err)
 	}
 	return nil
+}
+
+// publishCmd is the PUBLISH of msg on the full channel name, routed by the
+// channel like a key: on a cluster to the master of its slot, on a Ring to
+// its shard, where Subscribe connects.
+func publishCmd(ctx context.Context, channel string, msg []byte) *goredis.IntCmd {
+	cmd := goredis.NewIntCmd(ctx, "publish", channel, msg)
+	cmd.SetFirstKeyPos(1)
+	return cmd
 }
 
 // Subscribe implements [tier.Broadcaster] with SUBSCRIBE on a dedicated

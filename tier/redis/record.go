@@ -2,8 +2,10 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,10 +23,11 @@ var (
 )
 
 // The scripts share these helpers. Stamps and epochs are microseconds of
-// the server's clock, below 2^53, so Lua's numbers hold them exactly.
+// the server's clock, below 2^53, so Lua's numbers hold them exactly; a
+// record's generation is compared as its 8 raw bytes, never as a number.
 const luaHelpers = `
 local function isrec(b)
-	if type(b) ~= 'string' or string.len(b) < 10 or string.byte(b, 1) ~= 165 then return false end
+	if type(b) ~= 'string' or string.len(b) < 18 or string.byte(b, 1) ~= 165 then return false end
 	local k = string.byte(b, 2)
 	return k >= 1 and k <= 4
 end
@@ -32,6 +35,9 @@ local function stamp(b)
 	local s = 0
 	for i = 3, 10 do s = s * 256 + string.byte(b, i) end
 	return s
+end
+local function gen(b)
+	return string.sub(b, 11, 18)
 end
 local function be8(n)
 	local b = {}
@@ -53,16 +59,20 @@ local function get(k)
 	end
 	return v, 0
 end
+local function notify(ch, msg)
+	if ch ~= '' then redis.call('PUBLISH', ch, msg) end
+end
 `
 
 // readScript reads KEYS[1] with the server's clock and, given KEYS[2],
-// takes the lease ARGV[1] for ARGV[2] ms unless a value or marker is there.
-// A lease key of another type, or without an expiry, is replaced.
+// takes the lease ARGV[1] for ARGV[2] ms unless KEYS[1] holds a value or
+// marker of the generation ARGV[3] (8 raw bytes; empty: any generation). A
+// lease key of another type, or without an expiry, is replaced.
 var readScript = goredis.NewScript(luaHelpers + `
 local v, repaired = get(KEYS[1])
 local leased = 0
 if KEYS[2] then
-	local live = isrec(v) and string.byte(v, 2) ~= 3
+	local live = isrec(v) and string.byte(v, 2) ~= 3 and (ARGV[3] == '' or gen(v) == ARGV[3])
 	if not live then
 		local l, bad = get(KEYS[2])
 		if bad == 0 and l and redis.call('PTTL', KEYS[2]) < 0 then
@@ -77,10 +87,12 @@ return {v, now(), leased, repaired}`)
 
 // writeScript writes the record ARGV[1] at KEYS[1] for ARGV[2] ms (0: no
 // expiry) by the rules of tier.Landed (ARGV[4] "0") or tier.LandedReplace
-// ("1"), as the kind and with the stamp they say, with the floor ARGV[6]
-// (tier.WithFloor), unless the server's clock is more than ARGV[3] µs past
-// the record's stamp; then releases the lease KEYS[2] if ARGV[5] holds it.
-// It returns 0 written, 1 fenced, 2 too old.
+// ("1"), as the kind and with the stamp they say (its generation and
+// payload kept), with the floor ARGV[6] (tier.WithFloor), unless the
+// server's clock is more than ARGV[3] µs past the record's stamp; then
+// releases the lease KEYS[2] if ARGV[5] holds it, then publishes ARGV[8] on
+// the channel ARGV[7] (empty: none). It returns 0 written, 1 fenced, 2 too
+// old.
 var writeScript = goredis.NewScript(luaHelpers + `
 local rec = ARGV[1]
 local s = stamp(rec)
@@ -99,7 +111,7 @@ else
 		local ck, cs = string.byte(cur, 2), stamp(cur)
 		if ARGV[4] == '1' then -- a replacement: only a newer fence refuses it
 			if ck ~= 1 and cs >= s then out = 1 else sk, st = 4, math.max(s, t, cs + 1) end
-		elseif kind == 2 and (ck == 1 or ck == 4) then out = 1 -- a marker never replaces a value
+		elseif kind == 2 and (ck == 1 or ck == 4) and gen(cur) == gen(rec) then out = 1 -- a marker never replaces a value of its generation
 		elseif cs >= s then out = 1
 		elseif kind == 2 then st = cs -- a marker carries on the fence it replaces
 		elseif kind == 1 and ck ~= 1 and cs > 0 then sk, st = 4, cs -- so does a value, as a fenced value
@@ -118,15 +130,19 @@ else
 	end
 end
 if KEYS[2] and get(KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
+notify(ARGV[7], ARGV[8])
 return out`)
 
 // tombstoneScript replaces KEYS[1] with a tombstone stamped with the
-// server's clock (after any stamp the key held) for ARGV[1] ms.
+// server's clock (after any stamp the key held) for ARGV[1] ms, and
+// publishes ARGV[3], the stamp and ARGV[4] on the channel ARGV[2] (empty:
+// none).
 var tombstoneScript = goredis.NewScript(luaHelpers + `
 local s = now()
 local cur = get(KEYS[1])
 if isrec(cur) and stamp(cur) >= s then s = stamp(cur) + 1 end
-redis.call('SET', KEYS[1], string.char(165, 3) .. be8(s), 'PX', ARGV[1])
+redis.call('SET', KEYS[1], string.char(165, 3) .. be8(s) .. be8(0), 'PX', ARGV[1])
+notify(ARGV[2], ARGV[3] .. string.format('%.0f', s) .. ARGV[4])
 return s`)
 
 // The epoch scripts: an epoch is decimal text of at most 2^53; anything else
@@ -155,7 +171,8 @@ local known, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 `
 
 // loadEpochScript returns KEYS[1]'s epoch, at least ARGV[1] (stored if the
-// key held less), creating it from the server's clock when missing.
+// key held less), creating it from the server's clock when missing, with
+// the expiry ARGV[2] ms (0: none).
 var loadEpochScript = goredis.NewScript(luaEpoch + `
 local n = epoch(KEYS[1])
 if n == nil then
@@ -168,10 +185,13 @@ end
 return result(n)`)
 
 // bumpEpochScript sets KEYS[1] to a value after both what it holds and
-// ARGV[1], and after the server's clock.
+// ARGV[1], and after the server's clock, with the expiry ARGV[2] ms (0:
+// none), and publishes ARGV[4], the value and ARGV[5] on the channel
+// ARGV[3] (empty: none).
 var bumpEpochScript = goredis.NewScript(luaEpoch + `
 local n = math.max((epoch(KEYS[1]) or 0) + 1, known + 1, now())
 put(KEYS[1], n, ttl)
+notify(ARGV[3], ARGV[4] .. string.format('%.0f', n) .. ARGV[5])
 return result(n)`)
 
 // maxEpoch is the largest epoch the scripts hold exactly.
@@ -179,21 +199,57 @@ const maxEpoch = 1<<53 - 1
 
 // call is one script call of a pipeline.
 type call struct {
-	keys []string
-	args []any
+	script *goredis.Script
+	keys   []string // at least one: the first routes the call
+	args   []any
 }
 
-// runScripts sends calls of script as one pipeline (one round trip per
-// node on a cluster) and returns each call's command. The calls that reach
-// a server that does not know the script yet (NOSCRIPT: a new or restarted
-// node, a Ring shard) are sent again, and only those, with the script's
-// body, which also caches it there: a call that ran must not run twice (a
-// lease it took would read as held by someone else). Loading the script
-// with SCRIPT LOAD instead would not do: on a Ring it reaches one shard
-// only, and on a cluster it fails the whole call when one node is down.
-// err reports a failure of the whole pipeline.
-func (s *Store) runScripts(ctx context.Context, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
-	return runScriptsOn(ctx, s.client, script, calls)
+// scriptNode names a script and a server that has it cached: one that ran
+// it, or was sent its body, for this store.
+type scriptNode struct{ hash, node string }
+
+// nodeOf names the server that runs a call whose first key is key, as the
+// store tells its servers apart for its script cache; ok is false when it
+// cannot tell (a cluster whose slot map cannot be loaded).
+func (s *Store) nodeOf(ctx context.Context, key string) (node string, ok bool) {
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		n, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return "", false
+		}
+		return n.Options().Addr, true
+	case *goredis.Ring:
+		n, err := c.GetShardClientForKey(key)
+		if err != nil {
+			return "", false
+		}
+		return n.Options().Addr, true
+	}
+	return "", true // one server
+}
+
+func (s *Store) scriptKnown(k scriptNode) bool {
+	s.scriptsMu.RLock()
+	defer s.scriptsMu.RUnlock()
+	_, ok := s.scripts[k]
+	return ok
+}
+
+func (s *Store) setScriptKnown(k scriptNode, known bool) {
+	s.scriptsMu.Lock()
+	defer s.scriptsMu.Unlock()
+	if known {
+		s.scripts[k] = struct{}{}
+	} else {
+		delete(s.scripts, k)
+	}
+}
+
+// runScripts sends calls as one pipeline (one round trip per node on a
+// cluster) and returns each call's command. See runScriptsOn.
+func (s *Store) runScripts(ctx context.Context, calls []call) ([]*goredis.Cmd, error) {
+	return s.runScriptsOn(ctx, s.client, s.nodeOf, calls, nil)
 }
 
 // pipeliner is what runs a pipeline: a client, a node's client or one
@@ -202,18 +258,58 @@ type pipeliner interface {
 	Pipelined(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error)
 }
 
-func runScriptsOn(ctx context.Context, on pipeliner, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
+// runScriptsOn sends calls as one pipeline on on, followed by what tail
+// adds (if set), and returns each call's command. node names the server of
+// a call by its first key.
+//
+// A call goes by hash (EVALSHA) to a server that has run its script for
+// this store before; the first call of a script to any other server carries
+// the script's body (EVAL), which also caches it there, so that the first
+// use of a script costs no round trip of its own, and the calls after it in
+// the same pipeline, which the server runs after it on the same
+// connection, go by hash again. The calls that still reach a server that
+// does not know the script (NOSCRIPT: a restarted node, a new master, a
+// redirect) are sent again, and only those, with the body, followed by
+// tail again: a call that ran must not run twice (a lease it took would
+// read as held by someone else). Loading the script with SCRIPT LOAD
+// instead would not do: on a Ring it reaches one shard only, and on a
+// cluster it fails the whole call when one node is down. err reports a
+// failure of the whole pipeline.
+func (s *Store) runScriptsOn(ctx context.Context, on pipeliner, node func(context.Context, string) (string, bool), calls []call, tail func(goredis.Pipeliner)) ([]*goredis.Cmd, error) {
 	cmds := make([]*goredis.Cmd, len(calls))
+	targets := make([]scriptNode, len(calls))
+	known := make([]bool, len(calls)) // the target is named (else: always EVAL)
+	var sending []scriptNode          // targets this pipeline sends the body to
 	_, _ = on.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for i, c := range calls {
-			cmds[i] = script.EvalSha(ctx, p, c.keys, c.args...)
+			n, ok := node(ctx, c.keys[0])
+			targets[i], known[i] = scriptNode{hash: c.script.Hash(), node: n}, ok
+			switch {
+			case ok && (s.scriptKnown(targets[i]) || slices.Contains(sending, targets[i])):
+				cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			default:
+				if ok {
+					sending = append(sending, targets[i])
+				}
+				cmds[i] = c.script.Eval(ctx, p, c.keys, c.args...)
+			}
+		}
+		if tail != nil {
+			tail(p)
 		}
 		return nil
 	})
 	var retry []int
 	for i, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		err := c.Err()
+		switch {
+		case err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT"):
 			retry = append(retry, i)
+			if known[i] {
+				s.setScriptKnown(targets[i], false)
+			}
+		case known[i] && (err == nil || errors.Is(err, goredis.Nil)) && slices.Contains(sending, targets[i]):
+			s.setScriptKnown(targets[i], true)
 		}
 	}
 	if len(retry) == 0 {
@@ -221,10 +317,18 @@ func runScriptsOn(ctx context.Context, on pipeliner, script *goredis.Script, cal
 	}
 	_, _ = on.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, i := range retry {
-			cmds[i] = script.Eval(ctx, p, calls[i].keys, calls[i].args...)
+			cmds[i] = calls[i].script.Eval(ctx, p, calls[i].keys, calls[i].args...)
+		}
+		if tail != nil {
+			tail(p)
 		}
 		return nil
 	})
+	for _, i := range retry {
+		if err := cmds[i].Err(); known[i] && (err == nil || errors.Is(err, goredis.Nil)) {
+			s.setScriptKnown(targets[i], true)
+		}
+	}
 	return cmds, nil
 }
 
@@ -236,37 +340,95 @@ func cmdErr(c *goredis.Cmd) error {
 	return nil
 }
 
-// ReadRecords implements [tier.Fencer]: one script call per key, pipelined.
-func (s *Store) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.ReadResult, error) {
-	if err := s.begin(ctx, "read records"); err != nil {
-		return nil, err
+// notice is a notice to publish: on a Ring, after the scripts (see
+// scriptNotice).
+type notice struct {
+	channel string // full
+	payload []byte
+}
+
+// scriptNotice returns the channel (full; empty for none) and the parts of
+// the payload a script publishes n with. On a Ring a script runs on the
+// shard of its key, which is not the shard of the channel, where the
+// subscribers are: there the script publishes nothing (ring is true) and
+// the caller publishes the notice after the scripts.
+func (s *Store) scriptNotice(n *tier.Notice) (channel string, before, after []byte, ring bool) {
+	if n == nil {
+		return "", nil, nil, false
 	}
-	out := make([]tier.ReadResult, len(ops))
-	if len(ops) == 0 {
-		return out, nil
+	if _, ok := s.client.(*goredis.Ring); ok {
+		return "", nil, nil, true
 	}
-	calls := make([]call, len(ops))
-	for i, op := range ops {
-		if op.Lease == nil {
-			calls[i] = call{keys: []string{s.prefix + op.Key}}
+	return s.prefix + n.Channel, n.Before, n.After, false
+}
+
+// publishAfter publishes notices as Publish does, pipelined: on a Ring,
+// the notices the scripts could not publish.
+func (s *Store) publishAfter(ctx context.Context, op string, notices []notice) error {
+	if len(notices) == 0 {
+		return nil
+	}
+	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, n := range notices {
+			_ = p.Process(ctx, publishCmd(ctx, n.channel, n.payload))
+		}
+		return nil
+	})
+	if err := firstErr(cmds, err); err != nil {
+		return s.fail(ctx, op+": publish", err)
+	}
+	return nil
+}
+
+// genArg is how the read script takes a generation: 8 raw bytes, empty
+// for 0 (any).
+func genArg(gen uint64) string {
+	if gen == 0 {
+		return ""
+	}
+	return string(binary.BigEndian.AppendUint64(nil, gen))
+}
+
+// ReadRecords implements [tier.Fencer]: one script call per epoch and per
+// key, pipelined together (one round trip per node).
+func (s *Store) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []tier.ReadOp) ([]uint64, []tier.ReadResult, error) {
+	const op = "read records"
+	if err := s.begin(ctx, op); err != nil {
+		return nil, nil, err
+	}
+	calls, err := s.epochCalls(op, loadEpochScript, epochs, make([]call, 0, len(epochs)+len(ops)), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range ops {
+		if o.Lease == nil {
+			calls = append(calls, call{script: readScript, keys: []string{s.prefix + o.Key}})
 			continue
 		}
-		if op.Lease.TTL <= 0 {
-			return nil, errLeaseTTL
+		if o.Lease.TTL <= 0 {
+			return nil, nil, errLeaseTTL
 		}
-		calls[i] = call{keys: []string{s.prefix + op.Key, s.prefix + op.Lease.Key},
-			args: []any{op.Lease.Token, expiry(op.Lease.TTL).Milliseconds()}}
+		calls = append(calls, call{script: readScript, keys: []string{s.prefix + o.Key, s.prefix + o.Lease.Key},
+			args: []any{o.Lease.Token, expiry(o.Lease.TTL).Milliseconds(), genArg(o.Gen)}})
 	}
-	cmds, err := s.runScripts(ctx, readScript, calls)
+	vals := make([]uint64, len(epochs))
+	out := make([]tier.ReadResult, len(ops))
+	if len(calls) == 0 {
+		return vals, out, nil
+	}
+	cmds, err := s.runScripts(ctx, calls)
 	if err != nil {
-		return nil, s.fail(ctx, "read records", err)
+		return nil, nil, s.fail(ctx, op, err)
+	}
+	if err := s.epochReplies(ctx, op, cmds[:len(epochs)], vals); err != nil {
+		return nil, nil, err
 	}
 	failed := 0
 	var first error
-	for i, c := range cmds {
+	for i, c := range cmds[len(epochs):] {
 		if err := cmdErr(c); err != nil {
 			failed++
-			out[i].Err = s.fail(ctx, "read records", err)
+			out[i].Err = s.fail(ctx, op, err)
 			first = cmp(first, out[i].Err)
 			continue
 		}
@@ -279,10 +441,10 @@ func (s *Store) ReadRecords(ctx context.Context, ops []tier.ReadOp) ([]tier.Read
 		}
 		out[i] = r
 	}
-	if failed == len(ops) {
-		return nil, first
+	if len(ops) > 0 && failed == len(ops) {
+		return nil, nil, first
 	}
-	return out, nil
+	return vals, out, nil
 }
 
 func cmp(first, err error) error {
@@ -308,21 +470,23 @@ func parseRead(v any) (tier.ReadResult, error) {
 	return r, nil
 }
 
-// WriteRecords implements [tier.Fencer]: one script call per write,
-// pipelined.
+// WriteRecords implements [tier.Fencer]: one script call per write, which
+// writes, releases and publishes, pipelined.
 func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]tier.WriteResult, error) {
-	if err := s.begin(ctx, "write records"); err != nil {
+	const op = "write records"
+	if err := s.begin(ctx, op); err != nil {
 		return nil, err
 	}
 	out := make([]tier.WriteResult, len(writes))
 	calls := make([]call, 0, len(writes))
 	idx := make([]int, 0, len(writes))
+	var after []notice // on a Ring
 	for i, w := range writes {
 		if w.TTL < 0 {
 			out[i] = tier.WriteResult{Outcome: tier.Failed, Err: errNegativeTTL}
 			continue
 		}
-		if _, _, _, ok := tier.ParseRecord(w.Record); !ok {
+		if _, ok := tier.ParseRecord(w.Record); !ok {
 			out[i] = tier.WriteResult{Outcome: tier.Failed, Err: errors.New("redis: write records: bytes that are not a record")}
 			continue
 		}
@@ -334,7 +498,9 @@ func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]
 		if w.Release != nil {
 			token = w.Release.Token
 		}
-		c := call{keys: []string{s.prefix + w.Key}, args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds(), replace, token, w.Floor}}
+		channel, before, tail, _ := s.scriptNotice(w.Notice)
+		c := call{script: writeScript, keys: []string{s.prefix + w.Key},
+			args: []any{w.Record, expiry(w.TTL).Milliseconds(), w.Horizon.Microseconds(), replace, token, w.Floor, channel, noticePayload(before, tail)}}
 		if w.Release != nil {
 			c.keys = append(c.keys, s.prefix+w.Release.Key)
 		}
@@ -344,9 +510,9 @@ func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]
 	if len(calls) == 0 {
 		return out, nil
 	}
-	cmds, err := s.runScripts(ctx, writeScript, calls)
+	cmds, err := s.runScripts(ctx, calls)
 	if err != nil {
-		return nil, s.fail(ctx, "write records", err)
+		return nil, s.fail(ctx, op, err)
 	}
 	failed := 0
 	var first error
@@ -354,32 +520,104 @@ func (s *Store) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([]
 		i := idx[j]
 		if err := cmdErr(c); err != nil {
 			failed++
-			out[i] = tier.WriteResult{Outcome: tier.Failed, Err: s.fail(ctx, "write records", err)}
+			out[i] = tier.WriteResult{Outcome: tier.Failed, Err: s.fail(ctx, op, err)}
 			first = cmp(first, out[i].Err)
 			continue
 		}
 		n, _ := c.Val().(int64)
 		out[i].Outcome = [...]tier.Outcome{tier.Written, tier.Fenced, tier.TooOld}[min(max(n, 0), 2)]
+		if _, _, _, ring := s.scriptNotice(writes[i].Notice); ring {
+			after = append(after, notice{channel: s.prefix + writes[i].Notice.Channel, payload: writes[i].Notice.Payload(-1)})
+		}
 	}
 	if failed == len(calls) {
 		return nil, first
 	}
+	// The writes are made: a notice that cannot be published leaves the
+	// waiters to their leases' expiry, and is no error of the writes.
+	_ = s.publishAfter(ctx, op, after)
 	return out, nil
 }
 
-// Tombstone implements [tier.Fencer]: one script call per key, pipelined.
-func (s *Store) Tombstone(ctx context.Context, keys []string, ttl time.Duration) ([]int64, error) {
-	if ttl <= 0 {
-		return nil, errors.New("redis: tombstone: ttl must be positive")
+// noticePayload is the payload of a record write's notice: no number.
+func noticePayload(before, after []byte) []byte {
+	if len(before) == 0 {
+		return after
 	}
-	if err := s.begin(ctx, "tombstone"); err != nil {
-		return nil, err
+	return append(append([]byte(nil), before...), after...)
+}
+
+// Invalidate implements [tier.Fencer]: one script call per tombstone and
+// per epoch, each publishing its notice, pipelined together (one round trip
+// per node; with Options.WaitReplicas, the WAIT of each master in the same
+// round trip, see runDurable).
+func (s *Store) Invalidate(ctx context.Context, tombs []tier.TombstoneOp, bumps []tier.EpochOp) ([]int64, []uint64, error) {
+	return s.invalidate(ctx, "invalidate", tombs, bumps)
+}
+
+// invalidate is Invalidate, and BumpEpochs without tombstones; op names
+// the operation in errors.
+func (s *Store) invalidate(ctx context.Context, op string, tombs []tier.TombstoneOp, bumps []tier.EpochOp) ([]int64, []uint64, error) {
+	for _, t := range tombs {
+		if t.TTL <= 0 { // a tombstone without an expiry would fence its key forever
+			return nil, nil, fmt.Errorf("redis: %s: tombstone ttl must be positive", op)
+		}
 	}
-	calls := make([]call, len(keys))
-	for i, k := range keys {
-		calls[i] = call{keys: []string{s.prefix + k}, args: []any{expiry(ttl).Milliseconds()}}
+	if err := s.begin(ctx, op); err != nil {
+		return nil, nil, err
 	}
-	return s.int64s(ctx, "tombstone", tombstoneScript, calls)
+	calls := make([]call, 0, len(tombs)+len(bumps))
+	var after []notice // on a Ring
+	for _, t := range tombs {
+		channel, before, tail, ring := s.scriptNotice(t.Notice)
+		calls = append(calls, call{script: tombstoneScript, keys: []string{s.prefix + t.Key},
+			args: []any{expiry(t.TTL).Milliseconds(), channel, before, tail}})
+		if ring {
+			after = append(after, notice{channel: s.prefix + t.Notice.Channel})
+		}
+	}
+	calls, err := s.epochCalls(op, bumpEpochScript, bumps, calls, &after)
+	if err != nil {
+		return nil, nil, err
+	}
+	stamps := make([]int64, len(tombs))
+	vals := make([]uint64, len(bumps))
+	if len(calls) == 0 {
+		return stamps, vals, nil
+	}
+	cmds, err := s.runDurable(ctx, calls)
+	if err != nil {
+		return nil, nil, s.fail(ctx, op, err)
+	}
+	for i, c := range cmds[:len(tombs)] {
+		n, err := c.Int64()
+		if err != nil {
+			return nil, nil, s.fail(ctx, op, err)
+		}
+		stamps[i] = n
+	}
+	if err := s.epochReplies(ctx, op, cmds[len(tombs):], vals); err != nil {
+		return nil, nil, err
+	}
+	if len(after) > 0 {
+		j := 0
+		for i, t := range tombs {
+			if t.Notice != nil {
+				after[j].payload = t.Notice.Payload(stamps[i])
+				j++
+			}
+		}
+		for i, b := range bumps {
+			if b.Notice != nil {
+				after[j].payload = b.Notice.Payload(int64(vals[i]))
+				j++
+			}
+		}
+		if err := s.publishAfter(ctx, op, after); err != nil {
+			return nil, nil, err // the fleet was not told: the caller retries
+		}
+	}
+	return stamps, vals, nil
 }
 
 // runDurable is runScripts for the writes of an invalidation: with
@@ -387,9 +625,9 @@ func (s *Store) Tombstone(ctx context.Context, keys []string, ttl time.Duration)
 // own, followed by a WAIT there (WAIT counts the acknowledgements of the
 // writes made on its connection), and fewer acknowledgements than asked
 // fail the whole call. Masters run in parallel.
-func (s *Store) runDurable(ctx context.Context, script *goredis.Script, calls []call) ([]*goredis.Cmd, error) {
+func (s *Store) runDurable(ctx context.Context, calls []call) ([]*goredis.Cmd, error) {
 	if s.waitReplicas <= 0 {
-		return s.runScripts(ctx, script, calls)
+		return s.runScripts(ctx, calls)
 	}
 	nodes := map[*goredis.Client][]int{}
 	switch c := s.client.(type) {
@@ -413,7 +651,7 @@ func (s *Store) runDurable(ctx context.Context, script *goredis.Script, calls []
 	errs := make(chan error, len(nodes))
 	for node, idx := range nodes {
 		go func() {
-			errs <- s.runWaiting(ctx, node, script, calls, idx, cmds)
+			errs <- s.runWaiting(ctx, node, calls, idx, cmds)
 		}()
 	}
 	var first error
@@ -425,19 +663,44 @@ func (s *Store) runDurable(ctx context.Context, script *goredis.Script, calls []
 	return cmds, first
 }
 
-// runWaiting runs the calls at idx on one connection of node, then WAIT.
-func (s *Store) runWaiting(ctx context.Context, node *goredis.Client, script *goredis.Script, calls []call, idx []int, cmds []*goredis.Cmd) error {
+// waitMargin is how much longer than Options.WaitTimeout a node's read
+// timeout must be for the WAIT to share the scripts' pipeline: the reply to
+// that pipeline comes only once the WAIT has.
+const waitMargin = 100 * time.Millisecond
+
+// runWaiting runs the calls at idx on one connection of node, then WAIT:
+// in the same pipeline as the calls (one round trip), unless the node's
+// read timeout is too short to cover the WAIT, which then follows as a
+// command of its own.
+func (s *Store) runWaiting(ctx context.Context, node *goredis.Client, calls []call, idx []int, cmds []*goredis.Cmd) error {
 	conn := node.Conn()
 	defer conn.Close()
 	part := make([]call, len(idx))
 	for j, i := range idx {
 		part[j] = calls[i]
 	}
-	got, _ := runScriptsOn(ctx, conn, script, part)
+	addr := ""
+	if _, ok := s.client.(*goredis.ClusterClient); ok {
+		addr = node.Options().Addr // as nodeOf names it
+	}
+	on := func(context.Context, string) (string, bool) { return addr, true }
+	var wait *goredis.IntCmd
+	var tail func(goredis.Pipeliner)
+	if rt := node.Options().ReadTimeout; rt <= 0 || rt >= s.waitTimeout+waitMargin {
+		tail = func(p goredis.Pipeliner) {
+			// WAIT 0 would block forever: the timeout is rounded up.
+			wait = goredis.NewIntCmd(ctx, "wait", s.waitReplicas, expiry(s.waitTimeout).Milliseconds())
+			_ = p.Process(ctx, wait)
+		}
+	}
+	got, _ := s.runScriptsOn(ctx, conn, on, part, tail)
 	for j, i := range idx {
 		cmds[i] = got[j]
 	}
-	n, err := conn.Wait(ctx, s.waitReplicas, s.waitTimeout).Result()
+	if wait == nil {
+		wait = conn.Wait(ctx, s.waitReplicas, expiry(s.waitTimeout))
+	}
+	n, err := wait.Result()
 	if err != nil {
 		return err
 	}
@@ -447,73 +710,82 @@ func (s *Store) runWaiting(ctx context.Context, node *goredis.Client, script *go
 	return nil
 }
 
-// int64s runs calls and returns their integer replies; any failure fails
-// the whole call.
-func (s *Store) int64s(ctx context.Context, op string, script *goredis.Script, calls []call) ([]int64, error) {
-	out := make([]int64, len(calls))
-	if len(calls) == 0 {
-		return out, nil
+// epochCalls appends to calls one call of script per op, after checking
+// every op (a negative TTL, a known value above 2^53 fail the call before
+// anything is sent). With after set (a bump), each op's notice is an
+// argument of its call, or, on a Ring, appended to *after, whose payloads
+// the caller fills in.
+func (s *Store) epochCalls(op string, script *goredis.Script, ops []tier.EpochOp, calls []call, after *[]notice) ([]call, error) {
+	for _, o := range ops {
+		if o.TTL < 0 {
+			return nil, errNegativeTTL
+		}
+		if o.Known > maxEpoch {
+			return nil, fmt.Errorf("redis: %s: epoch %d is above 2^53", op, o.Known)
+		}
 	}
-	run := s.runScripts
-	if script == bumpEpochScript || script == tombstoneScript {
-		run = s.runDurable
+	for _, o := range ops {
+		c := call{script: script, keys: []string{s.prefix + o.Key}, args: []any{strconv.FormatUint(o.Known, 10), expiry(o.TTL).Milliseconds()}}
+		if after != nil {
+			channel, before, tail, ring := s.scriptNotice(o.Notice)
+			c.args = append(c.args, channel, before, tail)
+			if ring {
+				*after = append(*after, notice{channel: s.prefix + o.Notice.Channel})
+			}
+		}
+		calls = append(calls, c)
 	}
-	cmds, err := run(ctx, script, calls)
-	if err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
+	return calls, nil
+}
+
+// epochReplies puts the epoch replies of cmds in vals, counting the keys
+// the scripts repaired; any failure fails the whole call.
+func (s *Store) epochReplies(ctx context.Context, op string, cmds []*goredis.Cmd, vals []uint64) error {
 	for i, c := range cmds {
-		n, err := c.Int64()
+		v, err := c.Int64()
 		if err != nil {
-			return nil, s.fail(ctx, op, err)
+			return s.fail(ctx, op, err)
 		}
-		out[i] = n
-	}
-	return out, nil
-}
-
-// LoadEpochs implements [tier.Epochs] with one script call per key,
-// pipelined. Values are decimal text.
-func (s *Store) LoadEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	return s.epochs(ctx, "load epochs", loadEpochScript, keys, known, ttl)
-}
-
-// BumpEpochs implements [tier.Epochs] with one script call per key,
-// pipelined.
-func (s *Store) BumpEpochs(ctx context.Context, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	return s.epochs(ctx, "bump epochs", bumpEpochScript, keys, known, ttl)
-}
-
-func (s *Store) epochs(ctx context.Context, op string, script *goredis.Script, keys []string, known []uint64, ttl time.Duration) ([]uint64, error) {
-	if len(keys) != len(known) {
-		return nil, fmt.Errorf("redis: %s: %d keys but %d known values", op, len(keys), len(known))
-	}
-	if ttl < 0 {
-		return nil, errNegativeTTL
-	}
-	if err := s.begin(ctx, op); err != nil {
-		return nil, err
-	}
-	calls := make([]call, len(keys))
-	for i, k := range keys {
-		if known[i] > maxEpoch {
-			return nil, fmt.Errorf("redis: %s: epoch %d is above 2^53", op, known[i])
-		}
-		calls[i] = call{keys: []string{s.prefix + k}, args: []any{strconv.FormatUint(known[i], 10), expiry(ttl).Milliseconds()}}
-	}
-	vals, err := s.int64s(ctx, op, script, calls)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]uint64, len(vals))
-	for i, v := range vals {
 		if v < 0 { // the script replaced what the key held (see luaEpoch)
 			s.repairs.Add(1)
 			v = -v
 		}
-		out[i] = uint64(v)
+		vals[i] = uint64(v)
 	}
-	return out, nil
+	return nil
+}
+
+// LoadEpochs implements [tier.Epochs] with one script call per op,
+// pipelined. Values are decimal text.
+func (s *Store) LoadEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
+	const op = "load epochs"
+	calls, err := s.epochCalls(op, loadEpochScript, ops, make([]call, 0, len(ops)), nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	vals := make([]uint64, len(ops))
+	if len(calls) == 0 {
+		return vals, nil
+	}
+	cmds, err := s.runScripts(ctx, calls)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	if err := s.epochReplies(ctx, op, cmds, vals); err != nil {
+		return nil, err
+	}
+	return vals, nil
+}
+
+// BumpEpochs implements [tier.Epochs] with one script call per op, which
+// bumps and publishes its notice, pipelined (with Options.WaitReplicas, as
+// Invalidate).
+func (s *Store) BumpEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
+	_, vals, err := s.invalidate(ctx, "bump epochs", nil, ops)
+	return vals, err
 }
 
 // Repairs implements [tier.Repairer]: how many epoch keys this store found

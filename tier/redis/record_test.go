@@ -67,9 +67,9 @@ func TestEpochsReplaceWrongType(t *testing.T) {
 		before := serverMicros(t, c)
 		var got []uint64
 		if op == "load" {
-			got, err = s.LoadEpochs(ctx, keys, make([]uint64, len(keys)), time.Hour)
+			got, err = s.LoadEpochs(ctx, hourOps(keys))
 		} else {
-			got, err = s.BumpEpochs(ctx, keys, make([]uint64, len(keys)), time.Hour)
+			got, err = s.BumpEpochs(ctx, hourOps(keys))
 		}
 		if err != nil {
 			t.Fatalf("%s epochs of keys of other types: %v", op, err)
@@ -99,11 +99,18 @@ func TestEpochsFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := s.LoadEpochs(ctx, []string{"k"}, []uint64{maxEpoch + 1}, 0); err == nil {
+	above := []tier.EpochOp{{Key: "k", Known: maxEpoch + 1}}
+	if _, err := s.LoadEpochs(ctx, above); err == nil {
 		t.Fatal("LoadEpochs with a known value above 2^53: no error")
 	}
-	if _, err := s.BumpEpochs(ctx, []string{"k"}, []uint64{maxEpoch + 1}, 0); err == nil {
+	if _, err := s.BumpEpochs(ctx, above); err == nil {
 		t.Fatal("BumpEpochs with a known value above 2^53: no error")
+	}
+	if _, _, err := s.ReadRecords(ctx, above, nil); err == nil {
+		t.Fatal("ReadRecords with a known value above 2^53: no error")
+	}
+	if _, _, err := s.Invalidate(ctx, nil, above); err == nil {
+		t.Fatal("Invalidate with a known value above 2^53: no error")
 	}
 	now := uint64(serverMicros(t, c))
 	// want 0: not an epoch, replaced.
@@ -122,7 +129,7 @@ func TestEpochsFormat(t *testing.T) {
 			t.Fatal(err)
 		}
 		repairs := s.Repairs()
-		got, err := s.LoadEpochs(ctx, []string{"k"}, []uint64{0}, 0)
+		got, err := s.LoadEpochs(ctx, []tier.EpochOp{{Key: "k"}})
 		if err != nil {
 			t.Fatalf("LoadEpochs of a key holding %q: %v", text, err)
 		}
@@ -137,7 +144,7 @@ func TestEpochsFormat(t *testing.T) {
 		}
 	}
 	// A known value is stored as decimal text too.
-	got, err := s.LoadEpochs(ctx, []string{"raised"}, []uint64{maxEpoch - 5}, 0)
+	got, err := s.LoadEpochs(ctx, []tier.EpochOp{{Key: "raised", Known: maxEpoch - 5}})
 	if err != nil || got[0] < maxEpoch-5 {
 		t.Fatalf("LoadEpochs with known 2^53-6 = (%v, %v)", got, err)
 	}
@@ -147,7 +154,7 @@ func TestEpochsFormat(t *testing.T) {
 }
 
 // Keys and lease keys of other types are removed (Repaired) by ReadRecords
-// and overwritten by WriteRecords and Tombstone, never an error.
+// and overwritten by WriteRecords and Invalidate, never an error.
 func TestRecordsReplaceWrongType(t *testing.T) {
 	t.Parallel()
 	c := singleClient(t, redistest.Start(t))
@@ -159,7 +166,7 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 
 	// An entry key of another type: the read removes it and reports it.
 	for _, k := range wrongTypes(t, c, "rt:", "{read}") {
-		res, err := s.ReadRecords(ctx, []tier.ReadOp{{Key: k}})
+		_, res, err := s.ReadRecords(ctx, nil, []tier.ReadOp{{Key: k}})
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("ReadRecords of %q: %v %v", k, err, res)
 		}
@@ -172,7 +179,7 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 	}
 	// With a lease: the lease is taken in the same step.
 	for _, k := range wrongTypes(t, c, "rt:", "{readlease}") {
-		res, err := s.ReadRecords(ctx, []tier.ReadOp{{Key: k, Lease: &tier.Lease{Key: "lk:" + k, Token: "a", TTL: time.Hour}}})
+		_, res, err := s.ReadRecords(ctx, nil, []tier.ReadOp{{Key: k, Lease: &tier.Lease{Key: "lk:" + k, Token: "a", TTL: time.Hour}}})
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("ReadRecords of %q: %v %v", k, err, res)
 		}
@@ -182,7 +189,7 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 	}
 	// A lease key of another type: replaced by the new lease.
 	for _, lk := range wrongTypes(t, c, "rt:", "lk:{lease}e") {
-		res, err := s.ReadRecords(ctx, []tier.ReadOp{{Key: "{lease}e", Lease: &tier.Lease{Key: lk, Token: "a", TTL: time.Hour}}})
+		_, res, err := s.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "{lease}e", Lease: &tier.Lease{Key: lk, Token: "a", TTL: time.Hour}}})
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("ReadRecords with the lease key %q: %v %v", lk, err, res)
 		}
@@ -200,7 +207,7 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 	keys := wrongTypes(t, c, "rt:", "{write}")
 	writes := make([]tier.RecordWrite, len(keys))
 	for i, k := range keys {
-		writes[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindMarker, now, nil), TTL: time.Hour}
+		writes[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindMarker, now, 0, nil), TTL: time.Hour}
 	}
 	lks := wrongTypes(t, c, "rt:", "lk:{write}")
 	for i := range writes {
@@ -224,12 +231,16 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 	}
 	keys = wrongTypes(t, c, "rt:", "{tomb}")
 	before := serverMicros(t, c)
-	stamps, err := s.Tombstone(ctx, keys, time.Hour)
+	tombs := make([]tier.TombstoneOp, len(keys))
+	for i, k := range keys {
+		tombs[i] = tier.TombstoneOp{Key: k, TTL: time.Hour}
+	}
+	stamps, _, err := s.Invalidate(ctx, tombs, nil)
 	if err != nil {
 		t.Fatalf("Tombstone of keys of other types: %v", err)
 	}
 	for i, k := range keys {
-		want := string(tier.AppendRecord(nil, tier.KindTombstone, stamps[i], nil))
+		want := string(tier.AppendRecord(nil, tier.KindTombstone, stamps[i], 0, nil))
 		if v := c.Get(ctx, "rt:"+k).Val(); v != want || stamps[i] < before {
 			t.Fatalf("Tombstone of %q of another type: stamp %d (clock %d), key holds %q", k, stamps[i], before, v)
 		}
@@ -247,11 +258,12 @@ func TestRecordsUseServerClock(t *testing.T) {
 	}
 	ctx := context.Background()
 	before := serverMicros(t, c)
-	res, err := s.ReadRecords(ctx, []tier.ReadOp{{Key: "k"}})
+	_, res, err := s.ReadRecords(ctx, nil, []tier.ReadOp{{Key: "k"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stamps, err := s.Tombstone(ctx, []string{"k"}, 1500*time.Microsecond)
+	tomb := []tier.TombstoneOp{{Key: "k", TTL: 1500 * time.Microsecond}}
+	stamps, _, err := s.Invalidate(ctx, tomb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +280,7 @@ func TestRecordsUseServerClock(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ttl <= 0 && ttl != -1 && try < 50 { // expired (-2) or expiring (0); -1 (no expiry) fails below
-			if _, err := s.Tombstone(ctx, []string{"k"}, 1500*time.Microsecond); err != nil {
+			if _, _, err := s.Invalidate(ctx, tomb, nil); err != nil {
 				t.Fatal(err)
 			}
 			continue
@@ -340,7 +352,7 @@ func TestScriptsReloadedWithoutRunningTwice(t *testing.T) {
 				for i, k := range keys {
 					ops[i] = tier.ReadOp{Key: k, Lease: &tier.Lease{Key: "lk:" + k, Token: fmt.Sprint(round), TTL: time.Hour}}
 				}
-				res, err := s.ReadRecords(ctx, ops)
+				_, res, err := s.ReadRecords(ctx, nil, ops)
 				if err != nil {
 					t.Fatalf("round %d: ReadRecords: %v", round, err)
 				}
@@ -351,7 +363,7 @@ func TestScriptsReloadedWithoutRunningTwice(t *testing.T) {
 				}
 				writes := make([]tier.RecordWrite, len(keys))
 				for i, k := range keys {
-					writes[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, res[i].Now, nil), Release: ops[i].Lease}
+					writes[i] = tier.RecordWrite{Key: k, Record: tier.AppendRecord(nil, tier.KindValue, res[i].Now, 0, nil), Release: ops[i].Lease}
 				}
 				if err := flushOne[name](ctx); err != nil {
 					t.Fatal(err)
@@ -368,27 +380,43 @@ func TestScriptsReloadedWithoutRunningTwice(t *testing.T) {
 				if err := flushOne[name](ctx); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := s.Tombstone(ctx, keys, time.Hour); err != nil {
-					t.Fatalf("round %d: Tombstone: %v", round, err)
-				}
-				epochs := make([]string, len(keys))
+				tombs := make([]tier.TombstoneOp, len(keys))
 				for i, k := range keys {
-					epochs[i] = k + "epoch"
+					tombs[i] = tier.TombstoneOp{Key: k, TTL: time.Hour}
+				}
+				if _, _, err := s.Invalidate(ctx, tombs, nil); err != nil {
+					t.Fatalf("round %d: Invalidate: %v", round, err)
+				}
+				epochs := make([]tier.EpochOp, len(keys))
+				for i, k := range keys {
+					epochs[i] = tier.EpochOp{Key: k + "epoch"}
 				}
 				if err := flushOne[name](ctx); err != nil {
 					t.Fatal(err)
 				}
-				loaded, err := s.LoadEpochs(ctx, epochs, make([]uint64, len(keys)), 0)
+				loaded, err := s.LoadEpochs(ctx, epochs)
 				if err != nil {
 					t.Fatalf("round %d: LoadEpochs: %v", round, err)
 				}
 				if err := flushOne[name](ctx); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := s.BumpEpochs(ctx, epochs, loaded, 0); err != nil {
+				for i := range epochs {
+					epochs[i].Known = loaded[i]
+				}
+				if _, err := s.BumpEpochs(ctx, epochs); err != nil {
 					t.Fatalf("round %d: BumpEpochs: %v", round, err)
 				}
 			}
 		})
 	}
+}
+
+// hourOps returns an epoch op for each key, with a TTL of an hour.
+func hourOps(keys []string) []tier.EpochOp {
+	ops := make([]tier.EpochOp, len(keys))
+	for i, k := range keys {
+		ops[i] = tier.EpochOp{Key: k, TTL: time.Hour}
+	}
+	return ops
 }

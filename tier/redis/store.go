@@ -91,8 +91,14 @@ type Store struct {
 
 	closed  atomic.Bool
 	repairs atomic.Uint64 // epoch keys replaced (see Repairs)
-	mu      sync.Mutex
-	subs    map[*subscription]struct{} // open subscriptions; guarded by mu
+
+	// scripts holds the scripts each server has run, or been sent, for
+	// this store: those are sent by hash (see runScriptsOn).
+	scriptsMu sync.RWMutex
+	scripts   map[scriptNode]struct{} // guarded by scriptsMu
+
+	mu   sync.Mutex
+	subs map[*subscription]struct{} // open subscriptions; guarded by mu
 }
 
 // New returns a store on client. The client may be a single-node, cluster or
@@ -118,6 +124,7 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 		subBuf:       opts.SubscriptionBuffer,
 		singleNode:   single,
 		subs:         make(map[*subscription]struct{}),
+		scripts:      make(map[scriptNode]struct{}),
 	}, nil
 }
 

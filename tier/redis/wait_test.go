@@ -10,6 +10,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // With WaitReplicas, an epoch bump and a tombstone return only once a
@@ -28,18 +29,19 @@ func TestWaitReplicasOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Keys on every master.
-	keys := make([]string, 12)
-	known := make([]uint64, len(keys))
-	for i := range keys {
-		keys[i] = fmt.Sprintf("ep:{user:%d}", i)
+	epochs := make([]tier.EpochOp, 12)
+	tombs := make([]tier.TombstoneOp, len(epochs))
+	for i := range epochs {
+		epochs[i] = tier.EpochOp{Key: fmt.Sprintf("ep:{user:%d}", i), TTL: time.Hour}
+		tombs[i] = tier.TombstoneOp{Key: fmt.Sprintf("{user:%d}k", i), TTL: time.Hour}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.BumpEpochs(ctx, keys, known, time.Hour); err != nil {
+	if _, err := s.BumpEpochs(ctx, epochs); err != nil {
 		t.Fatalf("BumpEpochs with healthy replicas: %v", err)
 	}
-	if _, err := s.Tombstone(ctx, keys, time.Hour); err != nil {
-		t.Fatalf("Tombstone with healthy replicas: %v", err)
+	if _, _, err := s.Invalidate(ctx, tombs, epochs); err != nil {
+		t.Fatalf("Invalidate with healthy replicas: %v", err)
 	}
 
 	var replicas []*redistest.Server
@@ -54,19 +56,19 @@ func TestWaitReplicasOnCluster(t *testing.T) {
 	for _, r := range replicas {
 		r.Pause()
 	}
-	_, berr := s.BumpEpochs(ctx, keys, known, time.Hour)
-	_, terr := s.Tombstone(ctx, keys, time.Hour)
+	_, berr := s.BumpEpochs(ctx, epochs)
+	_, _, terr := s.Invalidate(ctx, tombs, nil)
 	for _, r := range replicas {
 		r.Resume()
 	}
-	for what, err := range map[string]error{"BumpEpochs": berr, "Tombstone": terr} {
+	for what, err := range map[string]error{"BumpEpochs": berr, "Invalidate": terr} {
 		if err == nil || !strings.Contains(err.Error(), "replicas acknowledged") {
 			t.Errorf("%s with every replica paused: %v; want an error saying the replicas did not acknowledge", what, err)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, err := s.BumpEpochs(ctx, keys, known, time.Hour)
+		_, err := s.BumpEpochs(ctx, epochs)
 		if err == nil {
 			break
 		}
@@ -92,10 +94,10 @@ func TestWaitReplicasWithoutReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := s.BumpEpochs(ctx, []string{"e"}, []uint64{0}, time.Hour); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+	if _, err := s.BumpEpochs(ctx, []tier.EpochOp{{Key: "e", TTL: time.Hour}}); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
 		t.Fatalf("BumpEpochs with no replica: %v; want an error naming the missing acknowledgement", err)
 	}
-	if _, err := s.LoadEpochs(ctx, []string{"e"}, []uint64{0}, time.Hour); err != nil {
+	if _, err := s.LoadEpochs(ctx, []tier.EpochOp{{Key: "e", TTL: time.Hour}}); err != nil {
 		t.Fatalf("LoadEpochs does not wait: %v", err)
 	}
 	if _, err := New(client, Options{WaitReplicas: -1}); err == nil {

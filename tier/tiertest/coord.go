@@ -16,7 +16,7 @@ import (
 func (s *suite) testEpochs(t *testing.T) {
 	load := func(t *testing.T, e tier.Epochs, keys []string, known []uint64, ttl time.Duration) []uint64 {
 		t.Helper()
-		got, err := e.LoadEpochs(testCtx(t), keys, known, ttl)
+		got, err := e.LoadEpochs(testCtx(t), epochOps(keys, known, ttl))
 		if err != nil {
 			t.Fatalf("LoadEpochs(%q, known %v): %v", keys, known, err)
 		}
@@ -32,7 +32,7 @@ func (s *suite) testEpochs(t *testing.T) {
 	}
 	bump := func(t *testing.T, e tier.Epochs, keys []string, known []uint64, ttl time.Duration) []uint64 {
 		t.Helper()
-		got, err := e.BumpEpochs(testCtx(t), keys, known, ttl)
+		got, err := e.BumpEpochs(testCtx(t), epochOps(keys, known, ttl))
 		if err != nil {
 			t.Fatalf("BumpEpochs(%q, known %v): %v", keys, known, err)
 		}
@@ -172,7 +172,7 @@ func (s *suite) testEpochs(t *testing.T) {
 				defer wg.Done()
 				known := []uint64{uint64(g), uint64(g + 1), 0}
 				<-start
-				got, err := e.LoadEpochs(ctx, keys, known, time.Hour)
+				got, err := e.LoadEpochs(ctx, epochOps(keys, known, time.Hour))
 				if err != nil {
 					t.Errorf("LoadEpochs: %v", err)
 					return
@@ -212,7 +212,7 @@ func (s *suite) testEpochs(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-gate
-				got, err := e.BumpEpochs(ctx, []string{"k"}, []uint64{start}, 0)
+				got, err := e.BumpEpochs(ctx, []tier.EpochOp{{Key: "k", Known: start}})
 				if err != nil {
 					t.Errorf("BumpEpochs: %v", err)
 					return
@@ -312,7 +312,7 @@ func (s *suite) testEpochs(t *testing.T) {
 			"binary": []byte("\x00\xff\x10garbage\r\n"),
 			"sign":   []byte("-42"),
 			"suffix": []byte("12x"),
-			"record": tier.AppendRecord(nil, tier.KindValue, 5, []byte("v")),
+			"record": tier.AppendRecord(nil, tier.KindValue, 5, 0, []byte("v")),
 		}
 		keys := slices.Sorted(maps.Keys(garbage))
 		for _, k := range keys {
@@ -369,39 +369,105 @@ func (s *suite) testEpochs(t *testing.T) {
 		}
 	})
 
+	t.Run("PerOpTTL", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "epopttl")
+		e := st.(tier.Epochs)
+		ctx := testCtx(t)
+		const short = 100 * time.Millisecond
+		// One call mixes expiry classes: each op's key gets its own TTL.
+		loaded, err := e.LoadEpochs(ctx, []tier.EpochOp{
+			{Key: "load-short", TTL: short},
+			{Key: "load-long", TTL: time.Hour},
+			{Key: "load-forever"},
+		})
+		if err != nil {
+			t.Fatalf("LoadEpochs with mixed TTLs: %v", err)
+		}
+		bumped, err := e.BumpEpochs(ctx, []tier.EpochOp{
+			{Key: "bump-forever"},
+			{Key: "bump-short", TTL: short},
+			{Key: "bump-long", TTL: time.Hour},
+		})
+		if err != nil {
+			t.Fatalf("BumpEpochs with mixed TTLs: %v", err)
+		}
+		for _, k := range []string{"load-short", "bump-short"} {
+			eventually(t, "epoch "+k+" with a 100ms TTL expires", func() bool {
+				_, ok := mustGet(t, ctx, st, k)
+				return !ok
+			})
+		}
+		time.Sleep(2 * short)
+		for k, want := range map[string]uint64{"load-long": loaded[1], "load-forever": loaded[2], "bump-forever": bumped[0], "bump-long": bumped[2]} {
+			if got := load(t, e, []string{k}, zeros(1), 0)[0]; got != want {
+				t.Fatalf("epoch %s with a long or no TTL = %d after the short ones expired, want %d", k, got, want)
+			}
+		}
+	})
+
+	t.Run("BumpNotices", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "epnotice")
+		e := st.(tier.Epochs)
+		b, ok := st.(tier.Broadcaster)
+		if !ok {
+			t.Skip("the store is not a tier.Broadcaster: it ignores notices")
+		}
+		ctx := testCtx(t)
+		sub := s.subscribe(t, b, "ep")
+		other := s.subscribe(t, b, "ep2")
+		// A load publishes nothing, even with a Notice; a bump publishes
+		// each op's notice with the value it made. The ops name one key, so
+		// on a cluster every notice comes from one node, in order.
+		if _, err := e.LoadEpochs(ctx, []tier.EpochOp{{Key: "{n}k", Notice: &tier.Notice{Channel: "ep", Before: []byte("load:")}}}); err != nil {
+			t.Fatalf("LoadEpochs: %v", err)
+		}
+		got, err := e.BumpEpochs(ctx, []tier.EpochOp{
+			{Key: "{n}k", Notice: &tier.Notice{Channel: "ep", Before: []byte("bump:"), After: []byte(":end")}},
+			{Key: "{n}k"},
+			{Key: "{n}k", Notice: &tier.Notice{Channel: "ep2"}},
+			{Key: "{n}k", Notice: &tier.Notice{Channel: "ep", After: []byte("\x00after")}},
+		})
+		if err != nil {
+			t.Fatalf("BumpEpochs with notices: %v", err)
+		}
+		want := []string{fmt.Sprintf("bump:%d:end", got[0]), fmt.Sprintf("%d\x00after", got[3])}
+		for i, w := range want {
+			if p := nextPayload(t, sub); p != w {
+				t.Fatalf("notice %d on the channel = %q, want %q (a load publishes nothing)", i, p, w)
+			}
+		}
+		if p := nextPayload(t, other); p != fmt.Sprint(got[2]) {
+			t.Fatalf("notice on the other channel = %q, want %q", p, fmt.Sprint(got[2]))
+		}
+	})
+
 	t.Run("BadArguments", func(t *testing.T) {
 		t.Parallel()
 		st := s.open(t, "epargs")
 		e := st.(tier.Epochs)
 		ctx := testCtx(t)
-		if _, err := e.LoadEpochs(ctx, []string{"a", "b"}, []uint64{1}, 0); err == nil {
-			t.Error("LoadEpochs with more keys than known values: no error")
-		}
-		if _, err := e.LoadEpochs(ctx, []string{"a"}, []uint64{1, 2}, 0); err == nil {
-			t.Error("LoadEpochs with fewer keys than known values: no error")
-		}
-		if _, err := e.BumpEpochs(ctx, []string{"a"}, []uint64{1, 2}, 0); err == nil {
-			t.Error("BumpEpochs with fewer keys than known values: no error")
-		}
-		if _, err := e.BumpEpochs(ctx, []string{"a", "b"}, nil, 0); err == nil {
-			t.Error("BumpEpochs with more keys than known values: no error")
-		}
-		for _, keys := range [][]string{nil, {}} {
-			got, err := e.LoadEpochs(ctx, keys, []uint64{}, 0)
+		for _, ops := range [][]tier.EpochOp{nil, {}} {
+			got, err := e.LoadEpochs(ctx, ops)
 			if err != nil || len(got) != 0 {
 				t.Errorf("LoadEpochs of no keys = (%v, %v), want no values and no error", got, err)
 			}
-			got, err = e.BumpEpochs(ctx, keys, nil, 0)
+			got, err = e.BumpEpochs(ctx, ops)
 			if err != nil || len(got) != 0 {
 				t.Errorf("BumpEpochs of no keys = (%v, %v), want no values and no error", got, err)
 			}
 		}
-		if _, err := e.LoadEpochs(ctx, []string{"neg"}, []uint64{0}, -time.Second); err == nil {
+		// A negative TTL in any op fails the whole call, which writes
+		// nothing.
+		bad := []tier.EpochOp{{Key: "neg-ok", TTL: time.Hour}, {Key: "neg", TTL: -time.Second}}
+		if _, err := e.LoadEpochs(ctx, bad); err == nil {
 			t.Error("LoadEpochs with a negative TTL: no error")
 		}
-		if _, err := e.BumpEpochs(ctx, []string{"neg"}, []uint64{0}, -time.Second); err == nil {
+		if _, err := e.BumpEpochs(ctx, bad); err == nil {
 			t.Error("BumpEpochs with a negative TTL: no error")
 		}
+		wantMissing(t, ctx, st, "neg-ok")
 		wantMissing(t, ctx, st, "neg")
 	})
 }
@@ -681,4 +747,13 @@ func (s *suite) testLocker(t *testing.T) {
 			}
 		}
 	})
+}
+
+// epochOps returns an epoch op for each key, with its known value and ttl.
+func epochOps(keys []string, known []uint64, ttl time.Duration) []tier.EpochOp {
+	ops := make([]tier.EpochOp, len(keys))
+	for i, k := range keys {
+		ops[i] = tier.EpochOp{Key: k, Known: known[i], TTL: ttl}
+	}
+	return ops
 }

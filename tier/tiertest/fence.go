@@ -18,9 +18,14 @@ import (
 // hourMicros is an hour in the unit of record stamps.
 const hourMicros = int64(time.Hour / time.Microsecond)
 
-// rec builds a record.
+// rec builds a record of generation 0.
 func rec(kind tier.Kind, stamp int64, payload string) []byte {
-	return tier.AppendRecord(nil, kind, stamp, []byte(payload))
+	return tier.AppendRecord(nil, kind, stamp, 0, []byte(payload))
+}
+
+// recGen builds a record of generation gen.
+func recGen(kind tier.Kind, stamp int64, gen uint64, payload string) []byte {
+	return tier.AppendRecord(nil, kind, stamp, gen, []byte(payload))
 }
 
 // outcomeName names an outcome in failure messages.
@@ -40,20 +45,23 @@ func outcomeName(o tier.Outcome) string {
 
 // showRecord prints a record (or other bytes) compactly.
 func showRecord(b []byte) string {
-	kind, stamp, payload, ok := tier.ParseRecord(b)
+	r, ok := tier.ParseRecord(b)
 	if !ok {
 		return "non-record " + show(b)
 	}
-	name := map[tier.Kind]string{tier.KindValue: "value", tier.KindMarker: "marker", tier.KindTombstone: "tombstone", tier.KindFencedValue: "fenced value"}[kind]
-	return fmt.Sprintf("%s@%d %s", name, stamp, show(payload))
+	name := map[tier.Kind]string{tier.KindValue: "value", tier.KindMarker: "marker", tier.KindTombstone: "tombstone", tier.KindFencedValue: "fenced value"}[r.Kind]
+	return fmt.Sprintf("%s@%d gen %d %s", name, r.Stamp, r.Gen, show(r.Payload))
 }
 
 // readRecords reads ops, failing t on an error of the call or of any key.
 func readRecords(t *testing.T, f tier.Fencer, ops ...tier.ReadOp) []tier.ReadResult {
 	t.Helper()
-	got, err := f.ReadRecords(testCtx(t), ops)
+	vals, got, err := f.ReadRecords(testCtx(t), nil, ops)
 	if err != nil {
 		t.Fatalf("ReadRecords of %d keys: %v", len(ops), err)
+	}
+	if len(vals) != 0 {
+		t.Fatalf("ReadRecords with no epochs returned %d epoch values", len(vals))
 	}
 	if len(got) != len(ops) {
 		t.Fatalf("ReadRecords returned %d results for %d keys", len(got), len(ops))
@@ -136,21 +144,30 @@ func wantNoRecord(t *testing.T, f tier.Fencer, key string) {
 // tombstone tombstones keys for ttl, failing t on an error.
 func tombstone(t *testing.T, f tier.Fencer, ttl time.Duration, keys ...string) []int64 {
 	t.Helper()
-	got, err := f.Tombstone(testCtx(t), keys, ttl)
+	got, vals, err := f.Invalidate(testCtx(t), tombstoneOps(ttl, keys...), nil)
 	if err != nil {
-		t.Fatalf("Tombstone(%q): %v", keys, err)
+		t.Fatalf("Invalidate(tombstones %q): %v", keys, err)
 	}
-	if len(got) != len(keys) {
-		t.Fatalf("Tombstone returned %d stamps for %d keys", len(got), len(keys))
+	if len(got) != len(keys) || len(vals) != 0 {
+		t.Fatalf("Invalidate returned %d stamps for %d tombstones and %d values for no epochs", len(got), len(keys), len(vals))
 	}
 	return got
+}
+
+// tombstoneOps returns a tombstone op for each key with ttl and no notice.
+func tombstoneOps(ttl time.Duration, keys ...string) []tier.TombstoneOp {
+	ops := make([]tier.TombstoneOp, len(keys))
+	for i, k := range keys {
+		ops[i] = tier.TombstoneOp{Key: k, TTL: ttl}
+	}
+	return ops
 }
 
 // wantTombstone fails t unless key holds the tombstone stamped stamp: the
 // header alone.
 func wantTombstone(t *testing.T, f tier.Fencer, key string, stamp int64) {
 	t.Helper()
-	wantRecord(t, f, key, tier.AppendRecord(nil, tier.KindTombstone, stamp, nil))
+	wantRecord(t, f, key, tier.AppendRecord(nil, tier.KindTombstone, stamp, 0, nil))
 }
 
 // leaseOn is a lease on the lease key of an entry key, named as the cache
@@ -357,11 +374,11 @@ func (s *suite) testFencer(t *testing.T) {
 		stampOf := func(key string) int64 {
 			t.Helper()
 			r := readKey(t, f, key)
-			_, st, _, ok := tier.ParseRecord(r.Value)
+			c, ok := tier.ParseRecord(r.Value)
 			if !r.Found || !ok {
 				t.Fatalf("ReadRecords(%q) after a replacing write: found %v, a record %v", key, r.Found, ok)
 			}
-			return st
+			return c.Stamp
 		}
 		// A replacement lands over a value stamped after it, and is stored
 		// stamped no earlier than the store's clock when it landed (and
@@ -573,7 +590,7 @@ func (s *suite) testFencer(t *testing.T) {
 		// Once it expired the tombstone fences nothing (what Horizon is for).
 		put(t, f, "k", rec(tier.KindValue, before, "v"), tier.Written)
 		for _, ttl := range []time.Duration{-time.Second, 0} {
-			if _, err := f.Tombstone(ctx, []string{"k"}, ttl); err == nil {
+			if _, _, err := f.Invalidate(ctx, tombstoneOps(ttl, "k"), nil); err == nil {
 				t.Fatalf("Tombstone with TTL %v: no error (a tombstone must expire)", ttl)
 			}
 		}
@@ -614,9 +631,12 @@ func (s *suite) testFencer(t *testing.T) {
 			[]byte("plain text, long enough for a header"),
 			{},
 			[]byte("\xA5\x01short"),
-			append([]byte("\xA5\x09"), make([]byte, 8)...),
-			append([]byte("\xA5\x00"), make([]byte, 8)...),
-			append([]byte("\xAC\x01\x01"), make([]byte, 12)...),
+			append([]byte("\xA5\x09"), make([]byte, 16)...),
+			append([]byte("\xA5\x00"), make([]byte, 16)...),
+			append([]byte("\xAC\x01\x01"), make([]byte, 20)...),
+			// A header of 10 bytes (stamp, no generation) is too short.
+			append([]byte("\xA5\x01"), make([]byte, 8)...),
+			append([]byte("\xA5\x03"), make([]byte, 15)...),
 		}
 		for i, g := range garbage {
 			for j, kind := range []tier.Kind{tier.KindValue, tier.KindMarker} {
@@ -683,8 +703,11 @@ func (s *suite) testFencer(t *testing.T) {
 		f := s.open(t, "fenceempty").(tier.Fencer)
 		ctx := testCtx(t)
 		for _, ops := range [][]tier.ReadOp{nil, {}} {
-			if got, err := f.ReadRecords(ctx, ops); err != nil || len(got) != 0 {
-				t.Errorf("ReadRecords(%#v) = (%v, %v), want no results and no error", ops, got, err)
+			if vals, got, err := f.ReadRecords(ctx, nil, ops); err != nil || len(got) != 0 || len(vals) != 0 {
+				t.Errorf("ReadRecords(nil, %#v) = (%v, %v, %v), want no results and no error", ops, vals, got, err)
+			}
+			if vals, got, err := f.ReadRecords(ctx, []tier.EpochOp{}, ops); err != nil || len(got) != 0 || len(vals) != 0 {
+				t.Errorf("ReadRecords({}, %#v) = (%v, %v, %v), want no results and no error", ops, vals, got, err)
 			}
 		}
 		for _, writes := range [][]tier.RecordWrite{nil, {}} {
@@ -693,8 +716,11 @@ func (s *suite) testFencer(t *testing.T) {
 			}
 		}
 		for _, keys := range [][]string{nil, {}} {
-			if got, err := f.Tombstone(ctx, keys, time.Hour); err != nil || len(got) != 0 {
-				t.Errorf("Tombstone(%#v) = (%v, %v), want no stamps and no error", keys, got, err)
+			if got, vals, err := f.Invalidate(ctx, tombstoneOps(time.Hour, keys...), nil); err != nil || len(got) != 0 || len(vals) != 0 {
+				t.Errorf("Invalidate(%#v) = (%v, %v, %v), want no stamps, no values and no error", keys, got, vals, err)
+			}
+			if got, vals, err := f.Invalidate(ctx, nil, []tier.EpochOp{}); err != nil || len(got) != 0 || len(vals) != 0 {
+				t.Errorf("Invalidate(nil, {}) = (%v, %v, %v), want no stamps, no values and no error", got, vals, err)
 			}
 		}
 	})
@@ -746,6 +772,330 @@ func (s *suite) testFencer(t *testing.T) {
 		}
 	})
 
+	t.Run("MarkerGeneration", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "fencemarkgen").(tier.Fencer)
+		base := clockAt(t, f, "v")
+		v := recGen(tier.KindValue, base, 7, "v")
+		put(t, f, "v", v, tier.Written)
+		// A marker of the value's own generation never replaces it, however
+		// new.
+		put(t, f, "v", recGen(tier.KindMarker, base+hourMicros, 7, ""), tier.Fenced)
+		// One of another generation (the value was loaded under epochs
+		// invalidated since) does, when stamped after it...
+		put(t, f, "v", recGen(tier.KindMarker, base, 8, ""), tier.Fenced)
+		put(t, f, "v", recGen(tier.KindMarker, base-1, 8, ""), tier.Fenced)
+		wantRecord(t, f, "v", v)
+		// ...and is stored with the stamp of the value it replaced, keeping
+		// its own generation.
+		m := recGen(tier.KindMarker, base+5, 8, "meta")
+		put(t, f, "v", m, tier.Written)
+		wantRecord(t, f, "v", tier.Restamp(m, base))
+		// A value of that generation replaces the marker as a fenced value
+		// carrying the fence on, its generation and payload kept.
+		v8 := recGen(tier.KindValue, base+6, 8, "v8")
+		put(t, f, "v", v8, tier.Written)
+		wantRecord(t, f, "v", tier.Rewrite(v8, tier.KindFencedValue, base))
+		// Over a fenced value the same rules hold.
+		put(t, f, "v", recGen(tier.KindMarker, base+hourMicros, 8, ""), tier.Fenced)
+		put(t, f, "v", recGen(tier.KindMarker, base, 9, ""), tier.Fenced)
+		m9 := recGen(tier.KindMarker, base+7, 9, "")
+		put(t, f, "v", m9, tier.Written)
+		wantRecord(t, f, "v", tier.Restamp(m9, base))
+		// Generations are compared in all 64 bits (more than a Lua number
+		// holds exactly).
+		g1, g2 := uint64(1<<63|1), uint64(1<<63|2)
+		hi := recGen(tier.KindValue, base, g1, "hi")
+		put(t, f, "hi", hi, tier.Written)
+		put(t, f, "hi", recGen(tier.KindMarker, base+1, g1, ""), tier.Fenced)
+		put(t, f, "hi", recGen(tier.KindMarker, base+1, g1|1<<8, ""), tier.Written)
+		put(t, f, "hi2", hi, tier.Written)
+		m = recGen(tier.KindMarker, base+1, g2, "")
+		put(t, f, "hi2", m, tier.Written)
+		wantRecord(t, f, "hi2", tier.Restamp(m, base))
+	})
+
+	t.Run("ReadLoadsEpochs", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "fenceepochs")
+		f := st.(tier.Fencer)
+		ctx := testCtx(t)
+		floor := clockAt(t, f, "k")
+		v := rec(tier.KindValue, floor, "v")
+		put(t, f, "k", v, tier.Written)
+		mustSet(t, ctx, st, "{e}bad", []byte("not an epoch"), 0)
+		const short = 100 * time.Millisecond
+		far := uint64(floor + hourMicros)
+		// The epochs come with the reads, in the same call.
+		epochs := []tier.EpochOp{
+			{Key: "{e}short", TTL: short},
+			{Key: "{e}forever"},
+			{Key: "{e}bad", TTL: time.Hour},
+			{Key: "{e}known", Known: far, TTL: time.Hour},
+			{Key: "{e}forever"},
+		}
+		vals, reads, err := f.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "k"}, {Key: "absent"}})
+		if err != nil {
+			t.Fatalf("ReadRecords with epochs: %v", err)
+		}
+		if len(vals) != len(epochs) || len(reads) != 2 {
+			t.Fatalf("ReadRecords of %d epochs and 2 keys returned %d values and %d results", len(epochs), len(vals), len(reads))
+		}
+		if r := reads[0]; r.Err != nil || !r.Found || string(r.Value) != string(v) || r.Now <= 0 {
+			t.Fatalf("ReadRecords with epochs: read of a record = %+v, want it", r)
+		}
+		if r := reads[1]; r.Err != nil || r.Found || r.Now <= 0 {
+			t.Fatalf("ReadRecords with epochs: read of a missing key = %+v, want a miss", r)
+		}
+		// Missing epochs (and bytes that are not one) are created from the
+		// store's clock, at least their known value; one key twice agrees.
+		for i := range 3 {
+			if vals[i] < uint64(floor) {
+				t.Fatalf("ReadRecords created epoch %q = %d, want the store's clock (%d) or more", epochs[i].Key, vals[i], floor)
+			}
+		}
+		if vals[3] < far || vals[4] != vals[1] {
+			t.Fatalf("ReadRecords epochs = %v: want a created value of at least the known %d, and one key read twice to agree", vals, far)
+		}
+		if got, _ := mustGet(t, ctx, st, "{e}bad"); string(got) == "not an epoch" {
+			t.Fatal("ReadRecords left bytes that are not an epoch in place")
+		}
+		// As with LoadEpochs: stored values come back, a known value above
+		// the stored one raises it, in the order of the ops.
+		raised := vals[1] + 1_000_000
+		again, none, err := f.ReadRecords(ctx, []tier.EpochOp{{Key: "{e}forever"}, {Key: "{e}forever", Known: raised}, {Key: "{e}forever"}, {Key: "{e}bad"}, {Key: "{e}known"}}, nil)
+		if err != nil || len(none) != 0 {
+			t.Fatalf("ReadRecords of epochs only = (%v, %v, %v)", again, none, err)
+		}
+		if want := []uint64{vals[1], raised, raised, vals[2], vals[3]}; !slices.Equal(again, want) {
+			t.Fatalf("ReadRecords of stored epochs = %v, want %v", again, want)
+		}
+		if e, ok := st.(tier.Epochs); ok {
+			got, err := e.LoadEpochs(ctx, []tier.EpochOp{{Key: "{e}forever"}, {Key: "{e}bad"}})
+			if err != nil || !slices.Equal(got, []uint64{raised, vals[2]}) {
+				t.Fatalf("LoadEpochs after ReadRecords = (%v, %v), want [%d %d]", got, err, raised, vals[2])
+			}
+		}
+		// Each op's key gets its own TTL.
+		eventually(t, "an epoch ReadRecords created with a 100ms TTL expires", func() bool {
+			_, ok := mustGet(t, ctx, st, "{e}short")
+			return !ok
+		})
+		time.Sleep(2 * short)
+		after, _, err := f.ReadRecords(ctx, []tier.EpochOp{{Key: "{e}short"}, {Key: "{e}forever"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after[0] <= vals[0] || after[1] != raised {
+			t.Fatalf("ReadRecords after the short epoch expired = %v, want a new value after %d and the kept %d", after, vals[0], raised)
+		}
+		// An epoch op with a negative TTL fails the whole call: no epoch is
+		// written and no lease taken.
+		_, _, err = f.ReadRecords(ctx, []tier.EpochOp{{Key: "{n}ok"}, {Key: "{n}neg", TTL: -time.Second}}, []tier.ReadOp{{Key: "{n}x", Lease: leaseOn("{n}x", "t", time.Hour)}})
+		if err == nil {
+			t.Fatal("ReadRecords with an epoch TTL of -1s: no error")
+		}
+		wantMissing(t, ctx, st, "{n}ok")
+		wantMissing(t, ctx, st, "{n}neg")
+		wantMissing(t, ctx, st, leaseOn("{n}x", "", 0).Key)
+	})
+
+	t.Run("Invalidate", func(t *testing.T) {
+		t.Parallel()
+		prefix := s.newPrefix("fenceinv")
+		st := s.openPrefix(t, prefix)
+		f := st.(tier.Fencer)
+		ctx := testCtx(t)
+		b, broadcasts := st.(tier.Broadcaster)
+		var sub, elsewhere tier.Subscription
+		if broadcasts {
+			sub = s.subscribe(t, b, "inv")
+			// A store of another prefix hears nothing of it.
+			other := s.open(t, "fenceinv").(tier.Broadcaster)
+			elsewhere = s.subscribe(t, other, "inv")
+			t.Cleanup(func() {
+				if t.Failed() {
+					return
+				}
+				if err := other.Publish(ctx, "inv", []byte("end")); err != nil {
+					t.Errorf("Publish: %v", err)
+				}
+				if got := nextPayload(t, elsewhere); got != "end" {
+					t.Errorf("a store of another prefix received %q: notices are not namespaced", got)
+				}
+			})
+		} else {
+			t.Log("the store is not a tier.Broadcaster: notices are not checked")
+		}
+		now := clockAt(t, f, "{i}k")
+		put(t, f, "{i}k", rec(tier.KindValue, now, "v"), tier.Written)
+		known, _, err := f.ReadRecords(ctx, []tier.EpochOp{{Key: "{i}e1"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notice := func(before, after string) *tier.Notice {
+			return &tier.Notice{Channel: "inv", Before: []byte(before), After: []byte(after)}
+		}
+		tombs := []tier.TombstoneOp{
+			{Key: "{i}k", TTL: time.Hour, Notice: notice("tomb:", ":k")},
+			{Key: "{i}missing", TTL: time.Hour},
+			{Key: "{i}short", TTL: 100 * time.Millisecond, Notice: notice("", "")},
+		}
+		far := known[0] + 1_000_000
+		bumps := []tier.EpochOp{
+			{Key: "{i}e1", Notice: notice("e1:", "")},
+			{Key: "{i}e2", Known: far, TTL: time.Hour, Notice: notice("e2:", "!")},
+			{Key: "{i}e3", TTL: time.Hour},
+		}
+		stamps, vals, err := f.Invalidate(ctx, tombs, bumps)
+		if err != nil {
+			t.Fatalf("Invalidate: %v", err)
+		}
+		if len(stamps) != len(tombs) || len(vals) != len(bumps) {
+			t.Fatalf("Invalidate of %d tombstones and %d epochs returned %d stamps and %d values", len(tombs), len(bumps), len(stamps), len(vals))
+		}
+		if stamps[0] <= now {
+			t.Fatalf("tombstone stamped %d over a record stamped %d", stamps[0], now)
+		}
+		wantTombstone(t, f, "{i}k", stamps[0])
+		wantTombstone(t, f, "{i}missing", stamps[1])
+		put(t, f, "{i}k", rec(tier.KindValue, now, "stale"), tier.Fenced)
+		if vals[0] <= known[0] || vals[1] <= far || vals[2] < uint64(now) {
+			t.Fatalf("Invalidate bumped %v from %d, known %d and nothing: want values after each", vals, known[0], far)
+		}
+		stored, _, err := f.ReadRecords(ctx, epochOps([]string{"{i}e1", "{i}e2", "{i}e3"}, make([]uint64, 3), 0), nil)
+		if err != nil || !slices.Equal(stored, vals) {
+			t.Fatalf("ReadRecords of the bumped epochs = (%v, %v), want %v", stored, err, vals)
+		}
+		if broadcasts {
+			// Every notice, with the stamp or value its op made. The order
+			// across ops is not part of the contract (on a cluster they come
+			// from the nodes of their keys).
+			want := []string{
+				fmt.Sprintf("tomb:%d:k", stamps[0]),
+				fmt.Sprint(stamps[2]),
+				fmt.Sprintf("e1:%d", vals[0]),
+				fmt.Sprintf("e2:%d!", vals[1]),
+			}
+			got := make([]string, len(want))
+			for i := range got {
+				got[i] = nextPayload(t, sub)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("notices of Invalidate = %q, want %q", got, want)
+			}
+		}
+		// Each tombstone has its own TTL.
+		eventually(t, "a tombstone with a 100ms TTL expires", func() bool {
+			return !readKey(t, f, "{i}short").Found
+		})
+		wantTombstone(t, f, "{i}k", stamps[0])
+		// Bumps alone, and tombstones alone.
+		st2, v2, err := f.Invalidate(ctx, nil, []tier.EpochOp{{Key: "{i}e1", Known: vals[0], Notice: notice("again:", "")}})
+		if err != nil || len(st2) != 0 || len(v2) != 1 || v2[0] <= vals[0] {
+			t.Fatalf("Invalidate of one epoch = (%v, %v, %v), want one value after %d", st2, v2, err, vals[0])
+		}
+		st3, v3, err := f.Invalidate(ctx, []tier.TombstoneOp{{Key: "{i}k", TTL: time.Hour, Notice: notice("t2:", "")}}, nil)
+		if err != nil || len(st3) != 1 || len(v3) != 0 || st3[0] <= stamps[0] {
+			t.Fatalf("Invalidate of one tombstone = (%v, %v, %v), want one stamp after %d", st3, v3, err, stamps[0])
+		}
+		if broadcasts {
+			// One key each, so one after the other.
+			if got, want := nextPayload(t, sub), fmt.Sprintf("again:%d", v2[0]); got != want {
+				t.Fatalf("notice of a bump = %q, want %q", got, want)
+			}
+			if got, want := nextPayload(t, sub), fmt.Sprintf("t2:%d", st3[0]); got != want {
+				t.Fatalf("notice of a tombstone = %q, want %q", got, want)
+			}
+		}
+		// A tombstone without an expiry, or an epoch with a negative TTL,
+		// fails the whole call, which writes nothing.
+		for _, bad := range []struct {
+			tomb, bump time.Duration
+		}{{time.Hour, -time.Second}, {0, 0}, {-time.Second, time.Hour}} {
+			_, _, err := f.Invalidate(ctx, []tier.TombstoneOp{{Key: "{b}t", TTL: bad.tomb, Notice: notice("bad", "")}}, []tier.EpochOp{{Key: "{b}e", TTL: bad.bump, Notice: notice("bad", "")}})
+			if err == nil {
+				t.Fatalf("Invalidate with a tombstone TTL of %v and an epoch TTL of %v: no error", bad.tomb, bad.bump)
+			}
+			wantMissing(t, ctx, st, "{b}t")
+			wantMissing(t, ctx, st, "{b}e")
+		}
+		if broadcasts {
+			if err := b.Publish(ctx, "inv", []byte("done")); err != nil {
+				t.Fatal(err)
+			}
+			if got := nextPayload(t, sub); got != "done" {
+				t.Fatalf("received %q: a failed Invalidate published its notice", got)
+			}
+		}
+	})
+
+	t.Run("WriteNotices", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "fencewnotice")
+		f := st.(tier.Fencer)
+		b, ok := st.(tier.Broadcaster)
+		if !ok {
+			t.Skip("the store is not a tier.Broadcaster: it ignores notices")
+		}
+		ctx := testCtx(t)
+		sub := s.subscribe(t, b, "w")
+		notice := func(tag string) *tier.Notice {
+			return &tier.Notice{Channel: "w", Before: []byte(tag), After: []byte("/" + tag)}
+		}
+		now := clockAt(t, f, "{w}k")
+		// A failed write publishes nothing. Every other outcome (it was
+		// made, refused, or too old) releases its lease and publishes its
+		// notice, without a number. One key: one node, so in order.
+		writes := []tier.RecordWrite{
+			{Key: "{w}k", Record: rec(tier.KindValue, now, "v"), TTL: -time.Second, Notice: notice("negative ttl")},
+			{Key: "{w}k", Record: []byte("not a record"), Notice: notice("garbage")},
+			{Key: "{w}k", Record: rec(tier.KindValue, now, "v"), Notice: notice("landed")},
+			{Key: "{w}k", Record: rec(tier.KindValue, now-1, "older"), Notice: notice("fenced")},
+			{Key: "{w}k", Record: rec(tier.KindValue, now-hourMicros, "v"), Horizon: time.Minute, Notice: notice("too old")},
+			{Key: "{w}k", Record: rec(tier.KindValue, now+1, "v2")},
+			{Key: "{w}k", Record: rec(tier.KindMarker, now+2, ""), Notice: &tier.Notice{Channel: "w"}},
+		}
+		got, err := f.WriteRecords(ctx, writes)
+		if err != nil {
+			t.Fatalf("WriteRecords: %v", err)
+		}
+		outcomes := make([]tier.Outcome, len(got))
+		for i, r := range got {
+			outcomes[i] = r.Outcome
+		}
+		if want := []tier.Outcome{tier.Failed, tier.Failed, tier.Written, tier.Fenced, tier.TooOld, tier.Written, tier.Fenced}; !slices.Equal(outcomes, want) {
+			t.Fatalf("outcomes %v, want %v", outcomes, want)
+		}
+		for _, want := range []string{"landed/landed", "fenced/fenced", "too old/too old", ""} {
+			if got := nextPayload(t, sub); got != want {
+				t.Fatalf("notice %q, want %q (a failed write publishes nothing)", got, want)
+			}
+		}
+		if !s.opts.NotAtomic {
+			// With a release: the notice follows it.
+			r := readLeased(t, f, "{w}l", "a", time.Hour)
+			if !r.Leased {
+				t.Fatal("ReadRecords of a missing key did not take the free lease")
+			}
+			writeRecords(t, f, tier.RecordWrite{Key: "{w}l", Record: rec(tier.KindValue, r.Now, "v"), Release: leaseOn("{w}l", "a", time.Hour), Notice: notice("released")})
+			if got := nextPayload(t, sub); got != "released/released" {
+				t.Fatalf("notice %q, want %q", got, "released/released")
+			}
+			if !readRecords(t, f, tier.ReadOp{Key: "{w}probe", Lease: &tier.Lease{Key: leaseOn("{w}l", "", 0).Key, Token: "b", TTL: time.Hour}})[0].Leased {
+				t.Fatal("the lease was still held after the write's notice arrived")
+			}
+		}
+		if err := b.Publish(ctx, "w", []byte("end")); err != nil {
+			t.Fatal(err)
+		}
+		if got := nextPayload(t, sub); got != "end" {
+			t.Fatalf("received %q after the notices", got)
+		}
+	})
+
 	if s.opts.NotAtomic {
 		t.Log("the store's records are not atomic: leases and races are not tested")
 		return
@@ -787,6 +1137,54 @@ func (s *suite) testFencer(t *testing.T) {
 		for _, k := range []string{"{l3}t", "{l3}g"} {
 			if r := readLeased(t, f, k, "a", time.Hour); !r.Found || !r.Leased {
 				t.Fatalf("ReadRecords of %q (no value or marker) = %+v, want the bytes and the lease", k, r)
+			}
+		}
+	})
+
+	t.Run("LeaseGeneration", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "leasegen").(tier.Fencer)
+		now := clockAt(t, f, "{g}v")
+		put(t, f, "{g}v", recGen(tier.KindValue, now, 7, "v"), tier.Written)
+		put(t, f, "{g}m", recGen(tier.KindMarker, now, 7, ""), tier.Written)
+		stamp := tombstone(t, f, time.Hour, "{g}f")[0]
+		var after int64
+		eventually(t, "the store's clock passes the tombstone's stamp", func() bool {
+			after = clockAt(t, f, "{g}f")
+			return after > stamp
+		})
+		put(t, f, "{g}f", recGen(tier.KindValue, after, 7, "fenced"), tier.Written) // stored as a fenced value
+		g1 := uint64(1<<63 | 1)
+		put(t, f, "{g}hi", recGen(tier.KindValue, now, g1, "hi"), tier.Written)
+		for _, c := range []struct {
+			key       string
+			gen, miss uint64 // its generation, and another
+		}{{"{g}v", 7, 8}, {"{g}m", 7, 8}, {"{g}f", 7, 8}, {"{g}hi", g1, g1 ^ 1<<62}} {
+			stored := readKey(t, f, c.key).Value
+			// Its own generation, or 0 (any): the record is live and the
+			// lease stays free.
+			for _, gen := range []uint64{c.gen, 0} {
+				r := readRecords(t, f, tier.ReadOp{Key: c.key, Gen: gen, Lease: leaseOn(c.key, "a", time.Hour)})[0]
+				if !r.Found || r.Leased {
+					t.Fatalf("ReadRecords of %s with Gen %d = %+v, want the record and no lease", showRecord(stored), gen, r)
+				}
+			}
+			// Another generation: the record is stale for the reader, who
+			// takes the lease (and still gets the bytes), once.
+			r := readRecords(t, f, tier.ReadOp{Key: c.key, Gen: c.miss, Lease: leaseOn(c.key, "b", time.Hour)})[0]
+			if !r.Found || string(r.Value) != string(stored) || !r.Leased {
+				t.Fatalf("ReadRecords of %s with Gen %d = %+v, want the bytes and the lease", showRecord(stored), c.miss, r)
+			}
+			if r := readRecords(t, f, tier.ReadOp{Key: c.key, Gen: c.miss + 1, Lease: leaseOn(c.key, "c", time.Hour)})[0]; r.Leased {
+				t.Fatalf("ReadRecords took a lease token b already holds")
+			}
+		}
+		// A tombstone is live for no generation.
+		for i, gen := range []uint64{0, 7} {
+			k := fmt.Sprintf("{g}t%d", i)
+			tombstone(t, f, time.Hour, k)
+			if r := readRecords(t, f, tier.ReadOp{Key: k, Gen: gen, Lease: leaseOn(k, "a", time.Hour)})[0]; !r.Found || !r.Leased {
+				t.Fatalf("ReadRecords of a tombstone with Gen %d = %+v, want the lease", gen, r)
 			}
 		}
 	})
@@ -901,7 +1299,7 @@ func (s *suite) testFencer(t *testing.T) {
 				{Key: "{n}a", Lease: leaseOn("{n}a", "t", time.Hour)},
 				{Key: "{n}b", Lease: leaseOn("{n}b", "t", ttl)},
 			}
-			got, err := f.ReadRecords(ctx, ops)
+			_, got, err := f.ReadRecords(ctx, nil, ops)
 			if err == nil {
 				if len(got) != 2 || got[1].Err == nil || got[1].Leased {
 					t.Fatalf("ReadRecords with a lease TTL of %v = %+v, want an error", ttl, got)
@@ -939,7 +1337,7 @@ func (s *suite) testFencer(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					got, err := f.ReadRecords(ctx, []tier.ReadOp{{Key: key, Lease: leaseOn(key, fmt.Sprintf("token-%d", i), time.Hour)}})
+					_, got, err := f.ReadRecords(ctx, nil, []tier.ReadOp{{Key: key, Lease: leaseOn(key, fmt.Sprintf("token-%d", i), time.Hour)}})
 					if err != nil || got[0].Err != nil {
 						t.Errorf("ReadRecords: %v %v", err, got)
 						return
@@ -1004,9 +1402,9 @@ func (s *suite) testFencer(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				got, err := f.Tombstone(ctx, []string{key}, time.Hour)
+				got, _, err := f.Invalidate(ctx, tombstoneOps(time.Hour, key), nil)
 				if err != nil {
-					t.Errorf("Tombstone: %v", err)
+					t.Errorf("Invalidate: %v", err)
 					return
 				}
 				tomb = got[0]
@@ -1025,7 +1423,7 @@ func (s *suite) testFencer(t *testing.T) {
 				return
 			}
 			r := readKey(t, f, key)
-			if kind, _, _, ok := tier.ParseRecord(r.Value); !ok || kind != tier.KindTombstone {
+			if c, ok := tier.ParseRecord(r.Value); !ok || c.Kind != tier.KindTombstone {
 				t.Fatalf("round %d: after a write stamped %d raced a tombstone stamped %d, the key holds %s", round, stamp, tomb, showRecord(r.Value))
 			}
 		}

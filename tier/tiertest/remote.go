@@ -446,20 +446,20 @@ func everyOp(ctx context.Context, st tier.Remote, value []byte, unlock bool, che
 		check("SetIfAbsent", err)
 	}
 	if c, ok := st.(tier.Epochs); ok {
-		_, err := c.LoadEpochs(ctx, []string{"e"}, []uint64{1}, 0)
+		_, err := c.LoadEpochs(ctx, []tier.EpochOp{{Key: "e", Known: 1}})
 		check("LoadEpochs", err)
-		_, err = c.BumpEpochs(ctx, []string{"e"}, []uint64{1}, 0)
+		_, err = c.BumpEpochs(ctx, []tier.EpochOp{{Key: "e", Known: 1}})
 		check("BumpEpochs", err)
 	}
 	if c, ok := st.(tier.Fencer); ok {
-		_, err := c.ReadRecords(ctx, []tier.ReadOp{{Key: "k"}, {Key: "{r}", Lease: &tier.Lease{Key: "lk:{r}", Token: "t", TTL: time.Second}}})
+		_, _, err := c.ReadRecords(ctx, []tier.EpochOp{{Key: "e"}}, []tier.ReadOp{{Key: "k"}, {Key: "{r}", Lease: &tier.Lease{Key: "lk:{r}", Token: "t", TTL: time.Second}}})
 		check("ReadRecords", err)
 		// Stamped far ahead: it would replace k if it ran.
-		record := tier.AppendRecord(nil, tier.KindValue, 1<<52, value)
+		record := tier.AppendRecord(nil, tier.KindValue, 1<<52, 0, value)
 		_, err = c.WriteRecords(ctx, []tier.RecordWrite{{Key: "k", Record: record}})
 		check("WriteRecords", err)
-		_, err = c.Tombstone(ctx, []string{"k"}, time.Second)
-		check("Tombstone", err)
+		_, _, err = c.Invalidate(ctx, []tier.TombstoneOp{{Key: "k", TTL: time.Second}}, []tier.EpochOp{{Key: "e"}})
+		check("Invalidate", err)
 	}
 	if c, ok := st.(tier.Broadcaster); ok {
 		check("Publish", c.Publish(ctx, "ch", []byte("m")))

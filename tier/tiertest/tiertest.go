@@ -25,7 +25,11 @@
 // assertion, as the cache does), its contract: [tier.BatchGetter],
 // [tier.BatchWriter], [tier.Adder], [tier.Epochs], [tier.Fencer],
 // [tier.Broadcaster] and [tier.Locker]. A capability the store does not
-// implement is logged, not failed.
+// implement is logged, not failed. The notices ([tier.Notice]) of epoch
+// bumps, invalidations and record writes are checked where the store is a
+// [tier.Broadcaster] too: each published once its write is made, with the
+// number the write made, on the store's namespaced channel, and none for a
+// write that failed.
 //
 // The suite reads the store's clock only through the Now of
 // [tier.Fencer.ReadRecords]: record stamps it writes are readings of that

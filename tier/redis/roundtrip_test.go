@@ -1,0 +1,385 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/tier"
+)
+
+// trips counts round trips as issue 15 counts them: one per ProcessHook or
+// ProcessPipelineHook call, per server. The slot-map loads of a cluster
+// client (CLUSTER ...) are the client's own, not a call's, and are left out.
+type trips struct {
+	mu   sync.Mutex
+	n    map[string]int      // server → round trips
+	what map[string][]string // server → the commands of each round trip
+}
+
+func newTrips() *trips { return &trips{n: map[string]int{}, what: map[string][]string{}} }
+
+func (r *trips) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.n)
+	clear(r.what)
+}
+
+func (r *trips) add(addr string, cmds []goredis.Cmder) {
+	names := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		if c.Name() != "cluster" {
+			names = append(names, c.Name())
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n[addr]++
+	r.what[addr] = append(r.what[addr], strings.Join(names, " "))
+}
+
+// counts returns the round trips per server since the last reset, and what
+// they sent.
+func (r *trips) counts() (map[string]int, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.n), fmt.Sprint(r.what)
+}
+
+// hook counts the round trips of one server's client.
+func (r *trips) hook(addr string) goredis.Hook { return tripHook{r: r, addr: addr} }
+
+type tripHook struct {
+	r    *trips
+	addr string
+}
+
+func (h tripHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h tripHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		h.r.add(h.addr, []goredis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h tripHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		h.r.add(h.addr, cmds)
+		return next(ctx, cmds)
+	}
+}
+
+// expect runs fn and fails t unless it cost want round trips on each of
+// the servers named, and none on any other.
+func (r *trips) expect(t *testing.T, what string, want map[string]int, fn func()) {
+	t.Helper()
+	r.reset()
+	fn()
+	got, sent := r.counts()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: round trips %v, want %v (sent %s)", what, got, want, sent)
+	}
+}
+
+// serverStat returns the field of an INFO section line (e.g. "calls" of
+// "cmdstat_eval") as a number, 0 when the line is absent.
+func serverStat(t *testing.T, c *goredis.Client, section, line, field string) int {
+	t.Helper()
+	info, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		rest, ok := strings.CutPrefix(l, line+":")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, field+"="); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// The calls of the hit, miss and invalidation paths cost one round trip
+// each, also on a server that never saw their scripts (the first use
+// carries the script's body), and also when the reader does not know the
+// epochs yet (they come with the read).
+func TestRoundTripsSingle(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	client := singleClient(t, srv)
+	tr := newTrips()
+	client.AddHook(tr.hook("server"))
+	admin := singleClient(t, srv) // INFO, SCRIPT FLUSH and the subscriber: not counted
+	listener, err := New(admin, Options{Prefix: "rt:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := mustSubscribe(t, listener, "n")
+	s, err := New(client, Options{Prefix: "rt:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	warm(t, client) // the connections' handshakes are no call's
+	one := map[string]int{"server": 1}
+	notice := func(before string) *tier.Notice {
+		return &tier.Notice{Channel: "n", Before: []byte(before), After: []byte(";")}
+	}
+	wantNotice := func(want string) {
+		t.Helper()
+		if m := recv(t, sub); m.Reset || string(m.Payload) != want {
+			t.Fatalf("notice %+v, want %q", m, want)
+		}
+	}
+	epochs := []tier.EpochOp{{Key: "{u1}e", TTL: time.Hour}, {Key: "g:e", TTL: time.Minute}}
+	lease := &tier.Lease{Key: "lk:{u1}k", Token: "a", TTL: time.Minute}
+	calls := func(round string) {
+		var vals []uint64
+		var reads []tier.ReadResult
+		tr.expect(t, round+"ReadRecords of 2 epochs and 1 key with a lease", one, func() {
+			var err error
+			vals, reads, err = s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}k", Lease: lease, Gen: 5}})
+			if err != nil || len(vals) != 2 || len(reads) != 1 || reads[0].Err != nil || !reads[0].Leased {
+				t.Fatalf("ReadRecords = (%v, %+v, %v), want the epochs and the lease", vals, reads, err)
+			}
+		})
+		tr.expect(t, round+"WriteRecords with a release and a notice", one, func() {
+			w := tier.RecordWrite{Key: "{u1}k", Record: tier.AppendRecord(nil, tier.KindValue, reads[0].Now, 5, []byte("v")),
+				TTL: time.Minute, Release: lease, Notice: notice("w")}
+			out, err := s.WriteRecords(ctx, []tier.RecordWrite{w})
+			if err != nil || out[0].Outcome != tier.Written {
+				t.Fatalf("WriteRecords = (%+v, %v), want Written", out, err)
+			}
+		})
+		wantNotice("w;")
+		var stamps []int64
+		var bumped []uint64
+		tr.expect(t, round+"Invalidate of 1 tombstone and 3 epochs", one, func() {
+			var err error
+			stamps, bumped, err = s.Invalidate(ctx,
+				[]tier.TombstoneOp{{Key: "{u1}k", TTL: time.Minute, Notice: notice("t")}},
+				[]tier.EpochOp{{Key: "{u1}e", Known: vals[0], Notice: notice("e")}, {Key: "g:e", TTL: time.Minute, Notice: notice("g")}, {Key: "{u2}e", TTL: time.Hour}})
+			if err != nil || len(stamps) != 1 || len(bumped) != 3 || bumped[0] <= vals[0] {
+				t.Fatalf("Invalidate = (%v, %v, %v)", stamps, bumped, err)
+			}
+		})
+		wantNotice(fmt.Sprintf("t%d;", stamps[0]))
+		wantNotice(fmt.Sprintf("e%d;", bumped[0]))
+		wantNotice(fmt.Sprintf("g%d;", bumped[1]))
+	}
+	// The server has never seen the scripts.
+	calls("first use: ")
+	if n := serverStat(t, admin, "commandstats", "cmdstat_eval", "calls"); n != 5 {
+		t.Errorf("%d EVALs for the first uses of 5 scripts", n)
+	}
+	// Every script is known now: the same calls go by hash.
+	calls("again: ")
+	if n := serverStat(t, admin, "commandstats", "cmdstat_eval", "calls"); n != 5 {
+		t.Errorf("%d EVALs after the second round, want still 5: later uses go by hash", n)
+	}
+	if n := serverStat(t, admin, "errorstats", "errorstat_NOSCRIPT", "count"); n != 0 {
+		t.Errorf("%d NOSCRIPT replies, want none", n)
+	}
+	// A server that lost its scripts (a restart): the calls that reach it
+	// by hash are sent again with the body, once.
+	if err := admin.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	tr.expect(t, "ReadRecords after SCRIPT FLUSH", map[string]int{"server": 2}, func() {
+		_, reads, err := s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}x", Lease: &tier.Lease{Key: "lk:{u1}x", Token: "b", TTL: time.Minute}}})
+		if err != nil || !reads[0].Leased {
+			t.Fatalf("ReadRecords after SCRIPT FLUSH = (%+v, %v), want the lease taken (once)", reads, err)
+		}
+	})
+	tr.expect(t, "ReadRecords once the scripts are back", one, func() {
+		if _, _, err := s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}x"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The leases (the same rule).
+	tr.expect(t, "Unlock, first use of its script", one, func() {
+		if ok, err := s.Unlock(ctx, "lk:{u1}x", "b"); err != nil || !ok {
+			t.Fatalf("Unlock = (%v, %v)", ok, err)
+		}
+	})
+}
+
+// warm opens the connections of c, single commands' and pipelines': a
+// connection's handshake is a round trip of its own, no call's.
+func warm(t *testing.T, c *goredis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error { return p.Ping(ctx).Err() }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tagsOn returns, for each master of cc, a hash tag whose slot it serves.
+func tagsOn(t *testing.T, cc *goredis.ClusterClient, prefix string) (masters []string, tag map[string]string) {
+	t.Helper()
+	owners := slotOwners(t, cc)
+	tag = map[string]string{}
+	for i := 0; len(tag) < 3 && i < 1000; i++ {
+		tg := fmt.Sprintf("{t%d}", i)
+		slot, err := cc.ClusterKeySlot(context.Background(), prefix+tg).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr := owners[slot]; tag[addr] == "" {
+			tag[addr] = tg
+		}
+	}
+	masters = slices.Sorted(maps.Keys(tag))
+	if len(masters) != 3 {
+		t.Fatalf("found tags on %d masters, want 3", len(masters))
+	}
+	return masters, tag
+}
+
+// On a cluster the same calls cost one pipeline per master they touch,
+// also the first use of a script on each master, also with WaitReplicas
+// (the WAIT shares the pipeline).
+func TestRoundTripsCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 1)
+	o := c.ClusterOptions()
+	o.ContextTimeoutEnabled = true
+	cc := goredis.NewClusterClient(o)
+	t.Cleanup(func() { _ = cc.Close() })
+	tr := newTrips()
+	cc.OnNewNode(func(node *goredis.Client) { node.AddHook(tr.hook(node.Options().Addr)) })
+	const prefix = "rtc:"
+	s, err := New(cc, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The slot map and a connection to every master: the client's own.
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		warm(t, node)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	masters, tag := tagsOn(t, cc, prefix)
+	a, b, cn := masters[0], masters[1], masters[2]
+	sub := mustSubscribe(t, s, "n") // its own connection, not counted
+
+	// The first use on a: one round trip there.
+	epochsA := []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[a] + "e2", TTL: time.Hour}}
+	tr.expect(t, "first ReadRecords, all on one master", map[string]int{a: 1}, func() {
+		if _, _, err := s.ReadRecords(ctx, epochsA, []tier.ReadOp{{Key: tag[a] + "k"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// b and c have not seen the scripts yet: the first use there carries
+	// them too, though a's did.
+	tr.expect(t, "first ReadRecords on the other masters", map[string]int{b: 1, cn: 1}, func() {
+		_, reads, err := s.ReadRecords(ctx, []tier.EpochOp{{Key: tag[b] + "e"}, {Key: tag[cn] + "e"}}, []tier.ReadOp{{Key: tag[b] + "k", Lease: &tier.Lease{Key: "lk:" + tag[b] + "k", Token: "t", TTL: time.Minute}}})
+		if err != nil || !reads[0].Leased {
+			t.Fatalf("ReadRecords = (%+v, %v), want the lease (taken once)", reads, err)
+		}
+	})
+	var reads []tier.ReadResult
+	tr.expect(t, "ReadRecords of 2 epochs and 1 key on three masters", map[string]int{a: 1, b: 1, cn: 1}, func() {
+		var err error
+		_, reads, err = s.ReadRecords(ctx, []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[b] + "e"}}, []tier.ReadOp{{Key: tag[cn] + "k", Lease: &tier.Lease{Key: "lk:" + tag[cn] + "k", Token: "t", TTL: time.Minute}}})
+		if err != nil || !reads[0].Leased {
+			t.Fatalf("ReadRecords = (%+v, %v), want the lease", reads, err)
+		}
+	})
+	tr.expect(t, "WriteRecords with a release and a notice", map[string]int{cn: 1}, func() {
+		w := tier.RecordWrite{Key: tag[cn] + "k", Record: tier.AppendRecord(nil, tier.KindValue, reads[0].Now, 1, nil),
+			Release: &tier.Lease{Key: "lk:" + tag[cn] + "k", Token: "t", TTL: time.Minute}, Notice: &tier.Notice{Channel: "n", Before: []byte("w")}}
+		if out, err := s.WriteRecords(ctx, []tier.RecordWrite{w}); err != nil || out[0].Outcome != tier.Written {
+			t.Fatalf("WriteRecords = (%+v, %v)", out, err)
+		}
+	})
+	if m := recv(t, sub); string(m.Payload) != "w" {
+		t.Fatalf("notice %+v, want %q", m, "w")
+	}
+	tombs := []tier.TombstoneOp{{Key: tag[cn] + "k", TTL: time.Minute, Notice: &tier.Notice{Channel: "n", Before: []byte("t")}}}
+	bumps := []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[b] + "e"}, {Key: tag[cn] + "e", Notice: &tier.Notice{Channel: "n", Before: []byte("e")}}}
+	tr.expect(t, "Invalidate of 1 tombstone and 3 epochs on three masters, first tombstones and bumps", map[string]int{a: 1, b: 1, cn: 1}, func() {
+		stamps, vals, err := s.Invalidate(ctx, tombs, bumps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One key's node publishes both, in order.
+		for _, want := range []string{fmt.Sprintf("t%d", stamps[0]), fmt.Sprintf("e%d", vals[2])} {
+			if m := recv(t, sub); string(m.Payload) != want {
+				t.Fatalf("notice %+v, want %q", m, want)
+			}
+		}
+	})
+	// With WaitReplicas, a store that never ran the scripts: the scripts
+	// and the WAIT of each master in one pipeline there.
+	w, err := New(cc, Options{Prefix: prefix, WaitReplicas: 1, WaitTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, round := range []string{"first use", "again"} {
+		tr.expect(t, "Invalidate with WaitReplicas, "+round, map[string]int{a: 1, b: 1, cn: 1}, func() {
+			if _, _, err := w.Invalidate(ctx, tombs, bumps); err != nil {
+				t.Fatal(err)
+			}
+		})
+		for range 2 {
+			recv(t, sub)
+		}
+	}
+}
+
+// With WaitReplicas on one server, the WAIT shares the scripts' pipeline
+// when the client's read timeout covers it, and is sent after them when it
+// does not (one round trip more, and still a wait on the connection that
+// wrote).
+func TestRoundTripsWaitReadTimeout(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	for _, c := range []struct {
+		readTimeout time.Duration
+		want        int
+	}{{0, 1}, {-1, 1}, {50 * time.Millisecond, 2}} {
+		o := srv.Options()
+		o.ReadTimeout = c.readTimeout
+		client := goredis.NewClient(o)
+		t.Cleanup(func() { _ = client.Close() })
+		tr := newTrips()
+		client.AddHook(tr.hook("server"))
+		s, err := New(client, Options{Prefix: "rtw:", WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		warm(t, client)
+		tr.expect(t, fmt.Sprintf("Invalidate with WaitReplicas, read timeout %v", c.readTimeout), map[string]int{"server": c.want}, func() {
+			_, _, err := s.Invalidate(ctx, []tier.TombstoneOp{{Key: "k", TTL: time.Minute}}, []tier.EpochOp{{Key: "e"}})
+			if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+				t.Fatalf("Invalidate on a server without replicas: %v, want the missing acknowledgement", err)
+			}
+		})
+	}
+}
