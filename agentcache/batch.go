@@ -242,7 +242,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			out[id] = result[V]{v: v}
 			continue
 		}
-		m.a = attempt{key: m.lk.l2Key(&st), st: st, seq: seq, began: began}
+		m.a = attempt{key: m.lk.l2Key(), st: st, seq: seq, began: began}
 		misses = append(misses, m)
 	}
 	if len(misses) == 0 {
@@ -292,7 +292,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		if _, done := out[m.id]; done {
 			continue
 		}
-		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(m.a.key) {
+		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(negKey(&m.a)) {
 			c.stats.negativeHits.Inc()
 			out[m.id] = result[V]{err: negativeHit(rs)}
 			continue

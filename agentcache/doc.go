@@ -31,6 +31,32 @@
 // before it landed never replaces it. Two instances' Sets of one key land in
 // the order L2 receives them.
 //
+// # Round trips
+//
+// Counted on one Redis (on a cluster: per node, the nodes in parallel), with
+// the fleet lock on:
+//
+//   - An L1 hit makes none. Every MaxEpochAge/2 one background pipeline per
+//     instance confirms the epochs of the entries in use, so a hit waits for
+//     a confirmation only when its epochs went unused for MaxEpochAge; then
+//     concurrent lookups share one.
+//   - An L2 hit makes one, also for a user or resource this instance has not
+//     seen: the read carries the loads of the epochs it does not know.
+//   - A miss makes one before the tool (the read takes the fleet lease in
+//     the same script) and none after it on the caller's path: one
+//     background pipeline writes the value, releases the lease and
+//     announces the fill.
+//   - A lookup that waits for another instance's load reads once more when
+//     the fill is announced (or Options.LockPoll passes first).
+//   - Invalidate, a mutation and Delete make one: tombstones, epoch bumps
+//     and the messages that announce them go in one pipeline. Set is one
+//     background write; Clear also deletes the prefix's keys.
+//
+// Besides: a pooled connection's handshake when go-redis opens it; one more
+// read when a lookup that did not know its epochs finds an entry they
+// invalidated (the lease is then taken on its own); and, with the tier/redis
+// option WaitReplicas, the WAIT of an invalidation.
+//
 // # Failure behaviour
 //
 // Redis errors never reach a caller on the read path: they are logged (each
@@ -60,10 +86,12 @@
 //
 // # Consistency
 //
-// Every key carries invalidation epochs (for the whole cache, and with
-// resources for the resource, the scope and the resource in the scope).
-// Invalidating bumps an epoch: entries under the old one become unreachable
-// at once, whatever their number, and age out of Redis by TTL. Epoch values
+// Every entry carries invalidation epochs (for the whole cache, and with
+// resources for the resource, the scope and the resource in the scope),
+// mixed into its L2 record's generation. Invalidating bumps an epoch:
+// entries under the old one become unreachable at once, whatever their
+// number — a record of another generation is a miss, overwritten by the
+// reload, or ages out of Redis by TTL. Epoch values
 // only grow: L2 makes them from its clock, an instance never adopts a value
 // older than one it has seen, and it raises L2 back when L2 holds less (a
 // write lost in a failover that some instance saw), so an epoch evicted or
@@ -92,7 +120,8 @@
 //  1. On the instance that invalidated: once Invalidate (or Delete or Clear)
 //     returns, no value loaded or set before it is served. A load that
 //     started before it stores nothing: not in L1, and in L2 its write is
-//     refused by the epochs (another key) or the tombstone.
+//     refused by the tombstone or, of the old epochs' generation, is a miss
+//     for every reader.
 //  2. On every other instance: as soon as the invalidation message arrives
 //     (milliseconds on a LAN), and never later than Options.MaxEpochAge
 //     after the instance next reaches L2, even when messages are lost: an

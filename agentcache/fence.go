@@ -76,15 +76,16 @@ func (f *fences) mark(key string) fenceMark {
 	return f.keys[key]
 }
 
-// flightKey is the key of a load of the L2 entry l2 (L1 key l1) on this
-// instance: a lookup that begins after an exact invalidation of l1 never
-// joins a load that began before it (whose result it must not be served).
-func (f *fences) flightKey(l2, l1 string) string {
-	g := f.mark(l1).seq
-	if g == 0 {
-		return l2
+// flightKey is the key of a load of the L2 entry l2 (L1 key l1) in
+// generation gen on this instance: a lookup that begins after an
+// invalidation of l1 — exact, or of epochs, which changes gen — never joins
+// a load that began before it (whose result it must not be served).
+func (f *fences) flightKey(l2 string, gen uint64, l1 string) string {
+	k := l2 + "\x00" + strconv.FormatUint(gen, 36)
+	if g := f.mark(l1).seq; g != 0 {
+		k += "\x00" + strconv.FormatUint(g, 36)
 	}
-	return l2 + "\x00" + strconv.FormatUint(g, 36)
+	return k
 }
 
 // start returns the sequence number a load or write that begins now

@@ -99,6 +99,20 @@ func (f *fillWaiters) remove(key string, ch chan struct{}) {
 	f.mu.Unlock()
 }
 
+// notifyAll wakes every waiter: announcements may have been lost.
+func (f *fillWaiters) notifyAll() {
+	f.mu.Lock()
+	for _, chs := range f.m {
+		for ch := range chs {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	f.mu.Unlock()
+}
+
 func (f *fillWaiters) notify(key string) {
 	f.mu.Lock()
 	for ch := range f.m[key] {

@@ -122,50 +122,65 @@ func (c *Cache) Invalidate(ctx context.Context, targets ...Target) error {
 	return c.fleet(ctx, "invalidate", c.invalidate(ctx, cells, l1Keys, l2Keys))
 }
 
-// invalidate applies an invalidation here and tells L2 and the fleet: the
-// exact keys are fenced and dropped from L1, replaced in L2 by tombstones
-// (which no write of an older load can overwrite), and the cells bumped; one
-// message carries the new epochs and the L1 keys to drop. The local part
-// always happens; what L2 did not take is kept by the repair loop, and the
-// error says the fleet was not told.
+// invalidate applies an invalidation here and tells L2 and the fleet, in
+// one L2 call (one round trip per node): the exact keys are fenced and
+// dropped from L1, replaced in L2 by tombstones (which no write of an older
+// load can overwrite), and the cells bumped; the store publishes each one's
+// notice with it. The local part always happens; what L2 did not take is
+// kept by the repair loop, and the error says the fleet was not told.
 func (c *Cache) invalidate(ctx context.Context, cells []*epoch.Cell, l1Keys, l2Keys []string) error {
 	for _, k := range l1Keys {
 		c.fenceL1(k, 0)
 	}
-	announce := l1Keys
+	if c.l2 == nil {
+		return c.ep.Bump(ctx, cells, nil)
+	}
+	tombs := c.tombstones(l2Keys, l1Keys)
 	var stamps []int64
+	send := func(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
+		var vals []uint64
+		var err error
+		stamps, vals, err = c.fencer.Invalidate(ctx, tombs, ops)
+		return vals, err
+	}
 	var err error
-	if len(l2Keys) > 0 && c.l2 != nil {
+	if len(cells) > 0 {
+		err = c.ep.Bump(ctx, cells, send)
+	} else if len(tombs) > 0 {
 		err = c.l2Call(ctx, "invalidate", func(ctx context.Context) error {
-			var err error
-			stamps, err = c.fencer.Tombstone(ctx, l2Keys, fenceHorizon)
-			for i, s := range stamps {
-				c.clock.observe(s, c.opts.Now())
-				if i < len(l1Keys) {
-					c.fence.raise(l1Keys[i], s)
-				}
-			}
+			_, err := send(ctx, nil)
 			return err
 		})
-		if err != nil {
-			// Retried until L2 takes them; meanwhile those keys are not read
-			// from L2 here, and the fleet is told once they land.
-			for i, k := range l2Keys {
-				c.rp.addDelete(k, l1Keys[i])
-			}
-			announce, stamps = nil, nil
-		}
 	}
-	if len(cells) == 0 && len(announce) == 0 {
+	if err != nil || len(stamps) != len(tombs) {
+		// Retried until L2 takes them; meanwhile those keys are not read
+		// from L2 here, and the fleet is told once they land.
+		for i, k := range l2Keys {
+			c.rp.addDelete(k, l1Keys[i])
+		}
 		return err
 	}
-	if len(stamps) != len(announce) {
-		stamps = nil
+	c.tombstoned(l1Keys, stamps)
+	return nil
+}
+
+// tombstones returns the tombstone ops for the L2 keys l2Keys, whose L1
+// keys are l1Keys, each announced with its stamp.
+func (c *Cache) tombstones(l2Keys, l1Keys []string) []tier.TombstoneOp {
+	tombs := make([]tier.TombstoneOp, len(l2Keys))
+	for i, k := range l2Keys {
+		tombs[i] = tier.TombstoneOp{Key: k, TTL: fenceHorizon, Notice: c.fenceNotice(l1Keys[i])}
 	}
-	if berr := c.bump(ctx, cells, announce, stamps); err == nil {
-		err = berr
+	return tombs
+}
+
+// tombstoned records the stamps of tombstones L2 took for the L1 keys
+// l1Keys: this instance's fences are raised to them.
+func (c *Cache) tombstoned(l1Keys []string, stamps []int64) {
+	for i, s := range stamps {
+		c.clock.observe(s, c.opts.Now())
+		c.fence.raise(l1Keys[i], s)
 	}
-	return err
 }
 
 // resolve turns a target into the epoch cells to bump, or for an exact call
@@ -217,8 +232,7 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*epoch.Cell, l1,
 		id = ""
 	}
 	lk := rs.lookup(rs.l1Key(id, h))
-	st := c.stampFor(ctx, &lk)
-	return nil, lk.l1, lk.l2Key(&st), nil
+	return nil, lk.l1, lk.l2Key(), nil
 }
 
 // epochConfig is what the epoch table needs of c: at most maxScoped
@@ -228,7 +242,7 @@ func (c *Cache) epochConfig(maxScoped int, restored map[string]uint64) epoch.Con
 		Call: c.l2Call, Probe: c.l2Probe, Spawn: c.spawn, Base: c.base,
 		MaxAge: c.opts.MaxEpochAge, TTL: c.epochTTL,
 		Dirty:     c.rp.signal,
-		Flushed:   c.announceEpochs,
+		Notice:    c.epochNotice,
 		Resets:    c.bus.resets.Load,
 		MaxScoped: maxScoped, Restored: restored,
 	}

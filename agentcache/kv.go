@@ -111,8 +111,8 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
 	m.Unlock()
 	if c.l2 != nil && !st.Local() {
-		if b, ok := c.encode(value, kindValue, stamp, exp, 0); ok {
-			c.w.enqueue(writeOp{key: lk.l2Key(&st), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
+		if b, ok := c.encode(value, kindValue, stamp, st.Token(), exp, 0); ok {
+			c.w.enqueue(writeOp{key: lk.l2Key(), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
 		}
 	}
 	return nil
@@ -130,8 +130,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	}
 	c.countInvalidation(ctx, "delete")
 	lk := lookup{r: c.kv, tail: key, l1: key}
-	st := c.stampFor(ctx, &lk)
-	return c.fleet(ctx, "delete", c.invalidate(ctx, nil, []string{key}, []string{lk.l2Key(&st)}))
+	return c.fleet(ctx, "delete", c.invalidate(ctx, nil, []string{key}, []string{lk.l2Key()}))
 }
 
 // Clear empties the cache everywhere: this instance's L1, every key under
@@ -155,7 +154,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 	}
 	// The new global epoch makes every instance's L1 entries unreachable
 	// even if one misses the message (within MaxEpochAge).
-	if berr := c.bump(ctx, []*epoch.Cell{c.ep.Global()}, nil, nil); err == nil {
+	if berr := c.ep.Bump(ctx, []*epoch.Cell{c.ep.Global()}, nil); err == nil {
 		err = berr
 	}
 	if err == nil {

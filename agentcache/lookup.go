@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,14 @@ type lookup struct {
 // stampFor returns the epochs the entry lives under, confirmed with L2 where
 // they are stale.
 func (c *Cache) stampFor(ctx context.Context, lk *lookup) epoch.Stamp {
+	st := c.stampOf(lk)
+	c.ep.Confirm(ctx, &st)
+	return st
+}
+
+// stampOf returns the cells of the epochs the entry lives under, without
+// their values (see epoch.Table.Confirm and Begin).
+func (c *Cache) stampOf(lk *lookup) epoch.Stamp {
 	var st epoch.Stamp
 	st.Add(c.ep.Global())
 	if lk.r.cell != nil {
@@ -68,15 +77,15 @@ func (c *Cache) stampFor(ctx context.Context, lk *lookup) epoch.Stamp {
 			st.Add(c.ep.ScopedOf(keyspace.AppendResourceScopeEpochKey(buf[:0], lk.r.id, lk.seg)))
 		}
 	}
-	c.ep.Confirm(ctx, &st)
 	return st
 }
 
 // l2Key is the entry's key in L2 (the store adds its prefix); the layout is
-// package internal/keyspace's.
-func (lk *lookup) l2Key(st *epoch.Stamp) string {
+// package internal/keyspace's. It does not depend on the epochs: they are
+// the record's generation.
+func (lk *lookup) l2Key() string {
 	var buf [256]byte
-	return string(keyspace.AppendEntryKey(buf[:0], lk.r.id, lk.seg, st.Token(), lk.tail))
+	return string(keyspace.AppendEntryKey(buf[:0], lk.r.id, lk.seg, lk.tail))
 }
 
 // hit says how an L1 lookup went.
@@ -189,6 +198,38 @@ type attempt struct {
 	began   time.Time   // when the lookup began, on this instance's clock
 	lease   *tier.Lease // the fleet-lock lease this load holds, if any
 	refresh bool        // a background refresh of an entry L1 still serves
+	// carry is set when st's values are not confirmed yet: the L2 read
+	// carries the loads of pend, and st is final once it has answered.
+	carry bool
+	pend  epoch.Pending
+}
+
+// begin stamps a lookup of lk: with confirmed epochs, or — when some are
+// stale, L1 holds nothing for the key and L2 is to be read anyway — with the
+// values the cells hold now and the loads that confirm them, for the L2
+// read to carry (one round trip for the epochs and the entry).
+func (c *Cache) begin(ctx context.Context, lk *lookup, a *attempt) {
+	a.st = c.stampOf(lk)
+	if c.l2 != nil && c.ep.Stale(&a.st) && c.brk.State() != breaker.Open {
+		if _, inL1 := c.l1.Get(lk.l1); inL1 {
+			c.ep.Confirm(ctx, &a.st) // a hit may need no read at all
+			return
+		}
+		if p, ok := c.ep.Begin(&a.st); ok {
+			a.carry, a.pend = true, p
+			return
+		}
+	}
+	c.ep.Confirm(ctx, &a.st)
+}
+
+// settle makes a carried stamp final with what the read found for its
+// epochs (ok false: the read failed).
+func (c *Cache) settle(a *attempt, vals []uint64, ok bool) {
+	if a.carry {
+		c.ep.Finish(&a.st, a.pend, vals, ok)
+		a.carry, a.pend = false, epoch.Pending{}
+	}
 }
 
 // fetch is the slow read path, shared by every entry point: L1 against
@@ -203,20 +244,26 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		o = &scratch
 	}
 	a := attempt{seq: c.fence.start(), began: c.opts.Now()}
-	a.st = c.stampFor(ctx, lk)
-	if v, h, cost := fromL1[T](c, lk, &a.st, a.seq); h != hitNone {
-		c.countL1(h)
-		o.cost = cost
-		served(ctx, c, lk, h, load, o)
-		return v, nil
+	c.begin(ctx, lk, &a)
+	if !a.carry {
+		if v, h, cost := fromL1[T](c, lk, &a.st, a.seq); h != hitNone {
+			c.countL1(h)
+			o.cost = cost
+			served(ctx, c, lk, h, load, o)
+			return v, nil
+		}
 	}
-	a.key = lk.l2Key(&a.st)
+	a.key = lk.l2Key()
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	res, err, _ := c.fl.Do(ctx, c.fence.flightKey(a.key, lk.l1), func(lctx context.Context) (any, error) {
+	res, err, _ := c.fl.Do(ctx, c.fence.flightKey(a.key, a.st.Token(), lk.l1), func(lctx context.Context) (any, error) {
 		// A load of this key may have finished between our L1 miss and
-		// now: do not run the tool twice.
+		// now: do not run the tool twice. (A carried stamp is not
+		// confirmed yet: its read decides.)
+		if a.carry {
+			return loadStep(lctx, c, lk, &a, load)
+		}
 		if v, h, e := fromL1Slow[T](c, lk, &a.st, a.seq); h != hitNone {
 			l := loaded{v: v, tier: tierL1}
 			if e != nil {
@@ -278,20 +325,24 @@ func isInterface[T any]() bool { return reflect.TypeFor[T]().Kind() == reflect.I
 // that holds it and reads again. Without L2 (or when L2 does not answer) the
 // negative filter's "maybe" is trusted, and otherwise the tool runs here.
 func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load func(context.Context) (T, error)) (loaded, error) {
-	maybeNegative := false
-	if f := lk.r.neg.Load(); f != nil {
-		maybeNegative = f.test(a.key)
+	if c.rp.tombstoned(a.key) {
+		c.settle(a, nil, false) // not read: its epochs stay as they are
 	}
-	if c.l2 == nil || a.st.Local() || a.st.Down() || c.rp.tombstoned(a.key) {
-		if maybeNegative {
+	if c.l2 == nil || !a.carry && (a.st.Local() || a.st.Down()) {
+		if c.maybeNegative(lk, a) {
 			return loaded{tier: tierNegative}, negativeHit(lk.r)
 		}
 		return loadAndStore(ctx, c, lk, a, load)
 	}
 	fleet := c.fleetOn(lk)
 	var w chan struct{}
-	poll := c.opts.LockPoll
-	for {
+	if fleet {
+		// Listen for the key's fill before the first read: a fill
+		// announced while it is in flight is not missed.
+		w = c.fills.add(a.key)
+		defer c.fills.remove(a.key, w)
+	}
+	for poll := c.opts.LockPoll; ; poll = min(2*poll, 16*c.opts.LockPoll) {
 		var lease *tier.Lease
 		if fleet {
 			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
@@ -301,12 +352,12 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 		case l2Hit:
 			return loaded{v: v, tier: tierL2, cost: r.cost, stale: r.stale}, nil
 		case l2Negative:
-			if !maybeNegative && lk.r.negTTL > 0 {
-				c.negFilterFor(lk.r).add(a.key)
+			if lk.r.negTTL > 0 {
+				c.negFilterFor(lk.r).add(negKey(a))
 			}
 			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
 		case l2Unavailable:
-			if maybeNegative { // a bloom "maybe" that L2 could not confirm or deny is trusted
+			if c.maybeNegative(lk, a) { // a bloom "maybe" that L2 could not confirm or deny is trusted
 				return loaded{tier: tierNegative}, negativeHit(lk.r)
 			}
 			return loadAndStore(ctx, c, lk, a, load)
@@ -324,14 +375,17 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			}
 			return loadAndStore(ctx, c, lk, a, load)
 		}
-		// Another instance holds the lease: wait for its fill (announced,
-		// or found by polling in case the announcement is lost).
+		// Another instance holds the lease: wait for its fill, announced
+		// (or found by polling in case the announcement is lost). While the
+		// subscription is up an announcement is lost only with it, and a
+		// resubscription wakes every waiter, so the poll is a slow safety
+		// net; without one it is how the fill is found.
 		c.stats.fleetWaits.Add(1)
-		if w == nil {
-			w = c.fills.add(a.key)
-			defer c.fills.remove(a.key, w)
+		wait := poll
+		if c.bus.live.Load() {
+			wait = 16 * c.opts.LockPoll
 		}
-		t := time.NewTimer(poll)
+		t := time.NewTimer(wait)
 		select {
 		case <-w:
 		case <-t.C:
@@ -340,7 +394,6 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			return loaded{}, ctx.Err()
 		}
 		t.Stop()
-		poll = min(2*poll, 16*c.opts.LockPoll)
 	}
 }
 
@@ -467,25 +520,57 @@ func asT[T any](v any) (T, bool) {
 	return zero, v == nil && isInterface[T]()
 }
 
-// readOne reads one entry from L2 (with lease, the fleet lock's lease in
-// the same round trip) and decodes what it finds.
+// maybeNegative reports whether the negative filter says a's entry may be
+// a remembered "not found".
+func (c *Cache) maybeNegative(lk *lookup, a *attempt) bool {
+	f := lk.r.neg.Load()
+	return f != nil && f.test(negKey(a))
+}
+
+// negKey is a's entry in the negative filter: its L2 key in its
+// generation, so that a "not found" is forgotten with the epochs it was
+// found under.
+func negKey(a *attempt) string {
+	return a.key + "\x00" + strconv.FormatUint(a.st.Token(), 36)
+}
+
+// readOne reads one entry from L2 (with lease, the fleet lock's lease) and
+// decodes what it finds, in one round trip that also carries the loads of
+// a's stale epochs. The lease is asked for over anything not of a's
+// generation; when a's epochs are not known yet, only over nothing live at
+// all, and a lease taken over what turns out to be a hit is released.
 func readOne[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, lease *tier.Lease) (T, l2Read) {
+	var zero T
+	var epochs []tier.EpochOp
+	gen := a.st.Token()
+	if a.carry {
+		epochs = a.pend.Ops
+		if !a.st.Known() {
+			gen = 0
+		}
+	}
 	var rr []tier.ReadResult
+	var vals []uint64
 	err := c.l2Call(ctx, "read", func(ctx context.Context) (err error) {
-		rr, err = c.fencer.ReadRecords(ctx, []tier.ReadOp{{Key: a.key, Lease: lease}})
+		vals, rr, err = c.fencer.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: a.key, Lease: lease, Gen: gen}})
 		return err
 	})
-	if err != nil || len(rr) != 1 || rr[0].Err != nil {
+	c.settle(a, vals, err == nil)
+	if err != nil || len(rr) != 1 || rr[0].Err != nil || a.st.Local() || a.st.Down() {
 		// The read may have taken the lease although its answer was lost
 		// (a timeout after Redis ran it): release it, or every instance
 		// would wait it out.
 		if err != errBreakerOpen {
 			c.rp.addUnlock(lease)
 		}
-		var zero T
 		return zero, l2Read{status: l2Unavailable}
 	}
-	return fromRead[T](ctx, c, lk, a, rr[0])
+	v, r := fromRead[T](ctx, c, lk, a, rr[0])
+	if r.leased && (r.status == l2Hit || r.status == l2Negative) {
+		c.w.enqueue(writeOp{key: a.key, lease: lease})
+		r.leased = false
+	}
+	return v, r
 }
 
 // readMany reads the entries of attempts in one call (one round trip per
@@ -493,11 +578,11 @@ func readOne[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, lease
 func (c *Cache) readMany(ctx context.Context, as []*attempt) []tier.ReadResult {
 	ops := make([]tier.ReadOp, len(as))
 	for i, a := range as {
-		ops[i].Key = a.key
+		ops[i] = tier.ReadOp{Key: a.key, Gen: a.st.Token()}
 	}
 	var rr []tier.ReadResult
 	if err := c.l2Call(ctx, "read batch", func(ctx context.Context) (err error) {
-		rr, err = c.fencer.ReadRecords(ctx, ops)
+		_, rr, err = c.fencer.ReadRecords(ctx, nil, ops)
 		return err
 	}); err != nil || len(rr) != len(as) {
 		return nil
@@ -526,6 +611,13 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	env, err := keyspace.OpenEnvelope(rr.Value)
 	if err != nil {
 		c.corrupt(a.key, rr.Value, errBadEnvelope)
+		r.unusable = true
+		return v, r
+	}
+	if env.Kind != kindTombstone && env.Gen != a.st.Token() {
+		// Written under other epochs: invalidated since (or, from an
+		// instance that had not heard yet, before them), and overwritten by
+		// the reload.
 		r.unusable = true
 		return v, r
 	}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/tier"
 )
 
@@ -39,21 +38,15 @@ type epochUpdate struct {
 	Val uint64 `json:"v,string"`
 }
 
-// epochUpdates is ups as a message carries them.
-func epochUpdates(ups []epoch.Update) []epochUpdate {
-	var out []epochUpdate
-	for _, u := range ups {
-		out = append(out, epochUpdate(u))
-	}
-	return out
-}
-
 // bus is the cache's side of the invalidation channel: the subscription
 // that applies other instances' messages.
 type bus struct {
 	c      *Cache
 	bcast  tier.Broadcaster // nil: no invalidation messages
 	resets atomic.Uint64    // subscription resets seen
+	// live is set while the subscription is up: announcements reach this
+	// instance, or a reset says they may not have.
+	live atomic.Bool
 
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -69,21 +62,49 @@ func newBus(c *Cache) *bus {
 	return b
 }
 
-// bump bumps cells (see epoch.Table.Bump) and tells the fleet: one message
-// carries the new epochs and the exact L1 keys to drop, with their stamps.
-// The error says whether the fleet was told.
-func (c *Cache) bump(ctx context.Context, cells []*epoch.Cell, l1Keys []string, stamps []int64) error {
-	ups, err := c.ep.Bump(ctx, cells)
-	if err != nil {
-		return err
+// Most messages are not sent on their own: the store publishes them in the
+// round trip of the write they announce (tier.Notice), with the number the
+// write made (an epoch's new value, a tombstone's stamp) inserted, so that
+// announcing costs no round trip and nobody hears of a write L2 did not
+// make. The notices below are those messages, cut where the number goes.
+
+// notice returns the notice of a message whose JSON is before, the number,
+// then after; nil when there is nobody to tell.
+func (c *Cache) notice(before, after string) *tier.Notice {
+	if c.bus.bcast == nil {
+		return nil
 	}
-	return c.publish(ctx, message{From: c.id, Epochs: epochUpdates(ups), Keys: l1Keys, Stamps: stamps})
+	return &tier.Notice{Channel: invalidationChannel, Before: []byte(before), After: []byte(after)}
 }
 
-// announceEpochs tells the fleet the values a flush of dirty epochs had L2
-// take.
-func (c *Cache) announceEpochs(ctx context.Context, ups []epoch.Update) {
-	_ = c.publish(ctx, message{From: c.id, Epochs: epochUpdates(ups)})
+// jsonString is s as a JSON string.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// epochNotice announces a new value of the epoch at key.
+func (c *Cache) epochNotice(key string) *tier.Notice {
+	return c.notice(`{"f":`+jsonString(c.id)+`,"e":[{"k":`+jsonString(key)+`,"v":"`, `"}]}`)
+}
+
+// fenceNotice announces an exact invalidation of the L1 key l1, with the
+// stamp of its tombstone.
+func (c *Cache) fenceNotice(l1 string) *tier.Notice {
+	return c.notice(`{"f":`+jsonString(c.id)+`,"k":[`+jsonString(l1)+`],"s":[`, `]}`)
+}
+
+// messageNotice is m as a notice with no number in it.
+func (c *Cache) messageNotice(m message) *tier.Notice {
+	if c.bus.bcast == nil {
+		return nil
+	}
+	m.From = c.id
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return &tier.Notice{Channel: invalidationChannel, Before: b}
 }
 
 func (c *Cache) publish(ctx context.Context, m message) error {
@@ -137,6 +158,7 @@ func (b *bus) reset() {
 		return
 	}
 	b.resets.Add(1)
+	c.fills.notifyAll() // a fill announced meanwhile may be lost
 	for k, en := range c.l1.All() {
 		if !en.raw {
 			c.l1.Delete(k)
@@ -203,11 +225,13 @@ func (b *bus) pump(sub tier.Subscription) {
 			return
 		case m, ok := <-sub.C():
 			if !ok {
+				b.live.Store(false)
 				b.reset()
 				return
 			}
 			if m.Reset {
 				b.reset()
+				b.live.Store(true)
 				b.markReady()
 				continue
 			}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -294,15 +295,15 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	// the read path uses (1M tool calls would take minutes under -race).
 	// Their L2 markers are left out: a lookup of an existing ID reads its
 	// own key, never another's, so they cannot change what it finds.
-	epoch := func(key string) uint64 {
+	epochOf := func(key string) uint64 {
 		v, err := e.raw.Get(ctx, e.prefix+key).Uint64()
 		if err != nil {
 			t.Fatalf("epoch %s: %v", key, err)
 		}
 		return v
 	}
-	// A global resource: one token for every ID.
-	token := keyspace.Token(epoch(keyspace.GlobalEpochKey), epoch(keyspace.ResourceEpochKey(res.ID())))
+	// A global resource: one generation for every ID.
+	st := epoch.StampOf([]uint64{epochOf(keyspace.GlobalEpochKey), epochOf(keyspace.ResourceEpochKey(res.ID()))})
 	keyOf := func(id int) string {
 		// The hash of an int argument is the hash of its JSON, its decimal
 		// digits; HashJSON skips HashValue's reflection.
@@ -311,7 +312,7 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 		if err != nil {
 			panic(err)
 		}
-		return string(keyspace.AppendEntryKey(nil, res.ID(), "", token, h.String()))
+		return negKey(&attempt{key: string(keyspace.AppendEntryKey(nil, res.ID(), "", h.String())), st: st})
 	}
 	if h, _ := resource.HashValue(12345, resource.Limits{}); !strings.Contains(keyOf(12345), h.String()) {
 		t.Fatal("HashJSON of an int's digits is not HashValue of the int")

@@ -24,7 +24,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 		c.stats.refreshes.Add(1)
 		a := attempt{seq: c.fence.start(), began: c.opts.Now(), refresh: true}
 		a.st = c.stampFor(rctx, lk)
-		a.key = lk.l2Key(&a.st)
+		a.key = lk.l2Key()
 		if c.l2 != nil && !a.st.Local() && !a.st.Down() {
 			if c.fleetOn(lk) {
 				// The entry is still there (stale or due), so the read

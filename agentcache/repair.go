@@ -139,13 +139,14 @@ func (c *Cache) repairNow(ctx context.Context) bool {
 		unlocks[k] = tok
 	}
 	r.mu.Unlock()
-	var stamps []int64
 	if len(dels) > 0 {
+		var stamps []int64
+		tombs := c.tombstones(dels, announce)
 		if c.l2Probe(ctx, "invalidate", func(ctx context.Context) error {
 			var err error
-			stamps, err = c.fencer.Tombstone(ctx, dels, fenceHorizon)
+			stamps, _, err = c.fencer.Invalidate(ctx, tombs, nil)
 			return err
-		}) != nil {
+		}) != nil || len(stamps) != len(tombs) {
 			return false
 		}
 		r.mu.Lock()
@@ -153,14 +154,7 @@ func (c *Cache) repairNow(ctx context.Context) bool {
 			delete(r.deletes, k)
 		}
 		r.mu.Unlock()
-		if len(stamps) != len(announce) {
-			stamps = nil
-		}
-		for i, s := range stamps {
-			c.clock.observe(s, c.opts.Now())
-			c.fence.raise(announce[i], s)
-		}
-		_ = c.publish(ctx, message{From: c.id, Keys: announce, Stamps: stamps})
+		c.tombstoned(announce, stamps)
 	}
 	for k, tok := range unlocks {
 		if c.locker == nil {

@@ -116,11 +116,11 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 		check = check[n:]
 		ops := make([]tier.ReadOp, n)
 		for i, r := range batch {
-			ops[i].Key = restoredL2Key(r.key, &r.e.st)
+			ops[i] = tier.ReadOp{Key: restoredL2Key(r.key), Gen: r.e.st.Token()}
 		}
 		var rr []tier.ReadResult
 		if err := c.l2Call(c.base, "confirm snapshot", func(ctx context.Context) (err error) {
-			rr, err = c.fencer.ReadRecords(ctx, ops)
+			_, rr, err = c.fencer.ReadRecords(ctx, nil, ops)
 			return err
 		}); err != nil || len(rr) != n {
 			return
@@ -133,7 +133,7 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 			if rr[i].Found {
 				env, err := keyspace.OpenEnvelope(rr[i].Value)
 				raw, _ := r.e.value.([]byte)
-				same = err == nil && env.Kind == kindValue && bytes.Equal(env.Payload, raw)
+				same = err == nil && env.Kind == kindValue && env.Gen == r.e.st.Token() && bytes.Equal(env.Payload, raw)
 			}
 			c.confirmRestored(r, same)
 		}
@@ -157,10 +157,9 @@ func (c *Cache) confirmRestored(r restoredEntry, same bool) {
 	c.l1.Set(r.key, &ne, c.remaining(ne.expiresAt))
 }
 
-// restoredL2Key is the L2 key of the entry at L1 key l1 under the epochs of
-// st: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,
+// restoredL2Key is the L2 key of the entry at L1 key l1: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,
 // argument hash (see resState.l1Key); any other is a key-value key.
-func restoredL2Key(l1 string, st *epoch.Stamp) string {
+func restoredL2Key(l1 string) string {
 	var rid, seg, tail string
 	if len(l1) > 0 && l1[0] == 0 {
 		rest := l1[1:]
@@ -173,7 +172,7 @@ func restoredL2Key(l1 string, st *epoch.Stamp) string {
 		tail = l1
 	}
 	var buf [256]byte
-	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, st.Token(), tail))
+	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, tail))
 }
 
 // snapshotRecords yields L1 as snapshot records: the epochs this instance

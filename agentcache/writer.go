@@ -83,7 +83,7 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost ti
 		c.release(a)
 		return true
 	}
-	c.negFilterFor(lk.r).add(a.key)
+	c.negFilterFor(lk.r).add(negKey(a))
 	c.stats.negativeStored.Add(1)
 	return c.writeRecord(ctx, lk, a, kindMissing, nil, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
 }
@@ -113,7 +113,7 @@ func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind by
 	if since == 0 {
 		since = c.clock.now(a.began)
 	}
-	b, ok := c.encode(v, kind, since, fresh, cost)
+	b, ok := c.encode(v, kind, since, a.st.Token(), fresh, cost)
 	if !ok {
 		c.release(a)
 		return true
@@ -162,7 +162,7 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 
 // encode wraps v in the L2 envelope, or reports false (counted and logged)
 // when it cannot be encoded or is too large for L2.
-func (c *Cache) encode(v any, kind byte, stamp int64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
+func (c *Cache) encode(v any, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
 	var payload []byte
 	if kind == kindValue {
 		var err error
@@ -177,7 +177,7 @@ func (c *Cache) encode(v any, kind byte, stamp int64, freshUntil time.Time, cost
 		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))
 		return nil, false
 	}
-	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, stamp, freshUntil, cost, payload), true
+	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, stamp, gen, freshUntil, cost, payload), true
 }
 
 // writer is the bounded write-behind queue in front of L2. Callers never
@@ -314,9 +314,9 @@ func (w *writer) flush(batch []writeOp) {
 }
 
 // send makes the operations of batch: one WriteRecords call for the
-// records (with their lease releases), the bare releases, and then one
-// message for what landed. It reports whether every record landed; err is
-// a failure of the whole call (counted here).
+// records, with their lease releases and the notices that announce them
+// (in the same round trip), and the bare releases. It reports whether
+// every record landed; err is a failure of the whole call (counted here).
 func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 	c := w.c
 	defer func() {
@@ -340,11 +340,11 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 			}
 			continue
 		}
-		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease, Replace: op.replace, Floor: op.floor})
+		writes = append(writes, tier.RecordWrite{Key: op.key, Record: op.record, TTL: op.ttl, Horizon: fenceHorizon, Release: op.lease, Replace: op.replace, Floor: op.floor, Notice: c.writeNotice(op)})
 		ops = append(ops, op)
 	}
 	all := true
-	msg := message{From: c.id}
+	var filled []string
 	if len(writes) > 0 {
 		res, err := c.fencer.WriteRecords(ctx, writes)
 		if err == nil && len(res) != len(writes) {
@@ -362,11 +362,6 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 			switch r.Outcome {
 			case tier.Written:
 				c.stats.writesDone.Add(1)
-				if op.announce != "" {
-					_, stamp, _, _ := tier.ParseRecord(op.record)
-					msg.Keys = append(msg.Keys, op.announce)
-					msg.Stamps = append(msg.Stamps, stamp)
-				}
 			case tier.Fenced, tier.TooOld:
 				c.stats.writesFenced.Add(1)
 			default:
@@ -378,7 +373,7 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 				continue
 			}
 			if op.fill {
-				msg.Fills = append(msg.Fills, op.key)
+				filled = append(filled, op.key)
 			}
 		}
 	}
@@ -398,13 +393,28 @@ func (w *writer) send(ctx context.Context, batch []writeOp) (bool, error) {
 	for _, l := range releases {
 		c.fills.notify(keyspace.LeaseEntry(l.Key))
 	}
-	for _, k := range msg.Fills {
+	for _, k := range filled {
 		c.fills.notify(k)
 	}
-	if len(msg.Keys)+len(msg.Fills) > 0 {
-		_ = c.publish(ctx, msg)
-	}
 	return all, nil
+}
+
+// writeNotice is what the store publishes with op's write: the fill, to
+// the instances waiting for its lease, and a Set's key with its stamp, for
+// every instance to drop from L1.
+func (c *Cache) writeNotice(op *writeOp) *tier.Notice {
+	var m message
+	if op.fill {
+		m.Fills = []string{op.key}
+	}
+	if op.announce != "" {
+		r, _ := tier.ParseRecord(op.record)
+		m.Keys, m.Stamps = []string{op.announce}, []int64{r.Stamp}
+	}
+	if m.Fills == nil && m.Keys == nil {
+		return nil
+	}
+	return c.messageNotice(m)
 }
 
 // close stops accepting writes and drains the queue until ctx ends; what is

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -338,10 +339,49 @@ func (c *conn) epochValues(ctx context.Context, keys []string) (map[string]uint6
 	return out, nil
 }
 
-// liveToken returns the token an entry with these epoch keys has now, and
-// whether every epoch exists (if one is missing, the library would create
-// a fresh random value: nothing written before is reachable).
-func liveToken(epochKeys []string, vals map[string]uint64) (uint64, bool) {
+// readGens reads the generation of each of keys (relative to the prefix,
+// entries that client's server holds) in pipelines of batchSize: GETRANGE
+// of the record header, 18 bytes, never the value. A key that holds no live
+// record (a tombstone, bytes that are not a record, or nothing any more)
+// gets 0, which is no entry's current generation.
+func (c *conn) readGens(ctx context.Context, client goredis.UniversalClient, keys []string) ([]uint64, error) {
+	out := make([]uint64, len(keys))
+	for lo := 0; lo < len(keys); lo += batchSize {
+		hi := min(lo+batchSize, len(keys))
+		cmds := make([]*goredis.StringCmd, hi-lo)
+		_, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, k := range keys[lo:hi] {
+				cmds[i] = p.GetRange(ctx, c.prefix+k, 0, tier.RecordHeaderLen-1)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, goredis.Nil) && allFailed(cmds) {
+			return nil, fmt.Errorf("reading generations: %w", err)
+		}
+		for i, cmd := range cmds {
+			if b, err := cmd.Bytes(); err == nil {
+				out[lo+i] = recordGen(b)
+			}
+		}
+	}
+	return out, nil
+}
+
+// recordGen returns the generation of the value or not-found marker whose
+// record (at least its header) is b, or 0 when b is a tombstone or not a
+// record at all: such an entry is dead whatever the epochs.
+func recordGen(b []byte) uint64 {
+	r, ok := tier.ParseRecord(b)
+	if !ok || r.Kind == tier.KindTombstone {
+		return 0
+	}
+	return r.Gen
+}
+
+// liveGen returns the generation an entry with these epoch keys has now,
+// and whether every epoch exists (if one is missing, the library would
+// create a fresh random value: nothing written before is reachable).
+func liveGen(epochKeys []string, vals map[string]uint64) (uint64, bool) {
 	vs := make([]uint64, len(epochKeys))
 	for i, k := range epochKeys {
 		v, ok := vals[k]
@@ -351,4 +391,11 @@ func liveToken(epochKeys []string, vals map[string]uint64) (uint64, bool) {
 		vs[i] = v
 	}
 	return keyspace.Token(vs...), true
+}
+
+// isLive reports whether an entry whose record has generation gen (see
+// recordGen) is reachable under the current epochs.
+func isLive(gen uint64, epochKeys []string, vals map[string]uint64) bool {
+	cur, ok := liveGen(epochKeys, vals)
+	return ok && gen != 0 && gen == cur
 }

@@ -40,6 +40,9 @@
 // stats and inspect only read: SCAN under the prefix (never KEYS; every
 // master of a cluster), then pipelined GETRANGE/GET, PTTL, STRLEN or MEMORY
 // USAGE and GET of the epoch keys. They never create keys. An entry is
-// "live" when the epochs in Redis still give its key token: invalidated
-// entries stay in Redis, unreachable, until their TTL ends.
+// "live" when it holds a value or not-found marker whose generation (bytes
+// 10-17 of its record) is the one the epochs in Redis give now; stats reads
+// the 18-byte record header of every entry for it, pipelined. An entry has
+// one key whatever its epochs: an invalidated entry stays in Redis,
+// unreachable, until a reload overwrites it or its TTL ends.
 package main

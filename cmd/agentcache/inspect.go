@@ -26,11 +26,13 @@ const inspectHelp = `Usage: agentcache inspect [-resource NAME[@VERSION]] [-user
 
 Lists the entries cached for a resource (every version when @VERSION is left
 out), a user or session, or a resource in one user's or session's scope:
-their kind (value or not-found), state, remaining TTL and size in bytes.
+their kind (value, not-found, or tombstone: an exact invalidation), state,
+remaining TTL and size in bytes.
 
   STATE  live      served to lookups
          stale     past its TTL, served while a refresh runs (stale window)
-         orphaned  invalidated: unreachable, waiting for its TTL
+         orphaned  invalidated, or a tombstone: unreachable until it is
+                   reloaded (in place) or its TTL ends
 
 Values are printed only with -values: the payload as stored (JSON with the
 default codec), cut at -max-bytes. Keys are printed with the prefix, as
@@ -47,7 +49,7 @@ type inspectEntry struct {
 	Resource   string          `json:"resource"`
 	Scope      string          `json:"scope"`
 	ID         string          `json:"id,omitempty"`
-	Kind       string          `json:"kind"`  // "value", "not-found" or "invalid"
+	Kind       string          `json:"kind"`  // "value", "not-found", "tombstone" or "invalid"
 	State      string          `json:"state"` // "live", "stale" or "orphaned"
 	TTLMS      int64           `json:"ttl_ms"`
 	Size       int64           `json:"size"`
@@ -144,16 +146,22 @@ func runInspect(ctx context.Context, e *env, fs *flag.FlagSet, args []string) er
 			ent.TTLMS = p.pttl.Milliseconds()
 		}
 		env, oerr := keyspace.OpenEnvelope(p.head)
-		if tok, ok := liveToken(pk.EpochKeys(), epochs); ok && tok == pk.Token {
+		// The header read (or the whole value) holds the record's
+		// generation: no read of its own.
+		if oerr == nil && isLive(recordGen(p.head), pk.EpochKeys(), epochs) {
 			ent.State = "live"
-			if oerr == nil && !env.FreshUntil.IsZero() && now.After(env.FreshUntil) {
+			if !env.FreshUntil.IsZero() && now.After(env.FreshUntil) {
 				ent.State = "stale"
 			}
 		}
 		if oerr == nil {
-			ent.Kind = "value"
-			if env.Kind == keyspace.KindNotFound {
+			switch env.Kind {
+			case keyspace.KindNotFound:
 				ent.Kind = "not-found"
+			case keyspace.KindTombstone:
+				ent.Kind = "tombstone"
+			default:
+				ent.Kind = "value"
 			}
 			if !env.FreshUntil.IsZero() {
 				fu := env.FreshUntil.UTC()

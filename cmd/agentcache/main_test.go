@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -792,5 +794,103 @@ func TestCluster(t *testing.T) {
 	ok(t, append(append([]string{"invalidate"}, conn...), "-all", "-yes")...)
 	if g := byResource(statsJSON(t, conn...))["get_cart@1"]; g.Live != 0 {
 		t.Errorf("after -all: %+v", g)
+	}
+}
+
+// TestLiveness plants entries next to the library's and checks that stats
+// and inspect take liveness from each record's generation (bytes 10-17 of
+// the value) and kind, never from the key: a value of another generation, a
+// tombstone (even one planted with the current generation) and bytes that
+// are not a record are all dead.
+func TestLiveness(t *testing.T) {
+	srv, st, _, _ := setup(t)
+	conn := []string{"-url", srv.URL(), "-prefix", prefix}
+	ctx := context.Background()
+	client := st.Client()
+
+	bob := inspectJSON(t, append(slices.Clone(conn), "-resource", "get_cart@1", "-user", "bob")...).Entries
+	if len(bob) != 1 || bob[0].State != "live" {
+		t.Fatalf("bob's cart: %+v", bob)
+	}
+	live, err := client.Get(ctx, bob[0].Key).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, isRec := tier.ParseRecord(live)
+	if !isRec || r.Gen == 0 || r.Kind == tier.KindTombstone {
+		t.Fatalf("bob's cart holds %x", live)
+	}
+	variant := func(edit func(b []byte)) []byte {
+		b := slices.Clone(live)
+		edit(b)
+		return b
+	}
+	entry := func(last string) string { return prefix + "{get_cart@1:u:bob}:AAAAAAAAAAAAAAAAAAAAA" + last }
+	planted := map[string]struct {
+		val  []byte
+		kind string
+	}{
+		// An older generation, as an entry invalidated and not reloaded yet.
+		entry("A"): {variant(func(b []byte) { binary.BigEndian.PutUint64(b[10:18], r.Gen^1) }), "value"},
+		// Tombstones: the library's (generation 0), and one with the
+		// current generation, which is still no value.
+		entry("B"): {tier.AppendRecord(nil, tier.KindTombstone, r.Stamp, 0, nil), "tombstone"},
+		entry("C"): {tier.AppendRecord(nil, tier.KindTombstone, r.Stamp, r.Gen, nil), "tombstone"},
+		// The current generation in bytes 10-17 of something that is not
+		// a record.
+		entry("D"): {variant(func(b []byte) { b[0] = 'x' }), "invalid"},
+		// Shorter than a record header.
+		entry("E"): {live[:tier.RecordHeaderLen-1], "invalid"},
+	}
+	for k, p := range planted {
+		if err := client.Set(ctx, k, p.val, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key-value entry that is not a record.
+	if err := client.Set(ctx, prefix+"kv:{planted}", "not a record, long enough to hold 18 bytes", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, args := range [][]string{conn, append(slices.Clone(conn), "-exact"), append(slices.Clone(conn), "-sample", "1")} {
+		rep := statsJSON(t, args...)
+		if g := byResource(rep)["get_cart@1"]; g.Entries != 5+int64(len(planted)) || g.Live != 5 {
+			t.Errorf("%v: get_cart@1 %+v, want %d entries, 5 live", args, g, 5+len(planted))
+		}
+		if kv := rep.KeyValue; kv.Entries != 2 || kv.Live != 1 {
+			t.Errorf("%v: key-value %+v, want 2 entries, 1 live", args, kv)
+		}
+		if g := byResource(rep)["get_order@0"]; g.Entries != 3 || g.Live != 3 {
+			t.Errorf("%v: get_order@0 %+v", args, g)
+		}
+	}
+
+	for _, values := range []bool{false, true} {
+		args := append(slices.Clone(conn), "-resource", "get_cart@1", "-user", "bob")
+		if values {
+			args = append(args, "-values")
+		}
+		rep := inspectJSON(t, args...)
+		if len(rep.Entries) != 1+len(planted) {
+			t.Fatalf("values=%v: %d entries, want %d: %+v", values, len(rep.Entries), 1+len(planted), rep.Entries)
+		}
+		for _, e := range rep.Entries {
+			want, kind := "orphaned", planted[e.Key].kind
+			if e.Key == bob[0].Key {
+				want, kind = "live", "value"
+			}
+			if e.State != want || e.Kind != kind {
+				t.Errorf("values=%v: %s: state %s kind %s, want %s %s", values, e.Key, e.State, e.Kind, want, kind)
+			}
+		}
+	}
+	if rep := inspectJSON(t, append(slices.Clone(conn), "-user", "alice")...); len(rep.Entries) != 5 {
+		t.Errorf("alice: %+v", rep.Entries)
+	} else {
+		for _, e := range rep.Entries {
+			if e.State != "live" {
+				t.Errorf("alice: %s is %s", e.Key, e.State)
+			}
+		}
 	}
 }

@@ -24,8 +24,9 @@ Reports, per resource version, what the cache holds in Redis, from a SCAN of
 the keys under the prefix (never KEYS; every master of a cluster):
 
   ENTRIES    cached calls (values and not-found markers)
-  LIVE       entries reachable under the current epochs; the others were
-             invalidated and wait for their TTL
+  LIVE       entries reachable under the current epochs (read from each
+             entry's record header); the others were invalidated, or are
+             tombstones, and wait to be reloaded (in place) or for their TTL
   NOT-FOUND  not-found markers (read from each entry's envelope header)
   IDS        distinct users or sessions with entries ("-" for a global resource)
   MEMORY     total memory (MEMORY USAGE)
@@ -96,20 +97,21 @@ type statsReport struct {
 	ElapsedMS   int64       `json:"elapsed_ms"`
 }
 
-// tokenGroup is the entries of one resource in one scope under one token.
-type tokenGroup struct {
-	kind  scope.Kind
-	esc   string
-	token uint64
+// genGroup is the entries of one resource in one scope whose records have
+// one generation (0: tombstones and bytes that are not records).
+type genGroup struct {
+	kind scope.Kind
+	esc  string
+	gen  uint64
 }
 
 // resAgg accumulates one resource version while the scan runs.
 type resAgg struct {
-	out    resStats
-	kinds  map[scope.Kind]bool
-	ids    map[string]struct{} // scope segments
-	tokens map[tokenGroup]int64
-	kv     bool
+	out   resStats
+	kinds map[scope.Kind]bool
+	ids   map[string]struct{} // scope segments
+	gens  map[genGroup]int64
+	kv    bool
 
 	sample []string // reservoir of entry keys (without -exact)
 	seen   int64
@@ -120,7 +122,7 @@ type resAgg struct {
 }
 
 func newAgg(kv bool) *resAgg {
-	return &resAgg{kinds: map[scope.Kind]bool{}, ids: map[string]struct{}{}, tokens: map[tokenGroup]int64{}, kv: kv}
+	return &resAgg{kinds: map[scope.Kind]bool{}, ids: map[string]struct{}{}, gens: map[genGroup]int64{}, kv: kv}
 }
 
 // offer puts key in the reservoir of n.
@@ -193,6 +195,7 @@ func (s *stats) page(ctx context.Context, node goredis.UniversalClient, keys []s
 	}
 	var probeKeys []string
 	var probeAggs []*resAgg
+	var groups []genGroup // of probeKeys
 	s.mu.Lock()
 	s.scanned += int64(len(keys))
 	for i := range parsed {
@@ -207,11 +210,12 @@ func (s *stats) page(ctx context.Context, node goredis.UniversalClient, keys []s
 			if k.EscID != "" {
 				a.ids[k.Seg()] = struct{}{}
 			}
-			a.tokens[tokenGroup{kind: k.Scope, esc: k.EscID, token: k.Token}]++
-			if s.exact {
-				probeKeys = append(probeKeys, keys[i])
-				probeAggs = append(probeAggs, a)
-			} else {
+			// Every entry's generation is read (LIVE is never estimated):
+			// with -exact by the probe, otherwise by a header read.
+			probeKeys = append(probeKeys, keys[i])
+			probeAggs = append(probeAggs, a)
+			groups = append(groups, genGroup{kind: k.Scope, esc: k.EscID})
+			if !s.exact {
 				a.offer(keys[i], s.sample)
 			}
 		case keyspace.Lease:
@@ -232,13 +236,31 @@ func (s *stats) page(ctx context.Context, node goredis.UniversalClient, keys []s
 	if len(probeKeys) == 0 {
 		return nil
 	}
-	// With -exact, read the page's entries from the node that holds them.
+	// Read the page's entries from the node that holds them: with -exact
+	// everything the report needs (the header holds the generation),
+	// otherwise only their generations.
+	if !s.exact {
+		gens, err := s.c.readGens(ctx, node, probeKeys)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		for i, g := range groups {
+			g.gen = gens[i]
+			probeAggs[i].gens[g]++
+		}
+		s.mu.Unlock()
+		return nil
+	}
 	got, err := s.c.probeKeys(ctx, node, probeKeys, probeOpts{memory: true})
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	for i, p := range got {
+		g := groups[i]
+		g.gen = recordGen(p.head)
+		probeAggs[i].gens[g]++
 		probeAggs[i].add(p)
 	}
 	s.mu.Unlock()
@@ -322,11 +344,11 @@ func runStats(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 	return nil
 }
 
-// countLive reads the epochs every group of entries was written under and
-// counts the entries whose token is the current one.
+// countLive reads the epochs of every group of entries and counts the
+// entries whose generation is the current one.
 func (s *stats) countLive(ctx context.Context, all []*resAgg) error {
 	need := map[string]struct{}{}
-	keysOf := func(a *resAgg, g tokenGroup) []string {
+	keysOf := func(a *resAgg, g genGroup) []string {
 		k := keyspace.Key{Type: keyspace.Entry, Resource: a.out.Resource, Scope: g.kind, EscID: g.esc}
 		if a.kv {
 			k.Type = keyspace.KVEntry
@@ -334,7 +356,10 @@ func (s *stats) countLive(ctx context.Context, all []*resAgg) error {
 		return k.EpochKeys()
 	}
 	for _, a := range all {
-		for g := range a.tokens {
+		for g := range a.gens {
+			if g.gen == 0 {
+				continue // dead whatever the epochs
+			}
 			for _, k := range keysOf(a, g) {
 				need[k] = struct{}{}
 			}
@@ -348,8 +373,8 @@ func (s *stats) countLive(ctx context.Context, all []*resAgg) error {
 		return err
 	}
 	for _, a := range all {
-		for g, n := range a.tokens {
-			if tok, ok := liveToken(keysOf(a, g), vals); ok && tok == g.token {
+		for g, n := range a.gens {
+			if isLive(g.gen, keysOf(a, g), vals) {
 				a.out.Live += n
 			}
 		}

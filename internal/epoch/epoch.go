@@ -30,6 +30,18 @@
 // bounded by MaxAge. [Table.Unconfirm] (a reconnect of the message
 // subscription) makes every cell unconfirmed.
 //
+// Confirmation costs a lookup no round trip of its own in the steady state:
+//
+//   - Every MaxAge/2 one background call confirms every cell used since it
+//     was last confirmed, so that a cell in use never gets past MaxAge and
+//     an L1 hit never waits.
+//   - A cell past MaxAge (unused for that long, or never confirmed) is
+//     confirmed before it is used; lookups that need the same cell at once
+//     share one call ([Table.Confirm]).
+//   - A lookup that goes to L2 anyway carries the loads of its stale cells
+//     in its own read ([Table.Begin], [Table.Finish]): one round trip for
+//     the epochs and the entry.
+//
 // The package knows nothing of the cache that uses it: L2 is reached through
 // the functions of [Config], and announcing new values to other instances is
 // the caller's job.
@@ -68,6 +80,10 @@ type Cell struct {
 	val      atomic.Uint64 // current value; 0 while unknown and once the cell is dead
 	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
 	dead     atomic.Bool   // the cell left the table: entries stamped with it miss
+	used     atomic.Bool   // looked up since the background refresh last confirmed it
+	// loading is the confirmation of this cell in flight, if any: lookups
+	// that need the cell confirmed wait for it instead of sending their own.
+	loading atomic.Pointer[loadCall]
 	// shared is set once val is known to be the value in L2 (read from it,
 	// written to it, or announced by an instance that wrote it). Until then
 	// val is this instance's alone, and entries stamped with it stay out of
@@ -80,9 +96,10 @@ type Cell struct {
 	// has not stored yet. A dirty cell never adopts L2's value (that would
 	// undo the invalidation); it pushes its own until L2 takes it.
 	dirty bool
-
-	refreshing atomic.Bool // a background confirmation is running
 }
+
+// loadCall is one confirmation in flight; done is closed when it ends.
+type loadCall struct{ done chan struct{} }
 
 // Key returns the epoch's key in L2.
 func (c *Cell) Key() string { return c.key }
@@ -134,6 +151,9 @@ func (s *Stamp) Valid(tick int64) bool {
 		if v := c.val.Load(); v == 0 || v != s.vals[i] || tick-c.verified.Load() >= staleTicks {
 			return false
 		}
+		if !c.used.Load() { // a load first: the store happens once per refresh
+			c.used.Store(true)
+		}
 	}
 	return true
 }
@@ -171,7 +191,18 @@ func (s *Stamp) Current() bool {
 	return true
 }
 
-// Token mixes the stamped values into the key segment of an entry.
+// Known reports whether every cell of s had a value when s was stamped
+// (after [Table.Begin], some may not have yet).
+func (s *Stamp) Known() bool {
+	for i := uint8(0); i < s.n; i++ {
+		if s.vals[i] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Token mixes the stamped values into the generation of an entry.
 func (s *Stamp) Token() uint64 { return keyspace.Token(s.vals[:s.n]...) }
 
 // Vals returns the stamped values, in the order of the cells.
@@ -196,13 +227,6 @@ func localEpoch(cur uint64) uint64 {
 // and bookkeeping, and returns op's error or why it was not run.
 type L2Func func(ctx context.Context, what string, op func(ctx context.Context) error) error
 
-// Update is a new value of an epoch, as L2 took it: what other instances
-// are to [Table.Learn].
-type Update struct {
-	Key string
-	Val uint64
-}
-
 // Config is what a [Table] needs from its cache.
 type Config struct {
 	// Store keeps the epochs in L2; nil: there is no L2, and the cells hold
@@ -222,8 +246,10 @@ type Config struct {
 	TTL func(key string) time.Duration
 	// Dirty is called when cells become dirty: [Table.Flush] has work.
 	Dirty func()
-	// Flushed is called with the values a flush had L2 take, to announce.
-	Flushed func(ctx context.Context, ups []Update)
+	// Notice returns the notice a bump of the epoch at key publishes with
+	// its new value (nil: none), so that other instances learn it in the
+	// bump's own round trip.
+	Notice func(key string) *tier.Notice
 	// Resets returns a counter that moves whenever messages may have been
 	// lost (the subscription was re-established): a confirmation that
 	// spans a move is not trusted. Nil: it never moves.
@@ -261,8 +287,8 @@ func New(cfg Config) (*Table, error) {
 	if cfg.Dirty == nil {
 		cfg.Dirty = func() {}
 	}
-	if cfg.Flushed == nil {
-		cfg.Flushed = func(context.Context, []Update) {}
+	if cfg.Notice == nil {
+		cfg.Notice = func(string) *tier.Notice { return nil }
 	}
 	t := &Table{cfg: cfg, stop: make(chan struct{})}
 	sc, err := otter.New(&otter.Options[string, *Cell]{
@@ -284,7 +310,8 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
-// Start runs the tick: MaxAge/4 per tick.
+// Start runs the tick (MaxAge/4 per tick) and, every second tick, the
+// background confirmation of the cells in use.
 func (t *Table) Start() {
 	t.wg.Add(1)
 	go func() {
@@ -296,10 +323,34 @@ func (t *Table) Start() {
 			case <-t.stop:
 				return
 			case <-tk.C:
-				t.tick.Add(1)
+				if t.tick.Add(1)%(staleTicks/2) == 0 {
+					t.refresh()
+				}
 			}
 		}
 	}()
+}
+
+// refresh confirms, in one call, every cell used since it was last
+// confirmed and confirmed before the current tick: a cell in use is then
+// never older than MaxAge/2 and a tick, and no lookup waits for it. It runs
+// on the tick's goroutine; a slow L2 delays the next tick, which only makes
+// cells look older (never younger) than they are.
+func (t *Table) refresh() {
+	if t.cfg.Store == nil {
+		return
+	}
+	tick := t.tick.Load()
+	var cells []*Cell
+	for c := range t.All() {
+		if c.used.Load() && tick-c.verified.Load() >= 1 && !c.dead.Load() {
+			c.used.Store(false)
+			cells = append(cells, c)
+		}
+	}
+	if len(cells) > 0 {
+		t.confirm(t.cfg.Base, cells)
+	}
 }
 
 // Close stops the tick and the per-scope table's goroutines.
@@ -388,22 +439,86 @@ func (t *Table) All() iter.Seq[*Cell] {
 	}
 }
 
-// Confirm brings the cells of s up to date with L2 where they are stale,
-// and gives s their values (and Local and Down). It never fails: when L2
-// cannot be asked, the cells keep what they know (availability over a bound
-// that nobody could break without L2 either).
+// Pending is the confirmation a lookup's own L2 read carries: the cells of
+// its stamp that must be confirmed, and the loads that confirm them (see
+// [Table.Begin]).
+type Pending struct {
+	Cells  []*Cell
+	Ops    []tier.EpochOp
+	tick   int64
+	resets uint64
+}
+
+// Stale reports whether some cell of s must be confirmed with L2 before a
+// lookup may use it: past MaxAge, never confirmed, or dirty.
+// It counts as a use of every cell, which the background refresh keeps
+// confirmed from then on.
+func (t *Table) Stale(s *Stamp) bool {
+	tick := t.tick.Load()
+	stale := false
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		if !c.used.Load() {
+			c.used.Store(true)
+		}
+		if tick-c.verified.Load() >= staleTicks || !c.shared.Load() && isDirty(c) {
+			stale = true
+		}
+	}
+	return stale
+}
+
+// Begin gives s the values its cells hold now, confirmed or not (0 for a
+// cell that knows none), and returns the loads that confirm its stale
+// cells, for a read that carries them (tier.Fencer.ReadRecords). The read's
+// answer goes to [Table.Finish]. ok is false for a stamp with a dirty cell,
+// which must go through [Table.Confirm] instead (its bump is pushed first).
+func (t *Table) Begin(s *Stamp) (p Pending, ok bool) {
+	p = Pending{tick: t.tick.Load(), resets: t.cfg.Resets()}
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		if !c.shared.Load() && isDirty(c) {
+			return Pending{}, false
+		}
+		s.vals[i] = c.val.Load()
+		if p.tick-c.verified.Load() >= staleTicks && t.cfg.Store != nil {
+			p.Cells = append(p.Cells, c)
+			p.Ops = append(p.Ops, t.op(c))
+		}
+	}
+	return p, true
+}
+
+// Finish adopts what L2 answered for p's loads (ok false: it did not), and
+// gives s its values, Local and Down, as [Table.Confirm] does.
+func (t *Table) Finish(s *Stamp, p Pending, vals []uint64, ok bool) {
+	if ok && len(vals) == len(p.Cells) {
+		t.adoptAll(p.Cells, vals, p.tick, t.cfg.Resets() == p.resets)
+	} else if len(p.Cells) > 0 {
+		ok = false
+	}
+	s.down = !ok
+	t.fill(s)
+}
+
+// op is the load of c's epoch.
+func (t *Table) op(c *Cell) tier.EpochOp {
+	return tier.EpochOp{Key: c.key, Known: t.known(c), TTL: t.cfg.TTL(c.key)}
+}
+
+// Confirm brings the cells of s up to date with L2 where they are past
+// MaxAge, and gives s their values (and Local and Down). Lookups that need
+// the same cell at once share one call. It never fails: when L2 cannot be
+// asked, the cells keep what they know (availability over a bound that
+// nobody could break without L2 either).
 func (t *Table) Confirm(ctx context.Context, s *Stamp) {
 	tick := t.tick.Load()
 	var need []*Cell
 	dirty := false
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
-		age := tick - c.verified.Load()
-		switch {
-		case age >= staleTicks:
+		if tick-c.verified.Load() >= staleTicks {
 			need = append(need, c)
-		case age >= staleTicks/2:
-			t.refreshAsync(c)
 		}
 		if !c.shared.Load() && isDirty(c) {
 			dirty = true
@@ -413,9 +528,14 @@ func (t *Table) Confirm(ctx context.Context, s *Stamp) {
 	if dirty && !t.Flush(ctx, false) {
 		s.down = true
 	}
-	if len(need) > 0 && !s.down && !t.load(ctx, need) {
+	if len(need) > 0 && !s.down && !t.confirm(ctx, need) {
 		s.down = true
 	}
+	t.fill(s)
+}
+
+// fill gives s the values of its cells, and Local.
+func (t *Table) fill(s *Stamp) {
 	s.local = false
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
@@ -441,38 +561,76 @@ func (t *Table) Confirm(ctx context.Context, s *Stamp) {
 	}
 }
 
-// load confirms cells with L2, one call per expiry class (so each epoch key
-// is created with its own expiry). It reports false if L2 did not answer.
-func (t *Table) load(ctx context.Context, cells []*Cell) bool {
+// confirm confirms cells with L2 in one call, joining the confirmations of
+// cells already in flight instead of sending them again. It reports false
+// if L2 did not answer for every cell.
+func (t *Table) confirm(ctx context.Context, cells []*Cell) bool {
 	if t.cfg.Store == nil {
 		return true
 	}
-	for ttl, group := range t.group(cells) {
-		if !t.loadGroup(ctx, group, ttl) {
+	mine := &loadCall{done: make(chan struct{})}
+	var own []*Cell
+	var wait []*loadCall
+	for _, c := range cells {
+		if c.loading.CompareAndSwap(nil, mine) {
+			own = append(own, c)
+		} else if l := c.loading.Load(); l != nil {
+			wait = append(wait, l)
+		} else if c.loading.CompareAndSwap(nil, mine) { // it just ended
+			own = append(own, c)
+		}
+	}
+	ok := true
+	if len(own) > 0 {
+		ok = t.load(ctx, own)
+		for _, c := range own {
+			c.loading.Store(nil)
+		}
+		close(mine.done)
+	}
+	for _, l := range wait {
+		select {
+		case <-l.done:
+		case <-ctx.Done():
 			return false
 		}
 	}
-	return true
+	if len(wait) > 0 {
+		tick := t.tick.Load()
+		for _, c := range cells {
+			if tick-c.verified.Load() >= staleTicks {
+				ok = false // the call we joined did not confirm it
+			}
+		}
+	}
+	return ok
 }
 
-func (t *Table) loadGroup(ctx context.Context, cells []*Cell, ttl time.Duration) bool {
-	keys := make([]string, len(cells))
-	known := make([]uint64, len(cells))
+// load confirms cells with L2, in one call. It reports false if L2 did not
+// answer.
+func (t *Table) load(ctx context.Context, cells []*Cell) bool {
+	ops := make([]tier.EpochOp, len(cells))
 	for i, c := range cells {
-		keys[i] = c.key
-		known[i] = t.known(c)
+		ops[i] = t.op(c)
 	}
 	tick := t.tick.Load()
 	resets := t.cfg.Resets()
 	var vals []uint64
 	err := t.cfg.Call(ctx, "epoch read", func(ctx context.Context) (err error) {
-		vals, err = t.cfg.Store.LoadEpochs(ctx, keys, known, ttl)
+		vals, err = t.cfg.Store.LoadEpochs(ctx, ops)
 		return err
 	})
 	if err != nil || len(vals) != len(cells) {
 		return false
 	}
-	confirmed := t.cfg.Resets() == resets
+	t.adoptAll(cells, vals, tick, t.cfg.Resets() == resets)
+	return true
+}
+
+// adoptAll adopts vals, which L2 returned for cells when the clock read
+// tick; confirmed is false when messages may have been lost around the
+// read (a subscription reset).
+func (t *Table) adoptAll(cells []*Cell, vals []uint64, tick int64, confirmed bool) {
 	for i, c := range cells {
 		c.mu.Lock()
 		// A dirty cell keeps its own value: L2's predates the invalidation.
@@ -486,7 +644,6 @@ func (t *Table) loadGroup(ctx context.Context, cells []*Cell, ttl time.Duration)
 		}
 		c.mu.Unlock()
 	}
-	return true
 }
 
 // known is the value of c that L2 must not go below: its value once L2 or
@@ -569,9 +726,9 @@ func (t *Table) Pending() bool {
 	return len(t.pending) > 0
 }
 
-// Flush bumps the dirty cells in L2 and hands the new values to
-// Config.Flushed, so that an invalidation made while L2 was unreachable
-// reaches everyone once it is back (the caller's repair loop runs it until
+// Flush bumps the dirty cells in L2 (their notices announce the new
+// values), so that an invalidation made while L2 was unreachable reaches
+// everyone once it is back (the caller's repair loop runs it until
 // it succeeds, with probe set to call L2 whatever the breaker says, and
 // Confirm runs it before using a dirty cell). It reports whether nothing is
 // left pending.
@@ -585,12 +742,11 @@ func (t *Table) Flush(ctx context.Context, probe bool) bool {
 	if len(cells) == 0 {
 		return true
 	}
-	vals, err := t.bumpL2(ctx, cells, probe)
+	vals, err := t.bumpL2(ctx, cells, probe, nil)
 	if err != nil {
 		return false
 	}
 	tick := t.tick.Load()
-	var ups []Update
 	t.pendMu.Lock()
 	for i, c := range cells {
 		c.mu.Lock()
@@ -599,83 +755,56 @@ func (t *Table) Flush(ctx context.Context, probe bool) bool {
 		adopt(c, vals[i])
 		c.verified.Store(tick)
 		delete(t.pending, c)
-		ups = append(ups, Update{Key: c.key, Val: c.val.Load()})
 		c.mu.Unlock()
 	}
 	t.pendMu.Unlock()
-	t.cfg.Flushed(ctx, ups)
 	return true
 }
 
-// bumpL2 bumps the cells' epochs in L2, one call per expiry class, and
-// returns the new values in the order of cells. probe sends the calls even
-// while the breaker is open (the repair loop's own cadence bounds them).
-func (t *Table) bumpL2(ctx context.Context, cells []*Cell, probe bool) ([]uint64, error) {
-	out := make([]uint64, len(cells))
-	at := make(map[*Cell]int, len(cells))
+// bumpL2 bumps the cells' epochs in L2, in one call (send, or the store's
+// BumpEpochs when send is nil), and returns the new values in the order of
+// cells. probe sends the call even while the breaker is open (the repair
+// loop's own cadence bounds them).
+func (t *Table) bumpL2(ctx context.Context, cells []*Cell, probe bool, send Sender) ([]uint64, error) {
+	ops := make([]tier.EpochOp, len(cells))
 	for i, c := range cells {
-		at[c] = i
+		c.mu.Lock()
+		known := c.val.Load() // a provisional value too: L2 must go past it
+		c.mu.Unlock()
+		ops[i] = tier.EpochOp{Key: c.key, Known: known, TTL: t.cfg.TTL(c.key), Notice: t.cfg.Notice(c.key)}
+	}
+	if send == nil {
+		send = t.cfg.Store.BumpEpochs
 	}
 	call := t.cfg.Call
 	if probe {
 		call = t.cfg.Probe
 	}
-	err := call(ctx, "epoch write", func(ctx context.Context) error {
-		for ttl, group := range t.group(cells) {
-			keys := make([]string, len(group))
-			known := make([]uint64, len(group))
-			for i, c := range group {
-				keys[i] = c.key
-				c.mu.Lock()
-				known[i] = c.val.Load() // a provisional value too: L2 must go past it
-				c.mu.Unlock()
-			}
-			vals, err := t.cfg.Store.BumpEpochs(ctx, keys, known, ttl)
-			if err != nil {
-				return err
-			}
-			if len(vals) != len(group) {
-				return errors.New("agentcache: L2 returned a wrong number of epochs")
-			}
-			for i, c := range group {
-				out[at[c]] = vals[i]
-			}
+	var vals []uint64
+	err := call(ctx, "epoch write", func(ctx context.Context) (err error) {
+		vals, err = send(ctx, ops)
+		if err == nil && len(vals) != len(ops) {
+			err = errors.New("agentcache: L2 returned a wrong number of epochs")
 		}
-		return nil
+		return err
 	})
-	return out, err
+	return vals, err
 }
 
-func (t *Table) refreshAsync(c *Cell) {
-	if !c.refreshing.CompareAndSwap(false, true) {
-		return
-	}
-	if !t.cfg.Spawn(func() {
-		defer c.refreshing.Store(false)
-		t.load(t.cfg.Base, []*Cell{c})
-	}) {
-		c.refreshing.Store(false)
-	}
-}
-
-// group sorts epoch cells by the L2 expiry of their keys, so each class is
-// one call.
-func (t *Table) group(cells []*Cell) map[time.Duration][]*Cell {
-	g := map[time.Duration][]*Cell{}
-	for _, c := range cells {
-		ttl := t.cfg.TTL(c.key)
-		g[ttl] = append(g[ttl], c)
-	}
-	return g
-}
+// Sender sends epoch bumps to L2 in one call, and returns the new values:
+// the store's BumpEpochs, or a call that carries other writes too (an
+// invalidation's tombstones) and the bumps' notices.
+type Sender func(ctx context.Context, ops []tier.EpochOp) ([]uint64, error)
 
 // Bump gives each cell a new value, ordered after every earlier one: in L2
 // (which chooses it, by script) and then here; or, when L2 cannot be
 // reached, a provisional value of this instance's own that Flush pushes to
 // L2 later (the cells are dirty until then, and Config.Dirty is called).
-// Either way the local change is made before Bump returns. It returns the
-// values L2 took, for the caller to announce, or L2's error.
-func (t *Table) Bump(ctx context.Context, cells []*Cell) ([]Update, error) {
+// Either way the local change is made before Bump returns. send, if not
+// nil, is the call that carries the bumps to L2 (with the invalidation's
+// other writes); the bumps' notices announce the new values. It returns
+// L2's error.
+func (t *Table) Bump(ctx context.Context, cells []*Cell, send Sender) error {
 	if t.cfg.Store == nil {
 		for _, c := range cells {
 			c.mu.Lock()
@@ -683,12 +812,12 @@ func (t *Table) Bump(ctx context.Context, cells []*Cell) ([]Update, error) {
 			c.val.Store(localEpoch(c.val.Load()))
 			c.mu.Unlock()
 		}
-		return nil, nil
+		return nil
 	}
 	if len(cells) == 0 {
-		return nil, nil
+		return nil
 	}
-	vals, err := t.bumpL2(ctx, cells, false)
+	vals, err := t.bumpL2(ctx, cells, false, send)
 	if err != nil {
 		// L2 keeps the old values: the invalidation must not be undone by
 		// the next confirmation, and must reach L2 when it answers.
@@ -700,16 +829,14 @@ func (t *Table) Bump(ctx context.Context, cells []*Cell) ([]Update, error) {
 			c.mu.Unlock()
 		}
 		t.markDirty(cells)
-		return nil, err
+		return err
 	}
 	tick := t.tick.Load()
-	ups := make([]Update, 0, len(cells))
 	for i, c := range cells {
 		c.mu.Lock()
 		adopt(c, vals[i])
 		c.verified.Store(tick)
-		ups = append(ups, Update{Key: c.key, Val: c.val.Load()})
 		c.mu.Unlock()
 	}
-	return ups, nil
+	return nil
 }

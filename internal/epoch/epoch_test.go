@@ -3,41 +3,56 @@ package epoch
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // store is an in-memory tier.Epochs: values never go below known, and a
-// bump goes past both.
+// bump goes past both. It counts its calls; gate, if set, holds each load
+// until it is closed.
 type store struct {
-	mu   sync.Mutex
-	vals map[string]uint64
+	mu    sync.Mutex
+	vals  map[string]uint64
+	loads atomic.Int64 // LoadEpochs calls
+	keys  [][]string   // the keys of each load, in order
+	gate  chan struct{}
 }
 
-func (s *store) LoadEpochs(_ context.Context, keys []string, known []uint64, _ time.Duration) ([]uint64, error) {
+func (s *store) LoadEpochs(_ context.Context, ops []tier.EpochOp) ([]uint64, error) {
+	s.loads.Add(1)
+	if s.gate != nil {
+		<-s.gate
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]uint64, len(keys))
-	for i, k := range keys {
-		if s.vals[k] < known[i] {
-			s.vals[k] = known[i]
+	out := make([]uint64, len(ops))
+	var keys []string
+	for i, op := range ops {
+		keys = append(keys, op.Key)
+		if s.vals[op.Key] < op.Known {
+			s.vals[op.Key] = op.Known
 		}
-		if s.vals[k] == 0 {
-			s.vals[k] = 100
+		if s.vals[op.Key] == 0 {
+			s.vals[op.Key] = 100
 		}
-		out[i] = s.vals[k]
+		out[i] = s.vals[op.Key]
 	}
+	s.keys = append(s.keys, keys)
 	return out, nil
 }
 
-func (s *store) BumpEpochs(_ context.Context, keys []string, known []uint64, _ time.Duration) ([]uint64, error) {
+func (s *store) BumpEpochs(_ context.Context, ops []tier.EpochOp) ([]uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]uint64, len(keys))
-	for i, k := range keys {
-		s.vals[k] = max(s.vals[k], known[i]) + 1
-		out[i] = s.vals[k]
+	out := make([]uint64, len(ops))
+	for i, op := range ops {
+		s.vals[op.Key] = max(s.vals[op.Key], op.Known) + 1
+		out[i] = s.vals[op.Key]
 	}
 	return out, nil
 }
@@ -101,7 +116,7 @@ func TestDirtyCellKeepsItsValueUntilL2TakesIt(t *testing.T) {
 	c := tb.Pinned("r")
 	confirmed(t, tb, c)
 	down = true
-	if _, err := tb.Bump(context.Background(), []*Cell{c}); err == nil {
+	if err := tb.Bump(context.Background(), []*Cell{c}, nil); err == nil {
 		t.Fatal("Bump with L2 down reported no error")
 	}
 	mine := c.Val()
@@ -143,5 +158,103 @@ func TestDeadCellMisses(t *testing.T) {
 	}
 	if n := tb.Scoped("s:a"); n == c {
 		t.Fatal("the evicted cell came back")
+	}
+}
+
+// stale makes every cell of tb past MaxAge, as if no confirmation had come
+// for that long.
+func stale(tb *Table) { tb.tick.Add(staleTicks) }
+
+func TestConcurrentConfirmationsShareOneCall(t *testing.T) {
+	st := &store{vals: map[string]uint64{"u": 7}, gate: make(chan struct{})}
+	down := false
+	tb := table(t, st, &down, 100)
+	c := tb.Scoped("u")
+	var wg sync.WaitGroup
+	confirm := func() {
+		defer wg.Done()
+		var s Stamp
+		s.Add(c)
+		tb.Confirm(context.Background(), &s)
+		if s.Down() || s.Vals()[0] != 7 {
+			t.Errorf("a confirmation: down %v, value %v; want up and 7", s.Down(), s.Vals())
+		}
+	}
+	wg.Add(1)
+	go confirm()
+	for c.loading.Load() == nil { // the first caller's load is in flight
+		runtime.Gosched()
+	}
+	for range 49 {
+		wg.Add(1)
+		go confirm()
+	}
+	close(st.gate)
+	wg.Wait()
+	if n := st.loads.Load(); n != 1 {
+		t.Fatalf("50 concurrent confirmations of one cell made %d L2 calls; want 1", n)
+	}
+}
+
+func TestRefreshConfirmsTheCellsInUseInOneCall(t *testing.T) {
+	st := &store{vals: map[string]uint64{}}
+	down := false
+	tb := table(t, st, &down, 100)
+	used, idle, pinned := tb.Scoped("used"), tb.Scoped("idle"), tb.Pinned("pinned")
+	sUsed := confirmed(t, tb, used, pinned)
+	confirmed(t, tb, idle)
+	st.loads.Store(0)
+	st.keys = nil
+	tb.tick.Add(1)
+	if !sUsed.Valid(tb.Tick()) { // an L1 hit: marks its cells used
+		t.Fatal("a just-confirmed stamp is not valid")
+	}
+	tb.refresh()
+	if n := st.loads.Load(); n != 1 {
+		t.Fatalf("the refresh made %d L2 calls; want 1", n)
+	}
+	got := map[string]bool{}
+	for _, k := range st.keys[0] {
+		got[k] = true
+	}
+	if len(got) != 2 || !got["used"] || !got["pinned"] {
+		t.Fatalf("the refresh loaded %v; want the cells in use, [used pinned]", st.keys[0])
+	}
+	tb.tick.Add(1)
+	if tb.refresh(); st.loads.Load() != 1 {
+		t.Fatal("a refresh with no cell used since the last one called L2")
+	}
+	tb.tick.Add(staleTicks - 2)
+	if !sUsed.Valid(tb.Tick()) {
+		t.Fatal("a cell the refresh confirmed went stale before MaxAge")
+	}
+}
+
+func TestBeginCarriesTheLoadsOfStaleCells(t *testing.T) {
+	st := &store{vals: map[string]uint64{"g": 5, "u": 9}}
+	down := false
+	tb := table(t, st, &down, 100)
+	g, u := tb.Pinned("g"), tb.Scoped("u")
+	confirmed(t, tb, g)
+	var s Stamp
+	s.Add(g)
+	s.Add(u)
+	if !tb.Stale(&s) {
+		t.Fatal("a stamp with a never-confirmed cell is not stale")
+	}
+	p, ok := tb.Begin(&s)
+	if !ok || len(p.Ops) != 1 || p.Ops[0].Key != "u" || s.Known() {
+		t.Fatalf("Begin: ok %v, ops %+v, known %v; want one load of u and an unknown value", ok, p.Ops, s.Known())
+	}
+	vals, _ := st.LoadEpochs(context.Background(), p.Ops) // the read that carries them
+	tb.Finish(&s, p, vals, true)
+	if s.Down() || s.Local() || !s.Known() || s.Vals()[1] != 9 || !s.Valid(tb.Tick()) || tb.Stale(&s) {
+		t.Fatalf("after Finish: down %v local %v vals %v valid %v; want up, shared, [5 9], valid", s.Down(), s.Local(), s.Vals(), s.Valid(tb.Tick()))
+	}
+	stale(tb)
+	p, _ = tb.Begin(&s)
+	tb.Finish(&s, p, nil, false)
+	if !s.Down() {
+		t.Fatal("Finish of a read that failed did not mark the stamp down")
 	}
 }

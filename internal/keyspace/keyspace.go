@@ -3,18 +3,21 @@
 // and envelopes here, and the operator CLI parses them here, so the two can
 // never disagree. Every key is relative to the store's prefix:
 //
-//	kv:{<token>:<key>}                                key-value API entry
-//	{<name@ver>:g:<hash>}:<token>                     global resource entry
-//	{<name@ver>:<u|s>:<escaped id>}:<token>:<hash>    scoped resource entry
+//	kv:{<key>}                                        key-value API entry
+//	{<name@ver>:g:<hash>}                             global resource entry
+//	{<name@ver>:<u|s>:<escaped id>}:<hash>            scoped resource entry
 //	lk:<entry key>                                    fleet-lock lease
 //	ep:g                                              global epoch
 //	ep:r:<name@ver>                                   resource epoch
 //	ep:s:<u|s>:<escaped id>                           scope epoch
 //	{<name@ver>:<u|s>:<escaped id>}:ep                resource-in-scope epoch
 //
-// <token> is 16 lower-case hex digits mixed from the entry's epochs (see
-// [Token]), <hash> the 22-character base64url argument hash, and IDs are
-// escaped with scope.AppendEscaped.
+// <hash> is the 22-character base64url argument hash, and IDs are escaped
+// with scope.AppendEscaped. An entry has one key whatever its epochs: the
+// epochs it was loaded under are mixed into its record's generation (see
+// [Token] and package tier), so that a reader can learn the epochs and read
+// the entry in the same round trip, and an invalidated entry is overwritten
+// by its reload instead of lingering under an old key.
 //
 // The braces are a Redis Cluster hash tag: every entry of one resource in one
 // scope lives in one slot (a global resource spreads by argument). Nothing a
@@ -71,8 +74,6 @@ type Key struct {
 	Scope scope.Kind
 	// EscID is the escaped scope ID; "" for global entries.
 	EscID string
-	// Token is the epoch token of an Entry or KVEntry.
-	Token uint64
 	// Hash is the argument hash of an Entry.
 	Hash string
 	// KVKey is the application's key of a KVEntry.
@@ -104,8 +105,8 @@ func (k *Key) ID() string {
 	return id
 }
 
-// EpochKeys returns the keys of the epochs an Entry or KVEntry's token is
-// mixed from, in the order [Token] takes them.
+// EpochKeys returns the keys of the epochs an Entry or KVEntry's generation
+// is mixed from, in the order [Token] takes them.
 func (k *Key) EpochKeys() []string {
 	switch {
 	case k.Type == KVEntry:
@@ -163,15 +164,13 @@ func Segment(k scope.Kind, id string) string {
 // empty) tail is the application's key; for a resource id is name@version,
 // seg the scope segment ("" for a global resource) and tail the argument
 // hash.
-func AppendEntryKey(dst []byte, id, seg string, token uint64, tail string) []byte {
+func AppendEntryKey(dst []byte, id, seg string, tail string) []byte {
 	switch {
 	case id == "":
 		// The braces make a hash tag, so that the entry's lease (which
 		// keeps it) lives in its slot; a '}' in the key ends the tag
 		// early, in the entry and its lease alike.
 		dst = append(dst, "kv:{"...)
-		dst = appendHex16(dst, token)
-		dst = append(dst, ':')
 		dst = append(dst, tail...)
 		dst = append(dst, '}')
 	case seg == "":
@@ -179,16 +178,13 @@ func AppendEntryKey(dst []byte, id, seg string, token uint64, tail string) []byt
 		dst = append(dst, id...)
 		dst = append(dst, ":g:"...)
 		dst = append(dst, tail...)
-		dst = append(dst, "}:"...)
-		dst = appendHex16(dst, token)
+		dst = append(dst, '}')
 	default:
 		dst = append(dst, '{')
 		dst = append(dst, id...)
 		dst = append(dst, ':')
 		dst = append(dst, seg...)
 		dst = append(dst, "}:"...)
-		dst = appendHex16(dst, token)
-		dst = append(dst, ':')
 		dst = append(dst, tail...)
 	}
 	return dst
@@ -204,16 +200,7 @@ func LeaseEntry(lease string) string { return strings.TrimPrefix(lease, leasePre
 
 const leasePrefix = "lk:"
 
-// appendHex16 appends v as 16 lower-case hex digits.
-func appendHex16(dst []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, digits[(v>>uint(i))&0xF])
-	}
-	return dst
-}
-
-// Token mixes epoch values into an entry's key token, as the library does:
+// Token mixes epoch values into an entry's generation, as the library does:
 // the global epoch, then (for resources) the resource's, then (for scoped
 // resources) the scope's and the resource-in-scope's.
 func Token(vals ...uint64) uint64 {
@@ -223,13 +210,13 @@ func Token(vals ...uint64) uint64 {
 		h *= 0xBF58476D1CE4E5B9
 		h ^= h >> 31
 	}
+	if h == 0 { // 0 is no generation (a tombstone's)
+		h = 1
+	}
 	return h
 }
 
-const (
-	tokenLen = 16 // hex digits
-	hashLen  = 22 // base64url of 16 bytes
-)
+const hashLen = 22 // base64url of 16 bytes
 
 // Parse parses a key relative to the prefix. It reports Unknown for
 // anything the library would not write.
@@ -259,14 +246,10 @@ func Parse(key string) Key {
 		return inner
 	case strings.HasPrefix(key, "kv:{"):
 		rest := key[len("kv:{"):]
-		if len(rest) < tokenLen+3 || rest[tokenLen] != ':' || rest[len(rest)-1] != '}' {
+		if len(rest) < 2 || rest[len(rest)-1] != '}' {
 			return Key{}
 		}
-		tok, ok := parseToken(rest[:tokenLen])
-		if !ok {
-			return Key{}
-		}
-		return Key{Type: KVEntry, Token: tok, KVKey: rest[tokenLen+1 : len(rest)-1]}
+		return Key{Type: KVEntry, KVKey: rest[:len(rest)-1]}
 	case strings.HasPrefix(key, "{"):
 		return parseTagged(key)
 	}
@@ -292,16 +275,12 @@ func parseTagged(key string) Key {
 	}
 	inTag := tag[colon+1:]
 	if strings.HasPrefix(inTag, "g:") {
-		// {<name@ver>:g:<hash>}:<token>
+		// {<name@ver>:g:<hash>}
 		h := inTag[2:]
-		if !isHash(h) || len(rest) != 1+tokenLen || rest[0] != ':' {
+		if !isHash(h) || rest != "" {
 			return Key{}
 		}
-		tok, ok := parseToken(rest[1:])
-		if !ok {
-			return Key{}
-		}
-		k.Type, k.Scope, k.Hash, k.Token = Entry, scope.Global, h, tok
+		k.Type, k.Scope, k.Hash = Entry, scope.Global, h
 		return k
 	}
 	if !k.setSeg(inTag) {
@@ -311,15 +290,11 @@ func parseTagged(key string) Key {
 		k.Type = EpochResourceScope
 		return k
 	}
-	// {<name@ver>:<u|s>:<id>}:<token>:<hash>
-	if len(rest) != 1+tokenLen+1+hashLen || rest[0] != ':' || rest[1+tokenLen] != ':' {
+	// {<name@ver>:<u|s>:<id>}:<hash>
+	if len(rest) != 1+hashLen || rest[0] != ':' || !isHash(rest[1:]) {
 		return Key{}
 	}
-	tok, ok := parseToken(rest[1 : 1+tokenLen])
-	if !ok || !isHash(rest[2+tokenLen:]) {
-		return Key{}
-	}
-	k.Type, k.Token, k.Hash = Entry, tok, rest[2+tokenLen:]
+	k.Type, k.Hash = Entry, rest[1:]
 	return k
 }
 
@@ -369,19 +344,6 @@ func ParseResource(s string) (name string, version uint32, ok bool) {
 		return "", 0, false
 	}
 	return name, uint32(v), true
-}
-
-func parseToken(s string) (uint64, bool) {
-	if len(s) != tokenLen {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return 0, false
-		}
-	}
-	v, err := strconv.ParseUint(s, 16, 64)
-	return v, err == nil
 }
 
 func isHash(s string) bool {
@@ -469,14 +431,16 @@ func (f Filter) Match(k *Key) bool {
 //	byte 1      kind: 1 value, 2 "not found" marker, 3 tombstone
 //	bytes 2-9   stamp: the store's clock, microseconds, when the load that
 //	            produced it began (a tombstone: when it was made)
-//	bytes 10-17 fresh until, Unix milliseconds, big endian (0: none)
-//	bytes 18-21 cost: how long the tool ran to produce it, microseconds,
+//	bytes 10-17 generation: the entry's epochs mixed by [Token] (0 for a
+//	            tombstone)
+//	bytes 18-25 fresh until, Unix milliseconds, big endian (0: none)
+//	bytes 26-29 cost: how long the tool ran to produce it, microseconds,
 //	            big endian, saturating (0: unknown)
-//	bytes 22-29 origin: the record's stamp as its writer made it, before a
+//	bytes 30-37 origin: the record's stamp as its writer made it, before a
 //	            store restamped it (a Set's, or a load's start), big endian
-//	bytes 30-   payload (the codec's bytes; empty for a marker)
+//	bytes 38-   payload (the codec's bytes; empty for a marker)
 //
-// A tombstone is the 10-byte header alone. The freshness time lets an
+// A tombstone is the 18-byte header alone. The freshness time lets an
 // instance that reads the entry give its L1 copy the same remaining life,
 // and lets a stale window tell fresh from stale. The cost lets any instance
 // that serves the entry say how much tool time it saved, even one that never
@@ -501,20 +465,21 @@ var ErrEnvelope = errors.New("not an agentcache value envelope")
 type Envelope struct {
 	Kind       byte          // KindValue, KindNotFound or KindTombstone
 	Stamp      int64         // the record's stamp (see package tier)
+	Gen        uint64        // the record's generation: its epochs' [Token]
 	Origin     int64         // the stamp its writer gave it (a store may restamp a record)
 	FreshUntil time.Time     // zero: no expiry recorded
 	Cost       time.Duration // the tool run that produced it; 0: unknown
 	Payload    []byte        // the codec's bytes (empty for a marker, or when only the header was read)
 }
 
-// AppendEnvelope appends the envelope of payload to dst.
-func AppendEnvelope(dst []byte, kind byte, stamp int64, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
+// AppendEnvelope appends the envelope of payload, of generation gen, to dst.
+func AppendEnvelope(dst []byte, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
 	var ms int64
 	if !freshUntil.IsZero() {
 		ms = freshUntil.UnixMilli()
 	}
 	us := min(max(cost.Microseconds(), 0), math.MaxUint32)
-	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, nil)
+	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, gen, nil)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
@@ -523,14 +488,15 @@ func AppendEnvelope(dst []byte, kind byte, stamp int64, freshUntil time.Time, co
 
 // OpenEnvelope parses b, which may be just the header.
 func OpenEnvelope(b []byte) (Envelope, error) {
-	kind, stamp, rest, ok := tier.ParseRecord(b)
+	r, ok := tier.ParseRecord(b)
 	if !ok {
 		return Envelope{}, ErrEnvelope
 	}
+	kind, rest := r.Kind, r.Payload
 	if kind == tier.KindFencedValue { // a value whose stamp is a fence (see package tier)
 		kind = tier.KindValue
 	}
-	e := Envelope{Kind: byte(kind), Stamp: stamp}
+	e := Envelope{Kind: byte(kind), Stamp: r.Stamp, Gen: r.Gen}
 	if kind == tier.KindTombstone {
 		return e, nil
 	}

@@ -1,6 +1,7 @@
 package keyspace
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 	"time"
@@ -9,9 +10,12 @@ import (
 	"github.com/agentcache/agentcache-go/tier"
 )
 
+// hash is an argument hash; tok is the 16-hex-digit epoch token keys
+// carried before generations moved into the records, so that keys of the
+// old layout can be checked to be Unknown.
 const (
-	tok  = "00000000000000ff"
 	hash = "AbCdEfGhIjKlMnOpQrSt-_"
+	tok  = "00000000000000ff"
 )
 
 func TestParse(t *testing.T) {
@@ -24,12 +28,15 @@ func TestParse(t *testing.T) {
 		{"ep:s:u:team%3A%7Ba%7D", Key{Type: EpochScope, Scope: scope.User, EscID: "team%3A%7Ba%7D"}},
 		{"ep:s:s:abc", Key{Type: EpochScope, Scope: scope.Session, EscID: "abc"}},
 		{"{get_cart@1:u:bob}:ep", Key{Type: EpochResourceScope, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob"}},
-		{"{w.x-y@42:g:" + hash + "}:" + tok, Key{Type: Entry, Resource: "w.x-y@42", Name: "w.x-y", Version: 42, Scope: scope.Global, Token: 255, Hash: hash}},
-		{"{get_cart@1:u:bob}:" + tok + ":" + hash, Key{Type: Entry, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Token: 255, Hash: hash}},
-		{"{n@0:s:s%2F1}:" + tok + ":" + hash, Key{Type: Entry, Resource: "n@0", Name: "n", Version: 0, Scope: scope.Session, EscID: "s%2F1", Token: 255, Hash: hash}},
-		{"kv:{" + tok + ":any:key{}}", Key{Type: KVEntry, Token: 255, KVKey: "any:key{}"}},
-		{"lk:kv:{" + tok + ":k}", Key{Type: Lease, Token: 255, KVKey: "k", Leased: "kv:{" + tok + ":k}"}},
-		{"lk:{get_cart@1:u:bob}:" + tok + ":" + hash, Key{Type: Lease, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Token: 255, Hash: hash, Leased: "{get_cart@1:u:bob}:" + tok + ":" + hash}},
+		{"{w.x-y@42:g:" + hash + "}", Key{Type: Entry, Resource: "w.x-y@42", Name: "w.x-y", Version: 42, Scope: scope.Global, Hash: hash}},
+		{"{get_cart@1:u:bob}:" + hash, Key{Type: Entry, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Hash: hash}},
+		{"{n@0:s:s%2F1}:" + hash, Key{Type: Entry, Resource: "n@0", Name: "n", Version: 0, Scope: scope.Session, EscID: "s%2F1", Hash: hash}},
+		{"kv:{any:key{}}", Key{Type: KVEntry, KVKey: "any:key{}"}},
+		{"kv:{a}b}", Key{Type: KVEntry, KVKey: "a}b"}},
+		{"kv:{k}", Key{Type: KVEntry, KVKey: "k"}},
+		{"lk:kv:{k}", Key{Type: Lease, KVKey: "k", Leased: "kv:{k}"}},
+		{"lk:{get_cart@1:u:bob}:" + hash, Key{Type: Lease, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "bob", Hash: hash, Leased: "{get_cart@1:u:bob}:" + hash}},
+		{"lk:{w.x-y@42:g:" + hash + "}", Key{Type: Lease, Resource: "w.x-y@42", Name: "w.x-y", Version: 42, Scope: scope.Global, Hash: hash, Leased: "{w.x-y@42:g:" + hash + "}"}},
 	}
 	for _, tc := range cases {
 		if got := Parse(tc.key); got != tc.want {
@@ -40,10 +47,13 @@ func TestParse(t *testing.T) {
 		"", "ep:", "ep:gg", "ep:r:", "ep:r:get_cart", "ep:r:get_cart@01", "ep:r:1abc@1", "ep:r:a@4294967296",
 		"ep:s:x:abc", "ep:s:u:", "ep:s:u:a%3a", "ep:s:u:a:b", "ep:s:u:%41",
 		"{get_cart@1:u:bob}", "{get_cart@1:u:bob}:ep:", "{get_cart@1:x:bob}:ep", "{get_cart:u:bob}:ep",
-		"{get_cart@1:g:" + hash + "}:" + tok + ":" + hash, "{get_cart@1:g:short}:" + tok,
-		"{get_cart@1:u:bob}:" + tok, "{get_cart@1:u:bob}:" + "00000000000000FF" + ":" + hash,
-		"{get_cart@1:u:bob}:" + tok + ":" + hash + "x", "{get_cart@1:u:bo b}:" + tok + ":" + hash,
-		"kv:{" + tok, "kv:{" + tok + ":}", "kv:{" + tok + ":k", "kv:" + tok + ":k", "kv:{123:k}", "lk:", "lk:ep:g", "lk:lk:kv:{" + tok + ":k}", "other",
+		"{get_cart@1:g:" + hash + "}:" + hash, "{get_cart@1:g:" + hash + "}:", "{get_cart@1:g:short}", "{get_cart@1:g:" + hash + "x}",
+		"{get_cart@1:u:bob}:", "{get_cart@1:u:bob}:short", "{get_cart@1:u:bob}:" + hash[:21] + "+",
+		"{get_cart@1:u:bob}:" + hash + "x", "{get_cart@1:u:bo b}:" + hash, "{get_cart:u:bob}:" + hash,
+		// Entries of the old layout, with the epoch token in the key.
+		"{get_cart@1:g:" + hash + "}:" + tok, "{get_cart@1:u:bob}:" + tok + ":" + hash,
+		"lk:{get_cart@1:u:bob}:" + tok + ":" + hash,
+		"kv:{", "kv:{}", "kv:{k", "kv:k", "kv:k}", "lk:", "lk:ep:g", "lk:kv:{}", "lk:lk:kv:{k}", "other",
 	} {
 		if got := Parse(bad); got.Type != Unknown {
 			t.Errorf("Parse(%q) = %+v, want Unknown", bad, got)
@@ -51,29 +61,87 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestKeysRoundTrip parses every type of key as the library builds it.
+func TestKeysRoundTrip(t *testing.T) {
+	seg := Segment(scope.User, "team:{a}")
+	entries := []struct {
+		id, seg, tail string
+		want          Key
+	}{
+		{"", "", "any:key{}", Key{Type: KVEntry, KVKey: "any:key{}"}},
+		{"", "", "k}", Key{Type: KVEntry, KVKey: "k}"}},
+		{"w.x-y@42", "", hash, Key{Type: Entry, Resource: "w.x-y@42", Name: "w.x-y", Version: 42, Scope: scope.Global, Hash: hash}},
+		{"get_cart@1", seg, hash, Key{Type: Entry, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "team%3A%7Ba%7D", Hash: hash}},
+		{"n@0", Segment(scope.Session, "s/1"), hash, Key{Type: Entry, Resource: "n@0", Name: "n", Scope: scope.Session, EscID: "s%2F1", Hash: hash}},
+	}
+	for _, e := range entries {
+		key := string(AppendEntryKey([]byte("junk"), e.id, e.seg, e.tail)[len("junk"):])
+		if got := Parse(key); got != e.want {
+			t.Errorf("Parse(AppendEntryKey(%q, %q, %q)) = Parse(%q) = %+v, want %+v", e.id, e.seg, e.tail, key, got, e.want)
+		}
+		lease := LeaseKey(key)
+		want := e.want
+		want.Type, want.Leased = Lease, key
+		if got := Parse(lease); got != want {
+			t.Errorf("Parse(%q) = %+v, want %+v", lease, got, want)
+		}
+		if LeaseEntry(lease) != key {
+			t.Errorf("LeaseEntry(%q) = %q, want %q", lease, LeaseEntry(lease), key)
+		}
+	}
+	epochs := []struct {
+		key  string
+		want Key
+	}{
+		{GlobalEpochKey, Key{Type: EpochGlobal}},
+		{ResourceEpochKey("get_cart@1"), Key{Type: EpochResource, Resource: "get_cart@1", Name: "get_cart", Version: 1}},
+		{ScopeEpochKey(seg), Key{Type: EpochScope, Scope: scope.User, EscID: "team%3A%7Ba%7D"}},
+		{ResourceScopeEpochKey("get_cart@1", seg), Key{Type: EpochResourceScope, Resource: "get_cart@1", Name: "get_cart", Version: 1, Scope: scope.User, EscID: "team%3A%7Ba%7D"}},
+	}
+	for _, e := range epochs {
+		if got := Parse(e.key); got != e.want {
+			t.Errorf("Parse(%q) = %+v, want %+v", e.key, got, e.want)
+		}
+	}
+}
+
 func TestIDsRoundTrip(t *testing.T) {
-	for _, id := range []string{"alice", "team:{a}", "a}b{c", "x%41", "ünïcode", "*?[]\\", "a@b.c"} {
+	// "\u212aelvin" starts with the Kelvin sign, which Unicode case folding
+	// takes for 'k': it must keep a segment of its own.
+	ids := []string{"alice", "team:{a}", "a}b{c", "x%41", "ünïcode", "*?[]\\", "a@b.c", "\u212aelvin", "kelvin", "Kelvin"}
+	segs := map[string]string{}
+	for _, id := range ids {
 		seg := Segment(scope.User, id)
-		k := Parse("{r@1:" + seg + "}:" + tok + ":" + hash)
+		if other, dup := segs[seg]; dup {
+			t.Errorf("IDs %q and %q share the segment %q", other, id, seg)
+		}
+		segs[seg] = id
+		k := Parse("{r@1:" + seg + "}:" + hash)
 		if k.Type != Entry || k.ID() != id || k.Seg() != seg {
 			t.Errorf("ID %q: seg %q parsed as %+v (ID %q)", id, seg, k, k.ID())
+		}
+		if e := Parse(ScopeEpochKey(seg)); e.Type != EpochScope || e.ID() != id {
+			t.Errorf("ID %q: scope epoch parsed as %+v", id, e)
 		}
 	}
 }
 
 func TestEpochKeys(t *testing.T) {
-	k := Parse("{r@1:u:bob}:" + tok + ":" + hash)
+	k := Parse("{r@1:u:bob}:" + hash)
 	want := []string{"ep:g", "ep:r:r@1", "ep:s:u:bob", "{r@1:u:bob}:ep"}
 	if got := k.EpochKeys(); len(got) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] || got[3] != want[3] {
 		t.Errorf("scoped: %q", got)
 	}
-	g := Parse("{r@1:g:" + hash + "}:" + tok)
-	if got := g.EpochKeys(); len(got) != 2 || got[1] != "ep:r:r@1" {
+	g := Parse("{r@1:g:" + hash + "}")
+	if got := g.EpochKeys(); len(got) != 2 || got[0] != "ep:g" || got[1] != "ep:r:r@1" {
 		t.Errorf("global: %q", got)
 	}
-	kv := Parse("kv:{" + tok + ":k}")
+	kv := Parse("kv:{k}")
 	if got := kv.EpochKeys(); len(got) != 1 || got[0] != "ep:g" {
 		t.Errorf("kv: %q", got)
+	}
+	if got := Parse("ep:g"); got.EpochKeys() != nil {
+		t.Errorf("an epoch key has epoch keys: %q", got.EpochKeys())
 	}
 }
 
@@ -84,6 +152,35 @@ func TestToken(t *testing.T) {
 	if Token(7, 8, 9) != Token(7, 8, 9) {
 		t.Error("Token is not deterministic")
 	}
+	// 0 is a tombstone's generation: no epochs may mix to it. Mixing in
+	// the state reached so far makes the unguarded mix 0 (the xor gives 0,
+	// and the multiply and the xor-shift keep it), so these are the values
+	// that would.
+	if Token(7, 8, 9) != unguardedMix(7, 8, 9) || Token() != unguardedMix() {
+		t.Fatal("unguardedMix is not Token's mix any more")
+	}
+	zero := [][]uint64{{Token()}, {1, Token(1)}, {5, 6, 7, Token(5, 6, 7)}}
+	for _, vals := range zero {
+		if unguardedMix(vals...) != 0 {
+			t.Fatalf("%v does not mix to 0 unguarded: the test no longer exercises the guard", vals)
+		}
+	}
+	for _, vals := range append(zero, nil, []uint64{0}, []uint64{0, 0, 0, 0}, []uint64{math.MaxUint64}) {
+		if got := Token(vals...); got == 0 {
+			t.Errorf("Token(%v) = 0", vals)
+		}
+	}
+}
+
+// unguardedMix is Token without its guard against 0.
+func unguardedMix(vals ...uint64) uint64 {
+	h := uint64(0x9E3779B97F4A7C15)
+	for _, v := range vals {
+		h ^= v
+		h *= 0xBF58476D1CE4E5B9
+		h ^= h >> 31
+	}
+	return h
 }
 
 func TestGlob(t *testing.T) {
@@ -115,13 +212,13 @@ func TestFilter(t *testing.T) {
 			t.Errorf("%+v: tag %q, want %q", tc.f, got, tc.tag)
 		}
 	}
-	team := Parse("{get_cart@1:u:team}:" + tok + ":" + hash)
-	teamA := Parse("{get_cart@1:u:team%3A%7Ba%7D}:" + tok + ":" + hash)
+	team := Parse("{get_cart@1:u:team}:" + hash)
+	teamA := Parse("{get_cart@1:u:team%3A%7Ba%7D}:" + hash)
 	f := Filter{Scope: scope.User, ID: "team:{a}"}
 	if f.Match(&team) || !f.Match(&teamA) {
 		t.Error("a filter for user team:{a} must match only that user")
 	}
-	v2 := Parse("{get_cart@2:u:team}:" + tok + ":" + hash)
+	v2 := Parse("{get_cart@2:u:team}:" + hash)
 	if (Filter{Name: "get_cart", Version: 1}).Match(&v2) || !(Filter{Name: "get_cart", AnyVer: true}).Match(&v2) {
 		t.Error("version filtering")
 	}
@@ -133,23 +230,28 @@ func TestFilter(t *testing.T) {
 
 func TestOpenEnvelope(t *testing.T) {
 	fresh := time.UnixMilli(1_700_000_000_000)
-	b := AppendEnvelope(nil, KindNotFound, 42, fresh, 1500*time.Microsecond, nil)
+	gen := Token(1, 2, 3, 4)
+	b := AppendEnvelope(nil, KindNotFound, 42, gen, fresh, 1500*time.Microsecond, nil)
 	e, err := OpenEnvelope(b)
-	if err != nil || e.Kind != KindNotFound || e.Stamp != 42 || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
+	if err != nil || e.Kind != KindNotFound || e.Stamp != 42 || e.Gen != gen || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
 		t.Errorf("marker: %+v, %v", e, err)
 	}
-	b = AppendEnvelope(nil, KindValue, 1<<52, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
+	if len(b) != HeaderLen {
+		t.Errorf("a marker is %d bytes, want the %d-byte header", len(b), HeaderLen)
+	}
+	b = AppendEnvelope(nil, KindValue, 1<<52, math.MaxUint64, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
 	e, err = OpenEnvelope(b)
-	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || e.Origin != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
+	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || e.Gen != math.MaxUint64 || e.Origin != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
 	}
-	// A fenced value, as a store writes it, opens as a value.
+	// A fenced value, as a store writes it, opens as a value of the same
+	// generation.
 	fenced, err := OpenEnvelope(tier.Rewrite(b, tier.KindFencedValue, 9))
-	if err != nil || fenced.Kind != KindValue || fenced.Stamp != 9 || fenced.Origin != 1<<52 || string(fenced.Payload) != `{"a":1}` {
+	if err != nil || fenced.Kind != KindValue || fenced.Stamp != 9 || fenced.Gen != math.MaxUint64 || fenced.Origin != 1<<52 || string(fenced.Payload) != `{"a":1}` {
 		t.Errorf("fenced value: %+v, %v", fenced, err)
 	}
-	tomb, err := OpenEnvelope(tier.AppendRecord(nil, tier.KindTombstone, 7, nil))
-	if err != nil || tomb.Kind != KindTombstone || tomb.Stamp != 7 {
+	tomb, err := OpenEnvelope(tier.AppendRecord(nil, tier.KindTombstone, 7, 0, nil))
+	if err != nil || tomb.Kind != KindTombstone || tomb.Stamp != 7 || tomb.Gen != 0 {
 		t.Errorf("tombstone: %+v, %v", tomb, err)
 	}
 	if max := time.Duration(math.MaxUint32) * time.Microsecond; e.Cost != max {
@@ -158,6 +260,36 @@ func TestOpenEnvelope(t *testing.T) {
 	for _, bad := range [][]byte{nil, b[:HeaderLen-1], append([]byte{0xAB}, b[1:]...), append([]byte{0xA5, 9}, b[2:]...), b[:tier.RecordHeaderLen+3]} {
 		if _, err := OpenEnvelope(bad); err == nil {
 			t.Errorf("OpenEnvelope(%x) accepted", bad)
+		}
+	}
+}
+
+// TestEnvelopeGeneration checks that the generation survives the envelope
+// whatever it is, sits where the operator CLI reads it (bytes 10-17, big
+// endian: GETRANGE key 10 17) and is the tier record's generation.
+func TestEnvelopeGeneration(t *testing.T) {
+	gens := []uint64{1, 0xff, 1 << 63, math.MaxUint64, Token(), Token(0), Token(3, 1, 4, 1), 0x0102030405060708}
+	for _, kind := range []byte{KindValue, KindNotFound} {
+		for _, gen := range gens {
+			b := AppendEnvelope([]byte("junk"), kind, 1234, gen, time.UnixMilli(99), time.Second, []byte("payload"))[len("junk"):]
+			e, err := OpenEnvelope(b)
+			if err != nil || e.Gen != gen || e.Kind != kind || e.Stamp != 1234 || e.Origin != 1234 || string(e.Payload) != "payload" {
+				t.Errorf("kind %d gen %#x: %+v, %v", kind, gen, e, err)
+			}
+			if got := binary.BigEndian.Uint64(b[10:18]); got != gen {
+				t.Errorf("kind %d gen %#x: bytes 10-17 hold %#x", kind, gen, got)
+			}
+			if r, ok := tier.ParseRecord(b); !ok || r.Gen != gen || r.Stamp != 1234 {
+				t.Errorf("kind %d gen %#x: tier record %+v, %v", kind, gen, r, ok)
+			}
+			// Only the header, as a reader that skips the payload gets it.
+			if h, err := OpenEnvelope(b[:HeaderLen]); err != nil || h.Gen != gen || len(h.Payload) != 0 {
+				t.Errorf("kind %d gen %#x: header alone: %+v, %v", kind, gen, h, err)
+			}
+			// A store's restamp keeps the generation.
+			if f, err := OpenEnvelope(tier.Restamp(b, 5678)); err != nil || f.Gen != gen || f.Stamp != 5678 {
+				t.Errorf("kind %d gen %#x: restamped: %+v, %v", kind, gen, f, err)
+			}
 		}
 	}
 }
