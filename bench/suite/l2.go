@@ -18,6 +18,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
 // The L2 workloads keep agentcache's L1 tiny (16 entries) and cycle through
@@ -35,6 +36,7 @@ const (
 	sysRawFill = "go-redis GET + decode + otter fill"
 	sysRawSync = "… same, otter maintenance inline"
 	sysACL2    = "agentcache Get (L2 hit)"
+	sysACL2New = "agentcache Wrap, per-user L2 hit, user never seen here"
 	sysGoRedis = "go-redis/cache remote hit"
 	sysRawMGET = "go-redis MGET (raw bytes)"
 	sysMGETd   = "go-redis MGET + JSON decode"
@@ -168,12 +170,26 @@ func l2Hit(ctx context.Context, e *env) error {
 			return nil
 		}
 	}
+	cold, err := newColdEpochReader(ctx, ac, st, e.cfg.size(5_000, 500))
+	if err != nil {
+		return err
+	}
+	defer cold.close()
 	before := ac.Stats()
 	m, err := e.compare(wl, &be, []candidate{
 		{sysRawGET, serial(func(i int) error {
 			_, err := rdb.Get(ctx, raw[i]).Bytes()
 			return err
 		})},
+		{sysACL2New, func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := cold.lookup(b); err != nil {
+					be.fail(b, err)
+				}
+			}
+		}},
 		{sysRawGETd, serial(getDecodeFill(nil))},
 		{sysRawFill, serial(getDecodeFill(fill))},
 		{sysRawSync, serial(getDecodeFill(fillSync))},
@@ -203,9 +219,125 @@ func l2Hit(ctx context.Context, e *env) error {
 	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysRawSync, m[sysRawSync].nsPerOp, nil, "")
 	e.versus(wl, sysACL2, MetricNsPerOp, a.nsPerOp, sysGoRedis, m[sysGoRedis].nsPerOp, nil, "")
 	e.versus(wl, sysACL2, MetricAllocsPerOp, a.allocsPerOp, sysRawGET, m[sysRawGET].allocsPerOp, nil, "")
+	c := m[sysACL2New]
+	coldNote := fmt.Sprintf("a per-user tool's L2 hit for a user the reading instance has never seen (its scope epochs unknown; "+
+		"the global and resource epochs known): a new reading instance every %d users, made and warmed with the timer stopped", cold.users)
+	if n := cold.loads.Load(); n > 0 {
+		coldNote += fmt.Sprintf("; %d lookups reached the tool instead of L2", n)
+	}
+	coldNote += fmt.Sprintf("; %.2f× the warm hit (%s) in the same run", c.nsPerOp/a.nsPerOp, sysACL2)
+	e.versus(wl, sysACL2New, MetricNsPerOp, c.nsPerOp, sysRawGET, m[sysRawGET].nsPerOp, ratioAtMost(1.10, "≤ 1.10× raw GET"), coldNote)
+	e.versus(wl, sysACL2New, MetricAllocsPerOp, c.allocsPerOp, sysRawGET, m[sysRawGET].allocsPerOp, nil, "")
 	e.figure(wl, sysGoRedis, MetricAllocsPerOp, m[sysGoRedis].allocsPerOp, "")
 	e.note("%s: jetcache-go's remote hit is not measured (module unavailable here)", wl)
 	return nil
+}
+
+// l2UserRes is the per-user tool of the cold-epoch L2 hit.
+var l2UserRes = resource.Resource{Name: "get_profile", Scope: scope.User, TTL: time.Hour}
+
+// coldEpochReader serves per-user L2 hits for users its instance has never
+// seen: the values of users+1 users are written to L2 by another instance
+// beforehand; the reader takes the users in turn and, once it has seen
+// them all, is replaced by a new instance (made, and warmed with one lookup
+// of the spare user so that it knows the global and resource epochs, with
+// the benchmark's timer stopped).
+type coldEpochReader struct {
+	st    *acredis.Store
+	users int
+	ctxs  []context.Context // one per user; the last is the warm-up user
+	loads atomic.Int64      // lookups that reached the tool
+
+	c    *agentcache.Cache
+	get  func(context.Context, SearchArgs) (*Product, error)
+	next int
+}
+
+var coldArgs = SearchArgs{Query: "profile"}
+
+func newColdEpochReader(ctx context.Context, writer *agentcache.Cache, st *acredis.Store, users int) (*coldEpochReader, error) {
+	r := &coldEpochReader{st: st, users: users}
+	for i := 0; i <= users; i++ {
+		r.ctxs = append(r.ctxs, scope.WithUser(ctx, fmt.Sprintf("cold-%d", i)))
+	}
+	fill, err := agentcache.Wrap(writer, l2UserRes, func(context.Context, SearchArgs) (*Product, error) { return newProduct(7), nil })
+	if err != nil {
+		return nil, err
+	}
+	done0 := writer.Stats().WritesDone
+	const fillers = 8
+	errs := make(chan error, fillers)
+	for w := 0; w < fillers; w++ {
+		go func() {
+			for i := w; i < len(r.ctxs); i += fillers {
+				if _, err := fill(r.ctxs[i], coldArgs); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < fillers; w++ {
+		if err := <-errs; err != nil {
+			return nil, err
+		}
+	}
+	if err := settled(writer); err != nil {
+		return nil, err
+	}
+	if n := writer.Stats().WritesDone - done0; n != uint64(len(r.ctxs)) {
+		return nil, fmt.Errorf("cold-epoch values: %d of %d written to L2", n, len(r.ctxs))
+	}
+	return r, nil
+}
+
+// renew replaces the reading instance with a new one, warmed.
+func (r *coldEpochReader) renew() error {
+	r.close()
+	c, err := newCache(agentcache.Options{L2: r.st, L1MaxEntries: tinyL1})
+	if err != nil {
+		return err
+	}
+	get, err := agentcache.Wrap(c, l2UserRes, func(context.Context, SearchArgs) (*Product, error) {
+		r.loads.Add(1)
+		return newProduct(7), nil
+	})
+	if err != nil {
+		closeCache(c)
+		return err
+	}
+	if _, err := get(r.ctxs[r.users], coldArgs); err != nil {
+		closeCache(c)
+		return err
+	}
+	time.Sleep(20 * time.Millisecond) // its subscription comes up
+	r.c, r.get, r.next = c, get, 0
+	return nil
+}
+
+// lookup makes one cold-epoch L2 hit, renewing the instance (timer
+// stopped) when it has seen every user.
+func (r *coldEpochReader) lookup(b *testing.B) error {
+	if r.c == nil || r.next == r.users {
+		b.StopTimer()
+		err := r.renew()
+		b.StartTimer()
+		if err != nil {
+			return err
+		}
+	}
+	u := r.next
+	r.next++
+	_, err := r.get(r.ctxs[u], coldArgs)
+	return err
+}
+
+func (r *coldEpochReader) close() {
+	if r.c != nil {
+		closeCache(r.c)
+		r.c = nil
+	}
 }
 
 // batch100: a 100-key batch served by Redis, against a raw MGET of the same

@@ -259,6 +259,11 @@ func formatValue(metric string, v float64) string {
 			return fmt.Sprintf("%.0f", v)
 		}
 		return fmt.Sprintf("%.1f", v)
+	case MetricRoundTrips:
+		if v == math.Trunc(v) {
+			return fmt.Sprintf("%.0f", v)
+		}
+		return fmt.Sprintf("%.3f", v)
 	case MetricP50ms, MetricP99ms:
 		return fmt.Sprintf("%.3f ms", v)
 	case MetricFPRate:

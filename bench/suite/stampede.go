@@ -192,7 +192,7 @@ func stampede(ctx context.Context, e *env) error {
 	e.figure(wl, sysFleet+", right after New", MetricCalls, f.first,
 		"first cold key of a fleet that has just started, while its subscriptions come up")
 	const rts = " (Redis round trips)"
-	e.versus(wl, sysFleet+rts, MetricCalls, median(f.trips), sysOnce+rts, median(o.trips), nil, "per cold key, all instances")
+	e.versus(wl, sysFleet+rts, MetricCalls, median(f.trips), sysOnce+rts, median(o.trips), nil, "per cold key, all instances; connection handshakes and script loads excluded")
 	e.versus(wl, sysNoFleet+rts, MetricCalls, median(n.trips), sysOnce+rts, median(o.trips), nil, "")
 	e.versus(wl, sysFleet, MetricP50ms, ms(percentile(f.lat, 0.5)), sysOnce, ms(percentile(o.lat, 0.5)), nil, "caller latency")
 	e.versus(wl, sysFleet, MetricP99ms, ms(percentile(f.lat, 0.99)), sysOnce, ms(percentile(o.lat, 0.99)), nil, "")

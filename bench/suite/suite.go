@@ -98,6 +98,7 @@ func workloads() []workload {
 		{"invalidation_visibility", "Invalidate on A returns → B stops serving the old value (loopback)", invalidationVisibility},
 		{"stampede_8x50", "one cold key, 8 instances × 50 concurrent callers, 20ms tool", stampede},
 		{"round_trips", "Redis round trips of single operations on two instances, against the minimum", roundTripsPerOp},
+		{"round_trips_steady", "Redis round trips per lookup, 10,000 users, Zipf(1.1) over 1,000 queries, 70% per-user, 2 instances, MaxEpochAge 200ms", steadyRoundTrips},
 		{"stale_while_revalidate", "16 callers right after expiry, 20ms tool", staleWhileRevalidate},
 		{"hallucinated_ids", "an agent guessing IDs, 20% retries, 70% of fresh guesses invented", hallucinatedIDs},
 	}
@@ -365,8 +366,101 @@ func median(xs []float64) float64 {
 }
 
 // roundTrips counts the commands and pipelines a go-redis client sends: each
-// is one round trip to a single server.
-type roundTrips struct{ n atomic.Int64 }
+// is one round trip to a single server. Every call is counted, none sampled,
+// when its reply has come (so a background round trip still in flight when
+// an operation returns is not counted on the operation's path).
+//
+// Two kinds of round trips are counted apart, not in n:
+//
+//   - Connection handshakes (hs). The commands go-redis sends itself to set
+//     up a connection it opens (pooled or Pub/Sub) pass through the same
+//     hooks, because the handshake connection clones the client's hooks. In
+//     go-redis v9.23 (baseClient.initConn) a connection opens with HELLO (a
+//     command); AUTH if HELLO was refused and a password is set (a command);
+//     one pipeline of SELECT, READONLY, CLIENT SETNAME and CLIENT TRACKING ON
+//     for the options that ask for them (none here: an empty pipeline is not
+//     sent); CLIENT MAINT_NOTIFICATIONS (a command, while the client's
+//     maintenance notifications are in auto mode: its first connection, until
+//     Redis refuses it and the client turns them off); and one pipeline of two
+//     CLIENT SETINFO (library name and version; Redis before 7.2 refuses them,
+//     still a round trip). Here: 2 per connection, 3 on a client's first.
+//     go-redis v9.23 keeps pipelines on a pool of their own (PipelinePoolSize),
+//     so a client that sends commands and pipelines opens two connections.
+//   - Script loads (scripts): an EVALSHA (alone or in a pipeline of EVALSHAs)
+//     that Redis answered NOSCRIPT, which the caller then resends as EVAL
+//     (counted in n). It happens once per script on a server that has not seen
+//     it (the first workload of a run, a restarted Redis), so it is kept out
+//     of the per-operation figures like a handshake.
+//
+// SUBSCRIBE and the Pub/Sub pings bypass the hooks (go-redis writes them to
+// the connection directly) and are not counted at all.
+type roundTrips struct {
+	n       atomic.Int64 // round trips of the operations
+	hs      atomic.Int64 // round trips of connection handshakes
+	conns   atomic.Int64 // connections set up (HELLO commands seen)
+	scripts atomic.Int64 // EVALSHA round trips answered NOSCRIPT
+}
+
+// handshakeCmd reports whether cmd is one go-redis sends itself while it
+// sets up a connection (see roundTrips). The suite's systems send none of
+// these themselves.
+func handshakeCmd(cmd goredis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "auth", "select", "readonly":
+		return true
+	case "client":
+		args := cmd.Args()
+		if len(args) < 2 {
+			return false
+		}
+		sub, _ := args[1].(string)
+		switch strings.ToLower(sub) {
+		case "setinfo", "setname", "tracking", "maint_notifications":
+			return true
+		}
+	}
+	return false
+}
+
+func isEvalSha(cmd goredis.Cmder) bool {
+	n := cmd.Name()
+	return n == "evalsha" || n == "evalsha_ro"
+}
+
+// noScript reports whether err is Redis's NOSCRIPT answer. A pipeline hook
+// finds it in its commands' Err; a process hook in what next returned (the
+// command's Err is set after the hooks).
+func noScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// rtCount is what a roundTrips counted, or the difference of two counts.
+type rtCount struct{ ops, hs, conns, scripts int64 }
+
+// snapshot returns what r counted so far.
+func (r *roundTrips) snapshot() rtCount {
+	return rtCount{ops: r.n.Load(), hs: r.hs.Load(), conns: r.conns.Load(), scripts: r.scripts.Load()}
+}
+
+func (a rtCount) sub(b rtCount) rtCount {
+	return rtCount{ops: a.ops - b.ops, hs: a.hs - b.hs, conns: a.conns - b.conns, scripts: a.scripts - b.scripts}
+}
+
+func (a rtCount) add(b rtCount) rtCount {
+	return rtCount{ops: a.ops + b.ops, hs: a.hs + b.hs, conns: a.conns + b.conns, scripts: a.scripts + b.scripts}
+}
+
+// handshakes describes the round trips kept out of ops, for a note.
+func (a rtCount) handshakes() string {
+	s := "no connection handshakes"
+	if a.hs > 0 {
+		s = fmt.Sprintf("connection handshakes (not counted above): %d round trips, %d connections opened", a.hs, a.conns)
+	}
+	if a.scripts > 0 {
+		s += fmt.Sprintf("; %d EVALSHA round trips answered NOSCRIPT (script loads, not counted above)", a.scripts)
+	}
+	return s
+}
 
 // DialHook implements goredis.Hook.
 func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
@@ -374,16 +468,43 @@ func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return n
 // ProcessHook implements goredis.Hook.
 func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		switch {
+		case handshakeCmd(cmd):
+			if cmd.Name() == "hello" {
+				r.conns.Add(1)
+			}
+			r.hs.Add(1)
+		case isEvalSha(cmd) && noScript(err):
+			r.scripts.Add(1)
+		default:
+			r.n.Add(1)
+		}
+		return err
 	}
 }
 
-// ProcessPipelineHook implements goredis.Hook.
+// ProcessPipelineHook implements goredis.Hook. A pipeline is a handshake if
+// every command in it is one, and a script load if every command in it is
+// an EVALSHA and one was answered NOSCRIPT.
 func (r *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmds)
+		err := next(ctx, cmds)
+		hs, sha, nos := len(cmds) > 0, len(cmds) > 0, false
+		for _, c := range cmds {
+			hs = hs && handshakeCmd(c)
+			sha = sha && isEvalSha(c)
+			nos = nos || noScript(c.Err())
+		}
+		switch {
+		case hs:
+			r.hs.Add(1)
+		case sha && nos:
+			r.scripts.Add(1)
+		default:
+			r.n.Add(1)
+		}
+		return err
 	}
 }
 

@@ -43,6 +43,8 @@ func TestQuickSuite(t *testing.T) {
 		}
 	}
 
+	checkRoundTripRows(t, rep)
+
 	var js bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
