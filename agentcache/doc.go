@@ -57,6 +57,12 @@
 // invalidated (the lease is then taken on its own); and, with the tier/redis
 // option WaitReplicas, the WAIT of an invalidation.
 //
+// The L2 layout of this version (one key per entry, the generation in the
+// record, the generation in the lease key) is not the layout of earlier
+// versions, whose instances neither read its entries nor honour its
+// leases. Do not run the two side by side on one prefix: drain the old
+// instances first, or give the new ones a prefix of their own.
+//
 // # Failure behaviour
 //
 // Redis errors never reach a caller on the read path: they are logged (each

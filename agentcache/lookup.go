@@ -344,8 +344,9 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 	}
 	for poll := c.opts.LockPoll; ; poll = min(2*poll, 16*c.opts.LockPoll) {
 		var lease *tier.Lease
+		gen := a.st.Token()
 		if fleet {
-			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key, gen), Token: newToken(), TTL: c.opts.LockLease}
 		}
 		v, r := readOne[T](ctx, c, lk, a, lease)
 		switch r.status {
@@ -367,6 +368,18 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			// life by the writer's clock, or undecodable): the read did not
 			// take the lease for it, so take it on its own.
 			r.leased = c.tryLock(ctx, lease)
+		}
+		if fleet && a.st.Token() != gen {
+			// The read carried epochs that turned out stale: the lease it
+			// asked for is of an older generation (held, perhaps, by a load
+			// that began before the invalidation). Give it back if it was
+			// taken and read again at once, for the current generation.
+			if r.leased {
+				a.lease = lease
+				c.ownLeases.Store(lease.Key, lease.Token)
+				c.release(a)
+			}
+			continue
 		}
 		if !fleet || r.leased {
 			if r.leased {

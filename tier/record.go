@@ -245,9 +245,10 @@ type RecordWrite struct {
 	// than a load's result: it follows [LandedReplace], not [Landed], and
 	// Record must be a value.
 	Replace bool
-	// Notice, if set, is published once the write is made (landed or
-	// fenced) and its lease released, in the same round trip: it tells the
-	// instances waiting on the lease to read again.
+	// Notice, if set, is published once the write is decided (Written,
+	// Fenced or TooOld: every outcome but Failed) and its lease released,
+	// in the same round trip: it tells the instances waiting on the lease
+	// to read again.
 	Notice *Notice
 	// Floor, if > 0, is a fence the writer knows of (an invalidation it
 	// made or heard, at most the record's stamp): a value that lands is

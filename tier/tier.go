@@ -174,12 +174,17 @@ type EpochOp struct {
 // The payload is Before, then the number the write made in decimal (an
 // epoch's new value, a tombstone's stamp; nothing for a record write), then
 // After. A store that is not a Broadcaster ignores notices.
+//
+// Notices of one node reach a subscriber in the order their writes were
+// made; notices of different nodes (the masters of a Redis Cluster, the
+// shards of a Ring) in no particular order. A subscriber must not rely on
+// the order of notices about keys of different slots.
 type Notice struct {
 	Channel       string // relative, like every channel
 	Before, After []byte
 }
 
-// Payload returns the notice's payload for the number n (n < 0: none).
+// Payload returns the notice's payload for the number v (v < 0: none).
 func (n *Notice) Payload(v int64) []byte {
 	out := append([]byte(nil), n.Before...)
 	if v >= 0 {
