@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -42,20 +44,30 @@ type rtCase struct {
 
 // rtResult is what one run of a case counted.
 type rtResult struct {
-	caller, total rtCount // until the operation returned; until it settled
-	extra         string  // more for the note
+	caller, total     rtCount   // until the operation returned; until it settled
+	callerBy, totalBy rtPerNode // the same, per server
+	extra             string    // more for the note
 }
 
 // rtFleet is instances on one prefix, each on its own hooked client.
 type rtFleet struct {
 	e     *env
-	rts   []*roundTrips
+	nodes *rtNodes
 	cs    []*agentcache.Cache
 	close func()
 }
 
-func newRTFleet(e *env, n int, o agentcache.Options) (*rtFleet, error) {
-	f := &rtFleet{e: e}
+// rtClient makes the client of one instance of a fleet, every round trip
+// of which nodes counts (one counter per server, shared by the instances).
+type rtClient func(nodes *rtNodes) goredis.UniversalClient
+
+// rtServerClient is the fleets' client on the suite's redis-server.
+func (e *env) rtServerClient(nodes *rtNodes) goredis.UniversalClient {
+	return e.client(nodes.node(e.srv.Addr()))
+}
+
+func newRTFleet(e *env, n int, o agentcache.Options, client rtClient) (*rtFleet, error) {
+	f := &rtFleet{e: e, nodes: newRTNodes()}
 	prefix := e.prefix("rt")
 	var closers []func()
 	f.close = func() {
@@ -64,8 +76,7 @@ func newRTFleet(e *env, n int, o agentcache.Options) (*rtFleet, error) {
 		}
 	}
 	for i := 0; i < n; i++ {
-		rt := &roundTrips{}
-		rdb := e.client(rt)
+		rdb := client(f.nodes)
 		closers = append(closers, func() { _ = rdb.Close() })
 		st, err := e.store(rdb, prefix)
 		if err != nil {
@@ -80,37 +91,28 @@ func newRTFleet(e *env, n int, o agentcache.Options) (*rtFleet, error) {
 			return nil, err
 		}
 		closers = append(closers, func() { closeCache(c) })
-		f.rts = append(f.rts, rt)
 		f.cs = append(f.cs, c)
 	}
 	return f, nil
 }
 
-// snapshot is what every client of the fleet counted so far.
-func (f *rtFleet) snapshot() rtCount {
-	var s rtCount
-	for _, rt := range f.rts {
-		s = s.add(rt.snapshot())
-	}
-	return s
-}
-
 // count runs op and returns the round trips of the whole fleet until op
 // returned (the caller's path) and until every instance's write queue
-// drained and a short settle passed (in all).
+// drained and a short settle passed (in all), in all and per server.
 func (f *rtFleet) count(op func() error) (rtResult, error) {
-	before := f.snapshot()
+	before := f.nodes.snapshot()
 	if err := op(); err != nil {
 		return rtResult{}, err
 	}
-	caller := f.snapshot().sub(before)
+	caller := f.nodes.snapshot().sub(before)
 	for _, c := range f.cs {
 		if err := settled(c); err != nil {
 			return rtResult{}, err
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // a release or announcement after the write
-	return rtResult{caller: caller, total: f.snapshot().sub(before)}, nil
+	total := f.nodes.snapshot().sub(before)
+	return rtResult{caller: caller.sum(), total: total.sum(), callerBy: caller, totalBy: total}, nil
 }
 
 var (
@@ -369,7 +371,7 @@ func roundTripsPerOp(ctx context.Context, e *env) error {
 	for _, rc := range rtCases() {
 		var runs []rtResult
 		for s := 0; s < samples; s++ {
-			f, err := newRTFleet(e, rc.instances, rc.opts)
+			f, err := newRTFleet(e, rc.instances, rc.opts, e.rtServerClient)
 			if err != nil {
 				return err
 			}

@@ -99,7 +99,7 @@ func checkRoundTripRows(t *testing.T, rep *Report) {
 			baselines[r.Workload+"\x00"+r.System+"\x00"+r.Metric] = r
 		}
 	}
-	want := map[string]int{"round_trips": 0, "round_trips_steady": 0}
+	want := map[string]int{"round_trips": 0, "round_trips_cluster": 0, "round_trips_steady": 0}
 	for _, r := range rep.Results {
 		if _, ok := want[r.Workload]; !ok || r.Metric != MetricRoundTrips {
 			continue

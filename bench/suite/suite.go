@@ -98,6 +98,7 @@ func workloads() []workload {
 		{"invalidation_visibility", "Invalidate on A returns → B stops serving the old value (loopback)", invalidationVisibility},
 		{"stampede_8x50", "one cold key, 8 instances × 50 concurrent callers, 20ms tool", stampede},
 		{"round_trips", "Redis round trips of single operations on two instances, against the minimum", roundTripsPerOp},
+		{"round_trips_cluster", "the round_trips operations on a Redis Cluster of 3 masters: round trips per node, the busiest node against the minimum", roundTripsCluster},
 		{"round_trips_steady", "Redis round trips per lookup, 10,000 users, Zipf(1.1) over 1,000 queries, 70% per-user, 2 instances, MaxEpochAge 200ms", steadyRoundTrips},
 		{"stale_while_revalidate", "16 callers right after expiry, 20ms tool", staleWhileRevalidate},
 		{"hallucinated_ids", "an agent guessing IDs, 20% retries, 70% of fresh guesses invented", hallucinatedIDs},
@@ -391,6 +392,15 @@ func median(xs []float64) float64 {
 //     (counted in n). It happens once per script on a server that has not seen
 //     it (the first workload of a run, a restarted Redis), so it is kept out
 //     of the per-operation figures like a handshake.
+//   - Topology (topo): the commands a go-redis cluster client sends a node
+//     for itself, not for a caller. In go-redis v9.23 these are CLUSTER SLOTS
+//     (ClusterClient.loadState: the slot map, loaded on first use, again in
+//     the background when it is older than ClusterStateReloadInterval, and
+//     when the store asks for a reload after a failed call) and COMMAND
+//     (ClusterClient.cmdsInfo: the command table, once per client, for the
+//     routing policies). CLUSTER SHARDS and CLUSTER NODES are counted here too.
+//     agentcache's store sends none of these itself; a single-node client
+//     sends none at all.
 //
 // SUBSCRIBE and the Pub/Sub pings bypass the hooks (go-redis writes them to
 // the connection directly) and are not counted at all.
@@ -399,6 +409,53 @@ type roundTrips struct {
 	hs      atomic.Int64 // round trips of connection handshakes
 	conns   atomic.Int64 // connections set up (HELLO commands seen)
 	scripts atomic.Int64 // EVALSHA round trips answered NOSCRIPT
+	topo    atomic.Int64 // a cluster client's own topology round trips
+
+	// trace, if set, is told of every round trip once it is counted, with
+	// what it counted as.
+	trace func(k rtKind, cmds []goredis.Cmder)
+}
+
+// rtKind is what a round trip counts as (see roundTrips).
+type rtKind int
+
+const (
+	rtOp        rtKind = iota // an operation's
+	rtHandshake               // a connection handshake's
+	rtScript                  // an EVALSHA answered NOSCRIPT
+	rtTopology                // a cluster client's own
+)
+
+func (k rtKind) String() string {
+	switch k {
+	case rtHandshake:
+		return "handshake"
+	case rtScript:
+		return "NOSCRIPT"
+	case rtTopology:
+		return "topology"
+	}
+	return "operation"
+}
+
+// topologyCmd reports whether cmd is one a go-redis cluster client sends
+// itself to learn the cluster's layout or command table (see roundTrips).
+func topologyCmd(cmd goredis.Cmder) bool {
+	switch cmd.Name() {
+	case "command":
+		return true
+	case "cluster":
+		args := cmd.Args()
+		if len(args) < 2 {
+			return false
+		}
+		sub, _ := args[1].(string)
+		switch strings.ToLower(sub) {
+		case "slots", "shards", "nodes":
+			return true
+		}
+	}
+	return false
 }
 
 // handshakeCmd reports whether cmd is one go-redis sends itself while it
@@ -435,19 +492,19 @@ func noScript(err error) bool {
 }
 
 // rtCount is what a roundTrips counted, or the difference of two counts.
-type rtCount struct{ ops, hs, conns, scripts int64 }
+type rtCount struct{ ops, hs, conns, scripts, topo int64 }
 
 // snapshot returns what r counted so far.
 func (r *roundTrips) snapshot() rtCount {
-	return rtCount{ops: r.n.Load(), hs: r.hs.Load(), conns: r.conns.Load(), scripts: r.scripts.Load()}
+	return rtCount{ops: r.n.Load(), hs: r.hs.Load(), conns: r.conns.Load(), scripts: r.scripts.Load(), topo: r.topo.Load()}
 }
 
 func (a rtCount) sub(b rtCount) rtCount {
-	return rtCount{ops: a.ops - b.ops, hs: a.hs - b.hs, conns: a.conns - b.conns, scripts: a.scripts - b.scripts}
+	return rtCount{ops: a.ops - b.ops, hs: a.hs - b.hs, conns: a.conns - b.conns, scripts: a.scripts - b.scripts, topo: a.topo - b.topo}
 }
 
 func (a rtCount) add(b rtCount) rtCount {
-	return rtCount{ops: a.ops + b.ops, hs: a.hs + b.hs, conns: a.conns + b.conns, scripts: a.scripts + b.scripts}
+	return rtCount{ops: a.ops + b.ops, hs: a.hs + b.hs, conns: a.conns + b.conns, scripts: a.scripts + b.scripts, topo: a.topo + b.topo}
 }
 
 // handshakes describes the round trips kept out of ops, for a note.
@@ -459,7 +516,27 @@ func (a rtCount) handshakes() string {
 	if a.scripts > 0 {
 		s += fmt.Sprintf("; %d EVALSHA round trips answered NOSCRIPT (script loads, not counted above)", a.scripts)
 	}
+	if a.topo > 0 {
+		s += fmt.Sprintf("; %d round trips of the cluster client's own (CLUSTER SLOTS, COMMAND; not counted above)", a.topo)
+	}
 	return s
+}
+
+// record counts one round trip of kind k, which sent cmds.
+func (r *roundTrips) record(k rtKind, cmds []goredis.Cmder) {
+	switch k {
+	case rtHandshake:
+		r.hs.Add(1)
+	case rtScript:
+		r.scripts.Add(1)
+	case rtTopology:
+		r.topo.Add(1)
+	default:
+		r.n.Add(1)
+	}
+	if r.trace != nil {
+		r.trace(k, cmds)
+	}
 }
 
 // DialHook implements goredis.Hook.
@@ -469,41 +546,47 @@ func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return n
 func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
 		err := next(ctx, cmd)
+		k := rtOp
 		switch {
 		case handshakeCmd(cmd):
 			if cmd.Name() == "hello" {
 				r.conns.Add(1)
 			}
-			r.hs.Add(1)
+			k = rtHandshake
+		case topologyCmd(cmd):
+			k = rtTopology
 		case isEvalSha(cmd) && noScript(err):
-			r.scripts.Add(1)
-		default:
-			r.n.Add(1)
+			k = rtScript
 		}
+		r.record(k, []goredis.Cmder{cmd})
 		return err
 	}
 }
 
 // ProcessPipelineHook implements goredis.Hook. A pipeline is a handshake if
-// every command in it is one, and a script load if every command in it is
-// an EVALSHA and one was answered NOSCRIPT.
+// every command in it is one, topology if every command in it is, and a
+// script load if every command in it is an EVALSHA and one was answered
+// NOSCRIPT.
 func (r *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
 		err := next(ctx, cmds)
-		hs, sha, nos := len(cmds) > 0, len(cmds) > 0, false
+		hs, topo, sha, nos := len(cmds) > 0, len(cmds) > 0, len(cmds) > 0, false
 		for _, c := range cmds {
 			hs = hs && handshakeCmd(c)
+			topo = topo && topologyCmd(c)
 			sha = sha && isEvalSha(c)
 			nos = nos || noScript(c.Err())
 		}
+		k := rtOp
 		switch {
 		case hs:
-			r.hs.Add(1)
+			k = rtHandshake
+		case topo:
+			k = rtTopology
 		case sha && nos:
-			r.scripts.Add(1)
-		default:
-			r.n.Add(1)
+			k = rtScript
 		}
+		r.record(k, cmds)
 		return err
 	}
 }
