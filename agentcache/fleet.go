@@ -43,18 +43,41 @@ func (c *Cache) tryLock(ctx context.Context, l *tier.Lease) bool {
 	return got
 }
 
-// renewLease extends the lease every third of its life until stopped.
-func (c *Cache) renewLease(l tier.Lease) (stop func()) {
+// renewLease extends the lease every third of its life until stopped. A
+// lease taken before the entry's generation gen was known (l.Gen 0) is
+// tagged with it once the load has run for as long as a waiter polls
+// (16 × Options.LockPoll), so that from then on a load of another
+// generation takes it over instead of waiting for this one; a faster load
+// costs no round trip for it.
+func (c *Cache) renewLease(l tier.Lease, gen uint64) (stop func()) {
 	done := make(chan struct{})
+	tagger, _ := c.locker.(tier.LeaseTagger)
+	if tagger == nil || l.Gen != 0 || gen == 0 {
+		tagger = nil
+	}
 	c.spawn(func() {
 		t := time.NewTicker(l.TTL / 3)
 		defer t.Stop()
+		var tag <-chan time.Time
+		if tagger != nil {
+			tt := time.NewTimer(min(16*c.opts.LockPoll, l.TTL/3))
+			defer tt.Stop()
+			tag = tt.C
+		}
 		for {
 			select {
 			case <-done:
 				return
 			case <-c.base.Done():
 				return
+			case <-tag:
+				tag = nil
+				if c.l2Call(c.base, "lock tag", func(ctx context.Context) error {
+					_, err := tagger.TagLease(ctx, l.Key, l.Token, gen, l.TTL)
+					return err
+				}) == nil {
+					t.Reset(l.TTL / 3)
+				}
 			case <-t.C:
 				_ = c.l2Call(c.base, "lock renew", func(ctx context.Context) error {
 					_, err := c.locker.Extend(ctx, l.Key, l.Token, l.TTL)

@@ -342,12 +342,22 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 		w = c.fills.add(a.key)
 		defer c.fills.remove(a.key, w)
 	}
+	// A lease is asked for in the stamp's generation once its epochs are
+	// confirmed (a read that carries their loads does not know it yet, and
+	// asks for one of unknown generation), so that a load after an
+	// invalidation takes over the lease of one that began before it
+	// instead of waiting for a result it could not be served.
+	known := a.carry && a.st.Known() // the carried epochs have values: perhaps old ones
 	for poll := c.opts.LockPoll; ; poll = min(2*poll, 16*c.opts.LockPoll) {
 		var lease *tier.Lease
-		gen := a.st.Token()
+		carried := a.carry
 		if fleet {
-			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key, gen), Token: newToken(), TTL: c.opts.LockLease}
+			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+			if !carried {
+				lease.Gen = a.st.Token()
+			}
 		}
+		before := a.st.Token()
 		v, r := readOne[T](ctx, c, lk, a, lease)
 		switch r.status {
 		case l2Hit:
@@ -369,16 +379,14 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			// take the lease for it, so take it on its own.
 			r.leased = c.tryLock(ctx, lease)
 		}
-		if fleet && a.st.Token() != gen {
-			// The read carried epochs that turned out stale: the lease it
-			// asked for is of an older generation (held, perhaps, by a load
-			// that began before the invalidation). Give it back if it was
-			// taken and read again at once, for the current generation.
-			if r.leased {
-				a.lease = lease
-				c.ownLeases.Store(lease.Key, lease.Token)
-				c.release(a)
-			}
+		if fleet && !r.leased && carried && known && a.st.Token() != before {
+			// The read carried epochs that turned out to be behind, and the
+			// lease is held (perhaps by a load that began before the
+			// invalidation this instance had not heard of, whose result
+			// cannot be served now): read again at once, asking in the
+			// current generation, which takes such a lease over. (With
+			// epochs this instance never knew, the holder is as likely a
+			// load of the current generation, so it waits.)
 			continue
 		}
 		if !fleet || r.leased {
@@ -416,7 +424,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 func loadAndStore[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load func(context.Context) (T, error)) (loaded, error) {
 	c.stats.loads.Add(1)
 	if a.lease != nil {
-		stop := c.renewLease(*a.lease)
+		stop := c.renewLease(*a.lease, a.st.Token())
 		defer stop()
 	}
 	ok := false

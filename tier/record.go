@@ -1,8 +1,10 @@
 package tier
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"strconv"
 	"time"
 )
 
@@ -193,8 +195,38 @@ func Rewrite(rec []byte, kind Kind, stamp int64) []byte {
 // Lease names a fleet-lock lease, as [Locker] takes it.
 type Lease struct {
 	Key   string
-	Token string
+	Token string        // must not contain a NUL byte
 	TTL   time.Duration // > 0
+	// Gen is the generation of the entry the lease is asked for in (0:
+	// unknown). A [ReadOp] lease of a known generation takes over a lease
+	// held for another known generation: its holder is loading an entry
+	// that the epochs have moved past (or the asker's are behind, which
+	// costs one more load), and waiting for it would only delay the load
+	// that can be served. A lease of unknown generation takes over none and
+	// is taken over by none.
+	Gen uint64
+}
+
+// LeaseValue is what a store keeps at a lease key for the lease of token in
+// generation gen: the token, then, for a known generation, a NUL byte and
+// the generation in base 36. [Locker.TryLock] keeps the bare token.
+func LeaseValue(token string, gen uint64) string {
+	if gen == 0 {
+		return token
+	}
+	return token + "\x00" + strconv.FormatUint(gen, 36)
+}
+
+// LeaseHeld reports whether v, kept at a lease key, is the lease of token.
+func LeaseHeld(v []byte, token string) bool {
+	return string(v) == token || len(v) > len(token) && string(v[:len(token)]) == token && v[len(token)] == 0
+}
+
+// LeaseTakesOver reports whether a [ReadOp] lease in generation gen takes
+// over v, a lease held: both are of known generations, and they differ.
+func LeaseTakesOver(v []byte, gen uint64) bool {
+	i := bytes.IndexByte(v, 0)
+	return gen != 0 && i >= 0 && string(v[i+1:]) != strconv.FormatUint(gen, 36)
 }
 
 // ReadOp is one key of a [Fencer.ReadRecords] call.

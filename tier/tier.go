@@ -245,3 +245,13 @@ type Locker interface {
 	// it did.
 	Unlock(ctx context.Context, key, token string) (bool, error)
 }
+
+// LeaseTagger is implemented by lockers whose leases carry a generation
+// ([Lease.Gen]): a holder that took its lease before it knew the entry's
+// generation records it once known, so that a load of another generation
+// takes the lease over instead of waiting for this one.
+type LeaseTagger interface {
+	// TagLease records gen (> 0) as the generation of the lease at key and
+	// pushes its expiry to ttl from now, if token still holds it.
+	TagLease(ctx context.Context, key, token string, gen uint64, ttl time.Duration) (bool, error)
+}

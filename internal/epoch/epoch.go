@@ -32,10 +32,11 @@
 //
 // Confirmation costs a lookup no round trip of its own in the steady state:
 //
-//   - Every MaxAge/2 one background call confirms every cell used since it
-//     was last confirmed, so that a cell in use never gets past MaxAge and
-//     an L1 hit never waits.
-//   - A cell past MaxAge (unused for that long, or never confirmed) is
+//   - Every MaxAge/2 one background call confirms every cell used in the
+//     last MaxAge, so that a cell in use never gets past MaxAge and an L1
+//     hit never waits, also one whose scope comes back after an idle spell
+//     shorter than MaxAge.
+//   - A cell past MaxAge (unused for longer, or never confirmed) is
 //     confirmed before it is used; lookups that need the same cell at once
 //     share one call ([Table.Confirm]).
 //   - A lookup that goes to L2 anyway carries the loads of its stale cells
@@ -80,7 +81,7 @@ type Cell struct {
 	val      atomic.Uint64 // current value; 0 while unknown and once the cell is dead
 	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
 	dead     atomic.Bool   // the cell left the table: entries stamped with it miss
-	used     atomic.Bool   // looked up since the background refresh last confirmed it
+	usedAt   atomic.Int64  // 1 + the tick of the last lookup that used it (0: none)
 	// loading is the confirmation of this cell in flight, if any: lookups
 	// that need the cell confirmed wait for it instead of sending their own.
 	loading atomic.Pointer[loadCall]
@@ -151,9 +152,7 @@ func (s *Stamp) Valid(tick int64) bool {
 		if v := c.val.Load(); v == 0 || v != s.vals[i] || tick-c.verified.Load() >= staleTicks {
 			return false
 		}
-		if !c.used.Load() { // a load first: the store happens once per refresh
-			c.used.Store(true)
-		}
+		c.use(tick)
 	}
 	return true
 }
@@ -331,9 +330,20 @@ func (t *Table) Start() {
 	}()
 }
 
-// refresh confirms, in one call, every cell used since it was last
-// confirmed and confirmed before the current tick: a cell in use is then
-// never older than MaxAge/2 and a tick, and no lookup waits for it. It runs
+// use records a lookup of c at tick: a load first, so that the store
+// happens once per tick.
+func (c *Cell) use(tick int64) {
+	if c.usedAt.Load() != tick+1 {
+		c.usedAt.Store(tick + 1)
+	}
+}
+
+// refresh confirms, in one call, every cell used in the last MaxAge and
+// confirmed before the current tick: a cell in use is then never older
+// than MaxAge/2 and a tick, and no lookup waits for it, nor one that comes
+// back within MaxAge of its last use. A cell unused for longer is left to
+// go stale: its next lookup confirms it (a hit's one round trip) or carries
+// its load (a read's). It runs
 // on the tick's goroutine; a slow L2 delays the next tick, which only makes
 // cells look older (never younger) than they are.
 func (t *Table) refresh() {
@@ -343,13 +353,12 @@ func (t *Table) refresh() {
 	tick := t.tick.Load()
 	var cells []*Cell
 	for c := range t.All() {
-		if c.used.Load() && tick-c.verified.Load() >= 1 && !c.dead.Load() {
-			c.used.Store(false)
+		if u := c.usedAt.Load(); u != 0 && tick+1-u < staleTicks && tick-c.verified.Load() >= 1 && !c.dead.Load() {
 			cells = append(cells, c)
 		}
 	}
 	if len(cells) > 0 {
-		t.confirm(t.cfg.Base, cells)
+		t.confirm(t.cfg.Base, cells, tick)
 	}
 }
 
@@ -458,9 +467,7 @@ func (t *Table) Stale(s *Stamp) bool {
 	stale := false
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
-		if !c.used.Load() {
-			c.used.Store(true)
-		}
+		c.use(tick)
 		if tick-c.verified.Load() >= staleTicks || !c.shared.Load() && isDirty(c) {
 			stale = true
 		}
@@ -528,7 +535,7 @@ func (t *Table) Confirm(ctx context.Context, s *Stamp) {
 	if dirty && !t.Flush(ctx, false) {
 		s.down = true
 	}
-	if len(need) > 0 && !s.down && !t.confirm(ctx, need) {
+	if len(need) > 0 && !s.down && !t.confirm(ctx, need, tick-staleTicks+1) {
 		s.down = true
 	}
 	t.fill(s)
@@ -564,20 +571,30 @@ func (t *Table) fill(s *Stamp) {
 // confirm confirms cells with L2 in one call, joining the confirmations of
 // cells already in flight instead of sending them again. It reports false
 // if L2 did not answer for every cell.
-func (t *Table) confirm(ctx context.Context, cells []*Cell) bool {
+//
+// A cell confirmed at tick since or later (by a call that ended between the
+// caller's check and this one) is not sent again.
+func (t *Table) confirm(ctx context.Context, cells []*Cell, since int64) bool {
 	if t.cfg.Store == nil {
 		return true
 	}
 	mine := &loadCall{done: make(chan struct{})}
 	var own []*Cell
 	var wait []*loadCall
+	take := func(c *Cell) {
+		if c.verified.Load() >= since {
+			c.loading.Store(nil) // confirmed meanwhile
+			return
+		}
+		own = append(own, c)
+	}
 	for _, c := range cells {
 		if c.loading.CompareAndSwap(nil, mine) {
-			own = append(own, c)
+			take(c)
 		} else if l := c.loading.Load(); l != nil {
 			wait = append(wait, l)
 		} else if c.loading.CompareAndSwap(nil, mine) { // it just ended
-			own = append(own, c)
+			take(c)
 		}
 	}
 	ok := true
@@ -586,8 +603,8 @@ func (t *Table) confirm(ctx context.Context, cells []*Cell) bool {
 		for _, c := range own {
 			c.loading.Store(nil)
 		}
-		close(mine.done)
 	}
+	close(mine.done) // also for callers that joined a cell given back by take
 	for _, l := range wait {
 		select {
 		case <-l.done:

@@ -220,13 +220,22 @@ func TestRefreshConfirmsTheCellsInUseInOneCall(t *testing.T) {
 	if len(got) != 2 || !got["used"] || !got["pinned"] {
 		t.Fatalf("the refresh loaded %v; want the cells in use, [used pinned]", st.keys[0])
 	}
-	tb.tick.Add(1)
-	if tb.refresh(); st.loads.Load() != 1 {
-		t.Fatal("a refresh with no cell used since the last one called L2")
+	// Unused since, the cells are kept confirmed for MaxAge after their
+	// last use, so that a scope that comes back within it finds them fresh.
+	tb.tick.Add(2)
+	if tb.refresh(); st.loads.Load() != 2 || len(st.keys[1]) != 2 {
+		t.Fatalf("the refresh after one unused period made %d L2 calls in all (keys %v); want 2, the cells used within MaxAge", st.loads.Load(), st.keys)
 	}
-	tb.tick.Add(staleTicks - 2)
+	tb.tick.Add(staleTicks - 1)
 	if !sUsed.Valid(tb.Tick()) {
 		t.Fatal("a cell the refresh confirmed went stale before MaxAge")
+	}
+	// The hit above is a use: unused for MaxAge from here, the cells are
+	// no longer refreshed.
+	tb.tick.Add(staleTicks)
+	n := st.loads.Load()
+	if tb.refresh(); st.loads.Load() != n {
+		t.Fatal("a refresh confirmed cells unused for MaxAge")
 	}
 }
 

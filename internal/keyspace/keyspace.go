@@ -6,7 +6,7 @@
 //	kv:{<key>}                                        key-value API entry
 //	{<name@ver>:g:<hash>}                             global resource entry
 //	{<name@ver>:<u|s>:<escaped id>}:<hash>            scoped resource entry
-//	lk:<generation>:<entry key>                       fleet-lock lease
+//	lk:<entry key>                                    fleet-lock lease
 //	ep:g                                              global epoch
 //	ep:r:<name@ver>                                   resource epoch
 //	ep:s:<u|s>:<escaped id>                           scope epoch
@@ -190,21 +190,13 @@ func AppendEntryKey(dst []byte, id, seg string, tail string) []byte {
 	return dst
 }
 
-// LeaseKey returns the key of the fleet-lock lease on an entry key in
-// generation gen: the entry's key behind a prefix of its own and the
-// generation, so it keeps the entry's hash tag (and slot) and can never name
-// an entry. A load after an invalidation of the entry's epochs (a new
-// generation) takes a lease of its own instead of waiting for a load that
-// began before it, whose result it could not be served.
-func LeaseKey(entry string, gen uint64) string {
-	return leasePrefix + strconv.FormatUint(gen, 36) + ":" + entry
-}
+// LeaseKey returns the key of the fleet-lock lease on an entry key: the
+// entry's key behind a prefix of its own, so it keeps the entry's hash tag
+// (and slot) and can never name an entry.
+func LeaseKey(entry string) string { return leasePrefix + entry }
 
 // LeaseEntry is the entry key whose lease key is lease.
-func LeaseEntry(lease string) string {
-	_, entry, _ := strings.Cut(strings.TrimPrefix(lease, leasePrefix), ":")
-	return entry
-}
+func LeaseEntry(lease string) string { return strings.TrimPrefix(lease, leasePrefix) }
 
 const leasePrefix = "lk:"
 
@@ -245,15 +237,11 @@ func Parse(key string) Key {
 		}
 		return k
 	case strings.HasPrefix(key, leasePrefix):
-		gen, entry, ok := strings.Cut(key[len(leasePrefix):], ":")
-		if !ok || gen == "" || strings.Trim(gen, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
-			return Key{}
-		}
-		inner := Parse(entry)
+		inner := Parse(key[len(leasePrefix):])
 		if inner.Type != Entry && inner.Type != KVEntry {
 			return Key{}
 		}
-		inner.Leased = entry
+		inner.Leased = key[len(leasePrefix):]
 		inner.Type = Lease
 		return inner
 	case strings.HasPrefix(key, "kv:{"):

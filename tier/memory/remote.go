@@ -561,8 +561,8 @@ func (r *Remote) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []t
 				delete(r.b.data, lk) // a lease that never expires would block the key forever
 				res.Repaired = true
 			}
-			if _, held := r.getLocked(lk); !held {
-				r.setLocked(lk, []byte(op.Lease.Token), op.Lease.TTL)
+			if l, held := r.getLocked(lk); !held || tier.LeaseTakesOver(l.value, op.Lease.Gen) {
+				r.setLocked(lk, []byte(tier.LeaseValue(op.Lease.Token, op.Lease.Gen)), op.Lease.TTL)
 				res.Leased = true
 			}
 		}
@@ -583,7 +583,7 @@ func (r *Remote) WriteRecords(ctx context.Context, writes []tier.RecordWrite) ([
 		out[i] = r.writeRecordLocked(w)
 		if w.Release != nil {
 			lk := r.prefix + w.Release.Key
-			if l, ok := r.getLocked(lk); ok && string(l.value) == w.Release.Token {
+			if l, ok := r.getLocked(lk); ok && tier.LeaseHeld(l.value, w.Release.Token) {
 				delete(r.b.data, lk)
 			}
 		}
@@ -780,13 +780,36 @@ func (r *Remote) Extend(ctx context.Context, key, token string, ttl time.Duratio
 	defer r.unlock()
 	k := r.prefix + key
 	e, ok := r.getLocked(k)
-	if !ok || string(e.value) != token {
+	if !ok || !tier.LeaseHeld(e.value, token) {
 		return false, nil
 	}
 	e.expires = r.expiry(ttl)
 	r.b.data[k] = e
 	return true, nil
 }
+
+// TagLease implements [tier.LeaseTagger].
+func (r *Remote) TagLease(ctx context.Context, key, token string, gen uint64, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errLeaseTTL
+	}
+	if gen == 0 {
+		return false, errLeaseGen
+	}
+	if err := r.lock(ctx, "tag lease"); err != nil {
+		return false, err
+	}
+	defer r.unlock()
+	k := r.prefix + key
+	e, ok := r.getLocked(k)
+	if !ok || !tier.LeaseHeld(e.value, token) {
+		return false, nil
+	}
+	r.setLocked(k, []byte(tier.LeaseValue(token, gen)), ttl)
+	return true, nil
+}
+
+var errLeaseGen = errors.New("memory: a lease's generation must be known (> 0)")
 
 // Unlock implements [tier.Locker].
 func (r *Remote) Unlock(ctx context.Context, key, token string) (bool, error) {
@@ -796,7 +819,7 @@ func (r *Remote) Unlock(ctx context.Context, key, token string) (bool, error) {
 	defer r.unlock()
 	k := r.prefix + key
 	e, ok := r.getLocked(k)
-	if !ok || string(e.value) != token {
+	if !ok || !tier.LeaseHeld(e.value, token) {
 		return false, nil
 	}
 	delete(r.b.data, k)

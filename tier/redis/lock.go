@@ -2,23 +2,41 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/agentcache/agentcache-go/tier"
 
 	goredis "github.com/redis/go-redis/v9"
 )
+
+// luaHolds is tier.LeaseHeld: the value of a lease key is the holder's
+// token, or the token, a NUL byte and the lease's generation.
+const luaHolds = `
+local function holds(v, tok)
+	return v == tok or type(v) == 'string' and string.len(v) > string.len(tok) and string.sub(v, 1, string.len(tok) + 1) == tok .. '\0'
+end
+`
 
 // The lease scripts compare the token before touching the key, atomically,
 // so a holder whose lease expired and was taken by someone else cannot
 // extend or release the new holder's lease.
 var (
-	extendScript = goredis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
+	extendScript = goredis.NewScript(luaHolds + `
+if holds(redis.call("GET", KEYS[1]), ARGV[1]) then
 	return redis.call("PEXPIRE", KEYS[1], ARGV[2])
 end
 return 0`)
 
-	unlockScript = goredis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
+	tagScript = goredis.NewScript(luaHolds + `
+if holds(redis.call("GET", KEYS[1]), ARGV[1]) then
+	redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+	return 1
+end
+return 0`)
+
+	unlockScript = goredis.NewScript(luaHolds + `
+if holds(redis.call("GET", KEYS[1]), ARGV[1]) then
 	return redis.call("DEL", KEYS[1])
 end
 return 0`)
@@ -48,6 +66,20 @@ func (s *Store) Extend(ctx context.Context, key, token string, ttl time.Duration
 	}
 	return s.runLease(ctx, "extend", extendScript, key, token, expiry(ttl).Milliseconds())
 }
+
+// TagLease implements [tier.LeaseTagger] with a script that rewrites the
+// lease, tagged with gen, only if token still holds it.
+func (s *Store) TagLease(ctx context.Context, key, token string, gen uint64, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errLeaseTTL
+	}
+	if gen == 0 {
+		return false, errLeaseGen
+	}
+	return s.runLease(ctx, "tag lease", tagScript, key, token, tier.LeaseValue(token, gen), expiry(ttl).Milliseconds())
+}
+
+var errLeaseGen = errors.New("redis: a lease's generation must be known (> 0)")
 
 // Unlock implements [tier.Locker] with a script that deletes the key only if
 // token still holds the lease.

@@ -59,15 +59,20 @@ local function get(k)
 	end
 	return v, 0
 end
+local function holds(v, tok) -- tier.LeaseHeld
+	return v == tok or type(v) == 'string' and string.len(v) > string.len(tok) and string.sub(v, 1, string.len(tok) + 1) == tok .. '\0'
+end
 local function notify(ch, msg)
 	if ch ~= '' then redis.call('PUBLISH', ch, msg) end
 end
 `
 
 // readScript reads KEYS[1] with the server's clock and, given KEYS[2],
-// takes the lease ARGV[1] for ARGV[2] ms unless KEYS[1] holds a value or
-// marker of the generation ARGV[3] (8 raw bytes; empty: any generation). A
-// lease key of another type, or without an expiry, is replaced.
+// takes the lease ARGV[1] (tier.LeaseValue) for ARGV[2] ms unless KEYS[1]
+// holds a value or marker of the generation ARGV[3] (8 raw bytes; empty:
+// any generation): if KEYS[2] is free, or holds a lease of a known
+// generation other than ARGV[4] (base 36; empty: unknown). A lease key of
+// another type, or without an expiry, is replaced.
 var readScript = goredis.NewScript(luaHelpers + `
 local v, repaired = get(KEYS[1])
 local leased = 0
@@ -80,7 +85,15 @@ if KEYS[2] then
 			bad = 1
 		end
 		if bad == 1 then repaired = 1 end
-		if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then leased = 1 end
+		if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+			leased = 1
+		elseif ARGV[4] ~= '' and bad == 0 and l then -- tier.LeaseTakesOver
+			local i = string.find(l, '\0', 1, true)
+			if i and string.sub(l, i + 1) ~= ARGV[4] then
+				redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+				leased = 1
+			end
+		end
 	end
 end
 return {v, now(), leased, repaired}`)
@@ -129,7 +142,7 @@ else
 		if ttl > 0 then redis.call('SET', KEYS[1], rec, 'PX', ttl) else redis.call('SET', KEYS[1], rec) end
 	end
 end
-if KEYS[2] and get(KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
+if KEYS[2] and holds(get(KEYS[2]), ARGV[5]) then redis.call('DEL', KEYS[2]) end
 notify(ARGV[7], ARGV[8])
 return out`)
 
@@ -409,7 +422,7 @@ func (s *Store) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []ti
 			return nil, nil, errLeaseTTL
 		}
 		calls = append(calls, call{script: readScript, keys: []string{s.prefix + o.Key, s.prefix + o.Lease.Key},
-			args: []any{o.Lease.Token, expiry(o.Lease.TTL).Milliseconds(), genArg(o.Gen)}})
+			args: []any{tier.LeaseValue(o.Lease.Token, o.Lease.Gen), expiry(o.Lease.TTL).Milliseconds(), genArg(o.Gen), leaseGenArg(o.Lease.Gen)}})
 	}
 	vals := make([]uint64, len(epochs))
 	out := make([]tier.ReadResult, len(ops))
@@ -792,3 +805,12 @@ func (s *Store) BumpEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, e
 // holding something that is not an epoch (another type, garbage text) and
 // replaced.
 func (s *Store) Repairs() uint64 { return s.repairs.Load() }
+
+// leaseGenArg is a lease's generation as the read script takes it (empty:
+// unknown).
+func leaseGenArg(gen uint64) string {
+	if gen == 0 {
+		return ""
+	}
+	return strconv.FormatUint(gen, 36)
+}

@@ -1,6 +1,7 @@
 package tiertest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -1186,6 +1187,62 @@ func (s *suite) testFencer(t *testing.T) {
 			if r := readRecords(t, f, tier.ReadOp{Key: k, Gen: gen, Lease: leaseOn(k, "a", time.Hour)})[0]; !r.Found || !r.Leased {
 				t.Fatalf("ReadRecords of a tombstone with Gen %d = %+v, want the lease", gen, r)
 			}
+		}
+	})
+
+	t.Run("LeaseTakeover", func(t *testing.T) {
+		t.Parallel()
+		f := s.open(t, "leasetake").(tier.Fencer)
+		k, probe := "{lt}e", "{lt}probe"
+		lk := leaseOn(k, "", 0).Key
+		ask := func(token string, gen uint64) bool {
+			t.Helper()
+			return readRecords(t, f, tier.ReadOp{Key: probe, Lease: &tier.Lease{Key: lk, Token: token, TTL: time.Hour, Gen: gen}})[0].Leased
+		}
+		if !ask("a", 5) {
+			t.Fatal("a free lease was not taken")
+		}
+		// Its own generation and an unknown one wait for the holder.
+		if ask("b", 5) || ask("c", 0) {
+			t.Fatal("a lease of generation 5 was taken over by a read of generation 5 or of an unknown one")
+		}
+		// Another known generation takes it over.
+		if !ask("d", 9) {
+			t.Fatal("a lease of generation 5 was not taken over by a read of generation 9")
+		}
+		if l, ok := f.(tier.Locker); ok {
+			ctx := context.Background()
+			if got, err := l.Unlock(ctx, lk, "a"); err != nil || got {
+				t.Fatalf("Unlock by the holder taken over = %v, %v; want false", got, err)
+			}
+			if got, err := l.Extend(ctx, lk, "d", time.Hour); err != nil || !got {
+				t.Fatalf("Extend by the holder of a lease with a generation = %v, %v; want true", got, err)
+			}
+			if got, err := l.Unlock(ctx, lk, "d"); err != nil || !got {
+				t.Fatalf("Unlock by the holder of a lease with a generation = %v, %v; want true", got, err)
+			}
+		}
+		// A lease of unknown generation is taken over by none, until its
+		// holder tags it.
+		if !ask("e", 0) || ask("f", 9) {
+			t.Fatal("a lease of unknown generation was not taken, or was taken over")
+		}
+		tg, ok := f.(tier.LeaseTagger)
+		if !ok {
+			return
+		}
+		ctx := context.Background()
+		if got, err := tg.TagLease(ctx, lk, "x", 3, time.Hour); err != nil || got {
+			t.Fatalf("TagLease by a token that does not hold the lease = %v, %v; want false", got, err)
+		}
+		if _, err := tg.TagLease(ctx, lk, "e", 0, time.Hour); err == nil {
+			t.Fatal("TagLease with generation 0 did not fail")
+		}
+		if got, err := tg.TagLease(ctx, lk, "e", 3, time.Hour); err != nil || !got {
+			t.Fatalf("TagLease by the holder = %v, %v; want true", got, err)
+		}
+		if ask("g", 3) || !ask("h", 9) {
+			t.Fatal("a lease tagged 3 was taken over by generation 3, or not by generation 9")
 		}
 	})
 
