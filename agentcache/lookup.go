@@ -202,6 +202,8 @@ type attempt struct {
 	// carries the loads of pend, and st is final once it has answered.
 	carry bool
 	pend  epoch.Pending
+	// settled, if set, runs once a carried stamp is final.
+	settled func()
 }
 
 // begin stamps a lookup of lk: with confirmed epochs, or — when some are
@@ -229,6 +231,10 @@ func (c *Cache) settle(a *attempt, vals []uint64, ok bool) {
 	if a.carry {
 		c.ep.Finish(&a.st, a.pend, vals, ok)
 		a.carry, a.pend = false, epoch.Pending{}
+		if a.settled != nil {
+			a.settled()
+			a.settled = nil
+		}
 	}
 }
 
@@ -257,7 +263,19 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	res, err, _ := c.fl.Do(ctx, c.fence.flightKey(a.key, a.st.Token(), lk.l1), func(lctx context.Context) (any, error) {
+	fk := c.fence.flightKey(a.key, a.st.Token(), lk.l1)
+	if a.carry {
+		// Once the read has confirmed the epochs, the load is also the load
+		// of the key's confirmed generation: lookups that begin with it
+		// join this one instead of reading again. Not after an exact
+		// invalidation made or heard since this lookup began.
+		a.settled = func() {
+			if !a.st.Down() && !a.st.Local() && c.fence.start() == a.seq {
+				c.fl.Alias(fk, c.fence.flightKey(a.key, a.st.Token(), lk.l1))
+			}
+		}
+	}
+	res, err, _ := c.fl.Do(ctx, fk, func(lctx context.Context) (any, error) {
 		// A load of this key may have finished between our L1 miss and
 		// now: do not run the tool twice. (A carried stamp is not
 		// confirmed yet: its read decides.)

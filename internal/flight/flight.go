@@ -39,9 +39,10 @@ func (e *PanicError) Unwrap() error {
 }
 
 type call struct {
-	done chan struct{}
-	val  any
-	err  error
+	done    chan struct{}
+	val     any
+	err     error
+	aliases []string // guarded by Group.mu: other keys it is the load of
 }
 
 // Group coordinates loads. Its zero value is not usable; call New.
@@ -51,6 +52,8 @@ type Group struct {
 
 	mu    sync.Mutex // guards calls, running and idle
 	calls map[string]*call
+	// aliased counts the keys of calls that are aliases (see Alias).
+	aliased int
 	// running counts the loads whose goroutine has not returned; idle is
 	// closed when it drops to zero. Not a sync.WaitGroup: Do may start a
 	// load from zero while Wait runs (a lookup racing Close), which a
@@ -119,15 +122,37 @@ func (g *Group) run(parent context.Context, key string, c *call, fn func(ctx con
 	}()
 	g.mu.Lock()
 	delete(g.calls, key)
+	for _, a := range c.aliases {
+		if g.calls[a] == c {
+			delete(g.calls, a)
+		}
+	}
+	g.aliased -= len(c.aliases)
 	g.mu.Unlock()
 	close(c.done)
+}
+
+// Alias makes the load in flight for key the load of alias too, until it
+// returns: a caller of alias joins it. It reports false, and does nothing,
+// when no load of key is in flight or alias has a load of its own.
+func (g *Group) Alias(key, alias string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.calls[key]
+	if _, taken := g.calls[alias]; !ok || taken {
+		return false
+	}
+	g.calls[alias] = c
+	c.aliases = append(c.aliases, alias)
+	g.aliased++
+	return true
 }
 
 // InFlight reports the number of loads running.
 func (g *Group) InFlight() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.calls)
+	return len(g.calls) - g.aliased
 }
 
 // Wait blocks until every running load has returned or ctx ends.

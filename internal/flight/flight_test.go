@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,5 +215,49 @@ func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) {
 	close(release)
 	if err := <-joined; err != nil {
 		t.Fatalf("the load running when the base ended: %v", err)
+	}
+}
+
+func TestAliasJoinsTheLoadInFlight(t *testing.T) {
+	g := New(context.Background(), 0)
+	release := make(chan struct{})
+	var runs atomic.Int32
+	load := func(context.Context) (any, error) {
+		runs.Add(1)
+		<-release
+		return "v", nil
+	}
+	first := make(chan any, 1)
+	go func() { v, _, _ := g.Do(context.Background(), "a", load); first <- v }()
+	for g.InFlight() == 0 {
+		runtime.Gosched()
+	}
+	if !g.Alias("a", "b") {
+		t.Fatal("Alias of a load in flight failed")
+	}
+	if g.Alias("a", "b") || g.Alias("missing", "c") {
+		t.Fatal("Alias over a key with a load, or of a key without one, succeeded")
+	}
+	if n := g.InFlight(); n != 1 {
+		t.Fatalf("InFlight = %d with one load and one alias, want 1", n)
+	}
+	// A caller of the alias joins the load (a cancelled one returns at once,
+	// which shows it joined without waiting for the load).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err, shared := g.Do(ctx, "b", load); !errors.Is(err, context.Canceled) || !shared {
+		t.Fatalf("Do of the alias = %v, shared %v; want it to join the load in flight", err, shared)
+	}
+	close(release)
+	if v := <-first; v != "v" || runs.Load() != 1 {
+		t.Fatalf("the load returned %v after %d runs; want v after 1", v, runs.Load())
+	}
+	if n := g.InFlight(); n != 0 {
+		t.Fatalf("InFlight = %d after the load returned, want 0", n)
+	}
+	// Both keys are free again.
+	v, _, shared := g.Do(context.Background(), "b", func(context.Context) (any, error) { return "new", nil })
+	if v != "new" || shared {
+		t.Fatalf("Do of the alias after the load returned = %v (shared %v), want a load of its own", v, shared)
 	}
 }
