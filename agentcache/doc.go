@@ -54,7 +54,13 @@
 //
 // Besides: a pooled connection's handshake when go-redis opens it; one more
 // read when a lookup that did not know its epochs finds an entry they
-// invalidated (the lease is then taken on its own); and, with the tier/redis
+// invalidated (the lease is then taken on its own), or finds the lease held
+// while its epochs turn out to have been behind (it reads again at once,
+// taking over a lease of the older generation); one background call when a
+// load that took its lease before it knew the entry's generation runs
+// longer than 16 × Options.LockPoll (it tags the lease with it, so that a
+// load after an invalidation does not wait for it); a lease renewal every
+// third of Options.LockLease while a tool runs; and, with the tier/redis
 // option WaitReplicas, the WAIT of an invalidation.
 //
 // The L2 layout of this version (one key per entry, the generation in the
