@@ -366,6 +366,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 	// invalidation takes over the lease of one that began before it
 	// instead of waiting for a result it could not be served.
 	known := a.carry && a.st.Known() // the carried epochs have values: perhaps old ones
+	rechecked := false               // the epochs were confirmed again for a record that suggested they were behind
 	for poll := c.opts.LockPoll; ; poll = min(2*poll, 16*c.opts.LockPoll) {
 		var lease *tier.Lease
 		carried := a.carry
@@ -390,6 +391,27 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 				return loaded{tier: tierNegative}, negativeHit(lk.r)
 			}
 			return loadAndStore(ctx, c, lk, a, load)
+		}
+		if r.behind && !rechecked {
+			// L2 holds a record loaded after this instance last knew the
+			// epochs, under others: it may not have heard of an
+			// invalidation yet. Confirm the epochs in the next read (one
+			// round trip) rather than load under epochs that may be behind
+			// (which would overwrite a current record with a stale-epoch
+			// one, and load again on every instance that knows).
+			rechecked = true
+			if r.leased {
+				a.lease = lease
+				c.ownLeases.Store(lease.Key, lease.Token)
+				c.release(a)
+			}
+			c.ep.Distrust(&a.st)
+			if p, ok := c.ep.Begin(&a.st); ok {
+				a.carry, a.pend, known = true, p, true
+			} else {
+				c.ep.Confirm(ctx, &a.st)
+			}
+			continue
 		}
 		if fleet && !r.leased && r.unusable {
 			// A value L2 still keeps but that cannot be served (past its
@@ -488,6 +510,11 @@ type l2Read struct {
 	// unusable reports a value record that could not be served: the read
 	// takes no lease over it.
 	unusable bool
+	// otherGen reports a record of another generation than the lookup's.
+	otherGen bool
+	// behind reports a record of another generation whose load began after
+	// this instance last confirmed the lookup's epochs.
+	behind bool
 }
 
 // fromL1 reads L1 in the slow path, against a confirmed stamp. Unlike the
@@ -605,6 +632,13 @@ func readOne[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, lease
 		return zero, l2Read{status: l2Unavailable}
 	}
 	v, r := fromRead[T](ctx, c, lk, a, rr[0])
+	if r.otherGen && gen != 0 {
+		// The read asked for the lease over it (a record is live only for
+		// its own generation): a lease not taken is held, and taking it on
+		// its own later would only find it free once its holder's fill has
+		// landed, and load again.
+		r.unusable = false
+	}
 	if r.leased && (r.status == l2Hit || r.status == l2Negative) {
 		c.w.enqueue(writeOp{key: a.key, lease: lease})
 		r.leased = false
@@ -656,8 +690,12 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	if env.Kind != kindTombstone && env.Gen != a.st.Token() {
 		// Written under other epochs: invalidated since (or, from an
 		// instance that had not heard yet, before them), and overwritten by
-		// the reload.
-		r.unusable = true
+		// the reload. Unless its load began after this instance last knew
+		// its epochs: then they may be what is behind.
+		r.unusable, r.otherGen = true, true
+		if k := a.st.KnownSince(); k > 0 && c.clock.seen.Load() && env.Origin > c.clock.now(time.UnixMicro(k)) {
+			r.behind = true
+		}
 		return v, r
 	}
 	switch env.Kind {

@@ -32,10 +32,10 @@
 //
 // Confirmation costs a lookup no round trip of its own in the steady state:
 //
-//   - Every MaxAge/2 one background call confirms every cell used in the
-//     last MaxAge, so that a cell in use never gets past MaxAge and an L1
-//     hit never waits, also one whose scope comes back after an idle spell
-//     shorter than MaxAge.
+//   - Every MaxAge/2 one background call confirms every cell in use: used
+//     in the last MaxAge, or kept for the entries stamped with it
+//     ([Table.Keep]), so that a cell in use never gets past MaxAge and an
+//     L1 hit never waits, however long after the last one it comes.
 //   - A cell past MaxAge (unused for longer, or never confirmed) is
 //     confirmed before it is used; lookups that need the same cell at once
 //     share one call ([Table.Confirm]).
@@ -82,6 +82,10 @@ type Cell struct {
 	verified atomic.Int64  // tick of the last confirmation, or unverified/forever
 	dead     atomic.Bool   // the cell left the table: entries stamped with it miss
 	usedAt   atomic.Int64  // 1 + the tick of the last lookup that used it (0: none)
+	keep     atomic.Int64  // the refresh keeps it confirmed until this tick: entries depend on it ([Table.Keep])
+	// knownAt is when (local Unix µs) this instance last learned the value
+	// L2 holds: a confirmation, an announcement, or its own bump. 0: never.
+	knownAt atomic.Int64
 	// loading is the confirmation of this cell in flight, if any: lookups
 	// that need the cell confirmed wait for it instead of sending their own.
 	loading atomic.Pointer[loadCall]
@@ -203,6 +207,27 @@ func (s *Stamp) Known() bool {
 
 // Token mixes the stamped values into the generation of an entry.
 func (s *Stamp) Token() uint64 { return keyspace.Token(s.vals[:s.n]...) }
+
+// KnownSince returns the local time (Unix µs) since which this instance has
+// known every stamped epoch's value as L2 held it (0: some never): a record
+// loaded after it may have been loaded under epochs it has not heard of.
+func (s *Stamp) KnownSince() int64 {
+	var k int64
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		if c == nil {
+			return 0
+		}
+		v := c.knownAt.Load()
+		if v == 0 {
+			return 0
+		}
+		if k == 0 || v < k {
+			k = v
+		}
+	}
+	return k
+}
 
 // Vals returns the stamped values, in the order of the cells.
 func (s *Stamp) Vals() []uint64 { return s.vals[:s.n] }
@@ -330,6 +355,26 @@ func (t *Table) Start() {
 	}()
 }
 
+// Keep asks the background refresh to keep the cells of s confirmed for
+// ttl (ttl <= 0: while they stay in the table): an entry stamped with them
+// lives that long, and its next hit then finds them confirmed however long
+// it comes after the last one. It is called on L1 fills, never on hits.
+func (t *Table) Keep(s *Stamp, ttl time.Duration) {
+	until := int64(forever)
+	if ttl > 0 {
+		until = t.tick.Load() + 1 + int64(ttl/(t.cfg.MaxAge/staleTicks))
+	}
+	for i := uint8(0); i < s.n; i++ {
+		c := s.cells[i]
+		for c != nil {
+			cur := c.keep.Load()
+			if cur >= until || c.keep.CompareAndSwap(cur, until) {
+				break
+			}
+		}
+	}
+}
+
 // use records a lookup of c at tick: a load first, so that the store
 // happens once per tick.
 func (c *Cell) use(tick int64) {
@@ -353,7 +398,9 @@ func (t *Table) refresh() {
 	tick := t.tick.Load()
 	var cells []*Cell
 	for c := range t.All() {
-		if u := c.usedAt.Load(); u != 0 && tick+1-u < staleTicks && tick-c.verified.Load() >= 1 && !c.dead.Load() {
+		u := c.usedAt.Load()
+		inUse := u != 0 && tick+1-u < staleTicks || c.keep.Load() >= tick
+		if inUse && tick-c.verified.Load() >= 1 && !c.dead.Load() {
 			cells = append(cells, c)
 		}
 	}
@@ -657,6 +704,7 @@ func (t *Table) adoptAll(cells []*Cell, vals []uint64, tick int64, confirmed boo
 			adopt(c, vals[i])
 			if confirmed {
 				c.verified.Store(tick)
+				c.knownAt.Store(time.Now().UnixMicro())
 			}
 		}
 		c.mu.Unlock()
@@ -701,8 +749,21 @@ func (t *Table) Learn(key string, val uint64) {
 	c.mu.Lock()
 	if !c.dead.Load() && !c.dirty {
 		adopt(c, val)
+		if c.val.Load() == val {
+			c.knownAt.Store(time.Now().UnixMicro())
+		}
 	}
 	c.mu.Unlock()
+}
+
+// Distrust makes the cells of s unconfirmed: a record in L2 suggests that
+// L2 holds epochs this instance has not heard of (see [Stamp.KnownSince]).
+func (t *Table) Distrust(s *Stamp) {
+	for i := uint8(0); i < s.n; i++ {
+		if c := s.cells[i]; c != nil && c.verified.Load() != forever {
+			c.verified.Store(unverified)
+		}
+	}
 }
 
 // Unconfirm marks every cell unconfirmed: the next lookup of each confirms
@@ -771,6 +832,7 @@ func (t *Table) Flush(ctx context.Context, probe bool) bool {
 		c.shared.Store(false) // adopt L2's value, which is after the provisional one
 		adopt(c, vals[i])
 		c.verified.Store(tick)
+		c.knownAt.Store(time.Now().UnixMicro())
 		delete(t.pending, c)
 		c.mu.Unlock()
 	}
@@ -853,6 +915,7 @@ func (t *Table) Bump(ctx context.Context, cells []*Cell, send Sender) error {
 		c.mu.Lock()
 		adopt(c, vals[i])
 		c.verified.Store(tick)
+		c.knownAt.Store(time.Now().UnixMicro())
 		c.mu.Unlock()
 	}
 	return nil

@@ -267,3 +267,37 @@ func TestBeginCarriesTheLoadsOfStaleCells(t *testing.T) {
 		t.Fatal("Finish of a read that failed did not mark the stamp down")
 	}
 }
+
+func TestRefreshKeepsTheCellsOfLiveEntries(t *testing.T) {
+	st := &store{vals: map[string]uint64{}}
+	down := false
+	tb := table(t, st, &down, 100)
+	kept, idle := tb.Scoped("kept"), tb.Scoped("idle")
+	sKept := confirmed(t, tb, kept)
+	confirmed(t, tb, idle)
+	// An entry stamped with kept lives for 3 MaxAge: the refresh (every
+	// second tick, as Start runs it) keeps its cell confirmed for that long
+	// without a lookup, and then stops.
+	tb.Keep(&sKept, 3*tb.cfg.MaxAge)
+	last := int64(0)
+	for tb.Tick() < 5*staleTicks {
+		tb.tick.Add(1)
+		if tb.Tick()%(staleTicks/2) != 0 {
+			continue
+		}
+		before := st.loads.Load()
+		tb.refresh()
+		if st.loads.Load() > before {
+			last = tb.Tick()
+			if k := st.keys[len(st.keys)-1]; len(k) != 1 || k[0] != "kept" {
+				t.Fatalf("the refresh loaded %v; want [kept]", k)
+			}
+		}
+		if tb.Tick() <= 3*staleTicks && tb.Tick()-kept.verified.Load() >= staleTicks {
+			t.Fatalf("the kept cell went stale at tick %d, within its entry's life", tb.Tick())
+		}
+	}
+	if last < 3*staleTicks || last > 3*staleTicks+staleTicks/2 {
+		t.Fatalf("the last refresh of the kept cell was at tick %d; want at the end of its entry's life (tick %d)", last, 3*staleTicks)
+	}
+}
