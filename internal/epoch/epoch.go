@@ -33,9 +33,9 @@
 // Confirmation costs a lookup no round trip of its own in the steady state:
 //
 //   - Every MaxAge/2 one background call confirms every cell in use: used
-//     in the last MaxAge, or kept for the entries stamped with it
-//     ([Table.Keep]), so that a cell in use never gets past MaxAge and an
-//     L1 hit never waits, however long after the last one it comes.
+//     in the last MaxAge, or kept for the entries stamped with it (for
+//     their TTL, at most 8 × MaxAge: [Table.Keep]), so that a cell in use
+//     never gets past MaxAge and an L1 hit never waits for it.
 //   - A cell past MaxAge (unused for longer, or never confirmed) is
 //     confirmed before it is used; lookups that need the same cell at once
 //     share one call ([Table.Confirm]).
@@ -62,6 +62,12 @@ import (
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/tier"
 )
+
+// keepAges bounds, in MaxAge, how long [Table.Keep] keeps a cell
+// refreshed after the last fill that depends on it: the refresh's work in
+// L2 grows with the cells it keeps, and a scope idle for longer pays one
+// confirmation when it comes back.
+const keepAges = 8
 
 // staleTicks is how many ticks of MaxAge/staleTicks make a cell stale; half
 // of it starts a refresh in the background.
@@ -356,14 +362,16 @@ func (t *Table) Start() {
 }
 
 // Keep asks the background refresh to keep the cells of s confirmed for
-// ttl (ttl <= 0: while they stay in the table): an entry stamped with them
-// lives that long, and its next hit then finds them confirmed however long
-// it comes after the last one. It is called on L1 fills, never on hits.
+// ttl (ttl <= 0: no expiry), at most keepAges × MaxAge: an entry stamped
+// with them lives that long, and its next hit then finds them confirmed
+// although it comes long after the last one. It is called on L1 fills,
+// never on hits.
 func (t *Table) Keep(s *Stamp, ttl time.Duration) {
-	until := int64(forever)
+	ticks := int64(keepAges * staleTicks)
 	if ttl > 0 {
-		until = t.tick.Load() + 1 + int64(ttl/(t.cfg.MaxAge/staleTicks))
+		ticks = min(ticks, 1+int64(ttl/(t.cfg.MaxAge/staleTicks)))
 	}
+	until := t.tick.Load() + ticks
 	for i := uint8(0); i < s.n; i++ {
 		c := s.cells[i]
 		for c != nil {

@@ -768,8 +768,12 @@ func (s *Store) epochReplies(ctx context.Context, op string, cmds []*goredis.Cmd
 	return nil
 }
 
-// LoadEpochs implements [tier.Epochs] with one script call per op,
-// pipelined. Values are decimal text.
+// LoadEpochs implements [tier.Epochs]: one GET per op, pipelined, and a
+// script call (which creates, raises or repairs the key) only for the ops
+// whose key does not hold an epoch of at least Known. A confirmation of
+// epochs that are there, the common case (the background refresh of every
+// cell in use), is then one round trip of plain GETs; the others take one
+// more. Values are decimal text.
 func (s *Store) LoadEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, error) {
 	const op = "load epochs"
 	calls, err := s.epochCalls(op, loadEpochScript, ops, make([]call, 0, len(ops)), nil)
@@ -783,14 +787,78 @@ func (s *Store) LoadEpochs(ctx context.Context, ops []tier.EpochOp) ([]uint64, e
 	if len(calls) == 0 {
 		return vals, nil
 	}
-	cmds, err := s.runScripts(ctx, calls)
+	if s.replicaReads() {
+		// A replica may lag behind a bump: only the scripts, which run on
+		// masters, confirm.
+		cmds, err := s.runScripts(ctx, calls)
+		if err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		return vals, s.epochReplies(ctx, op, cmds, vals)
+	}
+	pipe := s.client.Pipeline()
+	gets := make([]*goredis.StringCmd, len(ops))
+	for i, o := range ops {
+		gets[i] = pipe.Get(ctx, s.prefix+o.Key)
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is looked at below
+	var rest []call
+	var at []int
+	for i, g := range gets {
+		v, err := g.Result()
+		if err != nil && err != goredis.Nil && !isServerError(err) {
+			return nil, s.fail(ctx, op, err) // the connection, not the key
+		}
+		if n, ok := parseEpoch(v); err == nil && ok && n >= ops[i].Known {
+			vals[i] = n
+			continue
+		}
+		rest, at = append(rest, calls[i]), append(at, i) // missing, lower, or not an epoch
+	}
+	if len(rest) == 0 {
+		return vals, nil
+	}
+	cmds, err := s.runScripts(ctx, rest)
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
-	if err := s.epochReplies(ctx, op, cmds, vals); err != nil {
+	got := make([]uint64, len(rest))
+	if err := s.epochReplies(ctx, op, cmds, got); err != nil {
 		return nil, err
 	}
+	for j, i := range at {
+		vals[i] = got[j]
+	}
 	return vals, nil
+}
+
+// replicaReads reports whether the client may send a plain read to a
+// replica (a cluster client with ReadOnly or a route by latency or at
+// random).
+func (s *Store) replicaReads() bool {
+	cc, ok := s.client.(*goredis.ClusterClient)
+	if !ok {
+		return false
+	}
+	o := cc.Options()
+	return o.ReadOnly || o.RouteByLatency || o.RouteRandomly
+}
+
+// parseEpoch parses an epoch as the scripts store it: decimal text without
+// a leading zero, 1 to 2^53.
+func parseEpoch(v string) (uint64, bool) {
+	if len(v) == 0 || len(v) > 16 || v[0] == '0' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil && n <= maxEpoch
+}
+
+// isServerError reports whether err is a reply of the server (WRONGTYPE,
+// say) rather than a failure to reach it.
+func isServerError(err error) bool {
+	var re goredis.Error
+	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
 // BumpEpochs implements [tier.Epochs] with one script call per op, which

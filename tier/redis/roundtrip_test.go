@@ -383,3 +383,55 @@ func TestRoundTripsWaitReadTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadEpochsReadsPlainlyWhatIsThere: a load of epochs the keys hold (at
+// least Known) is one round trip of GETs, and no script runs; a key that is
+// missing, lower than Known or not an epoch takes one more round trip, of
+// the script that creates, raises or repairs it.
+func TestLoadEpochsReadsPlainlyWhatIsThere(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	client := singleClient(t, srv)
+	tr := newTrips()
+	client.AddHook(tr.hook("server"))
+	s, err := New(client, Options{Prefix: "le:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	warm(t, client)
+	raw := singleClient(t, srv)
+	for k, v := range map[string]string{"le:a": "100", "le:b": "200", "le:low": "5", "le:junk": "x1"} {
+		if err := raw.Set(ctx, k, v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := raw.LPush(ctx, "le:list", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var vals []uint64
+	tr.expect(t, "LoadEpochs of epochs that are there", map[string]int{"server": 1}, func() {
+		if vals, err = s.LoadEpochs(ctx, []tier.EpochOp{{Key: "a", Known: 100}, {Key: "b"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if vals[0] != 100 || vals[1] != 200 {
+		t.Fatalf("LoadEpochs = %v, want [100 200]", vals)
+	}
+	tr.expect(t, "LoadEpochs with keys to create, raise and repair", map[string]int{"server": 2}, func() {
+		if vals, err = s.LoadEpochs(ctx, []tier.EpochOp{{Key: "a"}, {Key: "low", Known: 50}, {Key: "new", Known: 7}, {Key: "junk"}, {Key: "list"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if vals[0] != 100 || vals[1] != 50 || vals[2] <= 7 || vals[3] == 0 || vals[4] == 0 {
+		t.Fatalf("LoadEpochs = %v, want 100, 50 (raised), >7 (created) and two new epochs (repaired)", vals)
+	}
+	for k, want := range map[string]string{"le:low": "50", "le:new": strconv.FormatUint(vals[2], 10), "le:junk": strconv.FormatUint(vals[3], 10), "le:list": strconv.FormatUint(vals[4], 10)} {
+		if got, err := raw.Get(ctx, k).Result(); err != nil || got != want {
+			t.Errorf("%s holds %q (%v), want %q", k, got, err, want)
+		}
+	}
+	if n := s.Repairs(); n != 2 {
+		t.Errorf("Repairs() = %d, want 2 (the text and the list)", n)
+	}
+}
