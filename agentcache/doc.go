@@ -37,8 +37,10 @@
 // the fleet lock on:
 //
 //   - An L1 hit makes none. Every MaxEpochAge/2 one background pipeline per
-//     instance confirms the epochs of the entries in use, so a hit waits for
-//     a confirmation only when its epochs went unused for MaxEpochAge; then
+//     instance confirms (with plain GETs) the epochs used in the last
+//     MaxEpochAge and those its L1 entries were stamped with (for the
+//     entry's TTL, at most 8 × MaxEpochAge), so a hit waits for a
+//     confirmation only when its epochs went unused for longer; then
 //     concurrent lookups share one.
 //   - An L2 hit makes one, also for a user or resource this instance has not
 //     seen: the read carries the loads of the epochs it does not know.
