@@ -3,7 +3,6 @@ package agentcache
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -350,10 +349,5 @@ func (b *Batch[K, V]) one(id K) func(context.Context) (V, error) {
 
 // runBatch runs a batch tool like runTool runs a single one.
 func runBatch[K comparable, V any](ctx context.Context, c *Cache, ro *resObs, tool BatchTool[K, V], ids []K) (m map[K]V, d time.Duration, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-	}()
 	return runTool(ctx, c, ro, func(ctx context.Context) (map[K]V, error) { return tool(ctx, ids) })
 }

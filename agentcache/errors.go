@@ -1,6 +1,8 @@
 package agentcache
 
 import (
+	"strings"
+	"fmt"
 	"errors"
 
 	"github.com/agentcache/agentcache-go/internal/flight"
@@ -23,9 +25,50 @@ var ErrInvalidKey = errors.New("agentcache: invalid key")
 // Options.MaxValueSize stays in L1 but is not written to L2.
 var ErrValueTooLarge = errors.New("agentcache: value exceeds MaxValueSize")
 
-// PanicError is returned to every caller waiting on a load that panicked.
-// It carries the panic value and the stack of the loader.
-type PanicError = flight.PanicError
+// PanicError is returned to every caller waiting on a load whose tool (or
+// loader) panicked. Its message is one line that names the resource, fit
+// for an agent framework to hand to a model; the stack is in Stack, for
+// logs.
+type PanicError struct {
+	Resource string // the resource whose tool panicked; empty for a key-value loader
+	Value    any    // what the tool panicked with
+	Stack    []byte // the stack of the panicking goroutine
+}
+
+// Error returns one line: the resource and the panic value (its first line,
+// at most 200 bytes).
+func (e *PanicError) Error() string {
+	v := fmt.Sprint(e.Value)
+	if i := strings.IndexAny(v, "\r\n"); i >= 0 {
+		v = v[:i] + " …"
+	}
+	if len(v) > 200 {
+		v = strings.ToValidUTF8(v[:200], "") + " …"
+	}
+	if e.Resource == "" {
+		return "agentcache: the loader panicked: " + v
+	}
+	return "agentcache: " + e.Resource + ": the tool panicked: " + v
+}
+
+// Unwrap returns the panic value when it is an error, so errors.Is sees it.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// asPanic turns the flight's own record of a panic (one outside a tool,
+// which runTool did not catch) into a PanicError.
+func asPanic(err error) error {
+	var fp *flight.PanicError
+	if errors.As(err, &fp) {
+		return &PanicError{Value: fp.Value, Stack: fp.Stack}
+	}
+	return err
+}
+
+// errNilCache is returned by the wrappers given a nil *Cache.
+var errNilCache = errors.New("agentcache: nil *Cache")
 
 // FleetError is returned by Invalidate, Delete and Clear when the local
 // cache was updated but the fleet could not be told (the remote tier is down

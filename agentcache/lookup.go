@@ -291,6 +291,7 @@ func fetch[T any](ctx context.Context, c *Cache, lk *lookup, load func(ctx conte
 		}
 		return loadStep(lctx, c, lk, &a, load)
 	})
+	err = asPanic(err)
 	l, ok := res.(loaded)
 	if !ok { // the caller left before the flight answered, or Close came
 		if err == flight.ErrClosed {

@@ -142,7 +142,7 @@ func (m *Memo[A, R]) Call(ctx context.Context, args A) (R, error) {
 		return v, nil
 	})
 	if err != nil {
-		return zero, err
+		return zero, asPanic(err)
 	}
 	r, _ := v.(R)
 	return r, nil

@@ -1,6 +1,7 @@
 package agentcache
 
 import (
+	"runtime/debug"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -361,6 +362,15 @@ func runTool[T any](ctx context.Context, c *Cache, ro *resObs, load func(ctx con
 				span.SetAttributes(acotel.KeyErrorType.String(errorType(err)))
 			}
 			span.End()
+		}
+	}()
+	defer func() {
+		// Runs first: the panic becomes the load's error (one line for the
+		// caller, the stack kept), and the deferred accounting above sees
+		// it as a failed run.
+		if r := recover(); r != nil {
+			var zero T
+			v, err = zero, &PanicError{Resource: ro.name, Value: r, Stack: debug.Stack()}
 		}
 	}()
 	v, err = load(ctx)

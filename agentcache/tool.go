@@ -89,6 +89,9 @@ func ArgLimits(l resource.Limits) ToolOption {
 // register returns the cache's state for r, creating it on first use. Two
 // registrations of one name@version must agree on every setting.
 func (c *Cache) register(r resource.Resource) (*resState, error) {
+	if c == nil {
+		return nil, errNilCache
+	}
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("agentcache: %w", err)
 	}
@@ -304,6 +307,9 @@ func newToolConfig(opts []ToolOption) *toolConfig {
 func WrapMutation[A, R any](c *Cache, tool func(ctx context.Context, args A) (R, error), invalidates ...resource.Resource) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapMutation: nil tool")
+	}
+	if c == nil {
+		return nil, errNilCache
 	}
 	for _, r := range invalidates {
 		if _, err := c.register(r); err != nil {

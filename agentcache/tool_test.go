@@ -250,3 +250,54 @@ func TestRegisterConflicts(t *testing.T) {
 		t.Fatalf("invalid resource: %v", err)
 	}
 }
+
+// TestToolPanicIsOneLineNamingTheResource: agent frameworks hand a tool's
+// error to the model, so a panic's error is one line that names the
+// resource, and the stack is a field of the *PanicError for logs.
+func TestToolPanicIsOneLineNamingTheResource(t *testing.T) {
+	c := newL1(t, Options{})
+	res := resource.Resource{Name: "exploding_tool", Scope: scope.Global, TTL: time.Minute}
+	get, err := Wrap(c, res, func(context.Context, string) (string, error) {
+		panic("boom\nsecond line of the panic")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = get(context.Background(), "x")
+	var pe *PanicError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v (%T), want a *PanicError", err, err)
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\n\r") || !strings.HasPrefix(msg, "agentcache: exploding_tool: ") || !strings.Contains(msg, "boom") || strings.Contains(msg, "second line") {
+		t.Fatalf("err.Error() = %q, want one line starting with the package and the resource", msg)
+	}
+	if pe.Resource != "exploding_tool" || pe.Value == nil || !strings.Contains(string(pe.Stack), "goroutine") {
+		t.Fatalf("PanicError = {%q, %v, %d bytes of stack}, want the resource, the value and the stack", pe.Resource, pe.Value, len(pe.Stack))
+	}
+	// A panic with an error unwraps to it.
+	sentinel := errors.New("sentinel")
+	get2, _ := Wrap(c, resource.Resource{Name: "exploding_tool_2", Scope: scope.Global, TTL: time.Minute}, func(context.Context, string) (string, error) {
+		panic(sentinel)
+	})
+	if _, err := get2(context.Background(), "x"); !errors.Is(err, sentinel) {
+		t.Fatalf("err = %v, want it to wrap the panic's error", err)
+	}
+}
+
+func TestWrappersRefuseANilCache(t *testing.T) {
+	res := resource.Resource{Name: "nil_cache_tool", Scope: scope.Global, TTL: time.Minute}
+	tool := func(context.Context, string) (string, error) { return "", nil }
+	if _, err := Wrap(nil, res, tool); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
+		t.Errorf("Wrap(nil, ...) = %v, want an agentcache error", err)
+	}
+	if _, err := WrapMutation(nil, tool, res); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
+		t.Errorf("WrapMutation(nil, ...) = %v, want an agentcache error", err)
+	}
+	if _, err := WrapMutation(nil, tool); err == nil {
+		t.Error("WrapMutation(nil) with no resources did not fail")
+	}
+	if _, err := WrapBatch(nil, res, func(context.Context, []int) (map[int]string, error) { return nil, nil }); err == nil {
+		t.Error("WrapBatch(nil, ...) did not fail")
+	}
+}

@@ -28,8 +28,9 @@ type PanicError struct {
 	Stack []byte // the stack of the panicking goroutine
 }
 
+// Error returns one line; the stack is in Stack.
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("loader panicked: %v\n\n%s", e.Value, e.Stack)
+	return fmt.Sprintf("flight: the load panicked: %v", e.Value)
 }
 
 // Unwrap returns the panic value when it is an error, so errors.Is sees it.

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -884,5 +885,27 @@ func BenchmarkWrite(b *testing.B) {
 		if _, err := Write(io.Discard, slices.Values(recs)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestLoadRefusesAFIFOWithoutBlocking: a FIFO at the snapshot's path would
+// block a plain open until a writer came (and New with it).
+func TestLoadRefusesAFIFOWithoutBlocking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snap")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Codec{}.Load(path, time.Now())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("Load of a FIFO = %v, want a not-a-regular-file error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Load of a FIFO blocked")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -193,7 +194,10 @@ func Load(path string, now time.Time) ([]Record, error) {
 // directory at path) is returned wrapped, and the file is left alone. No
 // records are returned with an error.
 func (c Codec) Load(path string, now time.Time) ([]Record, error) {
-	f, err := os.Open(path)
+	// Non-blocking: opening a FIFO (or a device) for reading would wait for
+	// a writer, and New with it. What is not a regular file is refused
+	// below, before anything is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
