@@ -272,7 +272,7 @@ type Stats struct {
 	WritesFenced  uint64 // L2 writes not made: an invalidation or a newer write came after their load began
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
-	Oversize      uint64 // values kept out of L2 by MaxValueSize
+	Oversize      uint64 // values kept out of L2 by MaxValueSize, or found there above it and not read
 
 	Invalidations  uint64 // Invalidate, Delete and Clear calls
 	FleetErrors    uint64 // of those, how many could not tell the fleet

@@ -1,9 +1,9 @@
 package agentcache
 
 import (
-	"strings"
-	"fmt"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/agentcache/agentcache-go/internal/flight"
 )

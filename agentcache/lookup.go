@@ -682,6 +682,15 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 	if !rr.Found {
 		return v, r
 	}
+	if len(rr.Value) > c.opts.MaxValueSize {
+		// Not decoded: MaxValueSize bounds what is read as well as what is
+		// written (bytes planted in L2, or written by an instance with a
+		// larger bound). The reload keeps its value out of L2 the same way.
+		c.stats.oversize.Add(1)
+		c.warn("oversize", "agentcache: an L2 value was not read", fmt.Errorf("%w: %d bytes > %d at a key of %s", ErrValueTooLarge, len(rr.Value), c.opts.MaxValueSize, lk.r.def.Name))
+		r.unusable = true
+		return v, r
+	}
 	env, err := keyspace.OpenEnvelope(rr.Value)
 	if err != nil {
 		c.corrupt(a.key, rr.Value, errBadEnvelope)

@@ -1,13 +1,13 @@
 package agentcache
 
 import (
-	"runtime/debug"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"

@@ -46,9 +46,10 @@ type Options struct {
 	// resource says otherwise. Default DefaultTTL.
 	DefaultTTL time.Duration
 
-	// MaxValueSize bounds an encoded value written to L2, in bytes. A larger
-	// value stays in L1, is not written to L2, and is logged and counted.
-	// Default DefaultMaxValueSize.
+	// MaxValueSize bounds an encoded value in L2, in bytes. A larger value
+	// stays in L1, is not written to L2, and is logged and counted
+	// (Stats.Oversize); a larger value found in L2 is not decoded: it is a
+	// miss, logged and counted the same way. Default DefaultMaxValueSize.
 	MaxValueSize int
 
 	// Codec encodes values for L2 and snapshots. Default JSON.

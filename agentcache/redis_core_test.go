@@ -615,3 +615,38 @@ func TestRedisOversizeValueStaysOutOfL2(t *testing.T) {
 		t.Fatalf("B: %d L2 hits, %d loader runs, %d oversize; want 1, 1 (the big value), 1", s.L2Hits, bRuns.Load(), s.Oversize)
 	}
 }
+
+// TestRedisOversizeL2ValueIsNotRead: MaxValueSize bounds reads too. A value
+// planted in L2 above it (or written by an instance with a larger bound) is
+// a miss, counted in Stats.Oversize, and never decoded.
+func TestRedisOversizeL2ValueIsNotRead(t *testing.T) {
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	b := rcNew(t, Options{L2: e.store(), MaxValueSize: 4096})
+	ctx := context.Background()
+	var runs atomic.Int32
+	if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+	keys := e.keys("kv:*")
+	if len(keys) != 1 {
+		t.Fatalf("entry keys under the prefix: %q, want exactly one", keys)
+	}
+	valid, err := e.raw.Get(ctx, keys[0]).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same envelope with a payload padded past B's bound: valid JSON,
+	// so only the size keeps B from decoding it.
+	big := append(slices.Clip(valid[:len(valid)-1]), []byte(strings.Repeat(" ", 8192)+"}")...)
+	if err := e.raw.Set(ctx, keys[0], big, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Oversize == 0 || s.L2Hits != 0 || runs.Load() != 2 {
+		t.Fatalf("B: Oversize %d, L2 hits %d, tool runs %d; want the oversize value counted, not served, and the tool run again", s.Oversize, s.L2Hits, runs.Load())
+	}
+}
