@@ -321,7 +321,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	for _, m := range load {
 		v, ok := got[m.id]
 		if !ok || (m.lk.isNegative != nil && m.lk.isNegative(v)) {
-			c.putNegative(ctx, &m.lk, &m.a, cost)
+			c.putNegative(ctx, &m.lk, &m.a, cost, "")
 			out[m.id] = result[V]{err: negativeHit(rs)}
 			continue
 		}

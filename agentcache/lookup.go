@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -386,7 +387,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			if lk.r.negTTL > 0 {
 				c.negFilterFor(lk.r).add(negKey(a))
 			}
-			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r)
+			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r, r.msg)
 		case l2Unavailable:
 			if c.maybeNegative(lk, a) { // a bloom "maybe" that L2 could not confirm or deny is trusted
 				return loaded{tier: tierNegative}, negativeHit(lk.r)
@@ -478,7 +479,7 @@ func loadAndStore[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, 
 	val, cost, err := runTool(ctx, c, lk.r.obs, load)
 	if isNotFound(lk, val, err) {
 		ok = true
-		stored := c.putNegative(ctx, lk, a, cost)
+		stored := c.putNegative(ctx, lk, a, cost, notFoundMessage(err))
 		if err == nil {
 			err = negativeHit(lk.r)
 		}
@@ -513,6 +514,8 @@ type l2Read struct {
 	unusable bool
 	// otherGen reports a record of another generation than the lookup's.
 	otherGen bool
+	// msg is the tool's message a "not found" marker remembered.
+	msg string
 	// behind reports a record of another generation whose load began after
 	// this instance last confirmed the lookup's epochs.
 	behind bool
@@ -722,6 +725,12 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 		}
 	case kindMissing:
 		r.status, r.cost = l2Negative, env.Cost
+		if len(env.Payload) > 0 {
+			var m string // the tool's message; a marker of another shape says none
+			if c.codec.Unmarshal(env.Payload, &m) == nil {
+				r.msg = strings.ToValidUTF8(m, "")
+			}
+		}
 		return v, r
 	}
 	if err := c.codec.Unmarshal(env.Payload, &v); err != nil {

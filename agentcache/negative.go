@@ -2,6 +2,7 @@ package agentcache
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -115,17 +116,52 @@ func isNotFound(lk *lookup, v any, err error) bool {
 	return lk.isNegative != nil && lk.isNegative(v)
 }
 
-// negativeHit is the error a caller gets from a remembered "not found".
-func negativeHit(rs *resState) error {
-	if rs.id == "" {
+// negativeHit is the error a caller gets from a remembered "not found";
+// msg is the tool's own message when it was remembered with it.
+func negativeHit(rs *resState, msg ...string) error {
+	var m string
+	if len(msg) > 0 {
+		m = msg[0]
+	}
+	if rs.id == "" && m == "" {
 		return ErrNotFound
 	}
-	return &notFoundError{res: rs.id}
+	return &notFoundError{res: rs.def.Name, msg: m}
 }
 
-type notFoundError struct{ res string }
+// notFoundMessage is what a "not found" marker remembers of the tool's
+// error: its first line, at most maxNotFoundMessage bytes of valid UTF-8
+// ("" for none).
+func notFoundMessage(err error) string {
+	if err == nil || err == ErrNotFound {
+		return ""
+	}
+	m := err.Error()
+	if i := strings.IndexAny(m, "\r\n"); i >= 0 {
+		m = m[:i]
+	}
+	if len(m) > maxNotFoundMessage {
+		m = m[:maxNotFoundMessage]
+	}
+	return strings.ToValidUTF8(m, "")
+}
 
-func (e *notFoundError) Error() string { return "agentcache: " + e.res + ": not found (cached)" }
+const maxNotFoundMessage = 256
+
+type notFoundError struct{ res, msg string }
+
+// Error repeats the tool's message when the marker remembered it.
+func (e *notFoundError) Error() string {
+	s := "agentcache: "
+	if e.res != "" {
+		s += e.res + ": "
+	}
+	s += "not found (cached)"
+	if e.msg != "" {
+		s += ": " + e.msg
+	}
+	return s
+}
 func (e *notFoundError) Is(target error) bool {
 	return target == ErrNotFound
 }

@@ -533,3 +533,39 @@ func TestRedisNegativeMarkerNeverReplacesValue(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisNegativeRepeatsTheToolsMessage: frameworks hand the tool's error
+// to the model, so a remembered "not found" says what the tool said (its
+// first line), on this instance and on another, rather than a message of
+// the cache's own.
+func TestRedisNegativeRepeatsTheToolsMessage(t *testing.T) {
+	res := resource.Resource{Name: "rc_invoice", Scope: scope.User, TTL: time.Minute, NegativeTTL: time.Minute}
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	b := rcNew(t, Options{L2: e.store()})
+	var runs atomic.Int32
+	tool := func(_ context.Context, id int) (string, error) {
+		runs.Add(1)
+		return "", fmt.Errorf("invoice %d does not exist: %w\nsecond line", id, ErrNotFound)
+	}
+	getA, _ := Wrap(a, res, tool)
+	getB, _ := Wrap(b, res, tool)
+	alice := scope.WithUser(context.Background(), "alice")
+	if _, err := getA(alice, 42); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "invoice 42 does not exist") {
+		t.Fatalf("the tool's own answer: %v", err)
+	}
+	rcWait(t, 5*time.Second, "A's marker in L2", func() bool { return a.Stats().WritesDone >= 1 })
+	for name, get := range map[string]func(context.Context, int) (string, error){"A": getA, "B": getB} {
+		_, err := get(alice, 42)
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: %v, want ErrNotFound", name, err)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "agentcache: rc_invoice: not found (cached): invoice 42 does not exist") || strings.ContainsAny(msg, "\r\n") {
+			t.Fatalf("%s: the remembered not-found says %q; want one line with the resource and the tool's message", name, msg)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("tool runs = %d, want 1", n)
+	}
+}

@@ -78,14 +78,18 @@ func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, cost tim
 // putNegative remembers a "not found" answer in the filter and as an L2
 // marker, which never replaces a value. It reports false when a
 // write-through failed.
-func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost time.Duration) bool {
+func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost time.Duration, msg string) bool {
 	if lk.r.negTTL <= 0 || !c.storable(lk, a) {
 		c.release(a)
 		return true
 	}
 	c.negFilterFor(lk.r).add(negKey(a))
 	c.stats.negativeStored.Add(1)
-	return c.writeRecord(ctx, lk, a, kindMissing, nil, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
+	var v any // the marker's payload: the tool's message, when it gave one
+	if msg != "" {
+		v = msg
+	}
+	return c.writeRecord(ctx, lk, a, kindMissing, v, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
 }
 
 // storable reports whether a's result may be stored: its epochs have not
@@ -164,7 +168,7 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 // when it cannot be encoded or is too large for L2.
 func (c *Cache) encode(v any, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
 	var payload []byte
-	if kind == kindValue {
+	if kind == kindValue || kind == kindMissing && v != nil { // a marker's payload is the tool's message
 		var err error
 		payload, err = c.codec.Marshal(v)
 		if err != nil {
