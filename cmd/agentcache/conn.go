@@ -116,11 +116,10 @@ func connect(c connFlags) (*conn, error) {
 func withTimeouts(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, usageError("invalid -url: %v", err)
+		// Not even the parser's detail: it quotes a piece of the URL ("invalid
+		// port \":se\" after host"), which in a malformed URL is as likely a
+		// piece of the password.
+		return nil, usageError("invalid -url: it does not parse as a URL (percent-encode characters such as # / ? @ in the password)")
 	}
 	switch u.Scheme {
 	case "redis", "rediss":

@@ -894,3 +894,36 @@ func TestLiveness(t *testing.T) {
 		}
 	}
 }
+
+// TestURLErrorsNeverShowThePassword: a password with an unescaped '#', '/',
+// '?' or '@' breaks the URL at that character, and the parser's message
+// quotes the piece it stopped at, which is then a piece of the password.
+func TestURLErrorsNeverShowThePassword(t *testing.T) {
+	clearEnv(t)
+	const pw = "Zq#Xw/Kp?Vb@Ty"
+	pieces := []string{"Zq", "Xw", "Kp", "Vb", "Ty"}
+	for _, raw := range []string{
+		"redis://:" + pw + "@127.0.0.1:6379/0",
+		"redis://user:" + pw + "@127.0.0.1:6379",
+		"rediss://user:" + pw + "@cache.internal:6380/1",
+		"unix://user:" + pw + "@/tmp/redis.sock",
+		"redis://user:Zq/Xw@127.0.0.1:1",
+		"redis://user:Zq#Xw@127.0.0.1:1",
+	} {
+		for _, cmd := range []string{"stats", "inspect", "invalidate"} {
+			args := []string{cmd, "-url", raw, "-user", "u"}
+			if cmd == "stats" {
+				args = args[:3]
+			}
+			_, errOut, code := cli(t, "", args...)
+			if code == 0 {
+				t.Errorf("%s -url %q succeeded", cmd, raw)
+			}
+			for _, p := range pieces {
+				if strings.Contains(errOut, p) {
+					t.Errorf("%s -url %q: stderr %q shows %q, a piece of the password", cmd, raw, errOut, p)
+				}
+			}
+		}
+	}
+}
