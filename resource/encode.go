@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"encoding"
 	"encoding/base64"
 	"encoding/json"
 	"math"
@@ -116,6 +117,34 @@ func (s *state) checkSize() error {
 func (s *state) tooLarge() error {
 	return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(s.maxBytes) + " bytes", -1}
 }
+
+// checkText refuses a value whose text encoding (encoding.TextMarshaler,
+// when it is not a json.Marshaler, which encoding/json prefers) is not
+// valid UTF-8: encoding/json would replace each bad byte with U+FFFD, so
+// two binary IDs that differ only there would share one key.
+func checkText(x any) error {
+	if _, ok := x.(json.Marshaler); ok {
+		return nil
+	}
+	tm, ok := x.(encoding.TextMarshaler)
+	if !ok {
+		return nil
+	}
+	if rv := reflect.ValueOf(x); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return nil // encoding/json writes null
+	}
+	b, err := tm.MarshalText()
+	if err != nil {
+		return nil // encoding/json reports it, as it does for every marshaler
+	}
+	if !utf8.Valid(b) {
+		return errInvalidText
+	}
+	return nil
+}
+
+// errInvalidText refuses a MarshalText result that is not valid UTF-8.
+var errInvalidText = &jsonError{ErrInvalidJSON, "MarshalText returned text that is not valid UTF-8", -1}
 
 // errInvalidUTF8 refuses a Go string that is not valid UTF-8. encoding/json
 // would replace each bad byte with U+FFFD, so two different arguments
@@ -391,6 +420,9 @@ func (s *state) fallback(v reflect.Value) error {
 		x = c.Interface()
 	default:
 		x = v.Interface()
+	}
+	if err := checkText(x); err != nil {
+		return err
 	}
 	b, err := json.Marshal(x)
 	if err != nil {

@@ -740,3 +740,32 @@ func TestHashValueRefusesHugeMapsQuickly(t *testing.T) {
 	}
 	t.Logf("refused in %v", time.Since(start))
 }
+
+// binaryID is an ID whose text form is its raw bytes.
+type binaryID []byte
+
+func (b binaryID) MarshalText() ([]byte, error) { return b, nil }
+
+// TestHashValueRefusesInvalidTextFromMarshalText: encoding/json replaces
+// each byte of invalid UTF-8 that MarshalText returns with U+FFFD, so binary
+// IDs that differ only in such bytes would share one key and one cached
+// answer. HashValue refuses them, as it refuses invalid UTF-8 strings; valid
+// text hashes as encoding/json encodes it.
+func TestHashValueRefusesInvalidTextFromMarshalText(t *testing.T) {
+	type args struct {
+		ID binaryID `json:"id"`
+	}
+	for _, v := range []any{binaryID("\xff\x01"), binaryID("\xfe\x01"), args{ID: binaryID("a\xffb")}, &args{ID: binaryID("\xc0\x80")}} {
+		if _, err := resource.HashValue(v, resource.Limits{}); !errors.Is(err, resource.ErrInvalidJSON) || !strings.Contains(err.Error(), "MarshalText") {
+			t.Errorf("HashValue(%#v) = %v; want ErrInvalidJSON naming MarshalText", v, err)
+		}
+	}
+	got, err := resource.HashValue(args{ID: binaryID("ok-42")}, resource.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := resource.HashJSON([]byte(`{"id":"ok-42"}`), resource.Limits{})
+	if err != nil || got != want {
+		t.Fatalf("HashValue of valid text = %v (%v), want the hash of its JSON %v", got, err, want)
+	}
+}
