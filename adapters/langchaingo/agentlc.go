@@ -15,15 +15,19 @@
 // context given to the agent executor, which passes it to every tool call),
 // and the input:
 //
-//   - an input that is one JSON value (as most agents write tool input) is
-//     keyed on its canonical form, so key order, white space and number
-//     spelling do not matter: {"city":"Paris","units":"C"} and
-//     {"units": "C", "city": "Paris"} are one entry;
-//   - any other input is keyed on its exact text, white space included.
+//   - an input that is one JSON object or array (as most agents write
+//     structured tool input) is keyed on its canonical form, so key order,
+//     white space and number spelling do not matter:
+//     {"city":"Paris","units":"C"} and {"units": "C", "city": "Paris"} are
+//     one entry. This assumes the tool decodes its input as JSON; wrap a
+//     tool that reads the raw text otherwise with its own key;
+//   - any other input is keyed on its exact text, white space included,
+//     also when it parses as a JSON scalar: "3.10" and "3.1", "1e3" and
+//     "1000", or "Paris" in quotes with and without spaces around it, are
+//     different inputs.
 //
-// The two kinds never share an entry (the JSON string "Paris", quotes
-// included, is not the text Paris). JSON that the canonical form rejects (a
-// duplicated key, for one) or that is nested deeper or is larger than
+// The two kinds never share an entry. JSON that the canonical form rejects
+// (a duplicated key, for one) or that is nested deeper or is larger than
 // resource.Limits' defaults is keyed on its exact text.
 //
 // A tool error that wraps [agentcache.ErrNotFound] is remembered as "not
@@ -49,6 +53,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tmc/langchaingo/tools"
 
@@ -154,8 +159,15 @@ var keyLimits = resource.Limits{
 }
 
 func keyOf(input string) callKey {
-	if canon, err := resource.AppendCanonicalJSON(nil, []byte(input), keyLimits); err == nil {
-		return callKey{JSON: canon, input: input}
+	// Only a JSON object or array is canonicalized: that is how agents
+	// write structured tool input, and a tool decodes it whatever its key
+	// order and spacing. Anything else is free text, even when it parses as
+	// a JSON scalar: "3.10" and "3.1", or "1e3" and "1000", are different
+	// inputs to a tool that reads text.
+	if t := strings.TrimLeft(input, " \t\r\n"); t != "" && (t[0] == '{' || t[0] == '[') {
+		if canon, err := resource.AppendCanonicalJSON(nil, []byte(input), keyLimits); err == nil {
+			return callKey{JSON: canon, input: input}
+		}
 	}
 	return callKey{Text: &input, input: input}
 }

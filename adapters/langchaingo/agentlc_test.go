@@ -134,12 +134,17 @@ func TestTextInputKeyedExactly(t *testing.T) {
 		{"paris", 3},         // so does case
 		{`"Paris"`, 4},       // the JSON string "Paris" is not the text Paris
 		{`"Paris"`, 4},       //
-		{` "Paris" `, 4},     // but is the same JSON value with spaces around it
-		{`{"a":1,"a":2}`, 5}, // JSON the canonical form refuses: keyed as text
-		{`{"a":1,"a":2}`, 5},
-		{`{"a":2,"a":1}`, 6},
-		{"", 7},
-		{"", 7},
+		{` "Paris" `, 5},     // nor is it with spaces around it: a scalar is text
+		{`{"a":1,"a":2}`, 6}, // JSON the canonical form refuses: keyed as text
+		{`{"a":1,"a":2}`, 6},
+		{`{"a":2,"a":1}`, 7},
+		{"", 8},
+		{"", 8},
+		{"3.10", 9}, // numbers, too, are the text the tool reads
+		{"3.1", 10},
+		{"1e3", 11},
+		{"1000", 12},
+		{"1000", 12},
 	} {
 		mustCall(t, ctx, w, tc.input)
 		wantRuns(t, inner, tc.runs)
