@@ -206,7 +206,7 @@ func TestBatchToolErrorAndPanic(t *testing.T) {
 
 type lookupArgs struct {
 	Query     string `json:"query"`
-	RequestID string `json:"-"` // left out of the key
+	RequestID string `json:"-"` // left out of the key by MemoOptions.Key
 }
 
 func TestMemoizeLRUAndArgs(t *testing.T) {
@@ -214,7 +214,7 @@ func TestMemoizeLRUAndArgs(t *testing.T) {
 	m, err := Memoize(func(ctx context.Context, a lookupArgs) (string, error) {
 		runs.Add(1)
 		return "answer to " + a.Query, nil
-	}, MemoOptions[lookupArgs]{MaxEntries: 2})
+	}, MemoOptions[lookupArgs]{MaxEntries: 2, Key: func(a lookupArgs) any { return a.Query }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -25,8 +26,9 @@ type MemoOptions[A any] struct {
 	TTL time.Duration
 	// Key, if set, returns what the key is built from, to leave arguments
 	// out (async-cache's skip_args): a receiver, a request ID. Without it
-	// the whole argument value is the key — struct fields tagged `json:"-"`
-	// are already left out.
+	// the whole argument value is the key, and an argument type with a
+	// field its JSON encoding leaves out (unexported, or tagged `json:"-"`)
+	// is refused: calls that differ only there would share one result.
 	Key func(args A) any
 	// Cache, if set, memoizes through it (L1, L2, tracing, invalidation) as
 	// the global resource Name.
@@ -72,6 +74,11 @@ type Memo[A, R any] struct {
 func Memoize[A, R any](fn func(ctx context.Context, args A) (R, error), o MemoOptions[A]) (*Memo[A, R], error) {
 	if fn == nil {
 		return nil, errors.New("agentcache: Memoize: nil function")
+	}
+	if o.Key == nil {
+		if err := resource.CheckArgs(reflect.TypeFor[A]()); err != nil {
+			return nil, fmt.Errorf("agentcache: Memoize %s: %w (or give MemoOptions.Key)", o.Name, err)
+		}
 	}
 	if o.TTL < 0 {
 		return nil, fmt.Errorf("agentcache: Memoize %s: negative TTL", o.Name)

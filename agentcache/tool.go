@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 	"unsafe"
 
@@ -227,6 +228,9 @@ func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context, args A) (R, error), opts ...ToolOption) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)
+	}
+	if err := resource.CheckArgs(reflect.TypeFor[A]()); err != nil {
+		return nil, fmt.Errorf("agentcache: Wrap %s: %w", r.Name, err)
 	}
 	rs, err := c.register(r)
 	if err != nil {

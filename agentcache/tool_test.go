@@ -301,3 +301,53 @@ func TestWrappersRefuseANilCache(t *testing.T) {
 		t.Error("WrapBatch(nil, ...) did not fail")
 	}
 }
+
+// TestLossyArgumentTypesAreRefused: a typed tool's key is the JSON encoding
+// of its arguments, so a field JSON leaves out would let two calls that the
+// tool tells apart share one answer (tenant "globex" served "acme"'s).
+// Wrap and Memoize refuse such types at once, naming the field; Memoize
+// takes them with a Key that says what the call is keyed on.
+func TestLossyArgumentTypesAreRefused(t *testing.T) {
+	c := newL1(t, Options{})
+	res := resource.Resource{Name: "tenant_report", Scope: scope.Global, TTL: time.Minute}
+	type hidden struct {
+		Report string `json:"report"`
+		tenant string
+	}
+	type skipped struct {
+		Report string `json:"report"`
+		Tenant string `json:"-"`
+	}
+	type nested struct {
+		Items []map[string]*skipped `json:"items"`
+	}
+	check := func(name string, err error, field string) {
+		t.Helper()
+		if !errors.Is(err, resource.ErrLossyArgs) || !strings.HasPrefix(err.Error(), "agentcache: ") || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v; want an agentcache error wrapping resource.ErrLossyArgs naming %s", name, err, field)
+		}
+	}
+	_, err := Wrap(c, res, func(_ context.Context, a hidden) (string, error) { return a.tenant, nil })
+	check("unexported field", err, "tenant")
+	_, err = Wrap(c, res, func(_ context.Context, a skipped) (string, error) { return a.Tenant, nil })
+	check("json:\"-\" field", err, "Tenant")
+	_, err = Wrap(c, res, func(_ context.Context, a nested) (string, error) { return "", nil })
+	check("nested", err, "Tenant")
+	_, err = Memoize(func(_ context.Context, a skipped) (string, error) { return a.Tenant, nil }, MemoOptions[skipped]{Name: "m"})
+	check("Memoize", err, "Tenant")
+	if _, err := Memoize(func(_ context.Context, a skipped) (string, error) { return a.Report, nil }, MemoOptions[skipped]{Name: "m", Key: func(a skipped) any { return a.Report }}); err != nil {
+		t.Errorf("Memoize with a Key: %v", err)
+	}
+	// Types whose JSON is all they hold are fine: exported fields, an
+	// embedded struct's promoted fields, values that encode themselves.
+	type base struct{ Tenant string }
+	type ok struct {
+		base
+		When   time.Time       `json:"when"`
+		Raw    json.RawMessage `json:"raw"`
+		Labels map[string]string
+	}
+	if _, err := Wrap(c, resource.Resource{Name: "tenant_report_ok", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, a ok) (string, error) { return a.Tenant, nil }); err != nil {
+		t.Errorf("Wrap of a type whose JSON covers it: %v", err)
+	}
+}

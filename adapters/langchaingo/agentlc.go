@@ -151,6 +151,17 @@ type callKey struct {
 	input string
 }
 
+// MarshalJSON encodes what the call is keyed on, and says so: the cache
+// refuses an argument type whose encoding leaves a field out unless the
+// type encodes itself. input is left out on purpose: an object or array is
+// keyed on its canonical form (see the package doc).
+func (k callKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		JSON json.RawMessage `json:"json,omitempty"`
+		Text *string         `json:"text,omitempty"`
+	}{k.JSON, k.Text})
+}
+
 // keyLimits leave room for the few bytes callKey adds around the input, so
 // that an input accepted here is accepted by the cache's default limits.
 var keyLimits = resource.Limits{
