@@ -224,7 +224,11 @@ func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 // per-user or per-session resource called without that ID in ctx fails
 // with an error wrapping scope.ErrMissing: the tool is not called and
 // nothing is cached. Bad arguments (too large, too deep, not encodable) are
-// refused the same way.
+// refused the same way. An argument type A with a field that its JSON form
+// leaves out (unexported, or tagged `json:"-"`) is refused by Wrap itself
+// (resource.CheckArgs): calls that differ only there would share one
+// answer. A type that encodes itself (json.Marshaler) is keyed on what it
+// encodes.
 func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context, args A) (R, error), opts ...ToolOption) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)

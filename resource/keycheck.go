@@ -3,6 +3,7 @@ package resource
 import (
 	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -10,7 +11,7 @@ import (
 
 // ErrLossyArgs is wrapped by the error of [CheckArgs] for an argument type
 // whose JSON encoding leaves out part of the value.
-var ErrLossyArgs = fmt.Errorf("resource: arguments the key would not cover")
+var ErrLossyArgs = errors.New("resource: arguments the key would not cover")
 
 // CheckArgs reports whether every part of a value of type t that a tool can
 // see is in its JSON encoding, which is what [HashValue] keys a call on. A
