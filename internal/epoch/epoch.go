@@ -391,14 +391,13 @@ func (c *Cell) use(tick int64) {
 	}
 }
 
-// refresh confirms, in one call, every cell used in the last MaxAge and
-// confirmed before the current tick: a cell in use is then never older
-// than MaxAge/2 and a tick, and no lookup waits for it, nor one that comes
-// back within MaxAge of its last use. A cell unused for longer is left to
-// go stale: its next lookup confirms it (a hit's one round trip) or carries
-// its load (a read's). It runs
-// on the tick's goroutine; a slow L2 delays the next tick, which only makes
-// cells look older (never younger) than they are.
+// refresh confirms, in one call, every cell in use (used in the last
+// MaxAge, or kept by [Table.Keep]) that was confirmed before the current
+// tick: such a cell is never older than MaxAge/2 and a tick, and no lookup
+// waits for it. A cell out of use is left to go stale: its next lookup
+// confirms it (a hit's one round trip) or carries its load (a read's). It
+// runs on the tick's goroutine; a slow L2 delays the next tick, which only
+// makes cells look older (never younger) than they are.
 func (t *Table) refresh() {
 	if t.cfg.Store == nil {
 		return
