@@ -265,7 +265,9 @@ type JSONTool func(ctx context.Context, args json.RawMessage) (json.RawMessage, 
 // WrapJSON is Wrap for a JSONTool. The key is the hash of the canonical form
 // of the arguments, so the same arguments give the same entry whatever their
 // key order, whitespace or escaping. Arguments that are not valid JSON (or
-// hit the limits) are refused with an error and the tool is not called.
+// hit the limits) are refused with an error and the tool is not called, as
+// are objects with keys that differ only in case ({"id":1,"ID":2}), which
+// encoding/json would decode into one field.
 func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) (JSONTool, error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapJSON %s: nil tool", r.Name)
@@ -275,6 +277,8 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		return nil, err
 	}
 	cfg := newToolConfig(opts)
+	lim := cfg.limits
+	lim.RefuseCaseFold = true // the tool decodes the bytes itself (resource.Limits.RefuseCaseFold)
 	return func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
 		if c.closed.Load() {
 			return nil, ErrClosed
@@ -283,7 +287,7 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
-		h, err := resource.HashJSON(args, cfg.limits)
+		h, err := resource.HashJSON(args, lim)
 		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}

@@ -351,3 +351,34 @@ func TestLossyArgumentTypesAreRefused(t *testing.T) {
 		t.Errorf("Wrap of a type whose JSON covers it: %v", err)
 	}
 }
+
+// TestWrapJSONRefusesKeysThatDifferOnlyInCase: encoding/json decodes "id"
+// and "ID" into one field, last one winning, so {"id":"public","ID":"secret"}
+// and the reverse reach the tool as different values under one canonical
+// form; the first caller would decide what the other is served.
+func TestWrapJSONRefusesKeysThatDifferOnlyInCase(t *testing.T) {
+	c := newL1(t, Options{})
+	var runs atomic.Int32
+	tool, err := WrapJSON(c, resource.Resource{Name: "doc_fetch", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, args json.RawMessage) (json.RawMessage, error) {
+		runs.Add(1)
+		var a struct{ ID string }
+		if err := json.Unmarshal(args, &a); err != nil {
+			return nil, err
+		}
+		return json.Marshal("doc " + a.ID)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{`{"id":"public","ID":"secret"}`, `{"ID":"secret","id":"public"}`} {
+		if _, err := tool(context.Background(), json.RawMessage(in)); !errors.Is(err, resource.ErrInvalidJSON) || !strings.HasPrefix(err.Error(), "agentcache: ") {
+			t.Errorf("WrapJSON(%s) = %v; want an agentcache error wrapping resource.ErrInvalidJSON", in, err)
+		}
+	}
+	if out, err := tool(context.Background(), json.RawMessage(`{"id":"public"}`)); err != nil || string(out) != `"doc public"` {
+		t.Fatalf("a plain call: %s, %v", out, err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("tool runs = %d, want 1 (the refused calls never reach it)", n)
+	}
+}

@@ -167,6 +167,9 @@ func (k callKey) MarshalJSON() ([]byte, error) {
 var keyLimits = resource.Limits{
 	MaxDepth: resource.DefaultMaxDepth - 1,
 	MaxBytes: resource.DefaultMaxBytes - 64,
+	// An object whose keys differ only in case decodes ambiguously: it is
+	// keyed on its exact text instead.
+	RefuseCaseFold: true,
 }
 
 func keyOf(input string) callKey {
