@@ -760,6 +760,17 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 				}
 				return ""
 			})
+			// Every refresh this read started has finished (a GetMany starts
+			// one per stale key): one still running would keep the next
+			// read's refresh of its key from starting.
+			ctWaitFor(t, 5*time.Second, func() string {
+				running := 0
+				a.refreshing.Range(func(any, any) bool { running++; return true })
+				if running > 0 {
+					return fmt.Sprintf("%d refreshes of %s still running", running, read.name)
+				}
+				return ""
+			})
 		}
 	})
 }
