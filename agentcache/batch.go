@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -63,6 +64,9 @@ type result[V any] struct {
 func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchTool[K, V], opts ...ToolOption) (*Batch[K, V], error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapBatch %s: nil tool", r.Name)
+	}
+	if err := resource.CheckArgs(reflect.TypeFor[K]()); err != nil { // as Wrap: an ID is a call's argument
+		return nil, fmt.Errorf("agentcache: WrapBatch %s: %w", r.Name, err)
 	}
 	rs, err := c.register(r)
 	if err != nil {
@@ -280,7 +284,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 				out[m.id] = result[V]{v: v}
 			case l2Negative:
 				c.stats.negativeHits.Inc()
-				out[m.id] = result[V]{err: negativeHit(rs)}
+				out[m.id] = result[V]{err: negativeHit(rs, r.msg)}
 			}
 		}
 	}
@@ -293,7 +297,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		}
 		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(negKey(&m.a)) {
 			c.stats.negativeHits.Inc()
-			out[m.id] = result[V]{err: negativeHit(rs)}
+			out[m.id] = result[V]{err: negativeHit(rs, "")}
 			continue
 		}
 		load = append(load, m)
@@ -322,7 +326,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		v, ok := got[m.id]
 		if !ok || (m.lk.isNegative != nil && m.lk.isNegative(v)) {
 			c.putNegative(ctx, &m.lk, &m.a, cost, "")
-			out[m.id] = result[V]{err: negativeHit(rs)}
+			out[m.id] = result[V]{err: negativeHit(rs, "")}
 			continue
 		}
 		c.put(ctx, &m.lk, &m.a, v, cost)

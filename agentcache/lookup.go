@@ -350,7 +350,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 	}
 	if c.l2 == nil || !a.carry && (a.st.Local() || a.st.Down()) {
 		if c.maybeNegative(lk, a) {
-			return loaded{tier: tierNegative}, negativeHit(lk.r)
+			return loaded{tier: tierNegative}, negativeHit(lk.r, "")
 		}
 		return loadAndStore(ctx, c, lk, a, load)
 	}
@@ -390,7 +390,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r, r.msg)
 		case l2Unavailable:
 			if c.maybeNegative(lk, a) { // a bloom "maybe" that L2 could not confirm or deny is trusted
-				return loaded{tier: tierNegative}, negativeHit(lk.r)
+				return loaded{tier: tierNegative}, negativeHit(lk.r, "")
 			}
 			return loadAndStore(ctx, c, lk, a, load)
 		}
@@ -481,7 +481,7 @@ func loadAndStore[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, 
 		ok = true
 		stored := c.putNegative(ctx, lk, a, cost, notFoundMessage(err))
 		if err == nil {
-			err = negativeHit(lk.r)
+			err = negativeHit(lk.r, "")
 		}
 		return loaded{tier: tierLoader, cost: cost, l2failed: !stored}, err
 	}

@@ -117,16 +117,13 @@ func isNotFound(lk *lookup, v any, err error) bool {
 }
 
 // negativeHit is the error a caller gets from a remembered "not found";
-// msg is the tool's own message when it was remembered with it.
-func negativeHit(rs *resState, msg ...string) error {
-	var m string
-	if len(msg) > 0 {
-		m = msg[0]
-	}
-	if rs.id == "" && m == "" {
+// msg is the tool's own message when the marker remembered it ("": none,
+// as from the bloom filter).
+func negativeHit(rs *resState, msg string) error {
+	if rs.id == "" && msg == "" {
 		return ErrNotFound
 	}
-	return &notFoundError{res: rs.def.Name, msg: m}
+	return &notFoundError{res: rs.def.Name, msg: msg}
 }
 
 // notFoundMessage is what a "not found" marker remembers of the tool's

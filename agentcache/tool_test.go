@@ -335,6 +335,8 @@ func TestLossyArgumentTypesAreRefused(t *testing.T) {
 	check("nested", err, "Tenant")
 	_, err = Memoize(func(_ context.Context, a skipped) (string, error) { return a.Tenant, nil }, MemoOptions[skipped]{Name: "m"})
 	check("Memoize", err, "Tenant")
+	_, err = WrapBatch(c, resource.Resource{Name: "tenant_batch", Scope: scope.Global, TTL: time.Minute}, func(context.Context, []hidden) (map[hidden]string, error) { return nil, nil })
+	check("WrapBatch", err, "tenant")
 	if _, err := Memoize(func(_ context.Context, a skipped) (string, error) { return a.Report, nil }, MemoOptions[skipped]{Name: "m", Key: func(a skipped) any { return a.Report }}); err != nil {
 		t.Errorf("Memoize with a Key: %v", err)
 	}
