@@ -279,22 +279,8 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 			b := rcNew(t, Options{L2: e.store()})
 			ctx := context.Background()
 			var runs atomic.Int32
-			if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
-				t.Fatal(err)
-			}
-			rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
-			keys := e.keys("kv:*")
-			if len(keys) != 1 {
-				t.Fatalf("entry keys under the prefix: %q, want exactly one", keys)
-			}
-			valid, err := e.raw.Get(ctx, keys[0]).Bytes()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := keyspace.OpenEnvelope(valid); err != nil {
-				t.Fatalf("the value A wrote does not open: %v", err)
-			}
-			if err := e.raw.Set(ctx, keys[0], tc.corrupt(valid), time.Hour).Err(); err != nil {
+			key, valid := rcProfileInL2(t, e, a, &runs)
+			if err := e.raw.Set(ctx, key, tc.corrupt(valid), time.Hour).Err(); err != nil {
 				t.Fatal(err)
 			}
 
@@ -302,7 +288,7 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 			// fails, so nothing replaces the entry); the error is the
 			// loader's, never a decoding error.
 			toolDown := errors.New("profile service down")
-			_, err = Get(ctx, b, "profile:7", LoaderFunc[rcProfile](func(context.Context, string) (rcProfile, error) {
+			_, err := Get(ctx, b, "profile:7", LoaderFunc[rcProfile](func(context.Context, string) (rcProfile, error) {
 				return rcProfile{}, toolDown
 			}))
 			if !errors.Is(err, toolDown) {
@@ -312,7 +298,7 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 				t.Fatalf("B: L2Corrupt %d, L2Hits %d; want the corrupt entry counted and not served", s.L2Corrupt, s.L2Hits)
 			}
 			rcWait(t, 5*time.Second, "corrupt key deleted", func() bool {
-				return e.raw.Exists(ctx, keys[0]).Val() == 0
+				return e.raw.Exists(ctx, key).Val() == 0
 			})
 			rcWait(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
 
@@ -630,7 +616,28 @@ func TestRedisOversizeL2ValueIsNotRead(t *testing.T) {
 	b := rcNew(t, Options{L2: e.store(), MaxValueSize: 4096})
 	ctx := context.Background()
 	var runs atomic.Int32
-	if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+	key, valid := rcProfileInL2(t, e, a, &runs)
+	// The same envelope with a payload padded past B's bound: valid JSON,
+	// so only the size keeps B from decoding it.
+	big := append(slices.Clip(valid[:len(valid)-1]), []byte(strings.Repeat(" ", 8192)+"}")...)
+	if err := e.raw.Set(ctx, key, big, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stats(); s.Oversize == 0 || s.L2Hits != 0 || runs.Load() != 2 {
+		t.Fatalf("B: Oversize %d, L2 hits %d, tool runs %d; want the oversize value counted, not served, and the tool run again", s.Oversize, s.L2Hits, runs.Load())
+	}
+}
+
+// rcProfileInL2 has a load profile:7 through the key-value API (counted in
+// runs), waits for its L2 write and returns the entry's key and the bytes
+// it wrote, checked to open as an envelope.
+func rcProfileInL2(t *testing.T, e *rcEnv, a *Cache, runs *atomic.Int32) (string, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := Get(ctx, a, "profile:7", rcCounting(runs, rcProfileFor)); err != nil {
 		t.Fatal(err)
 	}
 	rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
@@ -642,16 +649,8 @@ func TestRedisOversizeL2ValueIsNotRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The same envelope with a payload padded past B's bound: valid JSON,
-	// so only the size keeps B from decoding it.
-	big := append(slices.Clip(valid[:len(valid)-1]), []byte(strings.Repeat(" ", 8192)+"}")...)
-	if err := e.raw.Set(ctx, keys[0], big, time.Hour).Err(); err != nil {
-		t.Fatal(err)
+	if _, err := keyspace.OpenEnvelope(valid); err != nil {
+		t.Fatalf("the value A wrote does not open: %v", err)
 	}
-	if _, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
-		t.Fatal(err)
-	}
-	if s := b.Stats(); s.Oversize == 0 || s.L2Hits != 0 || runs.Load() != 2 {
-		t.Fatalf("B: Oversize %d, L2 hits %d, tool runs %d; want the oversize value counted, not served, and the tool run again", s.Oversize, s.L2Hits, runs.Load())
-	}
+	return keys[0], valid
 }

@@ -774,18 +774,10 @@ func (r *Remote) Extend(ctx context.Context, key, token string, ttl time.Duratio
 	if ttl <= 0 {
 		return false, errLeaseTTL
 	}
-	if err := r.lock(ctx, "extend"); err != nil {
-		return false, err
-	}
-	defer r.unlock()
-	k := r.prefix + key
-	e, ok := r.getLocked(k)
-	if !ok || !tier.LeaseHeld(e.value, token) {
-		return false, nil
-	}
-	e.expires = r.expiry(ttl)
-	r.b.data[k] = e
-	return true, nil
+	return r.held(ctx, "extend", key, token, func(k string, e remoteEntry) {
+		e.expires = r.expiry(ttl)
+		r.b.data[k] = e
+	})
 }
 
 // TagLease implements [tier.LeaseTagger].
@@ -796,24 +788,22 @@ func (r *Remote) TagLease(ctx context.Context, key, token string, gen uint64, tt
 	if gen == 0 {
 		return false, errLeaseGen
 	}
-	if err := r.lock(ctx, "tag lease"); err != nil {
-		return false, err
-	}
-	defer r.unlock()
-	k := r.prefix + key
-	e, ok := r.getLocked(k)
-	if !ok || !tier.LeaseHeld(e.value, token) {
-		return false, nil
-	}
-	r.setLocked(k, []byte(tier.LeaseValue(token, gen)), ttl)
-	return true, nil
+	return r.held(ctx, "tag lease", key, token, func(k string, _ remoteEntry) {
+		r.setLocked(k, []byte(tier.LeaseValue(token, gen)), ttl)
+	})
 }
 
 var errLeaseGen = errors.New("memory: a lease's generation must be known (> 0)")
 
 // Unlock implements [tier.Locker].
 func (r *Remote) Unlock(ctx context.Context, key, token string) (bool, error) {
-	if err := r.lock(ctx, "unlock"); err != nil {
+	return r.held(ctx, "unlock", key, token, func(k string, _ remoteEntry) { delete(r.b.data, k) })
+}
+
+// held runs fn on the lease at key, under the lock, if token holds it, and
+// reports whether it did.
+func (r *Remote) held(ctx context.Context, op, key, token string, fn func(k string, e remoteEntry)) (bool, error) {
+	if err := r.lock(ctx, op); err != nil {
 		return false, err
 	}
 	defer r.unlock()
@@ -822,6 +812,6 @@ func (r *Remote) Unlock(ctx context.Context, key, token string) (bool, error) {
 	if !ok || !tier.LeaseHeld(e.value, token) {
 		return false, nil
 	}
-	delete(r.b.data, k)
+	fn(k, e)
 	return true, nil
 }
