@@ -350,6 +350,31 @@ func TestRoundTripsCluster(t *testing.T) {
 			recv(t, sub)
 		}
 	}
+
+	// A client that may read from replicas confirms epochs with the
+	// scripts, which run on masters, never with GETs a lagging replica
+	// could answer with a value from before a bump.
+	ro := c.ClusterOptions()
+	ro.ContextTimeoutEnabled, ro.ReadOnly = true, true
+	rc := goredis.NewClusterClient(ro)
+	t.Cleanup(func() { _ = rc.Close() })
+	rtr := newTrips()
+	rc.OnNewNode(func(node *goredis.Client) { node.AddHook(rtr.hook(node.Options().Addr)) })
+	rs, err := New(rc, Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadEpochs(ctx, []tier.EpochOp{{Key: "ro:e"}}); err != nil { // the key exists
+		t.Fatal(err)
+	}
+	rtr.reset()
+	if _, err := rs.LoadEpochs(ctx, []tier.EpochOp{{Key: "ro:e", Known: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, sent := rtr.counts()
+	if strings.Contains(sent, "get") || !strings.Contains(sent, "eval") {
+		t.Fatalf("LoadEpochs on a ReadOnly cluster client sent %s; want the epoch scripts and no GET", sent)
+	}
 }
 
 // With WaitReplicas on one server, the WAIT shares the scripts' pipeline
