@@ -146,6 +146,16 @@ type Options struct {
 	// RecordArgs puts the hash of a call's canonical arguments on lookup
 	// spans. Off by default.
 	RecordArgs bool
+	// Secret, if set, is the application's secret key (at least 16 bytes;
+	// every instance of the fleet must share it). With it, every entry this
+	// cache writes to L2 carries an HMAC-SHA256 of its key and contents, and
+	// a read refuses an entry without a valid one, so that whoever can write
+	// to Redis but does not know the secret cannot plant or move a value
+	// that a user is served. It also keys the scope-ID hashes of
+	// RecordScopeIDs. Default: none (entries are bound to their key by an
+	// unkeyed hash, which catches a value copied to another key by mistake
+	// but not a forgery).
+	Secret []byte
 	// Name labels this cache's metrics (agentcache.cache). Default "default".
 	Name string
 
@@ -242,6 +252,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if f := v.Negative.FalsePositiveRate; f < 0 || f > 0.5 || f != f {
 		bad("Negative.FalsePositiveRate", "must be in (0, 0.5]")
+	}
+	if len(v.Secret) > 0 && len(v.Secret) < 16 {
+		bad("Secret", "must be at least 16 bytes")
 	}
 	if v.MaxEpochAge > 0 && v.MaxEpochAge < 4*time.Millisecond {
 		bad("MaxEpochAge", "must be at least 4ms")
