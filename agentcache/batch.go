@@ -72,6 +72,9 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkTool(rs, "WrapBatch", tool, reflect.TypeFor[K](), reflect.TypeFor[V](), nil, true); err != nil {
+		return nil, err
+	}
 	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, pending: map[string]*window[K, V]{}}
 	return b, nil
 }
@@ -329,7 +332,12 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 			out[m.id] = result[V]{err: negativeHit(rs, "")}
 			continue
 		}
-		c.put(ctx, &m.lk, &m.a, v, cost)
+		v, payload, cacheable := roundTrip(c, rs, v)
+		if cacheable {
+			c.put(ctx, &m.lk, &m.a, v, payload, cost)
+		} else {
+			c.release(&m.a)
+		}
 		out[m.id] = result[V]{v: v}
 	}
 	return out

@@ -56,6 +56,7 @@ type Cache struct {
 	clock        storeClock // the L2 store's clock, for stamps of writes without a read
 	rp           repairs
 	refreshing   sync.Map // L1 key → struct{}: refreshes running
+	checked      sync.Map // reflect.Type → error (nil: carried): result types the codec was asked about
 
 	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait
 	bgClosed bool           // no background work may start
@@ -87,10 +88,13 @@ type entry struct {
 	// cost is how long the tool ran to produce the value (nanoseconds; 0:
 	// unknown), the time a hit saves.
 	cost time.Duration
-	// raw is set on entries restored from a snapshot: value is then the
-	// encoded []byte and st carries values but no cells until the first
-	// lookup confirms the epochs and decodes it.
+	// raw is set on entries whose value is the codec's []byte, decoded
+	// into the reader's type on the first lookup: a Set's (whose type is
+	// the reader's to choose), and an entry restored from a snapshot.
 	raw bool
+	// restored is set on entries restored from a snapshot: st carries
+	// values but no cells until the first lookup confirms the epochs.
+	restored bool
 	// unconfirmed is set on restored entries until L2 has been seen to
 	// hold the same value for them (see confirmSnapshot). Until then they
 	// are served only while L2 is unreachable.
@@ -108,7 +112,7 @@ type counters struct {
 	l2Errors, l2Corrupt                        atomic.Uint64
 	writesQueued, writesDone                   atomic.Uint64
 	writesDropped, writesFailed, writesFenced  atomic.Uint64
-	writesSkipped, oversize                    atomic.Uint64
+	writesSkipped, oversize, unencodable       atomic.Uint64
 	invalidations, fleetErrors, snapshotErrors atomic.Uint64
 }
 
@@ -273,6 +277,7 @@ type Stats struct {
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
 	Oversize      uint64 // values kept out of L2 by MaxValueSize, or found there above it and not read
+	Unencodable   uint64 // loaded values the codec could not encode or decode back: returned to their callers, not cached
 
 	Invalidations  uint64 // Invalidate, Delete and Clear calls
 	FleetErrors    uint64 // of those, how many could not tell the fleet
@@ -314,7 +319,7 @@ func (c *Cache) Stats() Stats {
 		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),
 		WritesFenced: s.writesFenced.Load(),
 		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),
-		Oversize:      s.oversize.Load(),
+		Oversize: s.oversize.Load(), Unencodable: s.unencodable.Load(),
 		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),
 		SnapshotErrors: s.snapshotErrors.Load(),
 		L1Entries:      c.l1.Len(), WriteQueueDepth: c.w.depth(),

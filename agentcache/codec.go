@@ -3,13 +3,19 @@ package agentcache
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 
+	"github.com/agentcache/agentcache-go/internal/jsontype"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 )
 
-// Codec turns values into the bytes stored in L2 and back. L1 holds values
-// as they are, so a Codec runs only on L2 reads and writes and snapshots.
-// Implementations must be safe for concurrent use.
+// Codec turns values into the bytes stored in L2 and back. Every tier
+// returns the same value for a key because L1 holds what L2 would: a loaded
+// value is encoded and decoded back once, and that copy is what L1 keeps and
+// every caller gets, the caller whose call ran the tool included. So a Codec
+// runs on loads, L2 reads and writes, and snapshots, never on an L1 hit.
+// Implementations must be safe for concurrent use; a Codec that knows which
+// types it cannot carry says so by implementing [TypeChecker].
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	// Unmarshal decodes data into v, a non-nil pointer.
@@ -19,6 +25,16 @@ type Codec interface {
 // JSON is the default Codec: encoding/json. It is slow next to a binary
 // codec but readable with redis-cli and tolerant of added fields.
 type JSON struct{}
+
+// CheckType implements [TypeChecker]. It refuses a type with a part that
+// encoding/json leaves out (an unexported field, one tagged `json:"-"`, one
+// hidden by another field of the same JSON name), cannot encode (a func, a
+// channel, a complex number, a map keyed by anything but strings, integers
+// or text marshalers) or cannot decode into (an interface with methods,
+// such as error; a type with MarshalJSON or MarshalText but not their
+// Unmarshal). Values held in an interface{} come back as JSON's own types
+// (float64, map[string]any, ...) from every tier alike.
+func (JSON) CheckType(t reflect.Type) error { return jsontype.Check(t, jsontype.Result) }
 
 // Marshal implements Codec.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -35,3 +51,59 @@ const (
 )
 
 var errBadEnvelope = errors.New("agentcache: undecodable L2 value")
+
+// TypeChecker is implemented by a Codec that can tell from a type alone
+// whether its values survive the trip through it. A result type it refuses
+// is refused by Wrap (and by Get on its first miss, and by Set) with an
+// error wrapping ErrResultType that names the part, instead of being served
+// differently from L1 and from L2. A Codec without it is trusted with every
+// type; a value it cannot encode or decode at run time is returned to its
+// caller uncached and counted (Stats.Unencodable).
+type TypeChecker interface {
+	CheckType(t reflect.Type) error
+}
+
+// ErrResultType is wrapped by the error for a result type the Codec cannot
+// carry (see TypeChecker).
+var ErrResultType = errors.New("agentcache: a result type the codec cannot carry")
+
+// checkResult reports whether the codec carries values of t, once per type.
+func (c *Cache) checkResult(t reflect.Type) error {
+	tc, ok := c.codec.(TypeChecker)
+	if !ok || t == nil {
+		return nil
+	}
+	if v, ok := c.checked.Load(t); ok {
+		err, _ := v.(error)
+		return err
+	}
+	var err error
+	if cerr := tc.CheckType(t); cerr != nil {
+		err = &typeError{cerr}
+	}
+	c.checked.Store(t, err)
+	return err
+}
+
+// typeError is a TypeChecker's refusal, which is an ErrResultType.
+type typeError struct{ err error }
+
+func (e *typeError) Error() string   { return "result type: " + e.err.Error() }
+func (e *typeError) Unwrap() []error { return []error{ErrResultType, e.err} }
+
+// roundTrip encodes a loaded value and decodes it back, so that L1 holds,
+// and every caller gets, what an L2 or snapshot hit returns. It reports
+// false, counted and logged, when the codec cannot encode v or decode its
+// bytes: v is then returned to its callers but not cached.
+func roundTrip[T any](c *Cache, rs *resState, v T) (T, []byte, bool) {
+	payload, err := c.codec.Marshal(v)
+	if err == nil {
+		var out T
+		if err = c.codec.Unmarshal(payload, &out); err == nil {
+			return out, payload, true
+		}
+	}
+	c.stats.unencodable.Add(1)
+	c.warn("encode", "agentcache: "+rs.name()+": a result the codec cannot carry was returned uncached", err)
+	return v, nil, false
+}

@@ -217,12 +217,18 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*epoch.Cell, l1,
 	}
 	// targetCall
 	var h resource.Hash
-	if t.hash != nil {
+	args := t.args
+	if kf := rs.keyFunc(); kf != nil && t.hash == nil {
+		args, err = kf.key(args) // keyed as the resource's tool keys its calls
+	}
+	switch raw, isRaw := args.(json.RawMessage); {
+	case err != nil:
+	case t.hash != nil:
 		h = *t.hash
-	} else if raw, ok := t.args.(json.RawMessage); ok {
+	case isRaw:
 		h, err = resource.HashJSON(raw, resource.Limits{})
-	} else {
-		h, err = resource.HashValue(t.args, resource.Limits{})
+	default:
+		h, err = resource.HashValue(args, resource.Limits{})
 	}
 	if err != nil {
 		return nil, "", "", fmt.Errorf("agentcache: invalidate %s: arguments: %w", rs.id, err)

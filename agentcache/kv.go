@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/epoch"
@@ -77,14 +78,19 @@ func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o
 	if loader == nil {
 		return zero, errors.New("agentcache: Get needs a non-nil Loader")
 	}
+	if err := c.checkResult(reflect.TypeFor[T]()); err != nil {
+		return zero, fmt.Errorf("agentcache: Get %q: %w", key, err)
+	}
 	lk := lookup{r: c.kv, tail: key, l1: key}
 	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return loader.Load(ctx, key) }, o)
 }
 
 // Set stores value at key for ttl (0: Options.DefaultTTL): in L1 at once, in
 // L2 through the write-behind queue, after which the other instances drop
-// their L1 copy of key. It returns an error only for bad arguments or a
-// closed cache.
+// their L1 copy of key. L1 keeps the codec's bytes, decoded by the first
+// Get into the type it asks for, so that it returns what an L2 hit would. It
+// returns an error only for bad arguments (a value of a type the codec
+// refuses, see TypeChecker, or that it cannot encode) or a closed cache.
 func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
 	if c.closed.Load() {
 		return ErrClosed
@@ -98,6 +104,13 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	if ttl == 0 {
 		ttl = c.opts.DefaultTTL
 	}
+	if err := c.checkResult(reflect.TypeOf(value)); err != nil {
+		return fmt.Errorf("agentcache: Set %q: %w", key, err)
+	}
+	payload, err := c.codec.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("agentcache: Set %q: the codec cannot encode the value: %w", key, err)
+	}
 	lk := lookup{r: c.kv, tail: key, l1: key}
 	st := c.stampFor(ctx, &lk)
 	now := c.opts.Now()
@@ -108,10 +121,10 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	m := c.fence.lock(key)
 	c.fence.add(key, now, stamp)
 	seq := c.fence.start()
-	c.l1.Set(key, &entry{value: value, st: st, expiresAt: exp.UnixNano()}, ttl)
+	c.l1.Set(key, &entry{value: payload, raw: true, st: st, expiresAt: exp.UnixNano()}, ttl)
 	m.Unlock()
 	if c.l2 != nil && !st.Local() {
-		if b, ok := c.encode(value, kindValue, stamp, st.Token(), exp, 0); ok {
+		if b, ok := c.envelope(kindValue, payload, stamp, st.Token(), exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
 		}
 	}

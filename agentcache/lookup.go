@@ -40,6 +40,15 @@ type resState struct {
 	cell      *epoch.Cell               // the resource's epoch
 	neg       atomic.Pointer[negFilter] // created by the first "not found"
 	obs       *resObs
+	claims    *claims // the tools cached under it
+}
+
+// name is the resource's name in messages ("key-value" for the key-value API).
+func (rs *resState) name() string {
+	if rs.id == "" {
+		return "key-value"
+	}
+	return rs.def.Name
 }
 
 // lookup names one entry.
@@ -489,7 +498,12 @@ func loadAndStore[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, 
 		return loaded{tier: tierLoader, cost: cost}, err
 	}
 	ok = true
-	stored := c.put(ctx, lk, a, val, cost)
+	val, payload, cacheable := roundTrip(c, lk.r, val)
+	if !cacheable {
+		c.release(a)
+		return loaded{v: val, tier: tierLoader, cost: cost}, nil
+	}
+	stored := c.put(ctx, lk, a, val, payload, cost)
 	return loaded{v: val, tier: tierLoader, cost: cost, l2failed: !stored}, nil
 }
 

@@ -92,6 +92,9 @@ func Memoize[A, R any](fn func(ctx context.Context, args A) (R, error), o MemoOp
 		if err != nil {
 			return nil, err
 		}
+		if err := o.Cache.checkTool(rs, "Memoize", fn, reflect.TypeFor[A](), reflect.TypeFor[R](), nil, false); err != nil {
+			return nil, err
+		}
 		m.c, m.rs = o.Cache, rs
 		return m, nil
 	}

@@ -70,7 +70,7 @@ func (c *Cache) applySnapshot(r restored) {
 		if len(v) < 1 || v[0] > 4 || len(v) < 1+8*int(v[0]) {
 			continue
 		}
-		e := &entry{raw: true, unconfirmed: c.l2 != nil}
+		e := &entry{raw: true, restored: true, unconfirmed: c.l2 != nil}
 		var vals [4]uint64
 		n := int(v[0])
 		for i := range n {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -17,6 +19,7 @@ import (
 type ToolOption interface{ apply(*toolConfig) }
 
 type toolConfig struct {
+	key          *keyFunc // nil: the arguments themselves
 	isNegative   func(any) bool
 	limits       resource.Limits
 	refreshAhead float64
@@ -80,6 +83,41 @@ func NegativeWhen[R any](pred func(R) bool) ToolOption {
 	})
 }
 
+// KeyFunc keys each call on fn(args) instead of on args: its result is
+// hashed like arguments are (its canonical JSON form). Use it when the
+// tool reads parts of its arguments that their JSON form leaves out, which
+// Wrap otherwise refuses (see resource.CheckArgs), or to key on less than
+// the arguments when the rest never changes the answer. fn must return
+// different values for any two arguments the tool may answer differently:
+// calls whose keys are equal share one answer. TargetCall on the resource
+// goes through fn too. A in KeyFunc must be the tool's argument type, and
+// every tool wrapped under one resource must give the same fn.
+func KeyFunc[A any](fn func(args A) any) ToolOption {
+	return optionFunc(func(c *toolConfig) {
+		c.key = &keyFunc{
+			typed: fn,
+			args:  reflect.TypeFor[A](),
+			fn:    reflect.ValueOf(fn).Pointer(),
+			key: func(v any) (any, error) {
+				a, ok := v.(A)
+				if !ok {
+					var zero A
+					return nil, fmt.Errorf("agentcache: the key function takes %T, not %T", zero, v)
+				}
+				return fn(a), nil
+			},
+		}
+	})
+}
+
+// keyFunc is a KeyFunc, type-erased.
+type keyFunc struct {
+	typed any // the func(A) any itself
+	args  reflect.Type
+	fn    uintptr // the function's code, to tell two KeyFuncs apart
+	key   func(args any) (any, error)
+}
+
 // ArgLimits bounds the size and nesting of arguments accepted for hashing
 // (defaults: resource.Limits' zero value). Arguments beyond them are
 // refused with an error and the tool is not called.
@@ -108,6 +146,7 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 		stale:  r.StaleWindow,
 	}
 	rs.obs = c.obs.newResObs(r.Name, r.Scope.String())
+	rs.claims = &claims{}
 	switch r.Scope {
 	case scope.Global:
 		rs.kind = kindGlobal
@@ -127,6 +166,71 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 	rs.cell = c.ep.Pinned(keyspace.ResourceEpochKey(rs.id))
 	c.resources[rs.id] = rs
 	return rs, nil
+}
+
+// claims records the tools cached under a resource: a second, different tool
+// under the same name and version would share the first one's entries.
+type claims struct {
+	mu            sync.Mutex
+	args, result  reflect.Type
+	single, batch uintptr // the code of the tools wrapped
+	key           *keyFunc
+}
+
+// checkTool checks what Wrap, WrapJSON, WrapBatch and Memoize check of a
+// tool once its resource is registered: the codec carries its results, and
+// no other tool is cached under the resource.
+func (c *Cache) checkTool(rs *resState, op string, tool any, args, result reflect.Type, key *keyFunc, batch bool) error {
+	if err := c.checkResult(result); err != nil {
+		return fmt.Errorf("agentcache: %s %s: %w (or set a Codec that carries it)", op, rs.def.Name, err)
+	}
+	return c.claim(rs, op, tool, args, result, key, batch)
+}
+
+// claim records that tool (a batch tool if batch), taking args and
+// returning result, is cached under rs with the key function key. Wrapping
+// the same tool again is fine; another is an error.
+func (c *Cache) claim(rs *resState, op string, tool any, args, result reflect.Type, key *keyFunc, batch bool) error {
+	if key != nil && key.args != args {
+		return fmt.Errorf("agentcache: %s %s: KeyFunc takes %s, but the tool's arguments are %s", op, rs.def.Name, key.args, args)
+	}
+	cl := rs.claims
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	fn := reflect.ValueOf(tool).Pointer()
+	slot := &cl.single
+	if batch {
+		slot = &cl.batch
+	}
+	other := func(what string) error {
+		return fmt.Errorf("agentcache: %s %s: resource %s already caches a tool with %s; a second tool under it would share its entries (give it a resource of its own, or a new Version)", op, rs.def.Name, rs.id, what)
+	}
+	switch {
+	case cl.args != nil && (cl.args != args || cl.result != result):
+		return other(fmt.Sprintf("arguments %s and results %s", cl.args, cl.result))
+	case *slot != 0 && *slot != fn:
+		return other("another function (" + funcName(*slot) + ")")
+	case cl.args != nil && !sameKey(cl.key, key):
+		return other("another KeyFunc")
+	}
+	cl.args, cl.result, cl.key, *slot = args, result, key, fn
+	return nil
+}
+
+// keyFunc returns the KeyFunc of the tools cached under rs, if any.
+func (rs *resState) keyFunc() *keyFunc {
+	rs.claims.mu.Lock()
+	defer rs.claims.mu.Unlock()
+	return rs.claims.key
+}
+
+func sameKey(a, b *keyFunc) bool { return a == nil && b == nil || a != nil && b != nil && a.fn == b.fn }
+
+func funcName(pc uintptr) string {
+	if f := runtime.FuncForPC(pc); f != nil {
+		return f.Name()
+	}
+	return "unknown"
 }
 
 // seg returns the scope segment of keys for the scope ID id.
@@ -224,23 +328,45 @@ func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 // per-user or per-session resource called without that ID in ctx fails
 // with an error wrapping scope.ErrMissing: the tool is not called and
 // nothing is cached. Bad arguments (too large, too deep, not encodable) are
-// refused the same way. An argument type A with a field that its JSON form
-// leaves out (unexported, or tagged `json:"-"`) is refused by Wrap itself
-// (resource.CheckArgs): calls that differ only there would share one
-// answer. A type that encodes itself (json.Marshaler) is keyed on what it
-// encodes.
+// refused the same way.
+//
+// Wrap itself refuses what would make the cache answer wrongly:
+//   - an argument type A with a part that its JSON form leaves out
+//     (resource.CheckArgs: an unexported field, one tagged `json:"-"`, one
+//     hidden by a field of the same JSON name, a type with MarshalJSON but
+//     no UnmarshalJSON): calls that differ only there would share one
+//     answer. Give a KeyFunc to key such calls yourself;
+//   - a result type R that the Codec cannot carry (see TypeChecker): an L2
+//     hit would not return what the tool did;
+//   - a second, different tool under a resource that already caches one
+//     (another function, other argument or result types, another
+//     KeyFunc): the two would share entries. Wrapping the same function
+//     again is fine.
+//
+// Every caller gets the value as the Codec returns it (see Codec), also the
+// one whose call ran the tool, so L1 and L2 hits never differ. Values are
+// shared between callers: do not modify them.
 func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context, args A) (R, error), opts ...ToolOption) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)
 	}
-	if err := resource.CheckArgs(reflect.TypeFor[A]()); err != nil {
-		return nil, fmt.Errorf("agentcache: Wrap %s: %w", r.Name, err)
+	cfg := newToolConfig(opts)
+	if cfg.key == nil {
+		if err := resource.CheckArgs(reflect.TypeFor[A]()); err != nil {
+			return nil, fmt.Errorf("agentcache: Wrap %s: %w (or key the calls with a KeyFunc)", r.Name, err)
+		}
 	}
 	rs, err := c.register(r)
 	if err != nil {
 		return nil, err
 	}
-	cfg := newToolConfig(opts)
+	if err := c.checkTool(rs, "Wrap", tool, reflect.TypeFor[A](), reflect.TypeFor[R](), cfg.key, false); err != nil {
+		return nil, err
+	}
+	keyOf := func(args A) any { return args }
+	if cfg.key != nil {
+		keyOf = cfg.key.typed.(func(A) any)
+	}
 	return func(ctx context.Context, args A) (R, error) {
 		var zero R
 		if c.closed.Load() {
@@ -250,7 +376,7 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
-		h, err := resource.HashValue(args, cfg.limits)
+		h, err := resource.HashValue(keyOf(args), cfg.limits)
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
@@ -263,11 +389,13 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 type JSONTool func(ctx context.Context, args json.RawMessage) (json.RawMessage, error)
 
 // WrapJSON is Wrap for a JSONTool. The key is the hash of the canonical form
-// of the arguments, so the same arguments give the same entry whatever their
-// key order, whitespace or escaping. Arguments that are not valid JSON (or
-// hit the limits) are refused with an error and the tool is not called, as
-// are objects with keys that differ only in case ({"id":1,"ID":2}), which
-// encoding/json would decode into one field.
+// of the arguments (resource.AppendCanonicalJSON), so the same arguments
+// give the same entry whatever their key order, whitespace, escaping or
+// number spelling — and the tool is given that canonical form, never the
+// caller's text, so calls that share an entry give the tool the same bytes.
+// Arguments that are not valid JSON (or hit the limits, or repeat a key)
+// are refused with an error and the tool is not called. The result is
+// cached as the codec returns it: with the default codec, compacted.
 func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) (JSONTool, error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapJSON %s: nil tool", r.Name)
@@ -277,8 +405,21 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		return nil, err
 	}
 	cfg := newToolConfig(opts)
+	if err := c.checkTool(rs, "WrapJSON", tool, reflect.TypeFor[json.RawMessage](), reflect.TypeFor[json.RawMessage](), cfg.key, false); err != nil {
+		return nil, err
+	}
 	lim := cfg.limits
-	lim.RefuseCaseFold = true // the tool decodes the bytes itself (resource.Limits.RefuseCaseFold)
+	// The tool gets the canonical form that was hashed, not the caller's
+	// text: two texts with one key are one input, however the tool decodes
+	// them (encoding/json matches keys case-insensitively, last one
+	// winning; a tool may read number literals as written).
+	canon := func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
+		b, err := resource.AppendCanonicalJSON(nil, args, lim)
+		if err != nil {
+			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
+		}
+		return tool(ctx, b)
+	}
 	return func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
 		if c.closed.Load() {
 			return nil, ErrClosed
@@ -291,7 +432,7 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, h, id, tool, args)
+		return call(ctx, c, rs, cfg, h, id, canon, args)
 	}, nil
 }
 

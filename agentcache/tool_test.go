@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -340,6 +341,24 @@ func TestLossyArgumentTypesAreRefused(t *testing.T) {
 	if _, err := Memoize(func(_ context.Context, a skipped) (string, error) { return a.Report, nil }, MemoOptions[skipped]{Name: "m", Key: func(a skipped) any { return a.Report }}); err != nil {
 		t.Errorf("Memoize with a Key: %v", err)
 	}
+	// A MarshalJSON that redacts, and fields that encoding/json drops
+	// because another has their JSON name, are left out of the key too.
+	_, err = Wrap(c, res, func(_ context.Context, a redactedArgs) (string, error) { return a.Tenant, nil })
+	check("MarshalJSON without UnmarshalJSON", err, "MarshalJSON")
+	type acme struct{ Tenant string }
+	type globex struct{ Tenant string }
+	type colliding struct {
+		acme
+		globex
+	}
+	_, err = Wrap(c, res, func(_ context.Context, a colliding) (string, error) { return a.acme.Tenant, nil })
+	check("colliding embedded fields", err, "Tenant")
+	type shadowed struct {
+		acme
+		Tenant string
+	}
+	_, err = Wrap(c, res, func(_ context.Context, a shadowed) (string, error) { return a.acme.Tenant, nil })
+	check("a promoted field hidden by a shallower one", err, "acme.Tenant")
 	// Types whose JSON is all they hold are fine: exported fields, an
 	// embedded struct's promoted fields, values that encode themselves.
 	type base struct{ Tenant string }
@@ -354,33 +373,146 @@ func TestLossyArgumentTypesAreRefused(t *testing.T) {
 	}
 }
 
-// TestWrapJSONRefusesKeysThatDifferOnlyInCase: encoding/json decodes "id"
-// and "ID" into one field, last one winning, so {"id":"public","ID":"secret"}
-// and the reverse reach the tool as different values under one canonical
-// form; the first caller would decide what the other is served.
-func TestWrapJSONRefusesKeysThatDifferOnlyInCase(t *testing.T) {
+type redactedArgs struct{ Tenant string }
+
+func (redactedArgs) MarshalJSON() ([]byte, error) { return []byte(`{"tenant":"***"}`), nil }
+
+// TestKeyFuncKeysCallsTheToolTellsApart: with a KeyFunc, an argument type
+// Wrap would refuse is accepted and keyed on what the function returns,
+// and TargetCall finds the entry through the same function.
+func TestKeyFuncKeysCallsTheToolTellsApart(t *testing.T) {
 	c := newL1(t, Options{})
+	res := resource.Resource{Name: "tenant_report", Scope: scope.Global, TTL: time.Minute}
+	type req struct {
+		Report string
+		tenant string
+	}
 	var runs atomic.Int32
-	tool, err := WrapJSON(c, resource.Resource{Name: "doc_fetch", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, args json.RawMessage) (json.RawMessage, error) {
+	get, err := Wrap(c, res, func(_ context.Context, a req) (string, error) {
 		runs.Add(1)
-		var a struct{ ID string }
+		return a.tenant + ":" + a.Report, nil
+	}, KeyFunc(func(a req) any { return [2]string{a.tenant, a.Report} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct{ tenant, want string }{{"acme", "acme:q"}, {"globex", "globex:q"}, {"acme", "acme:q"}} {
+		if got, err := get(ctx, req{Report: "q", tenant: tc.tenant}); err != nil || got != tc.want {
+			t.Errorf("tenant %s: %q, %v; want %q", tc.tenant, got, err, tc.want)
+		}
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("the tool ran %d times, want 2 (one per tenant)", n)
+	}
+	if err := c.Invalidate(ctx, TargetCall(res, "", req{Report: "q", tenant: "acme"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(ctx, req{Report: "q", tenant: "acme"}); err != nil || runs.Load() != 3 {
+		t.Errorf("after TargetCall through the KeyFunc: %v, %d runs; want the tool run again (3)", err, runs.Load())
+	}
+	if _, err := get(ctx, req{Report: "q", tenant: "globex"}); err != nil || runs.Load() != 3 {
+		t.Errorf("globex's entry: %v, %d runs; want it kept (3)", err, runs.Load())
+	}
+	if err := c.Invalidate(ctx, TargetCall(res, "", "not a req")); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
+		t.Errorf("TargetCall with arguments the KeyFunc does not take: %v; want an agentcache error", err)
+	}
+	if _, err := Wrap(c, resource.Resource{Name: "other", Scope: scope.Global}, func(context.Context, string) (string, error) { return "", nil }, KeyFunc(func(a req) any { return a.Report })); err == nil || !strings.Contains(err.Error(), "KeyFunc") {
+		t.Errorf("a KeyFunc of another argument type: %v; want an error", err)
+	}
+}
+
+// TestOneToolPerResource: two different tools under one resource would
+// share entries (one tool's answers served for the other's calls), so the
+// second Wrap fails; wrapping the same function again is fine.
+func TestOneToolPerResource(t *testing.T) {
+	c := newL1(t, Options{})
+	res := resource.Resource{Name: "lookup", Scope: scope.Global, TTL: time.Minute}
+	if _, err := Wrap(c, res, upperTool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Wrap(c, res, upperTool); err != nil {
+		t.Errorf("the same tool wrapped again: %v", err)
+	}
+	for name, wrap := range map[string]func() error{
+		"another function": func() error {
+			_, err := Wrap(c, res, func(_ context.Context, s string) (string, error) { return s, nil })
+			return err
+		},
+		"other result type": func() error {
+			_, err := Wrap(c, res, func(context.Context, string) (int, error) { return 0, nil })
+			return err
+		},
+		"a KeyFunc": func() error {
+			_, err := Wrap(c, res, upperTool, KeyFunc(func(s string) any { return s }))
+			return err
+		},
+		"WrapJSON": func() error {
+			_, err := WrapJSON(c, res, func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, nil })
+			return err
+		},
+	} {
+		if err := wrap(); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") || !strings.Contains(err.Error(), "already caches") {
+			t.Errorf("%s under a resource that caches upperTool: %v; want an agentcache error", name, err)
+		}
+	}
+}
+
+func upperTool(_ context.Context, s string) (string, error) { return strings.ToUpper(s), nil }
+
+// TestWrapJSONToolGetsTheHashedBytes: a WrapJSON tool decodes the bytes
+// itself, so texts with one canonical form must reach it as one input.
+// encoding/json decodes "id" and "ID" into one field, last one winning, so
+// {"id":"public","ID":"secret"} and the reverse decode differently; a tool
+// may read 1.10 and 1.1, or -0 and 0, as written. The tool is handed the
+// canonical form that was hashed: whoever calls first, every caller of the
+// key gets the answer to the same bytes.
+func TestWrapJSONToolGetsTheHashedBytes(t *testing.T) {
+	c := newL1(t, Options{})
+	var seen []string
+	var mu sync.Mutex
+	tool, err := WrapJSON(c, resource.Resource{Name: "doc_fetch", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, args json.RawMessage) (json.RawMessage, error) {
+		mu.Lock()
+		seen = append(seen, string(args))
+		mu.Unlock()
+		var a struct {
+			ID string
+			V  json.Number
+		}
 		if err := json.Unmarshal(args, &a); err != nil {
 			return nil, err
 		}
-		return json.Marshal("doc " + a.ID)
+		return json.Marshal("doc " + a.ID + " v" + a.V.String())
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range []string{`{"id":"public","ID":"secret"}`, `{"ID":"secret","id":"public"}`} {
-		if _, err := tool(context.Background(), json.RawMessage(in)); !errors.Is(err, resource.ErrInvalidJSON) || !strings.HasPrefix(err.Error(), "agentcache: ") {
-			t.Errorf("WrapJSON(%s) = %v; want an agentcache error wrapping resource.ErrInvalidJSON", in, err)
+	for _, pair := range [][2]string{
+		{`{"id":"public","ID":"secret"}`, `{"ID":"secret","id":"public"}`},
+		{`{"id":"k","v":1.10}`, `{"v":1.1, "id":"k"}`},
+		{`{"id":"z","v":-0}`, `{"id":"z","v":0}`},
+	} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		a, err := tool(context.Background(), json.RawMessage(pair[0]))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if out, err := tool(context.Background(), json.RawMessage(`{"id":"public"}`)); err != nil || string(out) != `"doc public"` {
-		t.Fatalf("a plain call: %s, %v", out, err)
-	}
-	if n := runs.Load(); n != 1 {
-		t.Fatalf("tool runs = %d, want 1 (the refused calls never reach it)", n)
+		b, err := tool(context.Background(), json.RawMessage(pair[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		canon, err := resource.AppendCanonicalJSON(nil, []byte(pair[1]), resource.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if len(seen) != 1 || seen[0] != string(canon) {
+			t.Errorf("%s then %s: the tool saw %q, want one call with the canonical form %s", pair[0], pair[1], seen, canon)
+		}
+		mu.Unlock()
+		if string(a) != string(b) {
+			t.Errorf("%s and %s share a key but got %s and %s", pair[0], pair[1], a, b)
+		}
 	}
 }

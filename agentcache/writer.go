@@ -43,12 +43,12 @@ type writeOp struct {
 	floor int64
 }
 
-// put stores a loaded value: L1 now, L2 through the write-behind queue (or
-// at once with write-through). A value loaded under epochs that have moved
+// put stores a loaded value, whose codec bytes are payload (see roundTrip):
+// L1 now, L2 through the write-behind queue (or at once with write-through). A value loaded under epochs that have moved
 // since, or fenced by an exact invalidation, is returned to its callers but
 // not stored: it may predate the invalidation. It reports false when a
 // write-through failed.
-func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, cost time.Duration) bool {
+func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, payload []byte, cost time.Duration) bool {
 	if !c.storable(lk, a) {
 		c.release(a)
 		return true
@@ -72,7 +72,7 @@ func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, cost tim
 		c.release(a)
 		return true
 	}
-	return c.writeRecord(ctx, lk, a, kindValue, v, fresh, cost, life)
+	return c.writeRecord(ctx, lk, a, kindValue, payload, fresh, cost, life)
 }
 
 // putNegative remembers a "not found" answer in the filter and as an L2
@@ -85,11 +85,11 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost ti
 	}
 	c.negFilterFor(lk.r).add(negKey(a))
 	c.stats.negativeStored.Add(1)
-	var v any // the marker's payload: the tool's message, when it gave one
+	var payload []byte // the marker's payload: the tool's message, when it gave one
 	if msg != "" {
-		v = msg
+		payload, _ = c.codec.Marshal(msg) // a string: if a codec cannot say it, the marker says nothing
 	}
-	return c.writeRecord(ctx, lk, a, kindMissing, v, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
+	return c.writeRecord(ctx, lk, a, kindMissing, payload, c.opts.Now().Add(lk.r.negTTL), cost, lk.r.negTTL)
 }
 
 // storable reports whether a's result may be stored: its epochs have not
@@ -106,9 +106,9 @@ func (c *Cache) storable(lk *lookup, a *attempt) bool {
 	return true
 }
 
-// writeRecord encodes a result as a record stamped with a's start and
-// writes it to L2 with a's lease released; without L2 it does nothing.
-func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind byte, v any, fresh time.Time, cost, ttl time.Duration) bool {
+// writeRecord wraps a result's payload in a record stamped with a's start
+// and writes it to L2 with a's lease released; without L2 it does nothing.
+func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind byte, payload []byte, fresh time.Time, cost, ttl time.Duration) bool {
 	if c.l2 == nil || a.st.Local() {
 		c.release(a)
 		return true
@@ -117,7 +117,7 @@ func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind by
 	if since == 0 {
 		since = c.clock.now(a.began)
 	}
-	b, ok := c.encode(v, kind, since, a.st.Token(), fresh, cost)
+	b, ok := c.envelope(kind, payload, since, a.st.Token(), fresh, cost)
 	if !ok {
 		c.release(a)
 		return true
@@ -164,18 +164,9 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 	return err == nil && landed
 }
 
-// encode wraps v in the L2 envelope, or reports false (counted and logged)
-// when it cannot be encoded or is too large for L2.
-func (c *Cache) encode(v any, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
-	var payload []byte
-	if kind == kindValue || kind == kindMissing && v != nil { // a marker's payload is the tool's message
-		var err error
-		payload, err = c.codec.Marshal(v)
-		if err != nil {
-			c.warn("encode", "agentcache: cannot encode a value for L2; it stays in L1 only", err)
-			return nil, false
-		}
-	}
+// envelope wraps a payload in the L2 envelope, or reports false (counted
+// and logged) when it is too large for L2.
+func (c *Cache) envelope(kind byte, payload []byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
 	if envHeader+len(payload) > c.opts.MaxValueSize {
 		c.stats.oversize.Add(1)
 		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))

@@ -434,6 +434,14 @@ func (n countedInt) MarshalJSON() ([]byte, error) {
 	return strconv.AppendInt(nil, int64(n), 10), nil
 }
 
+// UnmarshalJSON makes countedInt a type that encodes all it holds, as the
+// cache requires of argument types that encode themselves.
+func (n *countedInt) UnmarshalJSON(b []byte) error {
+	v, err := strconv.Atoi(string(b))
+	*n = countedInt(v)
+	return err
+}
+
 // TestBugURLErrorShowsPassword: NewFromURL promises that its errors never
 // echo the URL, which may hold a password, but it passes go-redis's parse
 // errors through, and some of them quote the URL's path or query — which is

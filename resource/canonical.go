@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -32,17 +31,6 @@ type Limits struct {
 	// [HashValue], which fails as soon as it has written more. Default
 	// [DefaultMaxBytes].
 	MaxBytes int
-
-	// RefuseCaseFold makes [HashJSON] and [AppendCanonicalJSON] refuse
-	// (with [ErrInvalidJSON]) an object two of whose keys are equal under
-	// Unicode case folding, as "id" and "ID", or "k" and the Kelvin sign:
-	// encoding/json decodes both into one struct field, the last one
-	// winning, so a tool that decodes its JSON arguments may be handed the
-	// same value for texts with different canonical forms, or different
-	// values for one. Such input has no sound key. agentcache's WrapJSON
-	// sets it. It does not apply to [HashValue], whose tool gets the Go
-	// value, both map keys included.
-	RefuseCaseFold bool
 }
 
 const (
@@ -112,8 +100,7 @@ type state struct {
 
 	depth, maxDepth int
 	maxBytes        int
-	indir           int  // pointer and interface hops on the current path (HashValue)
-	foldKeys        bool // Limits.RefuseCaseFold, for JSON text only
+	indir           int // pointer and interface hops on the current path (HashValue)
 
 	// Open objects push their members here while they are parsed and pop
 	// them when they are sorted and written.
@@ -132,7 +119,6 @@ var statePool = sync.Pool{New: func() any { return new(state) }}
 func getState(lim Limits) *state {
 	s := statePool.Get().(*state)
 	s.maxDepth, s.maxBytes = lim.depth(), lim.bytes()
-	s.foldKeys = lim.RefuseCaseFold
 	s.out = s.out[:0]
 	return s
 }
@@ -388,43 +374,10 @@ func (s *state) closeObject(start, memBase, keyBase, off int) error {
 			s.out = append(s.out, s.tmp[m.m0-base:m.m1-base]...)
 		}
 	}
-	if s.foldKeys && len(ms) > 1 {
-		if err := s.foldCheck(ms, off); err != nil {
-			return err
-		}
-	}
 	s.out = append(s.out, '}')
 	s.mems, s.keys = s.mems[:memBase], s.keys[:keyBase]
 	s.depth--
 	return nil
-}
-
-// foldCheck refuses an object two of whose keys are equal under Unicode
-// case folding (see Limits.RefuseCaseFold).
-func (s *state) foldCheck(ms []member, off int) error {
-	if len(ms) <= 16 {
-		for i := range ms {
-			for j := i + 1; j < len(ms); j++ {
-				if bytes.EqualFold(s.key(ms[i]), s.key(ms[j])) {
-					return s.caseFold(off)
-				}
-			}
-		}
-		return nil
-	}
-	seen := make(map[string]struct{}, len(ms))
-	for _, m := range ms {
-		k := strings.ToLower(strings.ToUpper(string(s.key(m))))
-		if _, dup := seen[k]; dup {
-			return s.caseFold(off)
-		}
-		seen[k] = struct{}{}
-	}
-	return nil
-}
-
-func (s *state) caseFold(off int) error {
-	return &jsonError{ErrInvalidJSON, "keys in object that differ only in case (encoding/json decodes them into one field)", off}
 }
 
 func (s *state) duplicate(off int) error {

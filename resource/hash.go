@@ -79,7 +79,6 @@ var errWhole = errors.New("resource: internal: encode with encoding/json")
 // rejects. MaxDepth applies alike.
 func HashValue(v any, lim Limits) (Hash, error) {
 	s := getState(lim)
-	s.foldKeys = false // the tool gets the Go value: map keys that fold alike are distinct there
 	err := s.encodeValue(v)
 	if err == errWhole {
 		s.out, s.depth, s.indir = s.out[:0], 0, 0

@@ -769,33 +769,3 @@ func TestHashValueRefusesInvalidTextFromMarshalText(t *testing.T) {
 		t.Fatalf("HashValue of valid text = %v (%v), want the hash of its JSON %v", got, err, want)
 	}
 }
-
-// TestRefuseCaseFold: with Limits.RefuseCaseFold, JSON objects with keys
-// equal under case folding have no canonical form (encoding/json decodes
-// them into one field); without it, and always for HashValue, they do.
-func TestRefuseCaseFold(t *testing.T) {
-	strict := resource.Limits{RefuseCaseFold: true}
-	big := `{` // more than 16 keys takes the map path
-	for i := range 20 {
-		big += fmt.Sprintf(`"k%d":%d,`, i, i)
-	}
-	for _, in := range []string{`{"id":"public","ID":"secret"}`, `{"ID":"secret","id":"public"}`, `{"k":1,"\u212a":2}`, `[{"a":{"Name":1,"nAME":2}}]`, big + `"K19":0}`} {
-		if _, err := resource.HashJSON([]byte(in), strict); !errors.Is(err, resource.ErrInvalidJSON) || !strings.Contains(err.Error(), "case") {
-			t.Errorf("HashJSON(%s) with RefuseCaseFold = %v; want ErrInvalidJSON about case", in, err)
-		}
-		if _, err := resource.AppendCanonicalJSON(nil, []byte(in), strict); err == nil {
-			t.Errorf("AppendCanonicalJSON(%s) with RefuseCaseFold succeeded", in)
-		}
-		if _, err := resource.HashJSON([]byte(in), resource.Limits{}); err != nil {
-			t.Errorf("HashJSON(%s) without RefuseCaseFold = %v", in, err)
-		}
-	}
-	for _, in := range []string{`{"id":1,"idx":2}`, `{"a":1,"b":{"a":2}}`, big + `"other":0}`} {
-		if _, err := resource.HashJSON([]byte(in), strict); err != nil {
-			t.Errorf("HashJSON(%s) with RefuseCaseFold = %v; want a hash", in, err)
-		}
-	}
-	if _, err := resource.HashValue(map[string]int{"id": 1, "ID": 2}, strict); err != nil {
-		t.Errorf("HashValue of a map with keys that fold alike = %v; want a hash (the tool gets both keys)", err)
-	}
-}

@@ -19,8 +19,9 @@
 //     structured tool input) is keyed on its canonical form, so key order,
 //     white space and number spelling do not matter:
 //     {"city":"Paris","units":"C"} and {"units": "C", "city": "Paris"} are
-//     one entry. This assumes the tool decodes its input as JSON; wrap a
-//     tool that reads the raw text otherwise with its own key;
+//     one entry. The tool is called with that canonical form, so the calls
+//     that share an entry give it the same text; a tool that reads the
+//     raw text rather than decoding it should be wrapped with its own key;
 //   - any other input is keyed on its exact text, white space included,
 //     also when it parses as a JSON scalar: "3.10" and "3.1", "1e3" and
 //     "1000", or "Paris" in quotes with and without spaces around it, are
@@ -77,14 +78,17 @@ func Wrap(c *agentcache.Cache, t tools.Tool, r resource.Resource, opts ...agentc
 	if t == nil {
 		return nil, fmt.Errorf("agentlc: Wrap %s: nil tool", r.Name)
 	}
-	call, err := agentcache.Wrap(c, r, func(ctx context.Context, k callKey) (string, error) {
-		return t.Call(ctx, k.input)
-	}, opts...)
+	call, err := agentcache.Wrap(c, r, func(ctx context.Context, input string) (string, error) {
+		if k := keyOf(input); k.JSON != nil {
+			input = string(k.JSON) // what the call was keyed on
+		}
+		return t.Call(ctx, input)
+	}, append([]agentcache.ToolOption{agentcache.KeyFunc(keyAny)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("agentlc: %w", err)
 	}
 	return &cachedTool{tool: t, call: func(ctx context.Context, input string) (string, error) {
-		out, err := call(ctx, keyOf(input))
+		out, err := call(ctx, input)
 		if errors.Is(err, agentcache.ErrClosed) {
 			return t.Call(ctx, input) // a closed cache serves nothing
 		}
@@ -116,7 +120,7 @@ func WrapMutation(c *agentcache.Cache, t tools.Tool, invalidates ...resource.Res
 // for input in scope id ("" for a global resource), for
 // [agentcache.Cache.Invalidate].
 func TargetCall(r resource.Resource, id, input string) agentcache.Target {
-	return agentcache.TargetCall(r, id, keyOf(input))
+	return agentcache.TargetCall(r, id, input)
 }
 
 // cachedTool is a wrapped tool.
@@ -142,34 +146,22 @@ func (w *cachedTool) Call(ctx context.Context, input string) (string, error) {
 func (w *cachedTool) Unwrap() tools.Tool { return w.tool }
 
 // callKey is what a call is keyed on: exactly one of JSON (the canonical
-// form of an input that is JSON) and Text (any other input) is set, so the
-// two kinds never share a key. input, unexported, is not part of the key: it
-// is what the tool is called with.
+// form of an input that is JSON, which is also what the tool is called
+// with) and Text (any other input) is set, so the two kinds never share a
+// key.
 type callKey struct {
-	JSON  json.RawMessage `json:"json,omitempty"`
-	Text  *string         `json:"text,omitempty"`
-	input string
+	JSON json.RawMessage `json:"json,omitempty"`
+	Text *string         `json:"text,omitempty"`
 }
 
-// MarshalJSON encodes what the call is keyed on, and says so: the cache
-// refuses an argument type whose encoding leaves a field out unless the
-// type encodes itself. input is left out on purpose: an object or array is
-// keyed on its canonical form (see the package doc).
-func (k callKey) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		JSON json.RawMessage `json:"json,omitempty"`
-		Text *string         `json:"text,omitempty"`
-	}{k.JSON, k.Text})
-}
+// keyAny is the tools' agentcache.KeyFunc.
+func keyAny(input string) any { return keyOf(input) }
 
 // keyLimits leave room for the few bytes callKey adds around the input, so
 // that an input accepted here is accepted by the cache's default limits.
 var keyLimits = resource.Limits{
 	MaxDepth: resource.DefaultMaxDepth - 1,
 	MaxBytes: resource.DefaultMaxBytes - 64,
-	// An object whose keys differ only in case decodes ambiguously: it is
-	// keyed on its exact text instead.
-	RefuseCaseFold: true,
 }
 
 func keyOf(input string) callKey {
@@ -180,8 +172,8 @@ func keyOf(input string) callKey {
 	// inputs to a tool that reads text.
 	if t := strings.TrimLeft(input, " \t\r\n"); t != "" && (t[0] == '{' || t[0] == '[') {
 		if canon, err := resource.AppendCanonicalJSON(nil, []byte(input), keyLimits); err == nil {
-			return callKey{JSON: canon, input: input}
+			return callKey{JSON: canon}
 		}
 	}
-	return callKey{Text: &input, input: input}
+	return callKey{Text: &input}
 }

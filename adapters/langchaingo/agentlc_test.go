@@ -151,19 +151,47 @@ func TestTextInputKeyedExactly(t *testing.T) {
 	}
 }
 
-func TestInputReachesToolUnchanged(t *testing.T) {
+// The tool is called with what the call is keyed on: the canonical form of
+// a JSON object or array, the exact text of anything else. So two inputs
+// that share an entry are one input to the tool, also when encoding/json
+// would decode their texts differently (it matches keys case-insensitively,
+// the last one winning): whichever caller comes first, the tool sees the
+// same bytes.
+func TestToolGetsTheInputItIsKeyedOn(t *testing.T) {
 	c := newCache(t, agentcache.Options{})
 	var got []string
 	inner := &countTool{name: "raw", fn: func(_ context.Context, input string, _ int64) (string, error) {
 		got = append(got, input)
+		var v struct{ ID string }
+		if json.Unmarshal([]byte(input), &v) == nil && v.ID != "" {
+			return v.ID, nil
+		}
 		return "ok", nil
 	}}
 	w := wrap(t, c, inner, resource.Resource{Name: "raw"})
 	ctx := context.Background()
 	mustCall(t, ctx, w, ` {"b": 2, "a": 1} `)
 	mustCall(t, ctx, w, "plain text\n")
-	if want := []string{` {"b": 2, "a": 1} `, "plain text\n"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{`{"a":1,"b":2}`, "plain text\n"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("the tool saw %q, want %q", got, want)
+	}
+	first, err := w.Call(ctx, `{"ID":"secret","id":"public"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.Call(ctx, `{"id":"public","ID":"secret"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2] != `{"ID":"secret","id":"public"}` {
+		t.Errorf("the tool saw %q, want one more call with the canonical form", got)
+	}
+	// The tool's own decoding of the canonical form decides; the order the
+	// caller wrote the keys in does not.
+	var v struct{ ID string }
+	_ = json.Unmarshal([]byte(got[len(got)-1]), &v)
+	if first != v.ID || second != v.ID {
+		t.Errorf("the two spellings got %q and %q, want both %q", first, second, v.ID)
 	}
 }
 

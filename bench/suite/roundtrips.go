@@ -303,11 +303,9 @@ func rtCases() []rtCase {
 				if err := rtWarm(ctx, f, 0, "alice"); err != nil {
 					return rtResult{}, err
 				}
-				var calls atomic.Int64
-				u, err := agentcache.Wrap(f.cs[0], rtUser, func(ctx context.Context, q string) (string, error) {
-					calls.Add(1)
-					return rtTool(ctx, q)
-				})
+				// The tool rtWarm wrapped (a resource caches one tool); its
+				// calls are the instance's loads.
+				u, err := agentcache.Wrap(f.cs[0], rtUser, rtTool)
 				if err != nil {
 					return rtResult{}, err
 				}
@@ -323,7 +321,7 @@ func rtCases() []rtCase {
 				r, err := f.count(func() error { _, err := herd(fns); return err })
 				s1 := f.cs[0].Stats()
 				r.extra = fmt.Sprintf("MaxEpochAge %v, idle %v before the hits; %d L1 hits, %d L2 hits, %d tool calls",
-					rtStaleAge, rtStaleAge+100*time.Millisecond, s1.L1Hits-s0.L1Hits, s1.L2Hits-s0.L2Hits, calls.Load())
+					rtStaleAge, rtStaleAge+100*time.Millisecond, s1.L1Hits-s0.L1Hits, s1.L2Hits-s0.L2Hits, s1.Loads-s0.Loads)
 				return r, err
 			}},
 		{name: stampedeName + ", right after New", instances: stampedeInstances, fresh: true, min: stampedeMin, budget: stampedeBudget, callerMin: -1,

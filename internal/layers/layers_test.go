@@ -9,17 +9,18 @@ import (
 const module = "github.com/agentcache/agentcache-go/"
 
 // allowed lists, for each building block, the packages of this module it
-// may depend on (directly or not); internal/glob is a leaf any may use.
+// may depend on (directly or not); internal/glob and internal/jsontype are
+// leaves (they import nothing of this module).
 var allowed = map[string][]string{
 	"scope":       {},
-	"resource":    {"scope"},
+	"resource":    {"scope", "internal/jsontype"},
 	"tier":        {},
 	"tier/memory": {"tier"},
 	"tier/redis":  {"tier", "internal/glob"},
 	"tier/disk":   {},
 	"otel":        {},
 	// The epoch table holds no *Cache: it reaches L2 through functions.
-	"internal/epoch": {"tier", "internal/keyspace", "resource", "scope", "internal/glob"},
+	"internal/epoch": {"tier", "internal/keyspace", "resource", "scope", "internal/glob", "internal/jsontype"},
 }
 
 func TestBuildingBlocksKeepTheirLayers(t *testing.T) {

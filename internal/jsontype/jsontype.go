@@ -1,0 +1,248 @@
+// Package jsontype checks, from a Go type alone, what encoding/json does
+// with its values: which parts of them it leaves out, and which it cannot
+// bring back. The same walk serves the two promises that depend on it:
+// a call's key covers every part of its arguments that the tool sees
+// ([Args]), and a cached result comes back from L2 or a snapshot as it
+// went in ([Result]).
+//
+// It follows encoding/json's own rules for struct fields: unexported fields
+// and fields tagged `json:"-"` are left out, embedded structs promote their
+// fields, and of several fields with one JSON name the shallowest wins (a
+// tagged one among equals), while the others are left out without a word.
+package jsontype
+
+import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// Mode says what a type is checked for.
+type Mode uint8
+
+const (
+	// Args: every part of a value that a tool sees must be in its
+	// encoding, or two calls that differ only there would share a key.
+	Args Mode = iota
+	// Result: every part of a value must be encoded and must decode back
+	// into the same type.
+	Result
+)
+
+// Error is a type that does not meet its Mode. Path names the part, from the
+// checked type down ("Order.Items.note").
+type Error struct {
+	Path   string
+	Reason string
+	Mode   Mode
+}
+
+func (e *Error) Error() string {
+	var why string
+	if e.Mode == Args {
+		why = "calls that differ only there would share one cached answer"
+	} else {
+		why = "a hit from L2 or a snapshot would not return the value the tool did"
+	}
+	return e.Path + " " + e.Reason + ": " + why
+}
+
+var (
+	jsonMarshaler   = reflect.TypeFor[json.Marshaler]()
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+	textMarshaler   = reflect.TypeFor[encoding.TextMarshaler]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// Check reports the first part of t that does not meet m, as an *Error; nil
+// if every part does. Types that encode themselves (json.Marshaler,
+// encoding.TextMarshaler) are trusted when they also decode themselves: a
+// type that only encodes (a redacting MarshalJSON, say) is refused, since
+// nothing says its encoding holds all it keeps. Interface values are the
+// caller's to check when it has one: the type cannot tell what they hold.
+func Check(t reflect.Type, m Mode) error {
+	c := checker{mode: m, seen: map[reflect.Type]bool{}}
+	return c.check(t, t.String())
+}
+
+type checker struct {
+	mode Mode
+	seen map[reflect.Type]bool
+}
+
+func (c *checker) fail(path, format string, args ...any) error {
+	return &Error{Path: path, Reason: fmt.Sprintf(format, args...), Mode: c.mode}
+}
+
+func implements(t, iface reflect.Type) bool {
+	return t.Implements(iface) || t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(iface)
+}
+
+func (c *checker) check(t reflect.Type, path string) error {
+	if c.seen[t] {
+		return nil
+	}
+	c.seen[t] = true
+	if implements(t, jsonMarshaler) {
+		if !implements(t, jsonUnmarshaler) {
+			return c.fail(path, "is a %s, which has a MarshalJSON method but no UnmarshalJSON", t)
+		}
+		return nil
+	}
+	if implements(t, textMarshaler) {
+		if !implements(t, textUnmarshaler) {
+			return c.fail(path, "is a %s, which has a MarshalText method but no UnmarshalText", t)
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Func, reflect.Chan, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
+		return c.fail(path, "is a %s, which encoding/json cannot encode", t)
+	case reflect.Interface:
+		if c.mode == Result && t.NumMethod() > 0 {
+			return c.fail(path, "is the interface %s, which encoding/json cannot decode into", t)
+		}
+		return nil
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return c.check(t.Elem(), path)
+	case reflect.Map:
+		if err := c.mapKey(t.Key(), path); err != nil {
+			return err
+		}
+		return c.check(t.Elem(), path)
+	case reflect.Struct:
+		return c.fields(t, path)
+	}
+	return nil
+}
+
+// mapKey checks a map's key type as encoding/json treats it: string kinds
+// as they are, then text marshalers, then integers.
+func (c *checker) mapKey(k reflect.Type, path string) error {
+	switch {
+	case k.Kind() == reflect.String:
+		return nil
+	case implements(k, textMarshaler):
+		if !implements(k, textUnmarshaler) {
+			return c.fail(path, "is a map keyed by %s, which has a MarshalText method but no UnmarshalText", k)
+		}
+		return nil
+	}
+	switch k.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return nil
+	}
+	return c.fail(path, "is a map keyed by %s, which encoding/json cannot encode", k)
+}
+
+// field is a struct field encoding/json may encode, before the rule that
+// picks one of several with the same name.
+type field struct {
+	name   string // its JSON name
+	path   string
+	depth  int
+	tagged bool
+}
+
+// fields checks a struct's fields and the fields its embedded structs
+// promote, as encoding/json selects them.
+func (c *checker) fields(t reflect.Type, path string) error {
+	type level struct {
+		t     reflect.Type
+		path  string
+		depth int
+	}
+	var found []field
+	expanded := map[reflect.Type]bool{}
+	for queue := []level{{t, path, 0}}; len(queue) > 0; queue = queue[1:] {
+		lv := queue[0]
+		if expanded[lv.t] {
+			continue
+		}
+		expanded[lv.t] = true
+		for i := range lv.t.NumField() {
+			f := lv.t.Field(i)
+			p := lv.path + "." + f.Name
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				return c.fail(p, `is tagged json:"-", so encoding/json leaves it out`)
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
+				if c.mode == Result && !f.IsExported() && f.Type.Kind() == reflect.Pointer {
+					return c.fail(p, "is an embedded pointer to an unexported struct, which encoding/json cannot decode into")
+				}
+				queue = append(queue, level{ft, p, lv.depth + 1}) // its fields are promoted
+				continue
+			}
+			if !f.IsExported() {
+				return c.fail(p, "is unexported, so encoding/json leaves it out")
+			}
+			if err := c.check(f.Type, p); err != nil {
+				return err
+			}
+			tagged := name != ""
+			if !tagged {
+				name = f.Name
+			}
+			found = append(found, field{name: name, path: p, depth: lv.depth, tagged: tagged})
+		}
+	}
+	return c.dominance(found)
+}
+
+// dominance refuses the fields that encoding/json drops because another
+// field has their JSON name: all but the shallowest (and, among the
+// shallowest, the one tagged), or all of them when none wins.
+func (c *checker) dominance(found []field) error {
+	byName := map[string][]field{}
+	for _, f := range found {
+		byName[f.name] = append(byName[f.name], f)
+	}
+	names := make([]string, 0, len(byName))
+	for n, fs := range byName {
+		if len(fs) > 1 {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fs := byName[n]
+		top := fs[0].depth
+		for _, f := range fs {
+			top = min(top, f.depth)
+		}
+		var best []field
+		for _, f := range fs {
+			if f.depth == top {
+				best = append(best, f)
+			}
+		}
+		if len(best) > 1 {
+			var tagged []field
+			for _, f := range best {
+				if f.tagged {
+					tagged = append(tagged, f)
+				}
+			}
+			if len(tagged) == 1 {
+				best = tagged
+			}
+		}
+		for _, f := range fs {
+			if len(best) == 1 && f.path == best[0].path {
+				continue
+			}
+			return c.fail(f.path, "has the JSON name %q of another field, so encoding/json leaves it out", n)
+		}
+	}
+	return nil
+}
