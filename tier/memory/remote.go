@@ -759,12 +759,23 @@ func (s *remoteSub) deliverLocked(m tier.Message) {
 }
 
 // TryLock implements [tier.Locker]. ttl must be positive: a lease that never
-// expires would outlive a crashed holder.
+// expires would outlive a crashed holder. A lease key without an expiry
+// (planted with Set) is taken over, as ReadRecords does: it would block the
+// key forever.
 func (r *Remote) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		return false, errLeaseTTL
 	}
-	return r.addIfAbsent(ctx, "try lock", key, []byte(token), ttl)
+	if err := r.lock(ctx, "try lock"); err != nil {
+		return false, err
+	}
+	defer r.unlock()
+	k := r.prefix + key
+	if e, ok := r.getLocked(k); ok && !e.expires.IsZero() {
+		return false, nil
+	}
+	r.setLocked(k, []byte(token), ttl)
+	return true, nil
 }
 
 var errLeaseTTL = errors.New("memory: lease ttl must be positive")

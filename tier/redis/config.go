@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -133,7 +134,12 @@ func NewFromConfig(cfg Config) (*Store, error) {
 //
 // Like NewFromConfig it does no I/O: a URL that cannot be parsed fails at
 // once ("redis: invalid URL: ..."), an unreachable server does not (call
-// [Store.Ping] to check). Errors never echo the URL, which may hold a
+// [Store.Ping] to check). So does a URL go-redis would parse with part of
+// it ignored or taken for the address, where a password misplaced by a typo
+// or an unescaped '#', '/', '?' or '@' would end up (and go-redis logs the
+// address with every failed dial): a '#' anywhere, no "//" after the scheme,
+// a host that is no host name or IP address, a unix: URL with a host or
+// with '@' in its socket path. Errors never echo the URL, which may hold a
 // password, neither here nor later from the store's calls.
 func NewFromURL(rawURL string, prefix string) (*Store, error) {
 	opts := Options{Prefix: prefix, CloseClient: true}
@@ -158,8 +164,9 @@ func own(client goredis.UniversalClient, opts Options) (*Store, error) {
 }
 
 // shownAddr is how errors name the server of a URL: its address, unless the
-// address may hold credentials, as a malformed URL can put them there
-// ("unix:/user:password@..." makes all of it a socket path).
+// address may hold credentials, as a malformed address can (NewFromURL
+// refuses the URLs that would make one, such as "unix:/user:password@...",
+// all of it a socket path; a Config's Addr is the user's).
 func shownAddr(o *goredis.Options) string {
 	if strings.Contains(o.Addr, "@") || o.Password != "" && strings.Contains(o.Addr, o.Password) {
 		return "the address in the URL"
@@ -185,9 +192,58 @@ func optionsFromURL(rawURL string) (*goredis.Options, time.Duration, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("redis: invalid URL: %s", urlErrorKind(err))
 	}
+	if msg := malformedURL(rawURL); msg != "" {
+		return nil, 0, errors.New("redis: invalid URL: " + msg)
+	}
 	dial := o.DialTimeout
 	applyDefaults(o)
 	return o, dial, nil
+}
+
+// malformedURL returns why rawURL, which go-redis parses, is still refused (""
+// if it is not): the shapes in which go-redis ignores part of the URL or
+// takes part of it for the address, where a password misplaced by a typo or
+// an unescaped '#', '/' or '@' would end up. go-redis logs dial errors, and
+// they name the address. The reasons are fixed text: they never quote the
+// URL.
+func malformedURL(rawURL string) string {
+	if strings.Contains(rawURL, "#") { // a fragment, which go-redis ignores
+		return "a '#' (in a password it is written %23)"
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil { // go-redis parsed it: cannot happen
+		return "cannot parse it"
+	}
+	if u.Opaque != "" {
+		return "no '//' after the scheme"
+	}
+	if u.Scheme == "unix" {
+		if u.Host != "" {
+			return "a unix: URL takes no host: unix:///path or unix://user:password@/path"
+		}
+		if strings.Contains(u.Path, "@") {
+			return "'@' in the socket path: credentials go before it, unix://user:password@/path"
+		}
+		return ""
+	}
+	if h := u.Hostname(); h != "" && !validHost(h) {
+		return "the host is not a host name or IP address (is the '@' after the password missing?)"
+	}
+	return ""
+}
+
+// validHost reports whether h is an IP address (with a zone, for IPv6) or
+// a host name: letters, digits, '-', '_' and '.'.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // urlErrorKind keeps only the kind of a URL parse error ("invalid database

@@ -286,15 +286,15 @@ func TestClosedClientIsErrClosed(t *testing.T) {
 	}
 }
 
-// TestNewFromURLErrorHidesCredentialsInAddress: a malformed URL can make its
-// credentials part of the address ("unix:/user:password@..." is a socket
-// path to go-redis). Connecting then fails, and neither Ping's error, nor
+// TestNewFromConfigErrorHidesCredentialsInAddress: an address that may hold
+// credentials (here a socket path with "user:password@" in it, as the
+// malformed URL "unix:/user:password@..." would make it, which NewFromURL
+// refuses) is never shown: connecting fails, and neither Ping's error, nor
 // the go-redis dial error it wraps, nor the errors of the store's calls may
 // show that address.
-func TestNewFromURLErrorHidesCredentialsInAddress(t *testing.T) {
+func TestNewFromConfigErrorHidesCredentialsInAddress(t *testing.T) {
 	const secret = "s3cret-Pw"
-	raw := "unix:/user:" + secret + "@/no/such/socket"
-	s := mustOpen(t)(NewFromURL(raw, "p:"))
+	s := mustOpen(t)(NewFromConfig(Config{Addr: "/user:" + secret + "@/no/such/socket", Prefix: "p:"}))
 	err := wantPingError(t, s, "redis: connecting to the address in the URL", "")
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("the error shows the password: %q", err)

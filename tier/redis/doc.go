@@ -150,8 +150,10 @@
 // Options.SubscriptionBuffer messages loses its backlog and gets a Reset
 // instead, so a lost message is always signalled.
 //
-// Leases ([Store.TryLock]) use SET NX PX; Extend and Unlock are Lua scripts
-// that compare the token first, so only the holder can extend or release.
+// Leases ([Store.TryLock]) use SET NX PX, in a Lua script that takes over a
+// lease key without an expiry (which would otherwise block its key forever);
+// Extend and Unlock are Lua scripts that compare the token first, so only the
+// holder can extend or release.
 //
 // [goredis.UniversalClient]: https://pkg.go.dev/github.com/redis/go-redis/v9#UniversalClient
 // [goredis.ClusterClient]: https://pkg.go.dev/github.com/redis/go-redis/v9#ClusterClient

@@ -16,16 +16,17 @@ import (
 
 const fzSecret = "hunter2-Zq9"
 
-// FuzzNewFromURLHidesPassword builds URLs around a known password. Those
-// go-redis cannot parse go to NewFromURL, which must refuse them before any
-// I/O; those it can parse go to the parsing half of NewFromURL (a parsable URL
-// would make NewFromURL connect to whatever host it names).
+// FuzzNewFromURLHidesPassword builds URLs around a known password and parses
+// them as NewFromURL does, without connecting (a URL it accepts would make
+// NewFromURL connect to whatever host it names).
 //
-// It checks: no panic; for a refused URL, an error that starts with
-// "redis: " and no trace of the password in it, raw or escaped; for a parsed
-// one, the options NewFromURL would connect with: the cache's tuning
-// (context deadlines honoured, positive timeouts, at most one retry of its
-// own), and a name for the server in errors that holds no password.
+// It checks: no panic; every URL go-redis cannot parse is refused; for a
+// refused URL, NewFromURL's error too, which starts with "redis: " and shows
+// no trace of the password, raw or escaped; for an accepted one, the options
+// NewFromURL would connect with: the cache's tuning (context deadlines
+// honoured, positive timeouts, at most one retry of its own), and an
+// address that holds no password (go-redis logs it with every failed dial),
+// nor does the name for the server in errors.
 func FuzzNewFromURLHidesPassword(f *testing.F) {
 	f.Add("redis://", "127.0.0.1:6379/x")
 	f.Add("rediss://", "127.0.0.1:6379/0?dial_timeout=abc")
@@ -42,14 +43,17 @@ func FuzzNewFromURLHidesPassword(f *testing.F) {
 	f.Add("redis://", "host:6379/0?unknown_option=1")
 	f.Fuzz(func(t *testing.T, before, after string) {
 		raw := before + "user:" + fzSecret + "@" + after
-		if _, err := goredis.ParseURL(raw); err == nil {
-			o, _, err := acredis.OptionsFromURL(raw)
-			if err != nil {
-				t.Fatalf("go-redis parses %q but NewFromURL would not: %v", raw, err)
+		o, _, err := acredis.OptionsFromURL(raw)
+		if err == nil {
+			if _, perr := goredis.ParseURL(raw); perr != nil {
+				t.Fatalf("NewFromURL would accept %q, which go-redis cannot parse: %v", raw, perr)
 			}
 			if !o.ContextTimeoutEnabled || o.DialTimeout <= 0 || o.ReadTimeout == 0 || o.WriteTimeout == 0 ||
 				o.MaxRetries > 1 || o.DialerRetries > 1 {
 				t.Fatalf("%q: options not tuned for a cache: %+v", raw, o)
+			}
+			if strings.Contains(o.Addr, fzSecret) {
+				t.Fatalf("%q: the address %q, which go-redis logs, holds the password", raw, o.Addr)
 			}
 			if shown := acredis.ShownAddr(o); strings.Contains(shown, fzSecret) {
 				t.Fatalf("%q: errors would name the server %q, password included", raw, shown)
@@ -59,7 +63,7 @@ func FuzzNewFromURLHidesPassword(f *testing.F) {
 		s, err := acredis.NewFromURL(raw, "fz:")
 		if err == nil {
 			_ = s.Close()
-			t.Fatalf("NewFromURL accepted %q, which go-redis cannot parse", raw)
+			t.Fatalf("NewFromURL accepted %q, which its parsing refuses", raw)
 		}
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "redis: ") {

@@ -35,6 +35,19 @@ if holds(redis.call("GET", KEYS[1]), ARGV[1]) then
 end
 return 0`)
 
+	// tryLockScript is SET NX PX, except that a key with no expiry, or
+	// of another type than a string, is no lease (it would block the key
+	// forever): it is taken over, as the read script does.
+	tryLockScript = goredis.NewScript(`
+if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+	return 1
+end
+if redis.call("PTTL", KEYS[1]) == -1 or redis.call("TYPE", KEYS[1]).ok ~= "string" then
+	redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+	return 1
+end
+return 0`)
+
 	unlockScript = goredis.NewScript(luaHolds + `
 if holds(redis.call("GET", KEYS[1]), ARGV[1]) then
 	return redis.call("DEL", KEYS[1])
@@ -42,20 +55,15 @@ end
 return 0`)
 )
 
-// TryLock implements [tier.Locker] with SET NX PX. ttl must be positive: a
-// lease that never expires would outlive a crashed holder.
+// TryLock implements [tier.Locker] with a script that runs SET NX PX and,
+// when the key is there without an expiry (or is not a string), takes it
+// over: one command, as SET NX PX was. ttl must be positive: a lease that
+// never expires would outlive a crashed holder.
 func (s *Store) TryLock(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		return false, errLeaseTTL
 	}
-	if err := s.begin(ctx, "try lock"); err != nil {
-		return false, err
-	}
-	ok, err := s.client.SetNX(ctx, s.prefix+key, token, expiry(ttl)).Result()
-	if err != nil {
-		return false, s.fail(ctx, "try lock", err)
-	}
-	return ok, nil
+	return s.runLease(ctx, "try lock", tryLockScript, key, token, expiry(ttl).Milliseconds())
 }
 
 // Extend implements [tier.Locker] with a script that sets the new expiry

@@ -201,6 +201,19 @@ func TestRecordsReplaceWrongType(t *testing.T) {
 			t.Fatalf("lease key %q = %q with PTTL %v, want the token with an expiry", lk, v, ttl)
 		}
 	}
+	// So does TryLock, whether the key of another type has an expiry or not.
+	for i, lk := range wrongTypes(t, c, "rt:", "lk:{trylock}e") {
+		if i%2 == 0 {
+			c.PExpire(ctx, "rt:"+lk, time.Hour)
+		}
+		if ok, err := s.TryLock(ctx, lk, "a", time.Hour); err != nil || !ok {
+			t.Fatalf("TryLock of the lease key %q of another type = (%v, %v), want (true, nil)", lk, ok, err)
+		}
+		wantType(t, c, "rt:"+lk, "string")
+		if v, ttl := c.Get(ctx, "rt:"+lk).Val(), c.PTTL(ctx, "rt:"+lk).Val(); v != "a" || ttl <= 0 {
+			t.Fatalf("lease key %q = %q with PTTL %v, want the token with an expiry", lk, v, ttl)
+		}
+	}
 	// Writes and tombstones overwrite keys of other types; a release whose
 	// lease key is of another type is no error either.
 	now := serverMicros(t, c)

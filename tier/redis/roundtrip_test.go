@@ -221,6 +221,16 @@ func TestRoundTripsSingle(t *testing.T) {
 			t.Fatalf("Unlock = (%v, %v)", ok, err)
 		}
 	})
+	tr.expect(t, "TryLock, first use of its script", one, func() {
+		if ok, err := s.TryLock(ctx, "lk:{u1}y", "c", time.Minute); err != nil || !ok {
+			t.Fatalf("TryLock = (%v, %v)", ok, err)
+		}
+	})
+	tr.expect(t, "TryLock of a held lease", one, func() {
+		if ok, err := s.TryLock(ctx, "lk:{u1}y", "d", time.Minute); err != nil || ok {
+			t.Fatalf("TryLock of a held lease = (%v, %v), want (false, nil)", ok, err)
+		}
+	})
 }
 
 // warm opens the connections of c, single commands' and pipelines': a

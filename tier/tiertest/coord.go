@@ -716,6 +716,47 @@ func (s *suite) testLocker(t *testing.T) {
 		expect(t, try(t, l, "TryLock", "k", "b", time.Hour), false, "TryLock by b after a extended its lease")
 	})
 
+	// A lease key without an expiry (planted by a bug, an operator or
+	// anyone with access to the backend) would block its key until every
+	// caller gave up: whoever asks for the lease takes it over, with an
+	// expiry, and a lease with an expiry still holds.
+	t.Run("NoExpiryLeaseTakenOver", func(t *testing.T) {
+		t.Parallel()
+		st := s.open(t, "locknottl")
+		l := st.(tier.Locker)
+		ctx := testCtx(t)
+		mustSet(t, ctx, st, "k", []byte("stale"), 0)
+		expect(t, try(t, l, "TryLock", "k", "a", time.Hour), true, "TryLock by a on a lease key that never expires")
+		expect(t, try(t, l, "TryLock", "k", "b", time.Hour), false, "TryLock by b on the lease a took over")
+		expect(t, try(t, l, "Unlock", "k", "a", 0), true, "Unlock by a of the lease it took over")
+		// The lease taken over expires.
+		mustSet(t, ctx, st, "e", []byte("stale"), 0)
+		expect(t, try(t, l, "TryLock", "e", "a", 100*time.Millisecond), true, "TryLock by a (100ms) on a lease key that never expires")
+		eventually(t, "b takes the lease a took over once it expired", func() bool {
+			return try(t, l, "TryLock", "e", "b", time.Hour)
+		})
+		// A lease with an expiry is a lease, whatever it holds.
+		mustSet(t, ctx, st, "h", []byte("someone"), time.Hour)
+		expect(t, try(t, l, "TryLock", "h", "a", time.Hour), false, "TryLock by a on a lease key with an expiry")
+
+		f, ok := st.(tier.Fencer)
+		if !ok || s.opts.NotAtomic {
+			return
+		}
+		// The read path's lease and TryLock see each other's takeover as a
+		// lease: each gave the key its expiry.
+		mustSet(t, ctx, st, leaseOn("{r}k", "", 0).Key, []byte("stale"), 0)
+		expect(t, try(t, l, "TryLock", leaseOn("{r}k", "", 0).Key, "a", time.Hour), true, "TryLock by a on the read path's lease key that never expires")
+		if r := readLeased(t, f, "{r}k", "b", time.Hour); r.Leased || r.Repaired {
+			t.Fatalf("ReadRecords by b after TryLock took the lease over = %+v, want no lease and no repair", r)
+		}
+		mustSet(t, ctx, st, leaseOn("{r}m", "", 0).Key, []byte("stale"), 0)
+		if r := readLeased(t, f, "{r}m", "a", time.Hour); !r.Leased {
+			t.Fatalf("ReadRecords by a with a lease key that never expires = %+v, want the lease taken", r)
+		}
+		expect(t, try(t, l, "TryLock", leaseOn("{r}m", "", 0).Key, "b", time.Hour), false, "TryLock by b on the lease ReadRecords took over")
+	})
+
 	t.Run("ExactlyOneHolder", func(t *testing.T) {
 		t.Parallel()
 		l := s.open(t, "lockrace").(tier.Locker)
