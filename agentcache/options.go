@@ -141,7 +141,16 @@ type Options struct {
 	// the tool) is still a span. Off by default.
 	L1HitEvents bool
 	// RecordScopeIDs puts a hash of the scope ID (the user or session) on
-	// lookup spans. Off by default: IDs stay out of telemetry.
+	// lookup spans, as agentcache.scope.id: the first 16 bytes, in hex, of
+	// an HMAC-SHA256 of the ID, so that an ID cannot be recovered from it by
+	// hashing guesses. The HMAC's key is derived from Secret when it is set,
+	// and then every instance that shares the Secret records the same hash
+	// for an ID (a new Secret changes them all). Without a Secret the key is
+	// 32 random bytes made by New: the hashes still cannot be reversed, but
+	// they agree only within one Cache — another instance, or this one after
+	// a restart, records another hash for the same ID, so traces of one user
+	// cannot be joined across the fleet. Off by default: IDs stay out of
+	// telemetry.
 	RecordScopeIDs bool
 	// RecordArgs puts the hash of a call's canonical arguments on lookup
 	// spans. Off by default.
