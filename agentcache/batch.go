@@ -298,7 +298,7 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 		if _, done := out[m.id]; done {
 			continue
 		}
-		if f := rs.neg.Load(); f != nil && !avail[i] && f.test(negKey(&m.a)) {
+		if f := negFilterOf(rs, m.lk.seg); f != nil && !avail[i] && f.test(negKey(&m.a)) {
 			c.stats.negativeHits.Inc()
 			out[m.id] = result[V]{err: negativeHit(rs, "")}
 			continue

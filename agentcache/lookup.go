@@ -38,7 +38,7 @@ type resState struct {
 	negTTL    time.Duration // < 0: "not found" is not remembered
 	stale     time.Duration
 	cell      *epoch.Cell               // the resource's epoch
-	neg       atomic.Pointer[negFilter] // created by the first "not found"
+	neg       atomic.Pointer[negScopes] // created by the first "not found"
 	obs       *resObs
 	claims    *claims // the tools cached under it
 }
@@ -394,7 +394,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 			return loaded{v: v, tier: tierL2, cost: r.cost, stale: r.stale}, nil
 		case l2Negative:
 			if lk.r.negTTL > 0 {
-				c.negFilterFor(lk.r).add(negKey(a))
+				c.negFilterFor(lk.r, lk.seg).add(negKey(a))
 			}
 			return loaded{tier: tierNegative, cost: r.cost}, negativeHit(lk.r, r.msg)
 		case l2Unavailable:
@@ -607,7 +607,7 @@ func asT[T any](v any) (T, bool) {
 // maybeNegative reports whether the negative filter says a's entry may be
 // a remembered "not found".
 func (c *Cache) maybeNegative(lk *lookup, a *attempt) bool {
-	f := lk.r.neg.Load()
+	f := negFilterOf(lk.r, lk.seg)
 	return f != nil && f.test(negKey(a))
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
+
+	"github.com/agentcache/agentcache-go/internal/lru"
 )
 
 // The negative cache remembers "not found" answers so that an agent guessing
@@ -17,19 +19,26 @@ import (
 // instance wrote; shared by the fleet and cleared by invalidation like any
 // entry, because the key carries the epochs.
 //
-// Compactly, in L1: a bloom filter per resource, so a flood of distinct
-// guesses costs about a byte or two each and never evicts positive L1
-// entries. Two generations rotate every half negative TTL, so a key is
-// remembered for between half and all of the TTL. A bloom "maybe" is only a
-// hint while L2 is healthy: it is confirmed by reading the marker, so a
-// false positive never becomes a wrong "not found". Without a healthy L2
-// (none configured, or the breaker open) the filter is trusted, and a key
-// that was never negative is wrongly reported as not found with about the
-// configured false-positive rate (Options.Negative.FalsePositiveRate, 1% by
-// default; each of the two generations is sized for half of it) — and only
-// on an L1 miss, since L1 is consulted first.
+// Compactly, in L1: bloom filters, so a flood of distinct guesses costs
+// about a byte or two each and never evicts positive L1 entries. A global
+// resource has one filter; a per-user or per-session resource has one per
+// scope, for its maxNegScopes most recently used scopes (see NegativeOptions
+// for their sizes), so that one scope's guesses never raise another's
+// false-positive rate, and a scope whose filter is evicted only forgets its
+// "not found" answers (which costs tool calls, never a wrong answer). Two
+// generations rotate every half negative TTL, so a key is remembered for
+// between half and all of the TTL (less if the current generation fills
+// first: then it rotates early). A bloom "maybe" is only a hint while L2 is
+// healthy: it is confirmed by reading the marker, so a false positive never
+// becomes a wrong "not found". Without a healthy L2 (none configured, or the
+// breaker open) the filter is trusted, and a key that was never negative is
+// wrongly reported as not found with about the configured false-positive
+// rate (Options.Negative.FalsePositiveRate, 1% by default; each of the two
+// generations is sized for half of it) — and only on an L1 miss, since L1 is
+// consulted first.
 
-// negFilter is one resource's pair of rotating bloom filters.
+// negFilter is one resource's (or one scope's) pair of rotating bloom
+// filters.
 type negFilter struct {
 	mu        sync.RWMutex // guards everything below
 	cur, prev *bloom.BloomFilter
@@ -93,16 +102,80 @@ func (f *negFilter) test(key string) bool {
 	return hit
 }
 
-// negFilterFor returns rs's filter, creating it on first use.
-func (c *Cache) negFilterFor(rs *resState) *negFilter {
-	if f := rs.neg.Load(); f != nil {
-		return f
+// maxNegScopes is how many scopes of a per-user or per-session resource
+// have a negative filter at a time; minScopeNegKeys is the least a scope's
+// filter is sized for. Documented in NegativeOptions.
+const (
+	maxNegScopes    = 256
+	minScopeNegKeys = 64
+)
+
+// negScopes is a resource's negative filters: one for a global resource,
+// one per scope (of the maxNegScopes most recently used) otherwise.
+type negScopes struct {
+	one *negFilter                     // a global resource's; nil for a scoped one
+	by  *lru.Cache[string, *negFilter] // a scoped resource's, by scope segment
+	mu  sync.Mutex                     // serialises the creation of scopes' filters
+}
+
+// scopeNegKeys is what each scope's filter is sized for, of expected keys
+// for the resource.
+func scopeNegKeys(expected int) uint {
+	return uint(max(expected/maxNegScopes, minScopeNegKeys))
+}
+
+// negScopesOf returns rs's filters, creating them on first use.
+func (c *Cache) negScopesOf(rs *resState) *negScopes {
+	if s := rs.neg.Load(); s != nil {
+		return s
 	}
-	f := newNegFilter(uint(c.opts.Negative.ExpectedKeys), c.opts.Negative.FalsePositiveRate, rs.negTTL, c.opts.Now)
-	if rs.neg.CompareAndSwap(nil, f) {
-		return f
+	s := &negScopes{}
+	if rs.segPrefix == "" {
+		o := c.opts.Negative
+		s.one = newNegFilter(uint(o.ExpectedKeys), o.FalsePositiveRate, rs.negTTL, c.opts.Now)
+	} else {
+		s.by = lru.New[string, *negFilter](maxNegScopes, 0, nil)
+	}
+	if rs.neg.CompareAndSwap(nil, s) {
+		return s
 	}
 	return rs.neg.Load()
+}
+
+// negFilterFor returns the filter of rs in the scope segment seg (ignored
+// for a global resource), creating it on first use.
+func (c *Cache) negFilterFor(rs *resState, seg string) *negFilter {
+	s := c.negScopesOf(rs)
+	if s.by == nil {
+		return s.one
+	}
+	if f, ok := s.by.Get(seg); ok {
+		return f
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.by.Get(seg); ok {
+		return f
+	}
+	o := c.opts.Negative
+	f := newNegFilter(scopeNegKeys(o.ExpectedKeys), o.FalsePositiveRate, rs.negTTL, c.opts.Now)
+	// seg is often a slice of a lookup's L1 key: keep only its bytes.
+	s.by.Add(strings.Clone(seg), f)
+	return f
+}
+
+// negFilterOf returns the filter of rs in the scope segment seg, or nil if
+// it has none. It allocates nothing.
+func negFilterOf(rs *resState, seg string) *negFilter {
+	s := rs.neg.Load()
+	switch {
+	case s == nil:
+		return nil
+	case s.by == nil:
+		return s.one
+	}
+	f, _ := s.by.Get(seg)
+	return f
 }
 
 // isNotFoundErr reports whether err means "does not exist".

@@ -2,13 +2,18 @@ package agentcache
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"reflect"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +67,9 @@ type observer struct {
 	cacheAttr  attribute.KeyValue
 	reg        metric.Registration
 	invOpts    map[string][]metric.AddOption
+	// scopeMACs holds HMAC-SHA256 hashes keyed for the scope IDs of
+	// RecordScopeIDs (see scopeIDKey).
+	scopeMACs sync.Pool
 }
 
 // resObs is a resource's precomputed telemetry: attribute sets are built
@@ -91,6 +99,10 @@ func newObserver(c *Cache) (*observer, error) {
 		recordIDs:  c.opts.RecordScopeIDs,
 		recordArgs: c.opts.RecordArgs,
 		cacheAttr:  acotel.KeyCache.String(c.opts.Name),
+	}
+	if o.recordIDs {
+		key := scopeIDKey(c.opts.Secret)
+		o.scopeMACs.New = func() any { return hmac.New(sha256.New, key) }
 	}
 	if c.opts.TracerProvider == nil {
 		if tp := otel.GetTracerProvider(); isDefaultGlobal(tp) {
@@ -278,13 +290,39 @@ func lookupAttrs(t tierIdx, hit, stale bool) []attribute.KeyValue {
 	}
 }
 
+// scopeIDKey is the key of the scope-ID hashes of RecordScopeIDs: one
+// derived from secret, the application's (HMAC-SHA256 of a fixed label
+// keyed by it, so the hashes share no key with anything else), or, without
+// one, 32 random bytes: then no instance's hashes match another's.
+func scopeIDKey(secret []byte) []byte {
+	if len(secret) == 0 {
+		key := make([]byte, 32)
+		rand.Read(key) // never fails: it would crash the program first
+		return key
+	}
+	m := hmac.New(sha256.New, secret)
+	io.WriteString(m, "agentcache scope id")
+	return m.Sum(nil)
+}
+
+// scopeIDHash is the agentcache.scope.id attribute of scope ID id: the
+// first 16 bytes of its HMAC-SHA256 under scopeIDKey, in hex.
+func (ob *observer) scopeIDHash(id string) string {
+	m := ob.scopeMACs.Get().(hash.Hash)
+	m.Reset()
+	io.WriteString(m, id)
+	var sum [sha256.Size]byte
+	h := hex.EncodeToString(m.Sum(sum[:0])[:16])
+	ob.scopeMACs.Put(m)
+	return h
+}
+
 // idAttrs are the span attributes that identify a lookup's scope and
 // arguments, when the options turn them on; nil otherwise.
 func idAttrs(ob *observer, o *obsLookup) []attribute.KeyValue {
 	var attrs []attribute.KeyValue
 	if ob.recordIDs && o.scopeID != "" {
-		sum := sha256.Sum256([]byte(o.scopeID))
-		attrs = append(attrs, acotel.KeyScopeID.String(hex.EncodeToString(sum[:8])))
+		attrs = append(attrs, acotel.KeyScopeID.String(ob.scopeIDHash(o.scopeID)))
 	}
 	if ob.recordArgs && o.argHash != "" {
 		attrs = append(attrs, acotel.KeyArgsHash.String(o.argHash))

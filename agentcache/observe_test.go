@@ -2,6 +2,8 @@ package agentcache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -233,10 +235,21 @@ func TestRecordScopeIDsHashes(t *testing.T) {
 	if len(spans) != 2 {
 		t.Fatalf("%d lookup spans, want 2", len(spans))
 	}
+	sum := sha256.Sum256([]byte("alice"))
+	var first string
 	for i, s := range spans {
 		id, ok := attr(s, acotel.KeyScopeID)
-		if !ok || id.AsString() == "" || strings.Contains(id.AsString(), "alice") {
-			t.Fatalf("span %d: scope ID attribute = %q, want a hash", i, id.AsString())
+		h := id.AsString()
+		if _, err := hex.DecodeString(h); !ok || err != nil || len(h) != 32 || strings.Contains(h, "alice") {
+			t.Fatalf("span %d: scope ID attribute = %q, want 16 bytes of hash in hex", i, h)
+		}
+		if strings.HasPrefix(hex.EncodeToString(sum[:]), h[:16]) {
+			t.Fatalf("span %d: scope ID attribute %q is the unkeyed SHA-256 of the ID", i, h)
+		}
+		if i == 0 {
+			first = h
+		} else if h != first {
+			t.Fatalf("span %d: scope ID hash %q, but %q in span 0: one cache must hash an ID alike", i, h, first)
 		}
 		if h, ok := attr(s, acotel.KeyArgsHash); !ok || strings.Contains(h.AsString(), "EUR") {
 			t.Fatalf("span %d: args hash attribute = %v", i, h)
@@ -445,5 +458,59 @@ func TestL1HitEvents(t *testing.T) {
 	}
 	if n := len(tel.spansOf(acotel.SpanLookup + " get_tide")); n != 2 {
 		t.Fatalf("%d root lookup spans, want 2 (the miss and the hit)", n)
+	}
+}
+
+// scopeIDHashOf is the agentcache.scope.id attribute that a cache with
+// secret records for a lookup of user id.
+func scopeIDHashOf(t *testing.T, secret []byte, id string) string {
+	t.Helper()
+	tel := newTelemetry(t)
+	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, Secret: secret})
+	get, err := Wrap(c, getCart, (&fakeShop{items: map[string][]string{}}).getCart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(scope.WithUser(context.Background(), id), cartArgs{Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	spans := tel.spansOf(acotel.SpanLookup + " get_cart")
+	if len(spans) != 1 {
+		t.Fatalf("%d lookup spans, want 1", len(spans))
+	}
+	h, ok := attr(spans[0], acotel.KeyScopeID)
+	if !ok || len(h.AsString()) < 16 {
+		t.Fatalf("scope ID attribute %q, want a hash", h.AsString())
+	}
+	return h.AsString()
+}
+
+// Issue 16: the scope-ID hash is keyed, so a numeric user ID cannot be
+// recovered from it by hashing every number. With the same Secret every
+// instance records the same hash for an ID; without one, each cache has a
+// key of its own.
+func TestRecordScopeIDsAreKeyed(t *testing.T) {
+	const id = "4711"
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	other := []byte("fedcba9876543210fedcba9876543210")
+	a, b := scopeIDHashOf(t, secret, id), scopeIDHashOf(t, secret, id)
+	if a != b {
+		t.Fatalf("two caches with the same Secret hash user %s as %s and %s; want the same", id, a, b)
+	}
+	if sum := sha256.Sum256([]byte(id)); strings.HasPrefix(hex.EncodeToString(sum[:]), a[:16]) {
+		t.Errorf("user %s's hash %s starts like SHA-256(%q): unkeyed", id, a, id)
+	}
+	if c := scopeIDHashOf(t, other, id); c == a {
+		t.Errorf("another Secret gives the same hash %s", c)
+	}
+	if o := scopeIDHashOf(t, secret, "4712"); o == a {
+		t.Errorf("two IDs hash alike: %s", o)
+	}
+	x, y := scopeIDHashOf(t, nil, id), scopeIDHashOf(t, nil, id)
+	if x == y {
+		t.Errorf("two caches without a Secret hash user %s alike (%s): the key must be random per cache", id, x)
+	}
+	if x == a || y == a {
+		t.Errorf("a cache without a Secret hashes user %s as the one with it does", id)
 	}
 }

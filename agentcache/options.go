@@ -141,7 +141,16 @@ type Options struct {
 	// the tool) is still a span. Off by default.
 	L1HitEvents bool
 	// RecordScopeIDs puts a hash of the scope ID (the user or session) on
-	// lookup spans. Off by default: IDs stay out of telemetry.
+	// lookup spans, as agentcache.scope.id: the first 16 bytes, in hex, of
+	// an HMAC-SHA256 of the ID, so that an ID cannot be recovered from it by
+	// hashing guesses. The HMAC's key is derived from Secret when it is set,
+	// and then every instance that shares the Secret records the same hash
+	// for an ID (a new Secret changes them all). Without a Secret the key is
+	// 32 random bytes made by New: the hashes still cannot be reversed, but
+	// they agree only within one Cache — another instance, or this one after
+	// a restart, records another hash for the same ID, so traces of one user
+	// cannot be joined across the fleet. Off by default: IDs stay out of
+	// telemetry.
 	RecordScopeIDs bool
 	// RecordArgs puts the hash of a call's canonical arguments on lookup
 	// spans. Off by default.
@@ -185,12 +194,27 @@ type BreakerOptions struct {
 }
 
 // NegativeOptions sizes the bloom filters that remember "not found" answers
-// in L1 (one pair per resource, created by its first such answer).
+// in L1 (created by the first such answer): one pair per global resource,
+// and one pair per scope (user or session) for a per-user or per-session
+// resource, so that one scope's guesses never make another scope's lookups
+// come back "not found".
 type NegativeOptions struct {
 	// ExpectedKeys is how many distinct "not found" keys one resource is
 	// expected to see within half its negative TTL; past it the filter
-	// rotates early. Memory per resource is about 2.9 bytes per expected key
-	// at the default rate. Default DefaultNegativeKeys.
+	// rotates early. A global resource's pair takes about 2.9 bytes per
+	// expected key at the default rate (290 KB at the default 100,000).
+	//
+	// A per-user or per-session resource keeps the pairs of its 256 most
+	// recently used scopes, evicting the least recently used (whose scope
+	// forgets its "not found" answers, which costs tool calls, never a
+	// wrong answer). Each scope's pair is sized for ExpectedKeys/256 keys,
+	// at least 64, and rotates early past them; at the default rate it
+	// takes about 2.9 bytes per key it is sized for and about 300 bytes
+	// more, so about 1.4 KB per scope at the default ExpectedKeys (390
+	// keys), and at most about 2.9 bytes × ExpectedKeys + 80 KB per
+	// resource in all (360 KB at the default; 145 KB whenever ExpectedKeys
+	// is below 16,384, where the 64-key floor applies). Default
+	// DefaultNegativeKeys.
 	ExpectedKeys int
 	// FalsePositiveRate is the filter's target rate, in (0, 0.5]. It matters
 	// only when L2 is down or absent; otherwise every "maybe" is confirmed.

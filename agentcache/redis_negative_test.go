@@ -317,7 +317,7 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	if h, _ := resource.HashValue(12345, resource.Limits{}); !strings.Contains(keyOf(12345), h.String()) {
 		t.Fatal("HashJSON of an int's digits is not HashValue of the int")
 	}
-	filter := c.negFilterFor(rs)
+	filter := c.negFilterFor(rs, "")
 	for i := 0; i < sample; i++ {
 		if !filter.test(keyOf(sampleID(i))) {
 			t.Fatalf("order %d: the read path remembered it under another key than the test computes", sampleID(i))

@@ -83,7 +83,7 @@ func (c *Cache) putNegative(ctx context.Context, lk *lookup, a *attempt, cost ti
 		c.release(a)
 		return true
 	}
-	c.negFilterFor(lk.r).add(negKey(a))
+	c.negFilterFor(lk.r, lk.seg).add(negKey(a))
 	c.stats.negativeStored.Add(1)
 	var payload []byte // the marker's payload: the tool's message, when it gave one
 	if msg != "" {
