@@ -16,6 +16,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/breaker"
 	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/internal/stripe"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
@@ -35,6 +36,7 @@ type Cache struct {
 	// one over its basic methods.
 	fencer tier.Fencer
 	codec  Codec
+	seal   *keyspace.Sealer // binds L2 values to their keys (with Options.Secret, unforgeably)
 	brk    *breaker.Breaker
 	ep     *epoch.Table // what this instance knows of the epochs
 	bus    *bus         // the invalidation channel
@@ -122,7 +124,7 @@ func New(opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, resources: map[string]*resState{}}
+	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, seal: keyspace.NewSealer(o.Secret), resources: map[string]*resState{}}
 	c.fence.seed = maphash.MakeSeed()
 	if r, ok := o.L2.(tier.Repairer); ok {
 		c.repairsAtNew = r.Repairs()

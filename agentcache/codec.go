@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"time"
 
 	"github.com/agentcache/agentcache-go/internal/jsontype"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
@@ -50,7 +51,30 @@ const (
 	kindTombstone = keyspace.KindTombstone
 )
 
-var errBadEnvelope = errors.New("agentcache: undecodable L2 value")
+var (
+	errBadEnvelope = errors.New("agentcache: undecodable L2 value")
+	errFarExpiry   = errors.New("agentcache: an L2 value fresh for longer than its resource's TTL")
+)
+
+// maxClockSkew is how far ahead of this instance's clock another writer's
+// may be: an entry fresh for longer than its TTL plus this was not made by
+// the cache.
+const maxClockSkew = time.Minute
+
+// plausibleExpiry reports whether an entry's freshness is one its writer
+// could have given it: at most the resource's TTL (or negative TTL) from
+// now, give or take clock skew. The key-value API's entries have TTLs of
+// their callers' choosing, and are not checked.
+func (c *Cache) plausibleExpiry(lk *lookup, env keyspace.Envelope) bool {
+	if lk.r.id == "" || env.FreshUntil.IsZero() {
+		return true
+	}
+	life := lk.r.ttl
+	if env.Kind == kindMissing {
+		life = lk.r.negTTL
+	}
+	return env.FreshUntil.Before(c.opts.Now().Add(life + maxClockSkew))
+}
 
 // TypeChecker is implemented by a Codec that can tell from a type alone
 // whether its values survive the trip through it. A result type it refuses

@@ -166,6 +166,39 @@
 // input can reach another key segment, in L1 or in L2; a value is only ever
 // served under the key it was loaded for.
 //
+// # Values and keys
+//
+// Every tier returns the same value for a key: a loaded value is encoded
+// and decoded back once, and that copy is what L1 keeps and what every
+// caller gets, including the one whose call ran the tool (see Codec). A
+// result type the codec cannot carry is refused by Wrap, or by Get at its
+// first miss, with an error naming the part (see TypeChecker); a value it
+// cannot encode at run time is returned uncached and counted
+// (Stats.Unencodable). Two calls share a key only if the tool gets the same
+// input: argument types with parts their JSON form leaves out are refused
+// unless a KeyFunc keys them, WrapJSON tools get the canonical bytes that
+// were hashed, and a resource caches one tool.
+//
+// # Threat model
+//
+// The cache trusts its process and the application's code. It does not
+// trust what callers pass (arguments, scope IDs: validated, escaped,
+// hashed, bounded) nor, within limits, what it reads from L2. Every value it
+// writes names its key in a tag, and a read refuses a value found under
+// another key (copied by an operator, a script or a bug), one fresh for
+// longer than its resource's TTL, one larger than MaxValueSize, and one
+// that does not decode: each is a miss, counted in Stats.L2Corrupt or
+// Stats.Oversize, and replaced. Without Options.Secret the tag is a plain
+// hash, so someone who can write to Redis can still forge a value for a key
+// of their choosing; with it, the tag is an HMAC of the key and the value,
+// and nobody without the secret can make a value a reader accepts (a forged
+// tombstone, which carries no tag, only causes a miss). Give every instance
+// of the fleet the same secret: an instance with another one (or none)
+// refuses, and overwrites, what the others write. Whoever can write Redis
+// can always delete entries, raise epochs and hold leases, which costs tool
+// calls, never a wrong answer. The snapshot file is trusted like the
+// process's own disk.
+//
 // # Observability
 //
 // Tracing uses the OpenTelemetry API. A lookup whose context carries a

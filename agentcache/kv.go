@@ -124,7 +124,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	c.l1.Set(key, &entry{value: payload, raw: true, st: st, expiresAt: exp.UnixNano()}, ttl)
 	m.Unlock()
 	if c.l2 != nil && !st.Local() {
-		if b, ok := c.envelope(kindValue, payload, stamp, st.Token(), exp, 0); ok {
+		if b, ok := c.envelope(lk.l2Key(), kindValue, payload, stamp, st.Token(), exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})
 		}
 	}

@@ -708,9 +708,15 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 		r.unusable = true
 		return v, r
 	}
-	env, err := keyspace.OpenEnvelope(rr.Value)
+	env, err := c.seal.Open(a.key, rr.Value)
+	if err == nil && env.Kind != kindTombstone && !c.plausibleExpiry(lk, env) {
+		err = errFarExpiry
+	}
 	if err != nil {
-		c.corrupt(a.key, rr.Value, errBadEnvelope)
+		if err != keyspace.ErrUnbound && err != errFarExpiry {
+			err = errBadEnvelope
+		}
+		c.corrupt(a.key, rr.Value, err)
 		r.unusable = true
 		return v, r
 	}

@@ -131,7 +131,7 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 			}
 			same := false
 			if rr[i].Found {
-				env, err := keyspace.OpenEnvelope(rr[i].Value)
+				env, err := c.seal.Open(ops[i].Key, rr[i].Value)
 				raw, _ := r.e.value.([]byte)
 				same = err == nil && env.Kind == kindValue && env.Gen == r.e.st.Token() && bytes.Equal(env.Payload, raw)
 			}

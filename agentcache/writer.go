@@ -117,7 +117,7 @@ func (c *Cache) writeRecord(ctx context.Context, lk *lookup, a *attempt, kind by
 	if since == 0 {
 		since = c.clock.now(a.began)
 	}
-	b, ok := c.envelope(kind, payload, since, a.st.Token(), fresh, cost)
+	b, ok := c.envelope(a.key, kind, payload, since, a.st.Token(), fresh, cost)
 	if !ok {
 		c.release(a)
 		return true
@@ -164,15 +164,15 @@ func (c *Cache) writeL2(ctx context.Context, op writeOp, sync bool) bool {
 	return err == nil && landed
 }
 
-// envelope wraps a payload in the L2 envelope, or reports false (counted
-// and logged) when it is too large for L2.
-func (c *Cache) envelope(kind byte, payload []byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
+// envelope wraps a payload in the L2 envelope, sealed for key, or reports
+// false (counted and logged) when it is too large for L2.
+func (c *Cache) envelope(key string, kind byte, payload []byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration) ([]byte, bool) {
 	if envHeader+len(payload) > c.opts.MaxValueSize {
 		c.stats.oversize.Add(1)
 		c.warn("oversize", "agentcache: value not written to L2", fmt.Errorf("%w: %d bytes > %d", ErrValueTooLarge, envHeader+len(payload), c.opts.MaxValueSize))
 		return nil, false
 	}
-	return keyspace.AppendEnvelope(make([]byte, 0, envHeader+len(payload)), kind, stamp, gen, freshUntil, cost, payload), true
+	return c.seal.Append(make([]byte, 0, envHeader+len(payload)), key, kind, stamp, gen, freshUntil, cost, payload), true
 }
 
 // writer is the bounded write-behind queue in front of L2. Callers never

@@ -30,13 +30,19 @@
 package keyspace
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"github.com/agentcache/agentcache-go/internal/glob"
+	stdhash "hash"
+	"io"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/glob"
 
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -438,7 +444,9 @@ func (f Filter) Match(k *Key) bool {
 //	            big endian, saturating (0: unknown)
 //	bytes 30-37 origin: the record's stamp as its writer made it, before a
 //	            store restamped it (a Set's, or a load's start), big endian
-//	bytes 38-   payload (the codec's bytes; empty for a marker)
+//	bytes 38-53 tag: binds the envelope to its key (see [Sealer])
+//	bytes 54-   payload (the codec's bytes; empty for a marker, or the
+//	            tool's "not found" message)
 //
 // A tombstone is the 18-byte header alone. The freshness time lets an
 // instance that reads the entry give its L1 copy the same remaining life,
@@ -448,7 +456,9 @@ func (f Filter) Match(k *Key) bool {
 // miss (and overwritten by the next write).
 const (
 	// HeaderLen is the length of the envelope's header.
-	HeaderLen = tier.RecordHeaderLen + 20
+	HeaderLen = tier.RecordHeaderLen + 20 + TagLen
+	// TagLen is the length of the tag that binds an envelope to its key.
+	TagLen = 16
 )
 
 // Envelope kinds.
@@ -469,24 +479,13 @@ type Envelope struct {
 	Origin     int64         // the stamp its writer gave it (a store may restamp a record)
 	FreshUntil time.Time     // zero: no expiry recorded
 	Cost       time.Duration // the tool run that produced it; 0: unknown
+	Tag        [TagLen]byte  // binds it to its key (see Sealer); zero when only the first part of the header was read
 	Payload    []byte        // the codec's bytes (empty for a marker, or when only the header was read)
 }
 
-// AppendEnvelope appends the envelope of payload, of generation gen, to dst.
-func AppendEnvelope(dst []byte, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
-	var ms int64
-	if !freshUntil.IsZero() {
-		ms = freshUntil.UnixMilli()
-	}
-	us := min(max(cost.Microseconds(), 0), math.MaxUint32)
-	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, gen, nil)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
-	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
-	return append(dst, payload...)
-}
-
-// OpenEnvelope parses b, which may be just the header.
+// OpenEnvelope parses b, which may be just the header, without checking its
+// tag: for tools that show what L2 holds. The cache opens envelopes with
+// [Sealer.Open].
 func OpenEnvelope(b []byte) (Envelope, error) {
 	r, ok := tier.ParseRecord(b)
 	if !ok {
@@ -508,6 +507,114 @@ func OpenEnvelope(b []byte) (Envelope, error) {
 	}
 	e.Cost = time.Duration(binary.BigEndian.Uint32(rest[8:12])) * time.Microsecond
 	e.Origin = int64(binary.BigEndian.Uint64(rest[12:20]))
-	e.Payload = rest[20:]
+	if len(rest) < 20+TagLen {
+		if len(rest) == 20 { // a header cut short by a reader of only its first part
+			return e, nil
+		}
+		return Envelope{}, ErrEnvelope
+	}
+	copy(e.Tag[:], rest[20:20+TagLen])
+	e.Payload = rest[20+TagLen:]
 	return e, nil
+}
+
+// ErrUnbound reports an envelope whose tag does not match the key it was
+// read from: written for another key (copied, or planted), or without the
+// application's secret.
+var ErrUnbound = errors.New("an L2 value not written for its key")
+
+// A Sealer makes and checks the tags that bind envelopes to their keys.
+//
+// Without a secret, a tag is a hash of the key alone: it catches a value
+// copied to another key (by an operator, a script or a bug), not a forgery
+// by someone who can write Redis and knows this layout. With the
+// application's secret, a tag is an HMAC-SHA256 of the key and of
+// everything in the envelope its writer chose (kind, generation, expiry,
+// cost, origin, payload; not the stamp, which a store rewrites): without
+// the secret, nobody can make an envelope a reader accepts. Tombstones
+// carry no tag: a forged one only makes a miss.
+type Sealer struct {
+	keyed bool
+	pool  sync.Pool // of hash.Hash (stdhash)
+}
+
+// NewSealer returns the Sealer for secret (nil or empty: unkeyed).
+func NewSealer(secret []byte) *Sealer {
+	s := &Sealer{keyed: len(secret) > 0}
+	if !s.keyed {
+		s.pool.New = func() any { return sha256.New() }
+		return s
+	}
+	// A subkey of its own, so that the secret's other uses never see
+	// tags made with it.
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("agentcache entry tag v1"))
+	sub := m.Sum(nil)
+	s.pool.New = func() any { return hmac.New(sha256.New, sub) }
+	return s
+}
+
+// Keyed reports whether s has a secret.
+func (s *Sealer) Keyed() bool { return s.keyed }
+
+// Append appends to dst the envelope of payload, of generation gen, bound
+// to key.
+func (s *Sealer) Append(dst []byte, key string, kind byte, stamp int64, gen uint64, freshUntil time.Time, cost time.Duration, payload []byte) []byte {
+	var ms int64
+	if !freshUntil.IsZero() {
+		ms = freshUntil.UnixMilli()
+	}
+	us := min(max(cost.Microseconds(), 0), math.MaxUint32)
+	start := len(dst)
+	dst = tier.AppendRecord(dst, tier.Kind(kind), stamp, gen, nil)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ms))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(us))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
+	var tag [TagLen]byte
+	s.tag(&tag, key, kind, dst[start:], payload)
+	dst = append(dst, tag[:]...)
+	return append(dst, payload...)
+}
+
+// Open parses b, read from key, and checks its tag: [ErrEnvelope] if it is
+// not an envelope, [ErrUnbound] if it was not written for key (with this
+// Sealer's secret). A tombstone has no tag to check.
+func (s *Sealer) Open(key string, b []byte) (Envelope, error) {
+	e, err := OpenEnvelope(b)
+	if err != nil || e.Kind == KindTombstone {
+		return e, err
+	}
+	if len(b) < HeaderLen {
+		return Envelope{}, ErrEnvelope
+	}
+	var tag [TagLen]byte
+	s.tag(&tag, key, e.Kind, b[:HeaderLen-TagLen], e.Payload)
+	if !hmac.Equal(tag[:], e.Tag[:]) {
+		return Envelope{}, ErrUnbound
+	}
+	return e, nil
+}
+
+// tag computes the tag of an envelope for key whose header, before the
+// tag, is head. kind is the writer's (a store may turn a value into a fenced
+// value).
+func (s *Sealer) tag(dst *[TagLen]byte, key string, kind byte, head, payload []byte) {
+	h := s.pool.Get().(stdhash.Hash)
+	h.Reset()
+	var n [binary.MaxVarintLen64 + 1]byte
+	nb := binary.AppendUvarint(n[:0], uint64(len(key)))
+	h.Write(nb)
+	io.WriteString(h, key)
+	if s.keyed {
+		// Everything the writer chose, in the header: bytes 10- (the
+		// generation on); the stamp (2-9) is the store's to rewrite.
+		h.Write([]byte{kind})
+		h.Write(head[10:])
+		h.Write(payload)
+	} else {
+		h.Write([]byte("agentcache key tag v1"))
+	}
+	var sum [sha256.Size]byte
+	copy(dst[:], h.Sum(sum[:0]))
+	s.pool.Put(h)
 }

@@ -2,6 +2,7 @@ package keyspace
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -231,7 +232,7 @@ func TestFilter(t *testing.T) {
 func TestOpenEnvelope(t *testing.T) {
 	fresh := time.UnixMilli(1_700_000_000_000)
 	gen := Token(1, 2, 3, 4)
-	b := AppendEnvelope(nil, KindNotFound, 42, gen, fresh, 1500*time.Microsecond, nil)
+	b := testSealer.Append(nil, "k", KindNotFound, 42, gen, fresh, 1500*time.Microsecond, nil)
 	e, err := OpenEnvelope(b)
 	if err != nil || e.Kind != KindNotFound || e.Stamp != 42 || e.Gen != gen || !e.FreshUntil.Equal(fresh) || e.Cost != 1500*time.Microsecond || len(e.Payload) != 0 {
 		t.Errorf("marker: %+v, %v", e, err)
@@ -239,7 +240,7 @@ func TestOpenEnvelope(t *testing.T) {
 	if len(b) != HeaderLen {
 		t.Errorf("a marker is %d bytes, want the %d-byte header", len(b), HeaderLen)
 	}
-	b = AppendEnvelope(nil, KindValue, 1<<52, math.MaxUint64, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
+	b = testSealer.Append(nil, "k", KindValue, 1<<52, math.MaxUint64, time.Time{}, 100*time.Hour, []byte(`{"a":1}`))
 	e, err = OpenEnvelope(b)
 	if err != nil || e.Kind != KindValue || e.Stamp != 1<<52 || e.Gen != math.MaxUint64 || e.Origin != 1<<52 || string(e.Payload) != `{"a":1}` || !e.FreshUntil.IsZero() {
 		t.Errorf("value: %+v, %v", e, err)
@@ -271,7 +272,7 @@ func TestEnvelopeGeneration(t *testing.T) {
 	gens := []uint64{1, 0xff, 1 << 63, math.MaxUint64, Token(), Token(0), Token(3, 1, 4, 1), 0x0102030405060708}
 	for _, kind := range []byte{KindValue, KindNotFound} {
 		for _, gen := range gens {
-			b := AppendEnvelope([]byte("junk"), kind, 1234, gen, time.UnixMilli(99), time.Second, []byte("payload"))[len("junk"):]
+			b := testSealer.Append([]byte("junk"), "k", kind, 1234, gen, time.UnixMilli(99), time.Second, []byte("payload"))[len("junk"):]
 			e, err := OpenEnvelope(b)
 			if err != nil || e.Gen != gen || e.Kind != kind || e.Stamp != 1234 || e.Origin != 1234 || string(e.Payload) != "payload" {
 				t.Errorf("kind %d gen %#x: %+v, %v", kind, gen, e, err)
@@ -292,4 +293,60 @@ func TestEnvelopeGeneration(t *testing.T) {
 			}
 		}
 	}
+}
+
+var testSealer = NewSealer(nil)
+
+// TestSealerBindsEnvelopesToKeys: an envelope opens only under the key it
+// was written for; with a secret, also only unchanged and only with that
+// secret. A store's restamp (or fencing) of the record keeps it valid.
+func TestSealerBindsEnvelopesToKeys(t *testing.T) {
+	secret := []byte("0123456789abcdef0123")
+	keyed, other, plain := NewSealer(secret), NewSealer([]byte("another secret of 16+")), NewSealer(nil)
+	fresh := time.UnixMilli(1_700_000_000_000)
+	for _, s := range []*Sealer{plain, keyed} {
+		for _, kind := range []byte{KindValue, KindNotFound} {
+			b := s.Append(nil, "{r@0:u:alice}:h", kind, 7, 42, fresh, time.Second, []byte(`{"cart":["a"]}`))
+			if _, err := s.Open("{r@0:u:alice}:h", b); err != nil {
+				t.Fatalf("keyed=%v kind %d: own key: %v", s.Keyed(), kind, err)
+			}
+			if _, err := s.Open("{r@0:u:bob}:h", b); !errors.Is(err, ErrUnbound) {
+				t.Errorf("keyed=%v kind %d: opened under another user's key: %v", s.Keyed(), kind, err)
+			}
+			if _, err := s.Open("{r@0:u:alice}:h", tier.Restamp(b, 99)); err != nil {
+				t.Errorf("keyed=%v: a restamped record: %v", s.Keyed(), err)
+			}
+			if kind == KindValue {
+				if _, err := s.Open("{r@0:u:alice}:h", tier.Rewrite(b, tier.KindFencedValue, 9)); err != nil {
+					t.Errorf("keyed=%v: a fenced record: %v", s.Keyed(), err)
+				}
+			}
+		}
+	}
+	b := keyed.Append(nil, "k", KindValue, 7, 42, fresh, time.Second, []byte(`"v"`))
+	for name, bad := range map[string][]byte{
+		"payload":     append(append([]byte{}, b[:len(b)-2]...), 'w', '"'),
+		"fresh until": setByte(b, 20, b[20]+1),
+		"generation":  setByte(b, 12, b[12]+1),
+		"kind":        setByte(b, 1, KindNotFound),
+	} {
+		if _, err := keyed.Open("k", bad); !errors.Is(err, ErrUnbound) {
+			t.Errorf("a changed %s opened with the secret: %v", name, err)
+		}
+	}
+	if _, err := other.Open("k", b); !errors.Is(err, ErrUnbound) {
+		t.Errorf("opened with another secret: %v", err)
+	}
+	if _, err := plain.Open("k", b); !errors.Is(err, ErrUnbound) {
+		t.Errorf("a keyed envelope opened without the secret: %v", err)
+	}
+	if _, err := keyed.Open("k", plain.Append(nil, "k", KindValue, 7, 42, fresh, 0, []byte(`"v"`))); !errors.Is(err, ErrUnbound) {
+		t.Errorf("an unkeyed envelope opened with the secret: %v", err)
+	}
+}
+
+func setByte(b []byte, i int, v byte) []byte {
+	c := append([]byte{}, b...)
+	c[i] = v
+	return c
 }
