@@ -8,7 +8,6 @@ package agentcache_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
@@ -20,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
@@ -306,7 +306,7 @@ func FuzzL2Value(f *testing.F) {
 
 // fzMutate derives the bytes to store from the real value and the fuzz input.
 func fzMutate(real, data []byte, mode byte) []byte {
-	const header = 15 // at most; a shorter header only moves the cut
+	const header = keyspace.HeaderLen // at most; a shorter header only moves the cut
 	switch mode % 4 {
 	case 1:
 		h := min(header, len(real))
@@ -331,11 +331,98 @@ func fzMutate(real, data []byte, mode byte) []byte {
 // TestFuzzL2ValueFindsCorruption makes sure the L2 target reaches the
 // decoder: a flipped payload byte is counted corrupt and deleted.
 func TestFuzzL2ValueFindsCorruption(t *testing.T) {
-	real := []byte(fmt.Sprintf("%c%c%c%s%s", 0xAC, 1, 1, string(make([]byte, 12)), `{"name":"x"}`))
-	if got := fzMutate(real, []byte{15, '['}, 3); got[15] == real[15] {
-		t.Fatalf("mode 3 did not flip byte 15")
+	real := keyspace.NewSealer(nil).Append(nil, "k", keyspace.KindValue, 1, 2, time.Time{}, 0, []byte(`{"name":"x"}`))
+	h := keyspace.HeaderLen
+	if got := fzMutate(real, []byte{byte(h), '['}, 3); got[h] == real[h] {
+		t.Fatalf("mode 3 did not flip byte %d", h)
 	}
-	if got := fzMutate(real, []byte("zz"), 1); string(got[15:]) != "zz" {
+	if got := fzMutate(real, []byte("zz"), 1); string(got[h:]) != "zz" {
 		t.Fatalf("mode 1 did not replace the payload: %q", got)
 	}
+}
+
+// FuzzEnvelopeKeyBinding writes a user's entry through one instance, copies
+// its bytes (some flipped, per flips) to the key of another call — another
+// argument, another user, or both — and reads that call through a second
+// instance, with or without a secret. The value written for one call is
+// never served for another: the reader gets its own tool's answer (the
+// copied value counted corrupt), or, for the very same call, the value —
+// and with a secret, never bytes changed since they were written.
+func FuzzEnvelopeKeyBinding(f *testing.F) {
+	f.Add("q", "alice", "q", "bob", []byte{}, false)
+	f.Add("q", "alice", "r", "alice", []byte{}, true)
+	f.Add("q", "alice", "q", "alice", []byte{60, 1}, true)
+	f.Add("a", "u1", "b", "u2", []byte{20, 4, 40, 8}, false)
+	f.Fuzz(func(t *testing.T, qa, ua, qb, ub string, flips []byte, keyed bool) {
+		if scope.Validate(ua) != nil || scope.Validate(ub) != nil {
+			return
+		}
+		var secret []byte
+		if keyed {
+			secret = []byte("fuzzing secret, sixteen bytes+")
+		}
+		backend := fzBackend(t)
+		rec := &fzRecorder{Remote: backend.Remote("fz:")}
+		open := func(l2 tier.Remote) *agentcache.Cache {
+			c, err := agentcache.New(agentcache.Options{L2: l2, Secret: secret, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			return c
+		}
+		res := resource.Resource{Name: "fz_docs", Scope: scope.User, TTL: time.Minute}
+		tool := func(ctx context.Context, q string) (string, error) {
+			id, _ := scope.ID(ctx, scope.User)
+			return id + "/" + q, nil
+		}
+		get, err := agentcache.Wrap(open(rec), res, tool, agentcache.WriteThrough())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := get(scope.WithUser(context.Background(), ua), qa); err != nil {
+			return // arguments the cache refuses
+		}
+		from := rec.lastKey()
+		real, found, err := rec.Get(context.Background(), from)
+		if !found || err != nil {
+			t.Fatalf("the entry was not written through: %v", err)
+		}
+		reader := open(rec)
+		rget, err := agentcache.Wrap(reader, res, tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The reader's own key for (ub, qb): the one its lookup reads.
+		rec.mu.Lock()
+		rec.keys = nil
+		rec.mu.Unlock()
+		bctx := scope.WithUser(context.Background(), ub)
+		if _, err := rget(bctx, qb); err != nil {
+			return // arguments the cache refuses
+		}
+		to := rec.lastKey()
+		if to == "" {
+			to = from // the same call: served from L2, nothing written
+		}
+		planted := fzMutate(real, flips, 3)
+		if err := rec.Remote.Set(context.Background(), to, planted, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		fresh := open(rec)
+		fget, err := agentcache.Wrap(fresh, res, tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fget(bctx, qb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !keyed && to == from {
+			return // the same key, without a secret: a changed payload is not detected (see the threat model)
+		}
+		if want := ub + "/" + qb; got != want {
+			t.Fatalf("(%q, %q) was served %q, written for (%q, %q); want %q", ub, qb, got, ua, qa, want)
+		}
+	})
 }
