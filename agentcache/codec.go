@@ -40,8 +40,16 @@ func (JSON) CheckType(t reflect.Type) error { return jsontype.Check(t, jsontype.
 // Marshal implements Codec.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal implements Codec.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal implements Codec. A time.Time comes back with its instant and
+// offset, without its zone's name or monotonic reading; times with one
+// offset share one *time.Location, so that two decodes of a value are ==.
+func (JSON) Unmarshal(data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return err
+	}
+	jsontype.InternZones(reflect.ValueOf(v))
+	return nil
+}
 
 // L2 values travel in the envelope of package internal/keyspace.
 const (

@@ -71,6 +71,9 @@ func fidelity[R any](t *testing.T, e *rcEnv, name string, v R, want any) {
 		if !reflect.DeepEqual(got, first) {
 			t.Errorf("%s: %s returned %#v, the first caller %#v", name, tier, got, first)
 		}
+		if reflect.TypeFor[R]().Kind() != reflect.Pointer && reflect.ValueOf(first).Comparable() && reflect.ValueOf(got).Comparable() && any(got) != any(first) {
+			t.Errorf("%s: %s returned a value that is not == the first caller's: %#v, %#v", name, tier, got, first)
+		}
 	}
 	if want != nil && !reflect.DeepEqual(any(first), want) {
 		t.Errorf("%s: every tier returned %#v, want %#v (what the codec returns)", name, first, want)
@@ -88,8 +91,16 @@ func TestEveryTierReturnsTheSameValue(t *testing.T) {
 	fidelity(t, e, "plain_struct", &rcProfile{ID: "7", Tags: []string{"x"}, Limits: map[string]int{"a": 1}, Owner: &rcProfileOwner{Team: "t"}}, nil)
 	// A time keeps its instant and offset on every tier, and loses its
 	// monotonic reading and zone name on every tier alike.
-	zoned := time.Now().In(time.FixedZone("XYZ", 3600))
+	zoned := time.Now().In(time.FixedZone("IST", 5*3600+1800)) // not a whole hour: time.FixedZone shares no cached zone for it
 	fidelity(t, e, "zoned_time", zoned, nil)
+	type event struct {
+		At   time.Time
+		Next *time.Time
+		Log  map[string]time.Time
+		N    int
+	}
+	fidelity(t, e, "zoned_time_in_struct", event{At: zoned, N: 1}, nil)
+	fidelity(t, e, "zoned_times_deep", &event{At: zoned, Next: &zoned, Log: map[string]time.Time{"a": zoned}}, nil)
 	utc := time.Now().UTC()
 	fidelity(t, e, "utc_time", utc, utc.Round(0))
 }

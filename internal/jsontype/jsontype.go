@@ -18,6 +18,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Mode says what a type is checked for.
@@ -245,4 +247,106 @@ func (c *checker) dominance(found []field) error {
 		}
 	}
 	return nil
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// zonedTypes caches, per type, whether its values can hold a time.Time
+// outside an interface.
+var zonedTypes sync.Map // reflect.Type → bool
+
+// HoldsTime reports whether values of t can hold a time.Time other than
+// behind an interface (whose decoded values never do).
+func HoldsTime(t reflect.Type) bool {
+	if v, ok := zonedTypes.Load(t); ok {
+		return v.(bool)
+	}
+	ok := holdsTime(t, map[reflect.Type]bool{})
+	zonedTypes.Store(t, ok)
+	return ok
+}
+
+func holdsTime(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == timeType {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		return holdsTime(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); f.IsExported() || f.Anonymous {
+				if holdsTime(f.Type, seen) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// zones interns the fixed zones of decoded times, by offset.
+var zones sync.Map // int → *time.Location
+
+// InternZones gives every time.Time in v (a decoded value, reached through
+// a pointer) whose zone is a fixed, unnamed offset, as time.Parse makes for
+// an offset that is not the local one, the one *time.Location this process
+// keeps for that offset. Two decodes of one encoding then give times that
+// are == (they would otherwise hold two equal zones at two addresses).
+func InternZones(v reflect.Value) {
+	if v.IsValid() && HoldsTime(v.Type()) {
+		intern(v)
+	}
+}
+
+func intern(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			intern(v.Elem())
+		}
+		return
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			intern(v.Index(i))
+		}
+		return
+	case reflect.Map:
+		if v.Len() == 0 || !HoldsTime(v.Type().Elem()) {
+			return
+		}
+		iter := v.MapRange()
+		for iter.Next() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(iter.Value())
+			intern(e)
+			v.SetMapIndex(iter.Key(), e)
+		}
+		return
+	case reflect.Struct:
+		if v.Type() == timeType {
+			if !v.CanSet() {
+				return
+			}
+			t := v.Interface().(time.Time)
+			if loc := t.Location(); loc != time.UTC && loc != time.Local && loc.String() == "" {
+				_, off := t.Zone()
+				z, ok := zones.Load(off)
+				if !ok {
+					z, _ = zones.LoadOrStore(off, time.FixedZone("", off))
+				}
+				v.Set(reflect.ValueOf(t.In(z.(*time.Location))))
+			}
+			return
+		}
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && HoldsTime(f.Type) {
+				intern(v.Field(i))
+			}
+		}
+	}
 }
