@@ -710,9 +710,11 @@ func (s *suite) testLocker(t *testing.T) {
 	t.Run("ExtendPushesExpiry", func(t *testing.T) {
 		t.Parallel()
 		l := s.open(t, "lockext").(tier.Locker)
-		expect(t, try(t, l, "TryLock", "k", "a", 150*time.Millisecond), true, "TryLock by a")
+		// A lease long enough that a loaded machine still extends it in
+		// time (150ms expired before the Extend in a CI run).
+		expect(t, try(t, l, "TryLock", "k", "a", time.Second), true, "TryLock by a")
 		expect(t, try(t, l, "Extend", "k", "a", time.Hour), true, "Extend by a")
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(1300 * time.Millisecond)
 		expect(t, try(t, l, "TryLock", "k", "b", time.Hour), false, "TryLock by b after a extended its lease")
 	})
 
