@@ -41,8 +41,10 @@ func (JSON) CheckType(t reflect.Type) error { return jsontype.Check(t, jsontype.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // Unmarshal implements Codec. A time.Time comes back with its instant and
-// offset, without its zone's name or monotonic reading; times with one
-// offset share one *time.Location, so that two decodes of a value are ==.
+// offset, without its zone's name or monotonic reading; a time of offset
+// zero comes back in UTC, and times with one other offset share one
+// *time.Location, so that two decodes of a value are ==, and a decoded
+// value encodes to the same bytes again (as a snapshot re-encodes L1).
 func (JSON) Unmarshal(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
 		return err

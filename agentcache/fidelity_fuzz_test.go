@@ -411,7 +411,7 @@ type ffTool interface {
 type ffCase[R any] struct {
 	res  resource.Resource
 	v    R
-	want R    // what encoding/json makes of v, if it carries it
+	want R    // what the cache's codec (agentcache.JSON) makes of v, if it carries it
 	ok   bool // whether it does
 	n    atomic.Int32
 	got  [4]R
@@ -419,8 +419,12 @@ type ffCase[R any] struct {
 
 func ffNewCase[R any](name string, v R) *ffCase[R] {
 	c := &ffCase[R]{res: resource.Resource{Name: name, Scope: scope.Global, TTL: time.Hour}, v: v}
-	if b, err := json.Marshal(v); err == nil {
-		c.ok = json.Unmarshal(b, &c.want) == nil
+	// The oracle is the default codec itself, whose decoding documents
+	// what it normalises (times of zero offset come back in UTC, zones of
+	// one offset are shared); encoding/json decides what it carries.
+	var codec agentcache.JSON
+	if b, err := codec.Marshal(v); err == nil {
+		c.ok = codec.Unmarshal(b, &c.want) == nil
 	}
 	return c
 }

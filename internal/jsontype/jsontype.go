@@ -333,8 +333,16 @@ func intern(v reflect.Value) {
 				return
 			}
 			t := v.Interface().(time.Time)
-			if loc := t.Location(); loc != time.UTC && loc != time.Local && loc.String() == "" {
-				_, off := t.Zone()
+			_, off := t.Zone()
+			loc := t.Location()
+			switch {
+			case off == 0 && loc != time.UTC:
+				// An offset of zero is written "Z" once decoded into a
+				// zone of its own (Local, or one made for "+00:00"), so a
+				// copy encoded again (a snapshot's) would decode as UTC:
+				// it is UTC from the first decode on.
+				v.Set(reflect.ValueOf(t.UTC()))
+			case loc != time.UTC && loc != time.Local && loc.String() == "":
 				z, ok := zones.Load(off)
 				if !ok {
 					z, _ = zones.LoadOrStore(off, time.FixedZone("", off))
