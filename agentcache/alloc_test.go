@@ -11,8 +11,8 @@ import (
 )
 
 // TestHitsDoNotAllocate holds the hit paths to their allocation budgets: an
-// L1 hit through Get allocates nothing, a typed tool hit at most once (the
-// argument boxed for hashing), a JSON tool hit nothing. scripts/test runs it
+// L1 hit through Get, a typed tool hit (flat, nested, short or long
+// arguments) and a JSON tool hit allocate nothing. scripts/test runs it
 // without the race detector, under which the counts mean nothing.
 func TestHitsDoNotAllocate(t *testing.T) {
 	if raceEnabled {
@@ -40,8 +40,32 @@ func TestHitsDoNotAllocate(t *testing.T) {
 	if _, err := typed(ctx, args); err != nil {
 		t.Fatal(err)
 	}
-	if n := testing.AllocsPerRun(200, func() { _, _ = typed(ctx, args) }); n > 1 {
-		t.Errorf("a typed tool hit allocates %v times; want at most 1", n)
+	if n := testing.AllocsPerRun(200, func() { _, _ = typed(ctx, args) }); n != 0 {
+		t.Errorf("a typed tool hit allocates %v times; want 0", n)
+	}
+	// Arguments encoded by reflection (not a flat struct), and arguments
+	// long enough to be keyed by their hash, allocate nothing either.
+	type nested struct {
+		Q       string            `json:"q"`
+		Tags    []string          `json:"tags"`
+		Filters map[string]string `json:"filters"`
+		Near    *benchArgs        `json:"near,omitempty"`
+	}
+	nres := resource.Resource{Name: "search", Scope: scope.User, TTL: time.Hour}
+	ntool, err := Wrap(c, nres, func(_ context.Context, a nested) (*user, error) { return &user{ID: a.Q}, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range map[string]nested{
+		"short nested arguments": {Q: "x", Tags: []string{"a"}},
+		"long nested arguments":  {Q: "flights from Paris to Tokyo", Tags: []string{"a", "b"}, Filters: map[string]string{"cabin": "economy"}, Near: &args},
+	} {
+		if _, err := ntool(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(200, func() { _, _ = ntool(ctx, a) }); n != 0 {
+			t.Errorf("a typed tool hit with %s allocates %v times; want 0", name, n)
+		}
 	}
 
 	jres := resource.Resource{Name: "get_doc", Scope: scope.User, TTL: time.Hour}
@@ -56,7 +80,7 @@ func TestHitsDoNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { _, _ = jtool(ctx, jargs) }); n != 0 {
 		t.Errorf("a JSON tool hit allocates %v times; want 0", n)
 	}
-	if s := c.Stats(); s.Loads != 2 {
+	if s := c.Stats(); s.Loads != 4 {
 		t.Errorf("%d loads; every measured call should have been an L1 hit", s.Loads)
 	}
 }

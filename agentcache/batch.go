@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
@@ -30,6 +31,7 @@ type Batch[K comparable, V any] struct {
 	rs   *resState
 	cfg  *toolConfig
 	tool BatchTool[K, V]
+	enc  *resource.ArgsEncoder[K]
 
 	mu      sync.Mutex // guards pending
 	pending map[string]*window[K, V]
@@ -75,7 +77,7 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 	if err := c.checkTool(rs, "WrapBatch", tool, reflect.TypeFor[K](), reflect.TypeFor[V](), nil, true); err != nil {
 		return nil, err
 	}
-	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, pending: map[string]*window[K, V]{}}
+	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, enc: resource.NewArgsEncoder[K](), pending: map[string]*window[K, V]{}}
 	return b, nil
 }
 
@@ -125,6 +127,17 @@ func (b *Batch[K, V]) GetMany(ctx context.Context, ids []K) (map[K]V, error) {
 	return out, toolErr
 }
 
+// appendKey appends the L1 key of id in scope sid to b.
+func (b *Batch[K, V]) appendKey(dst []byte, sid string, id *K) ([]byte, error) {
+	dst = b.rs.appendKeyHead(dst, sid)
+	sep := len(dst) - 1
+	dst, err := b.enc.Append(dst, id, b.cfg.limits)
+	if err != nil {
+		return nil, err
+	}
+	return endKey(dst, sep), nil
+}
+
 // Get returns one ID's value, coalescing concurrent calls into batches.
 // An ID that does not exist gives ErrNotFound. A caller whose ctx ends
 // leaves with ctx.Err(); the batch goes on for the others.
@@ -137,14 +150,14 @@ func (b *Batch[K, V]) Get(ctx context.Context, id K) (V, error) {
 	if err != nil {
 		return zero, fmt.Errorf("agentcache: %s: %w", b.rs.id, err)
 	}
-	h, err := resource.HashValue(id, b.cfg.limits)
+	var buf [l1KeyBuf]byte
+	kb, err := b.appendKey(buf[:0], sid, &id)
 	if err != nil {
 		return zero, fmt.Errorf("agentcache: %s: arguments: %w", b.rs.id, err)
 	}
-	l1 := b.rs.l1Key(sid, h)
-	if v, hit := fromL1Fast[V](b.c, l1); hit != hitNone {
+	if v, hit := fromL1Fast[V](b.c, unsafe.String(unsafe.SliceData(kb), len(kb))); hit != hitNone {
 		if hit != hitFresh { // stale or due: served, and refreshed as a single call would be
-			lk := b.cfg.lookup(b.rs, l1)
+			lk := b.cfg.lookup(b.rs, string(kb))
 			served(ctx, b.c, &lk, hit, b.one(id), nil)
 		}
 		return v, nil
@@ -224,21 +237,21 @@ func (b *Batch[K, V]) many(ctx context.Context, sid string, ids []K) map[K]resul
 	var st epoch.Stamp
 	stamped := false
 	seq, began := c.fence.start(), c.opts.Now()
+	var buf [l1KeyBuf]byte
 	for _, id := range ids {
 		if _, done := out[id]; done {
 			continue
 		}
-		h, err := resource.HashValue(id, b.cfg.limits)
+		kb, err := b.appendKey(buf[:0], sid, &id)
 		if err != nil {
 			out[id] = result[V]{err: fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)}
 			continue
 		}
-		l1 := rs.l1Key(sid, h)
-		if v, hit := fromL1Fast[V](c, l1); hit == hitFresh {
+		if v, hit := fromL1Fast[V](c, unsafe.String(unsafe.SliceData(kb), len(kb))); hit == hitFresh {
 			out[id] = result[V]{v: v}
 			continue
 		}
-		m := &miss{id: id, lk: b.cfg.lookup(rs, l1)}
+		m := &miss{id: id, lk: b.cfg.lookup(rs, string(kb))}
 		if !stamped { // every ID of one scope shares the epochs
 			st, stamped = c.stampFor(ctx, &m.lk), true
 		}

@@ -30,18 +30,24 @@ func benchKeyNames() []string {
 	return keys
 }
 
+// benchOtter is a bare otter configured like the Cache's L1: its size bound
+// and per-entry expiry.
+func benchOtter() *otter.Cache[string, *user] {
+	return otter.Must(&otter.Options[string, *user]{
+		MaximumSize: DefaultL1MaxEntries,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *user]) time.Duration {
+			return time.Hour
+		}),
+	})
+}
+
 // BenchmarkL1Hit compares an L1 hit through Cache with a bare otter lookup
 // configured like the Cache's L1 (size bound and per-entry expiry), in the
 // same run. The ratio of the two is the figure that matters.
 func BenchmarkL1Hit(b *testing.B) {
 	keys := benchKeyNames()
 	b.Run("otter", func(b *testing.B) {
-		o := otter.Must(&otter.Options[string, *user]{
-			MaximumSize: DefaultL1MaxEntries,
-			ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *user]) time.Duration {
-				return time.Hour
-			}),
-		})
+		o := benchOtter()
 		defer o.StopAllGoroutines()
 		for _, k := range keys {
 			o.Set(k, &user{ID: k})
@@ -94,10 +100,29 @@ type benchArgs struct {
 
 // BenchmarkWrapHit is an L1 hit through the typed tool wrapper with a small
 // struct argument, and through the JSON wrapper with the same arguments as
-// raw JSON, from one goroutine: ns/op is the latency a tool call pays.
+// raw JSON, from one goroutine: ns/op is the latency a tool call pays. The
+// otter run is the baseline of the ratio (issue 17's budget: 3×).
 func BenchmarkWrapHit(b *testing.B) {
 	res := resource.Resource{Name: "get_user", Scope: scope.User, TTL: time.Hour}
 	ctx := scope.WithUser(context.Background(), "alice")
+	// The baseline: a bare otter lookup of a key as long as the tools'
+	// L1 keys, from one goroutine, configured like the Cache's L1.
+	b.Run("otter", func(b *testing.B) {
+		o := benchOtter()
+		defer o.StopAllGoroutines()
+		keys := make([]string, benchKeys)
+		for i := range keys {
+			keys[i] = "\x00get_user@1\x00u:alice\x01" + `{"id":` + strconv.Itoa(i) + `,"locale":"en-US"}`
+			o.Set(keys[i], &user{ID: keys[i]})
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, ok := o.GetIfPresent(keys[i&(benchKeys-1)]); !ok {
+				b.Fatal("miss")
+			}
+		}
+	})
 	b.Run("typed", func(b *testing.B) { benchTypedHits(b, Options{}, ctx) })
 	b.Run("json", func(b *testing.B) {
 		c, err := New(Options{})

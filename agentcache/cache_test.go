@@ -307,11 +307,11 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := resource.HashValue("load", resource.Limits{})
+	l1, err := rs.argsKey("", "load", resource.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, ok := c.l1.Get(rs.l1Key("", h)); !ok || e.value != "answer load" {
+	if e, ok := c.l1.Get(l1); !ok || e.value != "answer load" {
 		t.Errorf("L1 after the late answer: %+v, %v; want the answer", e, ok)
 	}
 }

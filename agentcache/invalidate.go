@@ -2,7 +2,6 @@ package agentcache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,8 +21,8 @@ type Target struct {
 	res  resource.Resource
 	sk   scope.Kind
 	id   string
-	args any            // TargetCall: the call's arguments (json.RawMessage for JSON tools)
-	hash *resource.Hash // TargetCall from a memo: the arguments' hash
+	args any    // TargetCall: the call's arguments (json.RawMessage for JSON tools)
+	l1   string // TargetCall from a memo: the call's L1 key
 }
 
 type targetKind uint8
@@ -216,28 +215,24 @@ func (c *Cache) resolve(ctx context.Context, t Target) (cells []*epoch.Cell, l1,
 		return []*epoch.Cell{c.ep.Scoped(keyspace.ResourceScopeEpochKey(rs.id, seg))}, "", "", nil
 	}
 	// targetCall
-	var h resource.Hash
-	args := t.args
-	if kf := rs.keyFunc(); kf != nil && t.hash == nil {
-		args, err = kf.key(args) // keyed as the resource's tool keys its calls
-	}
-	switch raw, isRaw := args.(json.RawMessage); {
-	case err != nil:
-	case t.hash != nil:
-		h = *t.hash
-	case isRaw:
-		h, err = resource.HashJSON(raw, resource.Limits{})
-	default:
-		h, err = resource.HashValue(args, resource.Limits{})
-	}
-	if err != nil {
-		return nil, "", "", fmt.Errorf("agentcache: invalidate %s: arguments: %w", rs.id, err)
-	}
 	id := t.id
 	if rs.segPrefix == "" {
 		id = ""
 	}
-	lk := rs.lookup(rs.l1Key(id, h))
+	l1 = t.l1
+	if l1 == "" {
+		args := t.args
+		if kf := rs.keyFunc(); kf != nil {
+			args, err = kf.key(args) // keyed as the resource's tool keys its calls
+		}
+		if err == nil {
+			l1, err = rs.argsKey(id, args, resource.Limits{}) // a json.RawMessage as a JSON tool's
+		}
+		if err != nil {
+			return nil, "", "", fmt.Errorf("agentcache: invalidate %s: arguments: %w", rs.id, err)
+		}
+	}
+	lk := rs.lookup(l1)
 	return nil, lk.l1, lk.l2Key(), nil
 }
 

@@ -122,19 +122,36 @@ func (m *Memo[A, R]) hash(args A) (resource.Hash, error) {
 	return h, nil
 }
 
+// l1Key returns the L1 key of the call with args, with a Cache.
+func (m *Memo[A, R]) l1Key(args A) (string, error) {
+	var v any = args
+	if m.key != nil {
+		v = m.key(args)
+	}
+	l1, err := m.rs.argsKey("", v, resource.Limits{})
+	if err != nil {
+		return "", fmt.Errorf("agentcache: memo %s: arguments: %w", m.name, err)
+	}
+	return l1, nil
+}
+
 // Call returns fn(ctx, args), memoized.
 func (m *Memo[A, R]) Call(ctx context.Context, args A) (R, error) {
 	var zero R
-	h, err := m.hash(args)
-	if err != nil {
-		return zero, err
-	}
 	m.calls.Add(1)
 	if m.c != nil {
 		if m.c.closed.Load() {
 			return zero, ErrClosed
 		}
-		return call(ctx, m.c, m.rs, &m.cfg, h, "", m.run, args)
+		l1, err := m.l1Key(args)
+		if err != nil {
+			return zero, err
+		}
+		return call(ctx, m.c, m.rs, &m.cfg, []byte(l1), "", m.run, args)
+	}
+	h, err := m.hash(args)
+	if err != nil {
+		return zero, err
 	}
 	run := func(ctx context.Context) (R, error) { return m.run(ctx, args) }
 	if v, ok := m.local.Get(h); ok {
@@ -170,12 +187,16 @@ func (m *Memo[A, R]) run(ctx context.Context, args A) (R, error) {
 
 // Invalidate drops the result memoized for args (everywhere, with a Cache).
 func (m *Memo[A, R]) Invalidate(ctx context.Context, args A) error {
+	if m.c != nil {
+		l1, err := m.l1Key(args)
+		if err != nil {
+			return err
+		}
+		return m.c.Invalidate(ctx, Target{kind: targetCall, res: m.rs.def, l1: l1})
+	}
 	h, err := m.hash(args)
 	if err != nil {
 		return err
-	}
-	if m.c != nil {
-		return m.c.Invalidate(ctx, Target{kind: targetCall, res: m.rs.def, hash: &h})
 	}
 	m.local.Remove(h)
 	return nil

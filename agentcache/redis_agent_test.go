@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -553,6 +554,58 @@ func TestRedisUnreachableDuringInvalidate(t *testing.T) {
 			if rcCartOf(t, get, "bob"); shop.cartRuns("bob") != 1 {
 				t.Fatalf("bob's cart reloaded")
 			}
+		})
+	}
+}
+
+// Short arguments are held in the L1 key as they are and long ones by their
+// hash; either way the L2 key is the hash, so instances share entries, and
+// an exact invalidation drops the call everywhere, whatever the length.
+func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
+	e := rcStart(t)
+	type query struct {
+		Q    string `json:"q"`
+		Page int    `json:"page"`
+	}
+	res := resource.Resource{Name: "search_len", Scope: scope.User, TTL: time.Hour}
+	var runs atomic.Int32
+	tool := func(_ context.Context, a query) (string, error) {
+		return fmt.Sprintf("%s#%d", a.Q, runs.Add(1)), nil
+	}
+	a := rcNew(t, Options{L2: e.store()})
+	b := rcNew(t, Options{L2: e.store()})
+	rcSubscribed(t, a, b)
+	getA, err := Wrap(a, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getB, err := Wrap(b, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := scope.WithUser(context.Background(), "alice")
+	for _, q := range []query{{Q: "paris"}, {Q: strings.Repeat("a long query ", 8), Page: 2}} {
+		inline := len(`{"page":0,"q":""}`)+len(q.Q) <= maxInlineArgs
+		runs.Store(0)
+		first, err := getA(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcWait(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
+		h, _ := resource.HashValue(q, resource.Limits{})
+		if n, _ := e.raw.Exists(ctx, e.prefix+string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))).Result(); n != 1 {
+			t.Fatalf("inline=%v: no L2 entry under the arguments' hash", inline)
+		}
+		if got, err := getB(ctx, q); err != nil || got != first || runs.Load() != 1 {
+			t.Fatalf("inline=%v: the other instance got %q, %v after %d runs; want the L2 hit %q", inline, got, err, runs.Load(), first)
+		}
+		if err := a.Invalidate(ctx, TargetCall(res, "alice", q)); err != nil {
+			t.Fatal(err)
+		}
+		// b's L1 copy goes when the message reaches it; then b reloads.
+		rcWait(t, 10*time.Second, "the other instance dropping the call", func() bool {
+			got, err := getB(ctx, q)
+			return err == nil && got != first
 		})
 	}
 }

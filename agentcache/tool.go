@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -241,22 +242,25 @@ func (rs *resState) seg(id string) string {
 	return string(scope.AppendEscaped([]byte(rs.segPrefix), id))
 }
 
-// l1Key lays out the L1 key of a call: NUL, name@version, NUL, scope
-// segment, NUL, argument hash. The leading NUL keeps it apart from every
-// key-value key.
-func (rs *resState) l1Key(id string, h resource.Hash) string {
-	var buf [l1KeyBuf]byte
-	return string(rs.appendL1Key(buf[:0], id, h))
-}
+// An L1 key of a call is laid out as NUL, name@version, NUL, the scope
+// segment, then either sepInline and the canonical form of the arguments,
+// when it is at most maxInlineArgs bytes, or sepHash and the text of their
+// hash (resource.Hash). The leading NUL keeps it apart from every
+// key-value key; neither separator occurs in a scope segment or in
+// canonical JSON, which escapes control characters. Short arguments, most
+// tools' (an ID, a city and a unit), are so keyed exactly and an L1 hit on
+// them hashes nothing; the hash, which names the entry in L2, is computed
+// on the way there.
+const (
+	sepHash       = 0
+	sepInline     = 1
+	maxInlineArgs = 64
+)
 
-// lookup returns the lookup of the call whose L1 key is l1. Its scope
-// segment and argument hash are read back from l1, so they cost nothing.
-func (rs *resState) lookup(l1 string) lookup {
-	tail := len(l1) - resource.HashTextLen
-	return lookup{r: rs, seg: l1[len(rs.id)+2 : tail-1], tail: l1[tail:], l1: l1}
-}
-
-func (rs *resState) appendL1Key(b []byte, id string, h resource.Hash) []byte {
+// appendKeyHead appends the L1 key of a call in scope id up to its
+// arguments, separator included: the caller appends their canonical form
+// and then calls endKey.
+func (rs *resState) appendKeyHead(b []byte, id string) []byte {
 	b = append(b, 0)
 	b = append(b, rs.id...)
 	b = append(b, 0)
@@ -264,42 +268,87 @@ func (rs *resState) appendL1Key(b []byte, id string, h resource.Hash) []byte {
 		b = append(b, rs.segPrefix...)
 		b = scope.AppendEscaped(b, id)
 	}
-	b = append(b, 0)
+	return append(b, sepInline)
+}
+
+// endKey finishes an L1 key whose arguments' canonical form follows the
+// separator at b[sep]: arguments longer than maxInlineArgs are replaced by
+// their hash.
+func endKey(b []byte, sep int) []byte {
+	if len(b)-sep-1 <= maxInlineArgs {
+		return b
+	}
+	h := resource.HashCanonical(b[sep+1:])
+	b = append(b[:sep], sepHash)
 	return h.AppendTo(b)
 }
 
-// call is the cached path of every wrapped tool: tool(ctx, args) behind the
-// cache. The arguments are only captured (and so moved to the heap) on the
-// paths that need them, never on an L1 hit.
-func call[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
-	if c.obs.active(ctx) {
-		return callObserved(ctx, c, rs, cfg, h, id, tool, args)
+// argsKey returns the L1 key of the call of rs in scope id with arguments
+// args as given to Invalidate and Batch: a json.RawMessage is JSON text,
+// anything else a value to encode.
+func (rs *resState) argsKey(id string, args any, lim resource.Limits) (string, error) {
+	var buf [l1KeyBuf]byte
+	b := rs.appendKeyHead(buf[:0], id)
+	sep := len(b) - 1
+	var err error
+	if raw, ok := args.(json.RawMessage); ok {
+		b, err = resource.AppendCanonicalJSON(b, raw, lim)
+	} else {
+		b, err = resource.AppendValue(b, args, lim)
 	}
-	return callTier(ctx, c, rs, cfg, h, id, tool, args, nil)
+	if err != nil {
+		return "", err
+	}
+	return string(endKey(b, sep)), nil
 }
 
-func callObserved[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
+// split returns the scope segment and the argument hash, in text, of the
+// L1 key of a call of rs. The hash of inline arguments is computed.
+func (rs *resState) split(l1 string) (seg, hash string) {
+	head := len(rs.id) + 2
+	sep := head + strings.IndexAny(l1[head:], "\x00\x01")
+	if l1[sep] == sepHash {
+		return l1[head:sep], l1[sep+1:]
+	}
+	return l1[head:sep], resource.HashCanonical([]byte(l1[sep+1:])).String()
+}
+
+// lookup returns the lookup of the call whose L1 key is l1.
+func (rs *resState) lookup(l1 string) lookup {
+	seg, tail := rs.split(l1)
+	return lookup{r: rs, seg: seg, tail: tail, l1: l1}
+}
+
+// call is the cached path of every wrapped tool: tool(ctx, args) behind the
+// cache, for the call whose L1 key is kb (in the caller's buffer, which
+// the call does not keep). The arguments are only captured (and so moved
+// to the heap) on the paths that need them, never on an L1 hit.
+func call[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, kb []byte, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
+	if c.obs.active(ctx) {
+		return callObserved(ctx, c, rs, cfg, string(kb), id, tool, args)
+	}
+	return callTier(ctx, c, rs, cfg, kb, tool, args, nil)
+}
+
+func callObserved[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, l1, id string, tool func(context.Context, A) (R, error), args A) (R, error) {
 	o := &obsLookup{scopeID: id}
 	if c.obs.recordArgs {
-		o.argHash = h.String()
+		_, o.argHash = rs.split(l1)
 	}
 	return observe(ctx, c, rs.obs, o, func(o *obsLookup) (R, bool) {
-		var buf [l1KeyBuf]byte
-		kb := rs.appendL1Key(buf[:0], id, h)
-		return freshL1[R](c, unsafe.String(unsafe.SliceData(kb), len(kb)), o)
+		return freshL1[R](c, l1, o)
 	}, func(ctx context.Context, o *obsLookup) (R, error) {
-		return callTier(ctx, c, rs, cfg, h, id, tool, args, o)
+		// callTier only reads its key.
+		return callTier(ctx, c, rs, cfg, unsafe.Slice(unsafe.StringData(l1), len(l1)), tool, args, o)
 	})
 }
 
 // l1KeyBuf is room for the L1 key of most calls, on the stack.
 const l1KeyBuf = 160
 
-func callTier[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id string, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
-	var buf [l1KeyBuf]byte
-	kb := rs.appendL1Key(buf[:0], id, h)
-	// The lookup does not keep its key, so a string over the stack buffer
-	// serves it without a copy; a miss makes a real string.
+func callTier[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, kb []byte, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
+	// The lookup does not keep its key, so a string over the caller's
+	// buffer serves it without a copy; a miss makes a real string.
 	v, hit := fromL1Fast[R](c, unsafe.String(unsafe.SliceData(kb), len(kb)))
 	if hit == hitFresh {
 		if o != nil {
@@ -307,10 +356,10 @@ func callTier[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 		}
 		return v, nil
 	}
-	return callSlow(ctx, c, rs, cfg, h, id, string(kb), v, hit, tool, args, o)
+	return callSlow(ctx, c, rs, cfg, string(kb), v, hit, tool, args, o)
 }
 
-func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, h resource.Hash, id, l1 string, v R, hit hit, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
+func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolConfig, l1 string, v R, hit hit, tool func(context.Context, A) (R, error), args A, o *obsLookup) (R, error) {
 	run := func(ctx context.Context) (R, error) { return tool(ctx, args) }
 	lk := cfg.lookup(rs, l1)
 	if hit != hitNone {
@@ -363,7 +412,10 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 	if err := c.checkTool(rs, "Wrap", tool, reflect.TypeFor[A](), reflect.TypeFor[R](), cfg.key, false); err != nil {
 		return nil, err
 	}
-	keyOf := func(args A) any { return args }
+	// The arguments' canonical form is written straight after the key's
+	// head, by the type's compiled encoder or from what the KeyFunc returns.
+	enc := resource.NewArgsEncoder[A]()
+	var keyOf func(A) any
 	if cfg.key != nil {
 		keyOf = cfg.key.typed.(func(A) any)
 	}
@@ -376,11 +428,18 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
-		h, err := resource.HashValue(keyOf(args), cfg.limits)
+		var buf [l1KeyBuf]byte
+		kb := rs.appendKeyHead(buf[:0], id)
+		sep := len(kb) - 1
+		if keyOf != nil {
+			kb, err = resource.AppendValue(kb, keyOf(args), cfg.limits)
+		} else {
+			kb, err = enc.Append(kb, &args, cfg.limits)
+		}
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, h, id, tool, args)
+		return call(ctx, c, rs, cfg, endKey(kb, sep), id, tool, args)
 	}, nil
 }
 
@@ -428,11 +487,13 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
-		h, err := resource.HashJSON(args, lim)
-		if err != nil {
+		var buf [l1KeyBuf]byte
+		kb := rs.appendKeyHead(buf[:0], id)
+		sep := len(kb) - 1
+		if kb, err = resource.AppendCanonicalJSON(kb, args, lim); err != nil {
 			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, h, id, canon, args)
+		return call(ctx, c, rs, cfg, endKey(kb, sep), id, canon, args)
 	}, nil
 }
 

@@ -102,14 +102,23 @@ func TestUserIDsCannotForgeKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _ := resource.HashJSON([]byte(`{}`), resource.Limits{})
 	// IDs crafted to look like other segments, other users, hash tags or
 	// other resources must all give distinct keys, and none may put a brace
-	// or a separator of its own into the key.
-	ids := []string{"alice", "alice}", "{alice}", "alice:x", "u:alice", "alice\u00a0", "ALICE", "alice%3A", "a/b", "get_cart@1", "alice}:0000000000000000:x"}
+	// or a separator of its own into the key; with short arguments (held
+	// in the L1 key) and long ones (hashed).
+	ids := []string{"alice", "alice}", "{alice}", "alice:x", "u:alice", "alice\u00a0", "ALICE", "alice%3A", "a/b", "get_cart@1", "alice}:0000000000000000:x", "a\x00b", "a\x01b"}
 	seen := map[string]string{}
-	for _, id := range ids {
-		lk := rs.lookup(rs.l1Key(id, h))
+	for i, id := range ids {
+		args := json.RawMessage(`{}`)
+		if i%2 == 1 {
+			args = json.RawMessage(`{"q":"` + strings.Repeat("long ", 20) + `"}`)
+		}
+		h, _ := resource.HashJSON(args, resource.Limits{})
+		l1, err := rs.argsKey(id, args, resource.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk := rs.lookup(l1)
 		// The segment and hash read back from the L1 key are the ones
 		// the key was built from.
 		if lk.seg != rs.seg(id) || lk.tail != h.String() {

@@ -127,3 +127,23 @@ func BenchmarkAppendCanonicalJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkArgsEncoder is what a typed tool pays to key a call: the
+// canonical form of its arguments, without boxing them, and without the
+// hash (an L1 key holds short forms as they are).
+func BenchmarkArgsEncoder(b *testing.B) {
+	type small struct {
+		ID     int    `json:"id"`
+		Locale string `json:"locale"`
+	}
+	args := small{ID: 42, Locale: "en-US"}
+	enc := resource.NewArgsEncoder[small]()
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = enc.Append(buf[:0], &args, resource.Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -101,6 +101,10 @@ type state struct {
 	depth, maxDepth int
 	maxBytes        int
 	indir           int // pointer and interface hops on the current path (HashValue)
+	// asValue is set while the value being encoded is addressable only
+	// because ArgsEncoder copied it: json.Marshal would see a value there,
+	// until a pointer is followed.
+	asValue bool
 
 	// Open objects push their members here while they are parsed and pop
 	// them when they are sorted and written.
@@ -118,14 +122,24 @@ var statePool = sync.Pool{New: func() any { return new(state) }}
 
 func getState(lim Limits) *state {
 	s := statePool.Get().(*state)
-	s.maxDepth, s.maxBytes = lim.depth(), lim.bytes()
-	s.out = s.out[:0]
+	s.init(lim)
 	return s
 }
 
-// putState returns s to the pool, dropping buffers that one unusual input
-// made large so that the pool does not pin them.
+func (s *state) init(lim Limits) {
+	s.maxDepth, s.maxBytes = lim.depth(), lim.bytes()
+	s.out = s.out[:0]
+}
+
+// putState returns s to the pool.
 func putState(s *state) {
+	s.reset()
+	statePool.Put(s)
+}
+
+// reset readies s for its next use, dropping buffers that one unusual input
+// made large so that a pool does not pin them.
+func (s *state) reset() {
 	const keep = 64 << 10
 	if cap(s.out) > keep {
 		s.out = nil
@@ -139,9 +153,8 @@ func putState(s *state) {
 	if cap(s.mems) > keep/32 {
 		s.mems = nil
 	}
-	s.in, s.pos, s.depth, s.indir = nil, 0, 0, 0
+	s.in, s.pos, s.depth, s.indir, s.asValue = nil, 0, 0, 0, false
 	s.keys, s.mems = s.keys[:0], s.mems[:0]
-	statePool.Put(s)
 }
 
 // AppendCanonicalJSON appends the canonical form of the JSON value in data
@@ -155,16 +168,14 @@ func putState(s *state) {
 // is written out in full. dst's spare capacity must not overlap data.
 func AppendCanonicalJSON(dst, data []byte, lim Limits) ([]byte, error) {
 	s := getState(lim)
-	own := s.out
-	s.out = dst
+	// Written to s's own buffer and then copied, so that dst (often on the
+	// caller's stack) is never stored where it would escape.
 	err := s.canonical(data)
-	out := s.out
-	s.out = own
-	putState(s)
-	if err != nil {
-		return dst, err
+	if err == nil {
+		dst = append(dst, s.out...)
 	}
-	return out, nil
+	putState(s)
+	return dst, err
 }
 
 // canonical writes the canonical form of the JSON text data to s.out at the

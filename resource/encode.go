@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxIndirections is how many pointers and interfaces the reflection
@@ -66,7 +67,12 @@ func (s *state) encode(v reflect.Value, p *plan) error {
 			s.out = append(s.out, "null"...)
 			return nil
 		}
-		return s.encArray(v, p.elem)
+		// A slice's elements are addressable, through its array.
+		asValue := s.asValue
+		s.asValue = false
+		err := s.encArray(v, p.elem)
+		s.asValue = asValue
+		return err
 	case kArray:
 		return s.encArray(v, p.elem)
 	case kMap:
@@ -89,15 +95,18 @@ func (s *state) encode(v reflect.Value, p *plan) error {
 		if p.kind == kIface {
 			ep = planFor(e.Type())
 		}
+		asValue := s.asValue
+		s.asValue = false // what a pointer points to is addressable
 		err := s.encode(e, ep)
 		s.indir--
+		s.asValue = asValue
 		return err
 	case kStruct:
 		return s.structure(v, p)
 	case kMarshal:
 		return s.fallback(v)
 	case kAddrMarshal:
-		if v.CanAddr() {
+		if s.addressable(v) {
 			return s.fallback(v)
 		}
 		return s.encode(v, p.alt)
@@ -106,6 +115,10 @@ func (s *state) encode(v reflect.Value, p *plan) error {
 	}
 	return nil
 }
+
+// addressable reports whether json.Marshal would see v as addressable
+// (which decides whether pointer-receiver MarshalJSON methods apply).
+func (s *state) addressable(v reflect.Value) bool { return v.CanAddr() && !s.asValue }
 
 func (s *state) checkSize() error {
 	if len(s.out) > s.maxBytes {
@@ -218,10 +231,22 @@ func (s *state) structure(v reflect.Value, p *plan) error {
 	}
 	s.out = append(s.out, '{')
 	first := true
+	asValue := s.asValue
+	var base unsafe.Pointer // the struct's address, for direct fields
+	if v.CanAddr() {
+		base = v.Addr().UnsafePointer()
+	}
 fields:
 	for i := range p.fields {
 		f := &p.fields[i]
+		if f.direct && base != nil {
+			if err := s.direct(unsafe.Add(base, f.offset), f, &first); err != nil {
+				return err
+			}
+			continue
+		}
 		var fv reflect.Value
+		s.asValue = asValue
 		if len(f.index) == 1 {
 			fv = v.Field(f.index[0])
 		} else {
@@ -232,6 +257,7 @@ fields:
 						continue fields
 					}
 					fv = fv.Elem()
+					s.asValue = false
 				}
 				fv = fv.Field(x)
 			}
@@ -244,21 +270,106 @@ fields:
 		}
 		first = false
 		s.out = append(s.out, f.name...)
-		if f.quoted {
-			s.out = append(s.out, '"')
-			if err := s.encode(fv, f.plan); err != nil {
-				return err
-			}
-			s.out = append(s.out, '"')
-			continue
-		}
-		if err := s.encode(fv, f.plan); err != nil {
+		if err := s.encodeField(fv, f); err != nil {
 			return err
 		}
 	}
+	s.asValue = asValue
 	s.out = append(s.out, '}')
 	s.depth--
 	return s.checkSize()
+}
+
+// direct writes a direct field (see fieldPl.direct) from its address, as
+// structure would by reflection.
+func (s *state) direct(p unsafe.Pointer, f *fieldPl, first *bool) error {
+	var err error
+	if s.out, err = appendDirect(s.out, p, f, first); err != nil {
+		return err
+	}
+	return s.checkSize()
+}
+
+// appendDirect appends a direct field (see fieldPl.direct), read from its
+// address p, preceded by its name and, unless *first, a comma.
+func appendDirect(dst []byte, p unsafe.Pointer, f *fieldPl, first *bool) ([]byte, error) {
+	var (
+		str    string
+		i      int64
+		u      uint64
+		b      bool
+		isZero bool
+	)
+	switch f.plan.kind {
+	case kString:
+		str = *(*string)(p)
+		isZero = str == ""
+	case kBool:
+		b = *(*bool)(p)
+		isZero = !b
+	case kInt:
+		switch f.size {
+		case 1:
+			i = int64(*(*int8)(p))
+		case 2:
+			i = int64(*(*int16)(p))
+		case 4:
+			i = int64(*(*int32)(p))
+		default:
+			i = *(*int64)(p)
+		}
+		isZero = i == 0
+	case kUint:
+		switch f.size {
+		case 1:
+			u = uint64(*(*uint8)(p))
+		case 2:
+			u = uint64(*(*uint16)(p))
+		case 4:
+			u = uint64(*(*uint32)(p))
+		default:
+			u = *(*uint64)(p)
+		}
+		isZero = u == 0
+	}
+	if isZero && (f.omitEmpty || f.omitZero) {
+		return dst, nil
+	}
+	if !*first {
+		dst = append(dst, ',')
+	}
+	*first = false
+	dst = append(dst, f.name...)
+	switch f.plan.kind {
+	case kString:
+		if !utf8.ValidString(str) {
+			return dst, errInvalidUTF8
+		}
+		dst = appendQuotedString(dst, str)
+	case kBool:
+		if b {
+			dst = append(dst, "true"...)
+		} else {
+			dst = append(dst, "false"...)
+		}
+	case kInt:
+		dst = strconv.AppendInt(dst, i, 10)
+	case kUint:
+		dst = strconv.AppendUint(dst, u, 10)
+	}
+	return dst, nil
+}
+
+func (s *state) encodeField(fv reflect.Value, f *fieldPl) error {
+	if !f.quoted {
+		return s.encode(fv, f.plan)
+	}
+	s.out = append(s.out, '"')
+	if err := s.encode(fv, f.plan); err != nil {
+		return err
+	}
+	s.out = append(s.out, '"')
+	return nil
 }
 
 // isEmptyValue is encoding/json's definition of empty for omitempty.
@@ -412,7 +523,7 @@ func (s *state) fallback(v reflect.Value) error {
 	}
 	var x any
 	switch {
-	case v.CanAddr():
+	case s.addressable(v):
 		x = v.Addr().Interface()
 	case v.Kind() == reflect.Interface:
 		c := reflect.New(v.Type())

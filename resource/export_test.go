@@ -11,3 +11,22 @@ func UsesEncodingJSON(t reflect.Type) bool {
 	}
 	return false
 }
+
+// HashAsArgs hashes v as an ArgsEncoder of v's type does: from an
+// addressable copy, encoded as the value json.Marshal sees.
+func HashAsArgs(v any) (Hash, error) {
+	rv := reflect.ValueOf(v)
+	cp := reflect.New(rv.Type()).Elem()
+	cp.Set(rv)
+	s := getState(Limits{})
+	err := s.encodeCopy(cp, planFor(rv.Type()))
+	var h Hash
+	if err == nil {
+		h = HashCanonical(s.out)
+	}
+	putState(s)
+	return h, encodeError(err)
+}
+
+// Flat reports whether e writes its arguments without reflection.
+func (e *ArgsEncoder[A]) Flat() bool { return e.flat }

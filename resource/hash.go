@@ -1,11 +1,8 @@
 package resource
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 )
 
@@ -29,11 +26,6 @@ func (h Hash) String() string {
 	return string(h.AppendTo(buf[:0]))
 }
 
-func (s *state) sum() Hash {
-	full := sha256.Sum256(s.out)
-	return Hash(full[:16])
-}
-
 // HashJSON returns the [Hash] of the canonical form of the JSON value in
 // data (see [AppendCanonicalJSON]), so that arguments that differ only in
 // key order, white space, string escapes or number spelling hash the same.
@@ -43,7 +35,7 @@ func HashJSON(data []byte, lim Limits) (Hash, error) {
 	err := s.canonical(data)
 	var h Hash
 	if err == nil {
-		h = s.sum()
+		h = HashCanonical(s.out)
 	}
 	putState(s)
 	return h, err
@@ -81,26 +73,14 @@ func HashValue(v any, lim Limits) (Hash, error) {
 	s := getState(lim)
 	err := s.encodeValue(v)
 	if err == errWhole {
-		s.out, s.depth, s.indir = s.out[:0], 0, 0
-		s.keys, s.mems = s.keys[:0], s.mems[:0]
-		var b []byte
-		if b, err = json.Marshal(v); err == nil {
-			err = s.canonical(b)
-		}
+		err = s.whole(v)
 	}
 	var h Hash
 	if err == nil {
-		h = s.sum()
+		h = HashCanonical(s.out)
 	}
 	putState(s)
-	if err != nil {
-		var je *jsonError
-		if !errors.As(err, &je) {
-			err = fmt.Errorf("resource: cannot encode arguments: %w", err)
-		}
-		return Hash{}, err
-	}
-	return h, nil
+	return h, encodeError(err)
 }
 
 func (s *state) encodeValue(v any) error {

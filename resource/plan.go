@@ -69,6 +69,13 @@ type fieldPl struct {
 	omitZero  bool
 	quoted    bool // the ",string" option on a bool, int or uint field
 	plan      *plan
+	// direct is set on a field of the struct itself (not promoted) of a
+	// scalar plan (bool, int, uint, string) and without the string
+	// option: encoded from its offset in an addressable struct, with no
+	// reflection.
+	direct bool
+	size   uint8   // direct ints and uints: the size in bytes
+	offset uintptr // direct fields: the offset in the struct
 }
 
 var (
@@ -234,7 +241,7 @@ func (b *builder) fillStruct(p *plan, t reflect.Type) {
 			return
 		}
 		name := appendQuotedString(nil, f.name)
-		p.fields = append(p.fields, fieldPl{
+		fl := fieldPl{
 			key:       f.name,
 			name:      append(name, ':'),
 			index:     f.index,
@@ -242,7 +249,15 @@ func (b *builder) fillStruct(p *plan, t reflect.Type) {
 			omitZero:  f.omitZero,
 			quoted:    f.quoted,
 			plan:      fp,
-		})
+		}
+		if len(f.index) == 1 && !f.quoted {
+			switch fp.kind {
+			case kBool, kInt, kUint, kString:
+				sf := t.Field(f.index[0])
+				fl.direct, fl.size, fl.offset = true, uint8(sf.Type.Size()), sf.Offset
+			}
+		}
+		p.fields = append(p.fields, fl)
 	}
 	// Names are unique and valid UTF-8 (tag names and identifiers), so this
 	// is the order of the canonical form.

@@ -1,6 +1,7 @@
 package resource_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -462,6 +463,13 @@ func checkHashValue(t *testing.T, v any) {
 		canon, _ := resource.AppendCanonicalJSON(nil, b, resource.Limits{})
 		t.Fatalf("HashValue(%#v) = %v, %v\nHashJSON(%s) = %v, %v\ncanonical: %s", v, got, gerr, b, want, werr, canon)
 	}
+	// A typed tool's ArgsEncoder encodes an addressable copy of the
+	// arguments; it must still see them as json.Marshal sees the value.
+	if v != nil {
+		if args, aerr := resource.HashAsArgs(v); (aerr == nil) != (gerr == nil) || args != got {
+			t.Fatalf("ArgsEncoder(%#v) = %v, %v; HashValue = %v, %v", v, args, aerr, got, gerr)
+		}
+	}
 }
 
 // The property test must exercise the reflection encoder, not only the
@@ -767,5 +775,91 @@ func TestHashValueRefusesInvalidTextFromMarshalText(t *testing.T) {
 	want, err := resource.HashJSON([]byte(`{"id":"ok-42"}`), resource.Limits{})
 	if err != nil || got != want {
 		t.Fatalf("HashValue of valid text = %v (%v), want the hash of its JSON %v", got, err, want)
+	}
+}
+
+func TestArgsEncoderDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	small := smallArgs{UserID: "user-42", Limit: 10, Tags: []string{"news", "<b>"}}
+	medium := mediumValue()
+	se, me := resource.NewArgsEncoder[smallArgs](), resource.NewArgsEncoder[mediumArgs]()
+	buf := make([]byte, 0, 1024)
+	for name, run := range map[string]func(){
+		"small struct": func() { _, _ = se.Append(buf[:0], &small, resource.Limits{}) },
+		"medium":       func() { _, _ = me.Append(buf[:0], &medium, resource.Limits{}) },
+	} {
+		run() // warm the pools
+		if n := testing.AllocsPerRun(100, run); n != 0 {
+			t.Errorf("%s: ArgsEncoder.Append allocates %v times per call; want 0", name, n)
+		}
+	}
+	got, err := se.Append(nil, &small, resource.Limits{})
+	want, werr := resource.HashValue(small, resource.Limits{})
+	if err != nil || werr != nil || resource.HashCanonical(got) != want {
+		t.Fatalf("ArgsEncoder.Append = %s, %v; its hash differs from HashValue's (%v)", got, err, werr)
+	}
+}
+
+// flatArgs is a struct of direct fields only: ArgsEncoder writes it from
+// the field offsets, without reflection.
+type flatArgs struct {
+	S    string `json:"s"`
+	Name named8 `json:"name,omitempty"`
+	I8   int8   `json:"i8,omitempty"`
+	I16  int16
+	I32  int32 `json:"a_i32"`
+	I64  int64 `json:",omitzero"`
+	I    int
+	U8   uint8 `json:"u8,omitempty"`
+	U16  uint16
+	U32  uint32
+	U64  uint64 `json:"z"`
+	U    uint
+	Up   uintptr
+	B    bool `json:"b,omitempty"`
+	B2   bool
+	Str  myString `json:"str"`
+}
+
+type named8 string
+
+type myString string
+
+func TestArgsEncoderFlatMatchesHashValue(t *testing.T) {
+	e := resource.NewArgsEncoder[flatArgs]()
+	if !e.Flat() {
+		t.Fatal("flatArgs is not encoded from its offsets")
+	}
+	f := filler{rand.New(rand.NewPCG(3, 4))}
+	for i := range 2000 {
+		var v flatArgs
+		if i > 0 { // the zero value first: every omitempty field left out
+			f.fill(reflect.ValueOf(&v).Elem(), 2)
+		}
+		got, err := e.Append([]byte("head"), &v, resource.Limits{})
+		want, werr := resource.HashValue(v, resource.Limits{})
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%#v: Append error %v; HashValue error %v", v, err, werr)
+		}
+		if err != nil {
+			if string(got) != "head" {
+				t.Fatalf("Append failed but changed dst: %q", got)
+			}
+			continue
+		}
+		if !bytes.HasPrefix(got, []byte("head")) || resource.HashCanonical(got[4:]) != want {
+			b, _ := json.Marshal(v)
+			t.Fatalf("Append(%s) = %s; its hash is not HashValue's", b, got)
+		}
+	}
+	long := flatArgs{S: strings.Repeat("x", 100)}
+	if _, err := e.Append(nil, &long, resource.Limits{MaxBytes: 64}); !errors.Is(err, resource.ErrTooLarge) {
+		t.Fatalf("a flat value over MaxBytes: %v; want ErrTooLarge", err)
+	}
+	bad := flatArgs{S: "\xff"}
+	if _, err := e.Append(nil, &bad, resource.Limits{}); !errors.Is(err, resource.ErrInvalidJSON) {
+		t.Fatalf("invalid UTF-8 in a flat value: %v; want ErrInvalidJSON", err)
 	}
 }
