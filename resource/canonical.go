@@ -318,9 +318,21 @@ func (s *state) object() error {
 			return s.syntax("expected a string key in object", s.pos)
 		}
 		k0 := len(s.keys)
-		var err error
-		if s.keys, err = s.str(s.keys, false); err != nil {
-			return err
+		// Most keys are plain bytes: they are their own unescaped and
+		// canonical forms.
+		i := s.pos + 1
+		for i < len(s.in) && plainByte[s.in[i]] {
+			i++
+		}
+		plain := i < len(s.in) && s.in[i] == '"'
+		if plain {
+			s.keys = append(s.keys, s.in[s.pos+1:i]...)
+			s.pos = i + 1
+		} else {
+			var err error
+			if s.keys, err = s.str(s.keys, false); err != nil {
+				return err
+			}
 		}
 		k1 := len(s.keys)
 		s.skipSpace()
@@ -330,8 +342,14 @@ func (s *state) object() error {
 		s.pos++
 		s.skipSpace()
 		m0 := len(s.out)
-		s.out = appendQuoted(s.out, s.keys[k0:k1])
-		s.out = append(s.out, ':')
+		if plain {
+			s.out = append(s.out, '"')
+			s.out = append(s.out, s.keys[k0:k1]...)
+			s.out = append(s.out, '"', ':')
+		} else {
+			s.out = appendQuoted(s.out, s.keys[k0:k1])
+			s.out = append(s.out, ':')
+		}
 		if err := s.value(); err != nil {
 			return err
 		}

@@ -82,6 +82,23 @@ func skipDigits(in []byte, i int) int {
 }
 
 func (s *state) number() error {
+	// An integer of at most 15 digits, other than -0, is its own
+	// canonical form.
+	in, j := s.in, s.pos
+	if in[j] == '-' {
+		j++
+	}
+	if j < len(in) && ('1' <= in[j] && in[j] <= '9' || in[j] == '0' && j == s.pos) {
+		k := j + 1
+		for in[j] != '0' && k < len(in) && k-j < 15 && '0' <= in[k] && in[k] <= '9' {
+			k++
+		}
+		if k == len(in) || !('0' <= in[k] && in[k] <= '9' || in[k] == '.' || in[k] == 'e' || in[k] == 'E') {
+			s.out = append(s.out, in[s.pos:k]...)
+			s.pos = k
+			return nil
+		}
+	}
 	start := s.pos
 	p, end, msg := scanNumber(s.in, s.pos)
 	if msg != "" {
