@@ -78,29 +78,69 @@ type Cache struct {
 
 // entry is what L1 holds for one key.
 type entry struct {
+	// value is the value, or a rawValue: the codec's bytes, decoded into
+	// the reader's type on the first lookup (a Set's, whose type is the
+	// reader's to choose, and an entry restored from a snapshot).
 	value     any
-	st        epoch.Stamp
-	expiresAt int64 // Unix nanos; 0: never. Kept for snapshots.
+	seal      epoch.Seal    // the epochs it was made under
+	expiresAt int64         // Unix nanos; 0: never. Kept for snapshots.
+	cost      time.Duration // how long the tool ran to produce it (0: unknown), the time a hit saves
+	more      *entryMore    // nil on most entries
+}
+
+// entryMore is what few entries need: a stale window, refresh-ahead, or a
+// snapshot's restore. Kept apart, so that every other entry is 80 bytes.
+type entryMore struct {
 	// freshUntil, with a stale window, is when the entry turns stale; it
 	// is served stale until expiresAt while one refresh runs. 0: no window.
 	freshUntil int64
 	// refreshAt, with refresh-ahead, is when a read starts a background
 	// refresh while the entry is still fresh. 0: none.
 	refreshAt int64
-	// cost is how long the tool ran to produce the value (nanoseconds; 0:
-	// unknown), the time a hit saves.
-	cost time.Duration
-	// raw is set on entries whose value is the codec's []byte, decoded
-	// into the reader's type on the first lookup: a Set's (whose type is
-	// the reader's to choose), and an entry restored from a snapshot.
-	raw bool
-	// restored is set on entries restored from a snapshot: st carries
-	// values but no cells until the first lookup confirms the epochs.
-	restored bool
+	// restored is set on entries restored from a snapshot: the epoch
+	// values they were saved with, and no cells until the first lookup
+	// confirms them.
+	restored *epoch.Stamp
 	// unconfirmed is set on restored entries until L2 has been seen to
 	// hold the same value for them (see confirmSnapshot). Until then they
 	// are served only while L2 is unreachable.
 	unconfirmed bool
+}
+
+// rawValue is an entry's value held as the codec's bytes.
+type rawValue []byte
+
+// raw returns the codec's bytes of an entry held raw.
+func (e *entry) raw() ([]byte, bool) {
+	b, ok := e.value.(rawValue)
+	return b, ok
+}
+
+func (e *entry) freshUntil() int64 {
+	if e.more == nil {
+		return 0
+	}
+	return e.more.freshUntil
+}
+
+// timed reports whether the entry has a stale window or refresh-ahead.
+func (e *entry) timed() bool {
+	return e.more != nil && e.more.freshUntil|e.more.refreshAt != 0
+}
+
+func (e *entry) restored() bool { return e.more != nil && e.more.restored != nil }
+
+func (e *entry) unconfirmed() bool { return e.more != nil && e.more.unconfirmed }
+
+// timing sets the entry's stale window end and refresh-ahead time (0: none).
+func (e *entry) timing(freshUntil, refreshAt int64) {
+	if freshUntil|refreshAt == 0 {
+		return
+	}
+	if e.more == nil {
+		e.more = &entryMore{}
+	}
+	e.more.freshUntil, e.more.refreshAt = freshUntil, refreshAt
 }
 
 // counters are the cache's statistics. Lookup counters are striped: every L1

@@ -168,7 +168,7 @@ func (c *Cache) fillL1(key string, e *entry, ttl time.Duration, seq uint64) bool
 		return false
 	}
 	c.l1.Set(key, e, ttl)
-	c.ep.Keep(&e.st, ttl) // its hits find the epochs confirmed in the background
+	c.ep.KeepSeal(&e.seal, ttl) // its hits find the epochs confirmed in the background
 	return true
 }
 

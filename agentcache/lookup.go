@@ -111,7 +111,11 @@ const (
 // l1Entry returns the usable L1 entry at key and its value: current
 // epochs, decoded, of type T. No allocation, no map but L1's, no clock.
 func l1Entry[T any](c *Cache, key string) (T, *entry) {
-	if e, ok := c.l1.Get(key); ok && !e.raw && e.st.Valid(c.ep.Tick()) {
+	if e, ok := c.l1.Get(key); ok && e.seal.Valid(c.ep.Tick()) {
+		if _, raw := e.value.(rawValue); raw { // not decoded yet: the slow path's
+			var zero T
+			return zero, nil
+		}
 		if v, ok := e.value.(T); ok {
 			return v, e
 		}
@@ -132,7 +136,7 @@ func fromL1Fast[T any](c *Cache, key string) (T, hit) {
 		return v, hitNone
 	}
 	h := hitFresh
-	if e.freshUntil|e.refreshAt != 0 {
+	if e.more != nil {
 		h = c.age(e)
 	}
 	c.countL1(h)
@@ -144,7 +148,7 @@ func fromL1Fast[T any](c *Cache, key string) (T, hit) {
 // starts its refresh.
 func freshL1[T any](c *Cache, key string, o *obsLookup) (T, bool) {
 	v, e := l1Entry[T](c, key)
-	if e == nil || e.freshUntil|e.refreshAt != 0 && c.age(e) != hitFresh {
+	if e == nil || e.more != nil && c.age(e) != hitFresh {
 		var zero T
 		return zero, false
 	}
@@ -155,11 +159,14 @@ func freshL1[T any](c *Cache, key string, o *obsLookup) (T, bool) {
 
 // age classifies an entry that has a stale window or refresh-ahead.
 func (c *Cache) age(e *entry) hit {
+	if !e.timed() {
+		return hitFresh
+	}
 	now := c.opts.Now().UnixNano()
-	switch {
-	case e.freshUntil != 0 && now >= e.freshUntil:
+	switch m := e.more; {
+	case m.freshUntil != 0 && now >= m.freshUntil:
 		return hitStale
-	case e.refreshAt != 0 && now >= e.refreshAt:
+	case m.refreshAt != 0 && now >= m.refreshAt:
 		return hitRefresh
 	}
 	return hitFresh
@@ -552,40 +559,37 @@ func fromL1[T any](c *Cache, lk *lookup, st *epoch.Stamp, seq uint64) (T, hit, t
 func fromL1Slow[T any](c *Cache, lk *lookup, st *epoch.Stamp, seq uint64) (T, hit, *entry) {
 	var zero T
 	e, ok := c.l1.Get(lk.l1)
-	if !ok || !e.st.SameVals(st) {
+	if !ok {
 		return zero, hitNone, nil
 	}
-	if e.raw {
+	if r := e.restored(); r && !e.more.restored.SameVals(st) || !r && !e.seal.Is(st) {
+		return zero, hitNone, nil
+	}
+	if raw, ok := e.raw(); ok {
 		// A restored entry not confirmed against L2 yet is served only
 		// while L2 is unreachable (and then not stored decoded: once L2
 		// answers, it must not be served unconfirmed).
-		if e.unconfirmed && !c.l2Unreachable(st) {
+		if e.unconfirmed() && !c.l2Unreachable(st) {
 			return zero, hitNone, nil
 		}
-		raw, _ := e.value.([]byte)
 		var v T
 		if err := c.codec.Unmarshal(raw, &v); err != nil {
 			c.l1.Delete(lk.l1)
 			c.warn("snapshot decode", "agentcache: dropping a restored entry that does not decode", err)
 			return zero, hitNone, nil
 		}
-		ne := &entry{value: v, st: *st, expiresAt: e.expiresAt, freshUntil: e.freshUntil, cost: e.cost}
-		if !e.unconfirmed {
+		ne := &entry{value: v, seal: st.Seal(), expiresAt: e.expiresAt, cost: e.cost}
+		ne.timing(e.freshUntil(), 0)
+		if !e.unconfirmed() {
 			c.fillL1(lk.l1, ne, c.remaining(e.expiresAt), seq)
 		}
 		return v, c.age(ne), ne
-	}
-	if !e.st.SameCells(st) {
-		return zero, hitNone, nil
 	}
 	v, ok := asT[T](e.value)
 	if !ok {
 		return zero, hitNone, nil
 	}
-	if e.freshUntil|e.refreshAt != 0 {
-		return v, c.age(e), e
-	}
-	return v, hitFresh, e
+	return v, c.age(e), e
 }
 
 // l2Unreachable reports whether a lookup stamped st cannot use L2: none
@@ -759,7 +763,7 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 		r.unusable = true
 		return zero, r
 	}
-	e := &entry{value: v, st: a.st, cost: env.Cost}
+	e := &entry{value: v, seal: a.st.Seal(), cost: env.Cost}
 	ttl := lk.r.ttl + lk.r.stale
 	if !env.FreshUntil.IsZero() {
 		f := env.FreshUntil.UnixNano()
@@ -770,7 +774,7 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 			return zero, r
 		}
 		if lk.r.stale > 0 {
-			e.freshUntil = f
+			e.timing(f, 0)
 			r.stale = c.opts.Now().UnixNano() >= f
 		}
 	}

@@ -160,7 +160,7 @@ func (b *bus) reset() {
 	b.resets.Add(1)
 	c.fills.notifyAll() // a fill announced meanwhile may be lost
 	for k, en := range c.l1.All() {
-		if !en.restored {
+		if !en.restored() {
 			c.l1.Delete(k)
 		}
 	}

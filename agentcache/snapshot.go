@@ -70,14 +70,13 @@ func (c *Cache) applySnapshot(r restored) {
 		if len(v) < 1 || v[0] > 4 || len(v) < 1+8*int(v[0]) {
 			continue
 		}
-		e := &entry{raw: true, restored: true, unconfirmed: c.l2 != nil}
 		var vals [4]uint64
 		n := int(v[0])
 		for i := range n {
 			vals[i] = binary.BigEndian.Uint64(v[1+8*i:])
 		}
-		e.st = epoch.StampOf(vals[:n])
-		e.value = v[1+8*n:]
+		st := epoch.StampOf(vals[:n])
+		e := &entry{value: rawValue(v[1+8*n:]), more: &entryMore{restored: &st, unconfirmed: c.l2 != nil}}
 		var ttl time.Duration
 		if !rec.ExpiresAt.IsZero() {
 			e.expiresAt = rec.ExpiresAt.UnixNano()
@@ -86,7 +85,7 @@ func (c *Cache) applySnapshot(r restored) {
 			}
 		}
 		c.l1.Set(rec.Key, e, ttl)
-		if e.unconfirmed {
+		if e.unconfirmed() {
 			check = append(check, restoredEntry{key: rec.Key, e: e})
 		}
 	}
@@ -116,7 +115,7 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 		check = check[n:]
 		ops := make([]tier.ReadOp, n)
 		for i, r := range batch {
-			ops[i] = tier.ReadOp{Key: restoredL2Key(r.key), Gen: r.e.st.Token()}
+			ops[i] = tier.ReadOp{Key: restoredL2Key(r.key), Gen: r.e.more.restored.Token()}
 		}
 		var rr []tier.ReadResult
 		if err := c.l2Call(c.base, "confirm snapshot", func(ctx context.Context) (err error) {
@@ -132,8 +131,8 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 			same := false
 			if rr[i].Found {
 				env, err := c.seal.Open(ops[i].Key, rr[i].Value)
-				raw, _ := r.e.value.([]byte)
-				same = err == nil && env.Kind == kindValue && env.Gen == r.e.st.Token() && bytes.Equal(env.Payload, raw)
+				raw, _ := r.e.raw()
+				same = err == nil && env.Kind == kindValue && env.Gen == r.e.more.restored.Token() && bytes.Equal(env.Payload, raw)
 			}
 			c.confirmRestored(r, same)
 		}
@@ -152,8 +151,9 @@ func (c *Cache) confirmRestored(r restoredEntry, same bool) {
 		c.l1.Delete(r.key)
 		return
 	}
-	ne := *r.e
-	ne.unconfirmed = false
+	ne, more := *r.e, *r.e.more
+	more.unconfirmed = false
+	ne.more = &more
 	c.l1.Set(r.key, &ne, c.remaining(ne.expiresAt))
 }
 
@@ -188,14 +188,21 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 				return
 			}
 		}
+		var vbuf [4]uint64
 		for key, e := range c.l1.All() {
-			var payload []byte
-			if e.raw {
-				payload, _ = e.value.([]byte)
+			// The epoch values it was made under: a restored entry's as
+			// the snapshot gave them, any other's as its cells hold them
+			// while they are current.
+			var vals []uint64
+			if e.restored() {
+				vals = e.more.restored.Vals()
+			} else if v, current := e.seal.AppendVals(vbuf[:0]); current {
+				vals = v
 			} else {
-				if !e.st.Current() {
-					continue
-				}
+				continue
+			}
+			payload, raw := e.raw()
+			if !raw {
 				var err error
 				if payload, err = c.codec.Marshal(e.value); err != nil {
 					continue
@@ -205,7 +212,6 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 			if len(key) > disk.MaxKeyLen || len(payload)+33 > disk.DefaultMaxValueLen {
 				continue
 			}
-			vals := e.st.Vals()
 			b := make([]byte, 0, 1+8*len(vals)+len(payload))
 			b = append(b, uint8(len(vals)))
 			for _, v := range vals {

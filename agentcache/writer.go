@@ -61,13 +61,15 @@ func (c *Cache) put(ctx context.Context, lk *lookup, a *attempt, v any, payload 
 	now := c.opts.Now()
 	fresh := now.Add(ttl)
 	life := ttl + lk.r.stale
-	e := &entry{value: v, st: a.st, expiresAt: now.Add(life).UnixNano(), cost: cost}
+	e := &entry{value: v, seal: a.st.Seal(), expiresAt: now.Add(life).UnixNano(), cost: cost}
+	var freshUntil, refreshAt int64
 	if lk.r.stale > 0 {
-		e.freshUntil = fresh.UnixNano()
+		freshUntil = fresh.UnixNano()
 	}
 	if lk.refreshAhead > 0 {
-		e.refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
+		refreshAt = now.Add(time.Duration(float64(ttl) * lk.refreshAhead)).UnixNano()
 	}
+	e.timing(freshUntil, refreshAt)
 	if !c.fillL1(lk.l1, e, life, a.seq) { // fenced since storable's check
 		c.release(a)
 		return true

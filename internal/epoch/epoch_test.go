@@ -301,3 +301,37 @@ func TestRefreshKeepsTheCellsOfLiveEntries(t *testing.T) {
 		t.Fatalf("the last refresh of the kept cell was at tick %d; want at the end of its entry's life (tick %d)", last, 3*staleTicks)
 	}
 }
+
+// A seal is valid, current and the seal of its stamp exactly while every
+// sealed value is unchanged; a bump of any one cell, a dead cell, and a sum
+// of values that overflows all make it invalid.
+func TestSealHoldsExactlyWhileNoEpochMoves(t *testing.T) {
+	st := &store{vals: map[string]uint64{"g": 50, "r": 70, "u": 90, "ru": 110}}
+	down := false
+	tb := table(t, st, &down, 100)
+	cells := []*Cell{tb.Pinned("g"), tb.Pinned("r"), tb.Pinned("u"), tb.Pinned("ru")}
+	for moved := range cells {
+		s := confirmed(t, tb, cells...)
+		m := s.Seal()
+		vals, cur := m.AppendVals(nil)
+		if !m.Valid(tb.Tick()) || !m.Is(&s) || !cur || len(vals) != 4 || vals[moved] != cells[moved].Val() {
+			t.Fatalf("a fresh seal: valid %v, is its stamp %v, current %v (%v)", m.Valid(tb.Tick()), m.Is(&s), cur, vals)
+		}
+		tb.Learn(cells[moved].Key(), cells[moved].Val()+1)
+		later := confirmed(t, tb, cells...)
+		if _, cur := m.AppendVals(nil); m.Valid(tb.Tick()) || m.Is(&later) || cur {
+			t.Fatalf("after cell %d moved: seal valid %v, is the new stamp %v, current %v; want none", moved, m.Valid(tb.Tick()), m.Is(&later), cur)
+		}
+	}
+	var zero Seal
+	if zero.Valid(tb.Tick()) {
+		t.Fatal("the zero seal is valid")
+	}
+	// Values near the top: the sum overflows, and the seal never holds.
+	big := &store{vals: map[string]uint64{"a": 1 << 63, "b": 1 << 63}}
+	tb2 := table(t, big, &down, 100)
+	s := confirmed(t, tb2, tb2.Pinned("a"), tb2.Pinned("b"))
+	if m := s.Seal(); m.Valid(tb2.Tick()) || m.Is(&s) {
+		t.Fatal("a seal whose values overflow their sum holds")
+	}
+}
