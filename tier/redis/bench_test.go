@@ -139,3 +139,38 @@ func compare(b *testing.B, name string, store, raw func()) {
 		b.ReportMetric(float64(storeTime)/float64(rawTime), "store/raw")
 	})
 }
+
+// BenchmarkReadRecords compares a 100-key ReadRecords without leases (the
+// batch path's L2 read) with a raw MGET of the same keys.
+func BenchmarkReadRecords(b *testing.B) {
+	srv := redistest.Start(b)
+	client := singleClient(b, srv)
+	s, err := New(client, Options{Prefix: "bench:"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 100
+	ops := make([]tier.ReadOp, n)
+	full := make([]string, n)
+	for i := range ops {
+		ops[i] = tier.ReadOp{Key: fmt.Sprintf("{r%d}", i)}
+		full[i] = "bench:" + ops[i].Key
+		if err := client.Set(ctx, full[i], make([]byte, 200), time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	store := func() {
+		_, rr, err := s.ReadRecords(ctx, nil, ops)
+		if err != nil || len(rr) != n || !rr[0].Found {
+			b.Fatalf("ReadRecords: %v", err)
+		}
+	}
+	raw := func() {
+		vals, err := client.MGet(ctx, full...).Result()
+		if err != nil || len(vals) != n || vals[0] == nil {
+			b.Fatalf("MGET: %v", err)
+		}
+	}
+	compare(b, "keys=100", store, raw)
+}

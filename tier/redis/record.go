@@ -413,6 +413,9 @@ func (s *Store) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []ti
 	if err != nil {
 		return nil, nil, err
 	}
+	if s.singleNode && len(ops) > 1 && !slices.ContainsFunc(ops, func(o tier.ReadOp) bool { return o.Lease != nil }) {
+		return s.readMany(ctx, op, epochs, ops, calls)
+	}
 	for _, o := range ops {
 		if o.Lease == nil {
 			calls = append(calls, call{script: readScript, keys: []string{s.prefix + o.Key}})
@@ -456,6 +459,51 @@ func (s *Store) ReadRecords(ctx context.Context, epochs []tier.EpochOp, ops []ti
 	}
 	if len(ops) > 0 && failed == len(ops) {
 		return nil, nil, first
+	}
+	return vals, out, nil
+}
+
+// readMany is ReadRecords of reads without leases on a single node: the
+// epoch loads, the server's clock and one MGET, in one pipeline, which
+// costs the server what a bare MGET does (a script per key cost it about
+// three times as much). The clock is read just before the keys, so a write
+// stamped with it never postdates what the read saw. MGET reads a key of
+// another type as a miss; the write of the value loaded for it replaces it
+// (writeScript), so such a key is repaired by the write, not the read.
+func (s *Store) readMany(ctx context.Context, op string, epochs []tier.EpochOp, ops []tier.ReadOp, calls []call) ([]uint64, []tier.ReadResult, error) {
+	keys := make([]string, len(ops))
+	for i, o := range ops {
+		keys[i] = s.prefix + o.Key
+	}
+	var clock *goredis.TimeCmd
+	var mget *goredis.SliceCmd
+	cmds, err := s.runScriptsOn(ctx, s.client, s.nodeOf, calls, func(p goredis.Pipeliner) {
+		clock, mget = p.Time(ctx), p.MGet(ctx, keys...)
+	})
+	if err != nil {
+		return nil, nil, s.fail(ctx, op, err)
+	}
+	vals := make([]uint64, len(epochs))
+	if err := s.epochReplies(ctx, op, cmds, vals); err != nil {
+		return nil, nil, err
+	}
+	now, err := clock.Result()
+	if err != nil {
+		return nil, nil, s.fail(ctx, op, err)
+	}
+	got, err := mget.Result()
+	if err != nil {
+		return nil, nil, s.fail(ctx, op, err)
+	}
+	if len(got) != len(ops) {
+		return nil, nil, fmt.Errorf("redis: read records: %d values for %d keys", len(got), len(ops))
+	}
+	out := make([]tier.ReadResult, len(ops))
+	for i, v := range got {
+		out[i].Now = now.UnixMicro()
+		if b, ok := v.(string); ok {
+			out[i].Value, out[i].Found = []byte(b), true
+		}
 	}
 	return vals, out, nil
 }

@@ -433,3 +433,49 @@ func hourOps(keys []string) []tier.EpochOp {
 	}
 	return ops
 }
+
+// A batch of reads without leases on a single node is one MGET: it returns
+// each key's bytes in order, misses as misses, keys of other types as
+// misses too (the write of the reloaded value replaces them: see
+// TestRecordsReplaceWrongType), and the store's clock on every result.
+func TestBatchReadsKeepOrderAndReplaceWrongType(t *testing.T) {
+	t.Parallel()
+	c := singleClient(t, redistest.Start(t))
+	s, err := New(c, Options{Prefix: "rb:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	bad := wrongTypes(t, c, "rb:", "{bad}")
+	var ops []tier.ReadOp
+	want := map[int]string{}
+	for i := range 20 {
+		k := fmt.Sprintf("{k%d}", i)
+		switch {
+		case i%5 == 4 && len(bad) > 0:
+			k, bad = bad[0], bad[1:]
+		case i%3 == 0:
+			want[i] = fmt.Sprintf("value %d", i)
+			if err := c.Set(ctx, "rb:"+k, want[i], 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ops = append(ops, tier.ReadOp{Key: k})
+	}
+	before := serverMicros(t, c)
+	_, res, err := s.ReadRecords(ctx, nil, ops)
+	if err != nil || len(res) != len(ops) {
+		t.Fatalf("ReadRecords: %v, %d results for %d reads", err, len(res), len(ops))
+	}
+	for i, r := range res {
+		wrongType := i%5 == 4
+		switch {
+		case r.Err != nil || r.Now < before:
+			t.Fatalf("read %d (%q): %+v; want no error and the store's clock", i, ops[i].Key, r)
+		case wrongType && r.Found:
+			t.Fatalf("read %d of a key of another type: %+v; want a miss", i, r)
+		case !wrongType && (r.Repaired || r.Found != (want[i] != "") || string(r.Value) != want[i]):
+			t.Fatalf("read %d (%q) = %+v; want %q", i, ops[i].Key, r, want[i])
+		}
+	}
+}
