@@ -17,13 +17,19 @@ import (
 // raw lines of one size, and see the ratio sub-benchmark, which alternates
 // the two calls so that drifting machine speed affects both alike.
 
-func BenchmarkGet(b *testing.B) {
-	srv := redistest.Start(b)
-	client := singleClient(b, srv)
+// benchStore returns a single-node client on a private server and a store
+// on it with the prefix "bench:".
+func benchStore(b *testing.B) (*goredis.Client, *Store) {
+	client := singleClient(b, redistest.Start(b))
 	s, err := New(client, Options{Prefix: "bench:"})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return client, s
+}
+
+func BenchmarkGet(b *testing.B) {
+	client, s := benchStore(b)
 	ctx := context.Background()
 	for _, size := range []int{64, 1024, 16 << 10} {
 		key := fmt.Sprintf("k%d", size)
@@ -143,12 +149,7 @@ func compare(b *testing.B, name string, store, raw func()) {
 // BenchmarkReadRecords compares a 100-key ReadRecords without leases (the
 // batch path's L2 read) with a raw MGET of the same keys.
 func BenchmarkReadRecords(b *testing.B) {
-	srv := redistest.Start(b)
-	client := singleClient(b, srv)
-	s, err := New(client, Options{Prefix: "bench:"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, s := benchStore(b)
 	ctx := context.Background()
 	const n = 100
 	ops := make([]tier.ReadOp, n)
