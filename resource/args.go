@@ -22,6 +22,9 @@ type ArgsEncoder[A any] struct {
 	// fieldPl.direct): its canonical form is written from the caller's
 	// value, with neither reflection nor a copy.
 	flat bool
+	// scalar, when A is a bool, an integer or a string (without a
+	// marshaler), writes it from its address as a field without a name.
+	scalar *fieldPl
 	// scratch holds *argsScratch[A]: the arguments are copied into one
 	// and encoded from there, so that the caller's value is never given
 	// to reflection (it stays on the caller's stack).
@@ -35,7 +38,12 @@ type argsScratch[A any] struct {
 
 // NewArgsEncoder returns the encoder of arguments of type A.
 func NewArgsEncoder[A any]() *ArgsEncoder[A] {
-	e := &ArgsEncoder[A]{p: planFor(reflect.TypeFor[A]())}
+	t := reflect.TypeFor[A]()
+	e := &ArgsEncoder[A]{p: planFor(t)}
+	switch e.p.kind {
+	case kBool, kInt, kUint, kString:
+		e.scalar = &fieldPl{plan: e.p, size: uint8(t.Size()), direct: true}
+	}
 	e.flat = e.p.kind == kStruct
 	for i := range e.p.fields {
 		e.flat = e.flat && e.p.fields[i].direct
@@ -51,6 +59,17 @@ func NewArgsEncoder[A any]() *ArgsEncoder[A] {
 func (e *ArgsEncoder[A]) Append(dst []byte, args *A, lim Limits) ([]byte, error) {
 	if e.flat {
 		return e.appendFlat(dst, args, lim)
+	}
+	if e.scalar != nil {
+		start, first := len(dst), true
+		dst, err := appendDirect(dst, unsafe.Pointer(args), e.scalar, &first)
+		if err == nil && len(dst)-start > lim.bytes() {
+			err = tooLarge(lim.bytes())
+		}
+		if err != nil {
+			return dst[:start], err
+		}
+		return dst, nil
 	}
 	sc, _ := e.scratch.Get().(*argsScratch[A])
 	if sc == nil {
@@ -80,13 +99,17 @@ func (e *ArgsEncoder[A]) appendFlat(dst []byte, args *A, lim Limits) ([]byte, er
 	for i := range e.p.fields {
 		f := &e.p.fields[i]
 		if dst, err = appendDirect(dst, unsafe.Add(unsafe.Pointer(args), f.offset), f, &first); err == nil && len(dst)-start > max {
-			err = &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(max) + " bytes", -1}
+			err = tooLarge(max)
 		}
 		if err != nil {
 			return dst[:start], err
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+func tooLarge(max int) error {
+	return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(max) + " bytes", -1}
 }
 
 // encodeCopy encodes v, an addressable copy of the caller's value, as

@@ -127,9 +127,7 @@ func (s *state) checkSize() error {
 	return nil
 }
 
-func (s *state) tooLarge() error {
-	return &jsonError{ErrTooLarge, "canonical form exceeds " + strconv.Itoa(s.maxBytes) + " bytes", -1}
-}
+func (s *state) tooLarge() error { return tooLarge(s.maxBytes) }
 
 // checkText refuses a value whose text encoding (encoding.TextMarshaler,
 // when it is not a json.Marshaler, which encoding/json prefers) is not

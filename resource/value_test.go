@@ -863,3 +863,38 @@ func TestArgsEncoderFlatMatchesHashValue(t *testing.T) {
 		t.Fatalf("invalid UTF-8 in a flat value: %v; want ErrInvalidJSON", err)
 	}
 }
+
+// A scalar argument (an ID) is written from its address, as HashValue
+// encodes it.
+func TestArgsEncoderScalarsMatchHashValue(t *testing.T) {
+	check := func(t *testing.T, got []byte, err error, v any) {
+		t.Helper()
+		want, werr := resource.HashValue(v, resource.Limits{})
+		if (err == nil) != (werr == nil) || err == nil && resource.HashCanonical(got) != want {
+			t.Fatalf("%#v: Append = %s, %v; HashValue error %v", v, got, err, werr)
+		}
+	}
+	for _, v := range []int{0, -1, 42, math.MaxInt64, math.MinInt64} {
+		got, err := resource.NewArgsEncoder[int]().Append(nil, &v, resource.Limits{})
+		check(t, got, err, v)
+	}
+	for _, v := range []uint8{0, 255} {
+		got, err := resource.NewArgsEncoder[uint8]().Append(nil, &v, resource.Limits{})
+		check(t, got, err, v)
+	}
+	for _, v := range []string{"", "user-42", "<&>\"\\\n", "é", "\xff"} {
+		got, err := resource.NewArgsEncoder[string]().Append(nil, &v, resource.Limits{})
+		check(t, got, err, v)
+	}
+	for _, v := range []myString{"", "x"} {
+		got, err := resource.NewArgsEncoder[myString]().Append(nil, &v, resource.Limits{})
+		check(t, got, err, v)
+	}
+	b := true
+	got, err := resource.NewArgsEncoder[bool]().Append(nil, &b, resource.Limits{})
+	check(t, got, err, b)
+	long := strings.Repeat("x", 100)
+	if _, err := resource.NewArgsEncoder[string]().Append(nil, &long, resource.Limits{MaxBytes: 50}); !errors.Is(err, resource.ErrTooLarge) {
+		t.Fatalf("a string over MaxBytes: %v; want ErrTooLarge", err)
+	}
+}
