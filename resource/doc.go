@@ -53,9 +53,14 @@
 //
 // # Typed arguments
 //
-// Typed tools hash their argument values with [HashValue], which gives the
-// same Hash as HashJSON(json.Marshal(v)) but is built for the lookup path:
-// it walks the value by reflection with a cached plan per type and writes
-// the canonical form directly, without allocating for ordinary argument
-// structs.
+// [HashValue] gives the same Hash as HashJSON(json.Marshal(v)) but is
+// built for the lookup path: it walks the value by reflection with a cached
+// plan per type and writes the canonical form directly, without allocating
+// for ordinary argument structs. A typed tool keys its calls with an
+// [ArgsEncoder], made once per argument type, which writes the same
+// canonical form without converting the arguments to an interface (which
+// would move them to the heap): a struct of scalar fields, and a scalar,
+// is written straight from its memory, with no reflection at all. The
+// cache keeps short canonical forms as they are and hashes long ones
+// ([HashCanonical]).
 package resource
