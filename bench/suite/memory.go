@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,12 +70,7 @@ func memoryL1Entry(ctx context.Context, e *env) error {
 	}
 	closeCache(c)
 
-	o, err := otter.New(&otter.Options[string, *Product]{
-		MaximumSize: n + n/4,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
-			return time.Hour
-		}),
-	})
+	o, err := newOtter(n + n/4)
 	if err != nil {
 		return err
 	}
@@ -88,8 +85,185 @@ func memoryL1Entry(ctx context.Context, e *env) error {
 	}
 	runtime.KeepAlive(o)
 	o.StopAllGoroutines()
-	e.versus(wl, "agentcache (Set)", MetricBytes, acBytes, sysOtter, otterBytes, nil,
-		fmt.Sprintf("per entry, %d entries; the entry keeps its epoch stamp (4 cell pointers and values) and expiry times", n))
+	e.versus(wl, "agentcache (Set)", MetricBytes, acBytes, sysOtter, otterBytes, l1Budget,
+		fmt.Sprintf("per entry, %d entries, keys and the caller's value excluded on both sides; the entry keeps the value's encoded bytes, its epoch stamp and expiry times", n))
+
+	// Wrap entries: the L1 key, built from the arguments, and the tool's
+	// result are the cache's to make, so they are counted, on both sides: a
+	// bare otter user caching the same tool builds a key from the arguments
+	// and keeps the tool's fresh result.
+	for _, w := range []struct {
+		sys, base string
+		ctx       context.Context
+		res       resource.Resource
+		prefix    string
+	}{
+		{"agentcache Wrap, global", "otter (bare), keyed by tool arguments", ctx, memGlobalRes, memGlobalPrefix},
+		{"agentcache Wrap, per-user", "otter (bare), keyed by user and arguments", scope.WithUser(ctx, memUser), memUserRes, memUserPrefix},
+	} {
+		c, fill, err := wrapEntries(w.ctx, n, w.res)
+		if err != nil {
+			return err
+		}
+		acBytes, err := perItem(n, fill)
+		if got := c.Stats().L1Entries; err == nil && got < n*99/100 {
+			e.note("%s: %s held %d of %d entries", wl, w.sys, got, n)
+		}
+		closeCache(c)
+		if err != nil {
+			return err
+		}
+		o, fill, err := otterEntries(n, w.prefix)
+		if err != nil {
+			return err
+		}
+		otterBytes, err := perItem(n, fill)
+		runtime.KeepAlive(o)
+		o.StopAllGoroutines()
+		if err != nil {
+			return err
+		}
+		e.versus(wl, w.sys, MetricBytes, acBytes, w.base, otterBytes, l1Budget,
+			fmt.Sprintf("per entry, %d entries, key and value included on both sides (one tool result per entry)", n))
+	}
+	return nil
+}
+
+// l1Budget is issue 17's bound on L1 bytes per entry.
+var l1Budget = ratioAtMost(1.6, "≤ 1.6× bare otter")
+
+// The tools whose results the Wrap entries of the memory workloads hold, and
+// the key prefixes a bare otter user would give them.
+var (
+	memGlobalRes = resource.Resource{Name: "get_product", Scope: scope.Global, TTL: time.Hour}
+	memUserRes   = resource.Resource{Name: "get_profile", Scope: scope.User, TTL: time.Hour}
+)
+
+const (
+	memUser         = "user-1"
+	memGlobalPrefix = "get_product:"
+	memUserPrefix   = "get_profile:" + memUser + ":"
+)
+
+// wrapEntries returns an L1-only cache with room for n entries, and a fill
+// that puts n entries into its L1 through a Wrap of res called with ctx
+// (which carries the user of a per-user resource): IDs 0 to n-1, each the
+// tool's fresh result.
+func wrapEntries(ctx context.Context, n int, res resource.Resource) (*agentcache.Cache, func() error, error) {
+	c, err := newCache(agentcache.Options{L1MaxEntries: n + n/4})
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := agentcache.Wrap(c, res, func(_ context.Context, id int) (*Product, error) { return newProduct(id), nil })
+	if err != nil {
+		closeCache(c)
+		return nil, nil, err
+	}
+	return c, func() error {
+		for i := 0; i < n; i++ {
+			if _, err := w(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
+}
+
+// otterEntries returns a bare otter configured like agentcache's L1 with room
+// for n entries, and a fill that caches the same tool results as
+// wrapEntries the way a bare otter user would: keyed by prefix and the ID.
+func otterEntries(n int, prefix string) (*otter.Cache[string, *Product], func() error, error) {
+	o, err := newOtter(n + n/4)
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, func() error {
+		for i := 0; i < n; i++ {
+			o.Set(prefix+strconv.Itoa(i), newProduct(i))
+		}
+		return nil
+	}, nil
+}
+
+// newOtter returns a bare otter configured like agentcache's L1: a size
+// bound and a per-entry expiry (an hour).
+func newOtter(size int) (*otter.Cache[string, *Product], error) {
+	return otter.New(&otter.Options[string, *Product]{
+		MaximumSize: size,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
+			return time.Hour
+		}),
+	})
+}
+
+// gcCPUSeconds returns the CPU time the runtime estimates GC has used so far.
+func gcCPUSeconds() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
+}
+
+// memory1M: 1M entries resident, agentcache's L1 (filled through a global
+// Wrap) against bare otter holding the same tool results under argument
+// keys. Two figures each:
+//
+//   - heap: the live heap the fill adds, after two collections;
+//   - GC CPU: a fixed number of forced collections (runtime.GC) with the
+//     cache resident and nothing else running, each a full mark of the live
+//     heap; the figure is the runtime's own GC CPU estimate
+//     (/cpu/classes/gc/total:cpu-seconds) over them, per collection. With no
+//     mutator, every collection does the same work, so the figure depends on
+//     what the cache makes the collector scan (objects and pointers), not on
+//     when collections happen to trigger.
+func memory1M(ctx context.Context, e *env) error {
+	const wl = "memory_1m"
+	n := e.cfg.size(1_000_000, 50_000)
+	cycles := e.cfg.size(10, 3)
+	// resident fills a cache and measures it; keep is the cache, alive until
+	// the collections are done.
+	resident := func(fill func() error, keep any) (heap, gcMs float64, err error) {
+		h0 := heapBytes()
+		if err := fill(); err != nil {
+			return 0, 0, err
+		}
+		h1 := heapBytes()
+		g0 := gcCPUSeconds()
+		for i := 0; i < cycles; i++ {
+			runtime.GC()
+		}
+		g1 := gcCPUSeconds()
+		runtime.KeepAlive(keep)
+		return float64(h1) - float64(h0), (g1 - g0) * 1e3 / float64(cycles), nil
+	}
+	c, fill, err := wrapEntries(ctx, n, memGlobalRes)
+	if err != nil {
+		return err
+	}
+	acHeap, acGC, err := resident(fill, c)
+	if got := c.Stats().L1Entries; err == nil && got < n*99/100 {
+		e.note("%s: agentcache held %d of %d entries", wl, got, n)
+	}
+	closeCache(c)
+	if err != nil {
+		return err
+	}
+	o, fill, err := otterEntries(n, memGlobalPrefix)
+	if err != nil {
+		return err
+	}
+	oHeap, oGC, err := resident(fill, o)
+	o.StopAllGoroutines()
+	if err != nil {
+		return err
+	}
+	const sys, base = "agentcache Wrap, global", "otter (bare), keyed by tool arguments"
+	e.versus(wl, sys, MetricBytes, acHeap, base, oHeap, ratioAtMost(1.4, "≤ 1.4× otter's heap"),
+		fmt.Sprintf("live heap added by %d entries (keys and values included), after GC", n))
+	e.versus(wl, sys, MetricGCCPUms, acGC, base, oGC, ratioAtMost(1.5, "≤ 1.5× otter's GC CPU"),
+		fmt.Sprintf("GC CPU per forced collection, mean of %d, with the %d entries resident and no other work", cycles, n))
 	return nil
 }
 
