@@ -107,6 +107,9 @@ type entryMore struct {
 	unconfirmed bool
 }
 
+// expiry is when the entry leaves L1 (Unix nanos; 0: never).
+func (e *entry) expiry() int64 { return e.expiresAt }
+
 // rawValue is an entry's value held as the codec's bytes.
 type rawValue []byte
 
@@ -174,7 +177,7 @@ func New(opts Options) (*Cache, error) {
 		c.id = uuid.NewString()
 	}
 	c.log = &rateLog{l: o.Logger, every: o.LogInterval, now: o.Now}
-	c.l1, err = memory.New[*entry](memory.Options{MaxEntries: o.L1MaxEntries, Now: opts.Now})
+	c.l1, err = memory.New(memory.Options{MaxEntries: o.L1MaxEntries, Now: opts.Now}, (*entry).expiry)
 	if err != nil {
 		return nil, fmt.Errorf("agentcache: %w", err)
 	}

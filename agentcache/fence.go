@@ -167,7 +167,7 @@ func (c *Cache) fillL1(key string, e *entry, ttl time.Duration, seq uint64) bool
 	if c.fence.fenced(key, seq) {
 		return false
 	}
-	c.l1.Set(key, e, ttl)
+	c.l1.Set(key, e)
 	c.ep.KeepSeal(&e.seal, ttl) // its hits find the epochs confirmed in the background
 	return true
 }

@@ -121,7 +121,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	m := c.fence.lock(key)
 	c.fence.add(key, now, stamp)
 	seq := c.fence.start()
-	c.l1.Set(key, &entry{value: rawValue(payload), seal: st.Seal(), expiresAt: exp.UnixNano()}, ttl)
+	c.l1.Set(key, &entry{value: rawValue(payload), seal: st.Seal(), expiresAt: exp.UnixNano()})
 	m.Unlock()
 	if c.l2 != nil && !st.Local() {
 		if b, ok := c.envelope(lk.l2Key(), kindValue, payload, stamp, st.Token(), exp, 0); ok {

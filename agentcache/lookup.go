@@ -777,6 +777,8 @@ func fromRead[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, rr t
 			e.timing(f, 0)
 			r.stale = c.opts.Now().UnixNano() >= f
 		}
+	} else if ttl > 0 {
+		e.expiresAt = c.opts.Now().Add(ttl).UnixNano()
 	}
 	// A refresh's read fills L1 only with a fresh value: a stale one in L2
 	// may be older than what L1 holds.

@@ -77,14 +77,13 @@ func (c *Cache) applySnapshot(r restored) {
 		}
 		st := epoch.StampOf(vals[:n])
 		e := &entry{value: rawValue(v[1+8*n:]), more: &entryMore{restored: &st, unconfirmed: c.l2 != nil}}
-		var ttl time.Duration
 		if !rec.ExpiresAt.IsZero() {
 			e.expiresAt = rec.ExpiresAt.UnixNano()
-			if ttl = c.remaining(e.expiresAt); ttl <= 0 {
+			if c.remaining(e.expiresAt) <= 0 {
 				continue
 			}
 		}
-		c.l1.Set(rec.Key, e, ttl)
+		c.l1.Set(rec.Key, e)
 		if e.unconfirmed() {
 			check = append(check, restoredEntry{key: rec.Key, e: e})
 		}
@@ -154,7 +153,7 @@ func (c *Cache) confirmRestored(r restoredEntry, same bool) {
 	ne, more := *r.e, *r.e.more
 	more.unconfirmed = false
 	ne.more = &more
-	c.l1.Set(r.key, &ne, c.remaining(ne.expiresAt))
+	c.l1.Set(r.key, &ne)
 }
 
 // restoredL2Key is the L2 key of the entry at L1 key l1: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,

@@ -35,32 +35,12 @@ package tier
 import (
 	"context"
 	"errors"
-	"iter"
 	"strconv"
 	"time"
 )
 
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("tier: store is closed")
-
-// Local is an in-process store (L1). It holds decoded values, so a hit costs
-// no decoding. Local stores never block on I/O, so their methods take no
-// context. Implementations must be safe for concurrent use.
-type Local[V any] interface {
-	// Get returns the live value stored at key.
-	Get(key string) (V, bool)
-	// Set stores value at key. ttl > 0 bounds its life; ttl <= 0 means the
-	// entry lives until it is evicted or deleted.
-	Set(key string, value V, ttl time.Duration)
-	// Delete removes key.
-	Delete(key string)
-	// Clear removes every entry.
-	Clear()
-	// Len returns the number of entries (an estimate while writes race).
-	Len() int
-	// All yields every live entry, for snapshots. Order is unspecified.
-	All() iter.Seq2[string, V]
-}
 
 // Remote is a store shared by every instance (L2). It holds encoded bytes.
 //

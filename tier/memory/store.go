@@ -34,38 +34,45 @@ type Stats struct {
 	Expirations uint64
 }
 
-// item is what otter holds: the value and the TTL it was written with, so
-// that one expiry calculator serves every entry.
-type item[V any] struct {
-	value V
-	ttl   time.Duration
-}
-
-// Store is a bounded in-process store with per-entry TTLs. It implements
-// tier.Local. The zero value is not usable; call New.
+// Store is a bounded in-process store of values that carry their own
+// expiry. The zero value is not usable; call New.
 type Store[V any] struct {
-	c           *otter.Cache[string, item[V]]
+	c           *otter.Cache[string, V]
+	expiresAt   func(V) int64
+	now         func() time.Time
 	evictions   atomic.Uint64
 	expirations atomic.Uint64
 }
 
-// New returns a Store configured by opts.
-func New[V any](opts Options) (*Store[V], error) {
+// New returns a Store configured by opts. expiresAt says when a value
+// expires: Unix nanoseconds on opts.Now's clock, read once when the value
+// is stored; 0 (or less) keeps it until it is evicted or deleted. Keeping
+// the expiry in the value leaves otter holding V itself: a pointer value
+// costs otter no allocation, and an entry no room for a TTL.
+func New[V any](opts Options, expiresAt func(V) int64) (*Store[V], error) {
 	if opts.MaxEntries < 0 {
 		return nil, errors.New("memory: MaxEntries must not be negative")
 	}
-	max := opts.MaxEntries
-	if max == 0 {
-		max = DefaultMaxEntries
+	if expiresAt == nil {
+		return nil, errors.New("memory: nil expiresAt")
 	}
-	s := &Store[V]{}
-	o := &otter.Options[string, item[V]]{
-		MaximumSize: max,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, item[V]]) time.Duration {
-			if e.Value.ttl <= 0 {
+	bound := opts.MaxEntries
+	if bound == 0 {
+		bound = DefaultMaxEntries
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	s := &Store[V]{expiresAt: expiresAt, now: now}
+	o := &otter.Options[string, V]{
+		MaximumSize: bound,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, V]) time.Duration {
+			at := expiresAt(e.Value)
+			if at <= 0 {
 				return noExpiry
 			}
-			return e.Value.ttl
+			return max(time.Duration(at-now().UnixNano()), 0)
 		}),
 		// Maintenance (applying buffered reads and writes, evicting) runs on
 		// otter's default executor, a goroutine per pass. Running it inline
@@ -73,7 +80,7 @@ func New[V any](opts Options) (*Store[V], error) {
 		// drain of the read buffer on the hit path and made a parallel L1 hit
 		// about twice as slow, while saving nothing measurable on an L2 hit.
 		// Runs inline under the bucket lock: only atomic adds here.
-		OnAtomicDeletion: func(e otter.DeletionEvent[string, item[V]]) {
+		OnAtomicDeletion: func(e otter.DeletionEvent[string, V]) {
 			switch e.Cause {
 			case otter.CauseOverflow:
 				s.evictions.Add(1)
@@ -94,14 +101,16 @@ func New[V any](opts Options) (*Store[V], error) {
 }
 
 // Get returns the live value at key.
-func (s *Store[V]) Get(key string) (V, bool) {
-	it, ok := s.c.GetIfPresent(key)
-	return it.value, ok
-}
+func (s *Store[V]) Get(key string) (V, bool) { return s.c.GetIfPresent(key) }
 
-// Set stores value at key; ttl <= 0 keeps it until evicted or deleted.
-func (s *Store[V]) Set(key string, value V, ttl time.Duration) {
-	s.c.Set(key, item[V]{value: value, ttl: ttl})
+// Set stores value at key, until expiresAt(value) (see New). A value
+// already expired is not stored, and removes what key held.
+func (s *Store[V]) Set(key string, value V) {
+	if at := s.expiresAt(value); at > 0 && at <= s.now().UnixNano() {
+		s.c.Invalidate(key)
+		return
+	}
+	s.c.Set(key, value)
 }
 
 // Delete removes key.
@@ -115,28 +124,7 @@ func (s *Store[V]) Len() int { return s.c.EstimatedSize() }
 
 // All yields every live entry. Entries written during the iteration may or
 // may not be seen.
-func (s *Store[V]) All() iter.Seq2[string, V] {
-	return func(yield func(string, V) bool) {
-		for k, it := range s.c.All() {
-			if !yield(k, it.value) {
-				return
-			}
-		}
-	}
-}
-
-// ExpiresAt returns when the entry at key expires (zero time: never), and
-// whether the key is present. Snapshots use it to keep each entry's expiry.
-func (s *Store[V]) ExpiresAt(key string) (time.Time, bool) {
-	e, ok := s.c.GetEntryQuietly(key)
-	if !ok {
-		return time.Time{}, false
-	}
-	if e.Value.ttl <= 0 {
-		return time.Time{}, true
-	}
-	return e.ExpiresAt(), true
-}
+func (s *Store[V]) All() iter.Seq2[string, V] { return s.c.All() }
 
 // Stats returns the Store's counters.
 func (s *Store[V]) Stats() Stats {

@@ -19,8 +19,19 @@ func newClock() *fakeClock {
 	return c
 }
 
+// never is the expiry of values that live until evicted or deleted.
+func never[V any](V) int64 { return 0 }
+
+// timed is a value that carries its expiry (Unix nanoseconds; 0: never).
+type timed struct {
+	v   int
+	exp int64
+}
+
+func expiryOf(x timed) int64 { return x.exp }
+
 func TestStoreBasics(t *testing.T) {
-	s, err := New[string](Options{})
+	s, err := New[string](Options{}, never[string])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,12 +39,12 @@ func TestStoreBasics(t *testing.T) {
 	if _, ok := s.Get("a"); ok {
 		t.Fatal("empty store returned a value")
 	}
-	s.Set("a", "1", 0)
-	s.Set("b", "2", time.Hour)
+	s.Set("a", "1")
+	s.Set("b", "2")
 	if v, ok := s.Get("a"); !ok || v != "1" {
 		t.Fatalf("Get(a) = %q, %v", v, ok)
 	}
-	s.Set("a", "3", 0)
+	s.Set("a", "3")
 	if v, _ := s.Get("a"); v != "3" {
 		t.Fatalf("overwrite: got %q", v)
 	}
@@ -48,9 +59,6 @@ func TestStoreBasics(t *testing.T) {
 	if len(got) != 1 || got["b"] != "2" {
 		t.Fatalf("All = %v", got)
 	}
-	if exp, ok := s.ExpiresAt("b"); !ok || exp.IsZero() {
-		t.Fatalf("ExpiresAt(b) = %v, %v; want a time", exp, ok)
-	}
 	s.Clear()
 	if s.Len() != 0 {
 		t.Fatalf("Len after Clear = %d", s.Len())
@@ -59,14 +67,19 @@ func TestStoreBasics(t *testing.T) {
 
 func TestStoreTTL(t *testing.T) {
 	clk := newClock()
-	s, err := New[int](Options{Now: clk.now})
+	s, err := New[timed](Options{Now: clk.now}, expiryOf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.Set("short", 1, time.Second)
-	s.Set("long", 2, time.Minute)
-	s.Set("forever", 3, 0)
+	in := func(d time.Duration) int64 { return clk.now().Add(d).UnixNano() }
+	s.Set("short", timed{1, in(time.Second)})
+	s.Set("long", timed{2, in(time.Minute)})
+	s.Set("forever", timed{3, 0})
+	s.Set("past", timed{4, in(-time.Second)})
+	if _, ok := s.Get("past"); ok {
+		t.Fatal("a value stored after its expiry was served")
+	}
 	clk.advance(2 * time.Second)
 	if _, ok := s.Get("short"); ok {
 		t.Fatal("entry outlived its TTL")
@@ -74,29 +87,32 @@ func TestStoreTTL(t *testing.T) {
 	if _, ok := s.Get("long"); !ok {
 		t.Fatal("entry died before its TTL")
 	}
-	// A rewrite resets the TTL.
-	s.Set("long", 4, time.Minute)
+	// A rewrite sets the new value's expiry.
+	s.Set("long", timed{5, in(time.Minute)})
 	clk.advance(59 * time.Second)
-	if v, ok := s.Get("long"); !ok || v != 4 {
+	if v, ok := s.Get("long"); !ok || v.v != 5 {
 		t.Fatalf("rewritten entry: %v, %v", v, ok)
 	}
 	clk.advance(24 * 365 * time.Hour)
 	if _, ok := s.Get("forever"); !ok {
 		t.Fatal("entry without TTL expired")
 	}
-	if exp, ok := s.ExpiresAt("forever"); !ok || !exp.IsZero() {
-		t.Fatalf("ExpiresAt(forever) = %v, %v; want zero time", exp, ok)
+}
+
+func TestStoreRejectsNilExpiry(t *testing.T) {
+	if _, err := New[int](Options{}, nil); err == nil {
+		t.Fatal("New accepted a nil expiresAt")
 	}
 }
 
 func TestStoreBound(t *testing.T) {
-	s, err := New[int](Options{MaxEntries: 100})
+	s, err := New[int](Options{MaxEntries: 100}, never[int])
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	for i := range 10_000 {
-		s.Set(strconv.Itoa(i), i, 0)
+		s.Set(strconv.Itoa(i), i)
 	}
 	// Eviction runs in otter's maintenance; a read drives it.
 	deadline := time.Now().Add(5 * time.Second)
@@ -113,13 +129,13 @@ func TestStoreBound(t *testing.T) {
 }
 
 func TestStoreRejectsNegativeBound(t *testing.T) {
-	if _, err := New[int](Options{MaxEntries: -1}); err == nil {
+	if _, err := New[int](Options{MaxEntries: -1}, never[int]); err == nil {
 		t.Fatal("New accepted MaxEntries -1")
 	}
 }
 
 func TestStoreConcurrent(t *testing.T) {
-	s, err := New[int](Options{MaxEntries: 1000})
+	s, err := New[timed](Options{MaxEntries: 1000}, expiryOf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,8 +147,8 @@ func TestStoreConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 2000 {
 				k := strconv.Itoa((g * 31 * i) % 1500)
-				s.Set(k, i, time.Minute)
-				if v, ok := s.Get(k); ok && v < 0 {
+				s.Set(k, timed{i, time.Now().Add(time.Minute).UnixNano()})
+				if v, ok := s.Get(k); ok && v.v < 0 {
 					t.Error("impossible value")
 				}
 				if i%100 == 0 {
