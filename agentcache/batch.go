@@ -127,15 +127,9 @@ func (b *Batch[K, V]) GetMany(ctx context.Context, ids []K) (map[K]V, error) {
 	return out, toolErr
 }
 
-// appendKey appends the L1 key of id in scope sid to b.
+// appendKey appends the L1 key of id in scope sid to dst.
 func (b *Batch[K, V]) appendKey(dst []byte, sid string, id *K) ([]byte, error) {
-	dst = b.rs.appendKeyHead(dst, sid)
-	sep := len(dst) - 1
-	dst, err := b.enc.Append(dst, id, b.cfg.limits)
-	if err != nil {
-		return nil, err
-	}
-	return endKey(dst, sep), nil
+	return appendArgsKey(b.rs, dst, sid, b.enc, id, b.cfg.limits)
 }
 
 // Get returns one ID's value, coalescing concurrent calls into batches.

@@ -6,12 +6,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
-	"strings"
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
-	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/disk"
 )
@@ -156,19 +154,12 @@ func (c *Cache) confirmRestored(r restoredEntry, same bool) {
 	c.l1.Set(r.key, &ne)
 }
 
-// restoredL2Key is the L2 key of the entry at L1 key l1: a resource's L1 key is NUL, name@version, NUL, scope segment, NUL,
-// argument hash (see resState.l1Key); any other is a key-value key.
+// restoredL2Key is the L2 key of the entry at L1 key l1: a call's (see
+// splitCallKey), or a key-value key's.
 func restoredL2Key(l1 string) string {
-	var rid, seg, tail string
-	if len(l1) > 0 && l1[0] == 0 {
-		rest := l1[1:]
-		if i := strings.IndexByte(rest, 0); i >= 0 && len(rest) >= i+2+resource.HashTextLen {
-			rid = rest[:i]
-			tail = l1[len(l1)-resource.HashTextLen:]
-			seg = rest[i+1 : len(rest)-resource.HashTextLen-1]
-		}
-	} else {
-		tail = l1
+	rid, seg, tail, ok := splitCallKey(l1)
+	if !ok {
+		rid, seg, tail = "", "", l1
 	}
 	var buf [256]byte
 	return string(keyspace.AppendEntryKey(buf[:0], rid, seg, tail))

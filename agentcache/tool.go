@@ -283,34 +283,82 @@ func endKey(b []byte, sep int) []byte {
 	return h.AppendTo(b)
 }
 
-// argsKey returns the L1 key of the call of rs in scope id with arguments
-// args as given to Invalidate and Batch: a json.RawMessage is JSON text,
-// anything else a value to encode.
+// appendArgsKey appends the L1 key of the call of rs in scope id with
+// arguments *args, encoded by enc: a typed tool's and a batch ID's.
+func appendArgsKey[A any](rs *resState, dst []byte, id string, enc *resource.ArgsEncoder[A], args *A, lim resource.Limits) ([]byte, error) {
+	dst = rs.appendKeyHead(dst, id)
+	sep := len(dst) - 1
+	dst, err := enc.Append(dst, args, lim)
+	if err != nil {
+		return nil, err
+	}
+	return endKey(dst, sep), nil
+}
+
+// appendValueKey appends the L1 key of the call of rs in scope id with
+// arguments args as Invalidate, a KeyFunc and a Memo give them: a
+// json.RawMessage is JSON text, anything else a value to encode.
+func (rs *resState) appendValueKey(dst []byte, id string, args any, lim resource.Limits) ([]byte, error) {
+	if raw, ok := args.(json.RawMessage); ok {
+		return rs.appendJSONKey(dst, id, raw, lim)
+	}
+	dst = rs.appendKeyHead(dst, id)
+	sep := len(dst) - 1
+	dst, err := resource.AppendValue(dst, args, lim)
+	if err != nil {
+		return nil, err
+	}
+	return endKey(dst, sep), nil
+}
+
+// appendJSONKey appends the L1 key of the call of rs in scope id with the
+// JSON arguments raw: a JSON tool's.
+func (rs *resState) appendJSONKey(dst []byte, id string, raw json.RawMessage, lim resource.Limits) ([]byte, error) {
+	dst = rs.appendKeyHead(dst, id)
+	sep := len(dst) - 1
+	dst, err := resource.AppendCanonicalJSON(dst, raw, lim)
+	if err != nil {
+		return nil, err
+	}
+	return endKey(dst, sep), nil
+}
+
+// argsKey is appendValueKey as a string.
 func (rs *resState) argsKey(id string, args any, lim resource.Limits) (string, error) {
 	var buf [l1KeyBuf]byte
-	b := rs.appendKeyHead(buf[:0], id)
-	sep := len(b) - 1
-	var err error
-	if raw, ok := args.(json.RawMessage); ok {
-		b, err = resource.AppendCanonicalJSON(b, raw, lim)
-	} else {
-		b, err = resource.AppendValue(b, args, lim)
-	}
-	if err != nil {
-		return "", err
-	}
-	return string(endKey(b, sep)), nil
+	b, err := rs.appendValueKey(buf[:0], id, args, lim)
+	return string(b), err
 }
 
 // split returns the scope segment and the argument hash, in text, of the
-// L1 key of a call of rs. The hash of inline arguments is computed.
+// L1 key of a call of rs.
 func (rs *resState) split(l1 string) (seg, hash string) {
-	head := len(rs.id) + 2
-	sep := head + strings.IndexAny(l1[head:], "\x00\x01")
-	if l1[sep] == sepHash {
-		return l1[head:sep], l1[sep+1:]
+	_, seg, hash, _ = splitCallKey(l1)
+	return seg, hash
+}
+
+// splitCallKey reads an L1 key of a call (see appendKeyHead) back into the
+// resource's name@version, the scope segment and the argument hash, in
+// text; the hash of inline arguments is computed. ok is false for any
+// other key (a key-value key).
+func splitCallKey(l1 string) (rid, seg, hash string, ok bool) {
+	if len(l1) == 0 || l1[0] != 0 {
+		return "", "", "", false
 	}
-	return l1[head:sep], resource.HashCanonical([]byte(l1[sep+1:])).String()
+	i := strings.IndexByte(l1[1:], 0)
+	if i < 0 {
+		return "", "", "", false
+	}
+	rid, rest := l1[1:1+i], l1[2+i:]
+	j := strings.IndexAny(rest, "\x00\x01")
+	if j < 0 {
+		return "", "", "", false
+	}
+	seg, args := rest[:j], rest[j+1:]
+	if rest[j] == sepHash {
+		return rid, seg, args, len(args) == resource.HashTextLen
+	}
+	return rid, seg, resource.HashCanonical([]byte(args)).String(), true
 }
 
 // lookup returns the lookup of the call whose L1 key is l1.
@@ -429,17 +477,16 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 			return zero, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
 		var buf [l1KeyBuf]byte
-		kb := rs.appendKeyHead(buf[:0], id)
-		sep := len(kb) - 1
+		var kb []byte
 		if keyOf != nil {
-			kb, err = resource.AppendValue(kb, keyOf(args), cfg.limits)
+			kb, err = rs.appendValueKey(buf[:0], id, keyOf(args), cfg.limits)
 		} else {
-			kb, err = enc.Append(kb, &args, cfg.limits)
+			kb, err = appendArgsKey(rs, buf[:0], id, enc, &args, cfg.limits)
 		}
 		if err != nil {
 			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, endKey(kb, sep), id, tool, args)
+		return call(ctx, c, rs, cfg, kb, id, tool, args)
 	}, nil
 }
 
@@ -488,12 +535,11 @@ func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) 
 			return nil, fmt.Errorf("agentcache: %s: %w", rs.id, err)
 		}
 		var buf [l1KeyBuf]byte
-		kb := rs.appendKeyHead(buf[:0], id)
-		sep := len(kb) - 1
-		if kb, err = resource.AppendCanonicalJSON(kb, args, lim); err != nil {
+		kb, err := rs.appendJSONKey(buf[:0], id, args, lim)
+		if err != nil {
 			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
-		return call(ctx, c, rs, cfg, endKey(kb, sep), id, canon, args)
+		return call(ctx, c, rs, cfg, kb, id, canon, args)
 	}, nil
 }
 

@@ -125,6 +125,10 @@ func TestUserIDsCannotForgeKeys(t *testing.T) {
 			t.Fatalf("ID %q: lookup read segment %q and hash %q back from its L1 key; want %q and %q", id, lk.seg, lk.tail, rs.seg(id), h.String())
 		}
 		k2 := lk.l2Key()
+		// A snapshot's restore finds the same L2 key from the L1 key alone.
+		if got := restoredL2Key(lk.l1); got != k2 {
+			t.Fatalf("ID %q: restoredL2Key = %q; the lookup's L2 key is %q", id, got, k2)
+		}
 		for _, k := range []string{lk.l1, k2} {
 			if other, dup := seen[k]; dup {
 				t.Fatalf("IDs %q and %q share key %q", id, other, k)
