@@ -167,6 +167,11 @@ func (s *state) reset() {
 // The output is at most six times as long as data: a number such as 1e20
 // is written out in full. dst's spare capacity must not overlap data.
 func AppendCanonicalJSON(dst, data []byte, lim Limits) ([]byte, error) {
+	if len(data) <= lim.bytes() {
+		if out, ok := appendFlat(dst, data); ok {
+			return out, nil
+		}
+	}
 	s := getState(lim)
 	// Written to s's own buffer and then copied, so that dst (often on the
 	// caller's stack) is never stored where it would escape.
