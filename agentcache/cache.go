@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -168,7 +167,6 @@ func New(opts Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, seal: keyspace.NewSealer(o.Secret), resources: map[string]*resState{}}
-	c.fence.seed = maphash.MakeSeed()
 	if r, ok := o.L2.(tier.Repairer); ok {
 		c.repairsAtNew = r.Repairs()
 	}

@@ -1,11 +1,12 @@
 package agentcache
 
 import (
-	"hash/maphash"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentcache/agentcache-go/tier/memory"
 )
 
 // Fences keep a load that began before an exact invalidation (TargetCall,
@@ -32,19 +33,18 @@ const fenceHorizon = 10 * time.Minute
 
 // fences is this instance's record of recent exact invalidations.
 //
-// A fence and an L1 fill of the same key never interleave: both hold the
-// key's stripe lock, so a fill either lands before the fence (which then
-// drops it) or sees the fence and stores nothing. Checking and then filling
-// without the lock would let a load that began before an invalidation put
-// its value in L1 just after the invalidation dropped the key.
+// A fence and an L1 fill of the same key never interleave: a fence records
+// its mark and then drops the key from L1, and a fill checks the marks in
+// the same step as it writes the key (memory.Store.Compute), so the fill
+// either lands before the drop or sees the mark and stores nothing.
+// Checking and then filling in two steps would let a load that began
+// before an invalidation put its value in L1 just after the invalidation
+// dropped the key.
 type fences struct {
 	seq atomic.Uint64 // bumped by every exact invalidation made or heard here
 
 	mu   sync.Mutex           // guards keys
 	keys map[string]fenceMark // L1 key → the last exact invalidation of it
-
-	seed    maphash.Seed
-	stripes [64]sync.Mutex // by key: orders fences against L1 fills
 }
 
 type fenceMark struct {
@@ -56,13 +56,6 @@ type fenceMark struct {
 	// was loaded before the invalidation and is not served here (see
 	// predates).
 	stamp int64
-}
-
-// lock locks key's stripe and returns it.
-func (f *fences) lock(key string) *sync.Mutex {
-	m := &f.stripes[maphash.String(f.seed, key)%uint64(len(f.stripes))]
-	m.Lock()
-	return m
 }
 
 // mark returns key's mark: its last exact invalidation made or heard here
@@ -152,8 +145,6 @@ func (c *Cache) fenceL1(key string, stamp int64) {
 	if stamp <= 0 {
 		stamp = c.clock.now(now)
 	}
-	m := c.fence.lock(key)
-	defer m.Unlock()
 	c.fence.add(key, now, stamp)
 	c.l1.Delete(key)
 }
@@ -162,12 +153,14 @@ func (c *Cache) fenceL1(key string, stamp int64) {
 // after seq, atomically with respect to fenceL1. It reports whether it
 // stored e.
 func (c *Cache) fillL1(key string, e *entry, ttl time.Duration, seq uint64) bool {
-	m := c.fence.lock(key)
-	defer m.Unlock()
-	if c.fence.fenced(key, seq) {
+	if !c.l1.Compute(key, func(old *entry, _ bool) (*entry, memory.Op) {
+		if c.fence.fenced(key, seq) {
+			return old, memory.Keep
+		}
+		return e, memory.Write
+	}) {
 		return false
 	}
-	c.l1.Set(key, e)
 	c.ep.KeepSeal(&e.seal, ttl) // its hits find the epochs confirmed in the background
 	return true
 }

@@ -116,13 +116,12 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	now := c.opts.Now()
 	exp := now.Add(ttl)
 	// A load of key that began before this Set must not overwrite it: the
-	// Set fences the key and fills L1 in one step.
+	// Set fences the key and then fills L1, so a load's fill that comes
+	// after this one sees the fence (see fences).
 	stamp := c.clock.now(now)
-	m := c.fence.lock(key)
 	c.fence.add(key, now, stamp)
 	seq := c.fence.start()
 	c.l1.Set(key, &entry{value: rawValue(payload), seal: st.Seal(), expiresAt: exp.UnixNano()})
-	m.Unlock()
 	if c.l2 != nil && !st.Local() {
 		if b, ok := c.envelope(lk.l2Key(), kindValue, payload, stamp, st.Token(), exp, 0); ok {
 			c.w.enqueue(writeOp{key: lk.l2Key(), record: b, ttl: ttl, l1: key, seq: seq, announce: key, replace: true})

@@ -12,6 +12,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/disk"
+	"github.com/agentcache/agentcache-go/tier/memory"
 )
 
 // Snapshot records carry one of these flags.
@@ -139,19 +140,18 @@ func (c *Cache) confirmSnapshot(check []restoredEntry) {
 // confirmRestored marks a restored entry confirmed (same) or drops it,
 // unless L1 holds something else for its key by now.
 func (c *Cache) confirmRestored(r restoredEntry, same bool) {
-	m := c.fence.lock(r.key)
-	defer m.Unlock()
-	if cur, ok := c.l1.Get(r.key); !ok || cur != r.e {
-		return
-	}
-	if !same {
-		c.l1.Delete(r.key)
-		return
-	}
-	ne, more := *r.e, *r.e.more
-	more.unconfirmed = false
-	ne.more = &more
-	c.l1.Set(r.key, &ne)
+	c.l1.Compute(r.key, func(cur *entry, ok bool) (*entry, memory.Op) {
+		switch {
+		case !ok || cur != r.e:
+			return cur, memory.Keep
+		case !same:
+			return nil, memory.Remove
+		}
+		ne, more := *r.e, *r.e.more
+		more.unconfirmed = false
+		ne.more = &more
+		return &ne, memory.Write
+	})
 }
 
 // restoredL2Key is the L2 key of the entry at L1 key l1: a call's (see

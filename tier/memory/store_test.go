@@ -159,3 +159,72 @@ func TestStoreConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestStoreCompute(t *testing.T) {
+	clk := newClock()
+	s, err := New[timed](Options{Now: clk.now}, expiryOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := func(d time.Duration) int64 { return clk.now().Add(d).UnixNano() }
+	write := func(v timed) func(timed, bool) (timed, Op) {
+		return func(timed, bool) (timed, Op) { return v, Write }
+	}
+	if !s.Compute("a", write(timed{1, in(time.Minute)})) {
+		t.Fatal("Compute(Write) of a live value reported nothing stored")
+	}
+	var seen timed
+	var found bool
+	if s.Compute("a", func(old timed, ok bool) (timed, Op) { seen, found = old, ok; return timed{9, 0}, Keep }) {
+		t.Fatal("Compute(Keep) reported a write")
+	}
+	if !found || seen.v != 1 {
+		t.Fatalf("Compute saw %v, %v; want the stored value 1", seen, found)
+	}
+	if v, _ := s.Get("a"); v.v != 1 {
+		t.Fatalf("after Keep, Get = %v; want 1", v)
+	}
+	if s.Compute("a", write(timed{2, in(-time.Second)})) {
+		t.Fatal("Compute(Write) of an expired value reported it stored")
+	}
+	if _, ok := s.Get("a"); ok {
+		t.Fatal("a Write of an expired value left the key's old value")
+	}
+	s.Set("b", timed{3, 0})
+	if s.Compute("b", func(timed, bool) (timed, Op) { return timed{}, Remove }) {
+		t.Fatal("Compute(Remove) reported a write")
+	}
+	if _, ok := s.Get("b"); ok {
+		t.Fatal("Compute(Remove) left the key")
+	}
+	s.Compute("c", func(_ timed, ok bool) (timed, Op) { found = ok; return timed{}, Keep })
+	if found {
+		t.Fatal("Compute of an absent key reported it found")
+	}
+}
+
+// The real clock: a lifetime is the value's expiry (wall clock) less the
+// wall-clock time of the write, even after the wall clock has moved
+// against the monotonic one since the Store was made (an NTP step, a
+// suspended VM). The move is simulated by shifting the Store's record of
+// the wall clock at its start.
+func TestStoreLifetimeFollowsWallClockMoves(t *testing.T) {
+	for _, shift := range []time.Duration{0, time.Hour, -time.Hour, 8 * time.Hour} {
+		s, err := New[timed](Options{}, expiryOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.mono.startNanos -= int64(shift) // the wall clock is now shift ahead of mono
+		const life = time.Minute
+		s.Set("k", timed{1, time.Now().Add(life).UnixNano()})
+		e, ok := s.c.GetEntry("k")
+		if !ok {
+			t.Fatalf("shift %v: the entry is missing", shift)
+		}
+		if got := e.ExpiresAfter(); got > life || got < life-time.Second {
+			t.Errorf("shift %v: the entry expires after %v; want %v", shift, got, life)
+		}
+		s.Close()
+	}
+}
