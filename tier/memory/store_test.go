@@ -30,6 +30,19 @@ type timed struct {
 
 func expiryOf(x timed) int64 { return x.exp }
 
+// newTimedStore returns a Store of timed values on a fake clock, closed
+// when t ends.
+func newTimedStore(t *testing.T) (*fakeClock, *Store[timed]) {
+	t.Helper()
+	clk := newClock()
+	s, err := New[timed](Options{Now: clk.now}, expiryOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return clk, s
+}
+
 func TestStoreBasics(t *testing.T) {
 	s, err := New[string](Options{}, never[string])
 	if err != nil {
@@ -66,12 +79,7 @@ func TestStoreBasics(t *testing.T) {
 }
 
 func TestStoreTTL(t *testing.T) {
-	clk := newClock()
-	s, err := New[timed](Options{Now: clk.now}, expiryOf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	clk, s := newTimedStore(t)
 	in := func(d time.Duration) int64 { return clk.now().Add(d).UnixNano() }
 	s.Set("short", timed{1, in(time.Second)})
 	s.Set("long", timed{2, in(time.Minute)})
@@ -161,12 +169,7 @@ func TestStoreConcurrent(t *testing.T) {
 }
 
 func TestStoreCompute(t *testing.T) {
-	clk := newClock()
-	s, err := New[timed](Options{Now: clk.now}, expiryOf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	clk, s := newTimedStore(t)
 	in := func(d time.Duration) int64 { return clk.now().Add(d).UnixNano() }
 	write := func(v timed) func(timed, bool) (timed, Op) {
 		return func(timed, bool) (timed, Op) { return v, Write }
