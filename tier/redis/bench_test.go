@@ -175,3 +175,31 @@ func BenchmarkReadRecords(b *testing.B) {
 	}
 	compare(b, "keys=100", store, raw)
 }
+
+// BenchmarkReadRecord compares the L2 read of one lookup (one key, with
+// the lease a miss would take; with and without two epoch loads) with a
+// raw GET of the same key: the server-side cost of the read script.
+func BenchmarkReadRecord(b *testing.B) {
+	client, s := benchStore(b)
+	ctx := context.Background()
+	key := "{r}:k"
+	if err := client.Set(ctx, "bench:"+key, make([]byte, 200), time.Hour).Err(); err != nil {
+		b.Fatal(err)
+	}
+	ops := []tier.ReadOp{{Key: key, Lease: &tier.Lease{Key: "{r}:lease", Token: "t", TTL: time.Second}}}
+	epochs := []tier.EpochOp{{Key: "{r}:e1", Known: 1, TTL: time.Hour}, {Key: "{r}:e2", Known: 1, TTL: time.Hour}}
+	raw := func() {
+		if v, err := client.Get(ctx, "bench:"+key).Bytes(); err != nil || len(v) != 200 {
+			b.Fatalf("GET: %v", err)
+		}
+	}
+	for _, ep := range []int{0, 2} {
+		store := func() {
+			_, rr, err := s.ReadRecords(ctx, epochs[:ep], ops)
+			if err != nil || len(rr) != 1 || !rr[0].Found {
+				b.Fatalf("ReadRecords: %v", err)
+			}
+		}
+		compare(b, fmt.Sprintf("epochs=%d", ep), store, raw)
+	}
+}
