@@ -17,8 +17,8 @@ import (
 
 // Defaults of the DataLoader window.
 const (
-	DefaultBatchWindow  = 2 * time.Millisecond
-	DefaultMaxBatchSize = 100
+	defaultBatchWindow  = 2 * time.Millisecond
+	defaultMaxBatchSize = 100
 )
 
 // BatchTool is a tool that looks up many IDs in one call, get_products(ids)
@@ -82,7 +82,7 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 }
 
 // BatchWindow sets how long Batch.Get waits to gather single-ID calls into
-// one tool call (default DefaultBatchWindow).
+// one tool call (default defaultBatchWindow).
 func BatchWindow(d time.Duration) ToolOption {
 	return optionFunc(func(c *toolConfig) {
 		if d > 0 {
@@ -92,7 +92,7 @@ func BatchWindow(d time.Duration) ToolOption {
 }
 
 // MaxBatchSize caps the IDs of one tool call made by Batch.Get (default
-// DefaultMaxBatchSize); a full window is sent at once.
+// defaultMaxBatchSize); a full window is sent at once.
 func MaxBatchSize(n int) ToolOption {
 	return optionFunc(func(c *toolConfig) {
 		if n > 0 {

@@ -34,7 +34,7 @@ func benchKeyNames() []string {
 // and per-entry expiry.
 func benchOtter() *otter.Cache[string, *user] {
 	return otter.Must(&otter.Options[string, *user]{
-		MaximumSize: DefaultL1MaxEntries,
+		MaximumSize: defaultL1MaxEntries,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(otter.Entry[string, *user]) time.Duration {
 			return time.Hour
 		}),
@@ -169,7 +169,7 @@ func BenchmarkWrapHitTraced(b *testing.B) {
 		defer func() { _ = tp.Shutdown(context.Background()) }()
 		tctx, span := tp.Tracer("bench").Start(ctx, "agent run")
 		defer span.End()
-		benchTypedHits(b, Options{TracerProvider: tp, L1HitEvents: hitEvents}, tctx)
+		benchTypedHits(b, Options{Telemetry: TelemetryOptions{TracerProvider: tp, L1HitEvents: hitEvents}}, tctx)
 	}
 	b.Run("recording", func(b *testing.B) { recording(b, false) })
 	// The hits' events all land on one span here, past the SDK's 128 per
@@ -218,7 +218,7 @@ func benchTypedHits(b *testing.B, o Options, ctx context.Context) {
 // otter Set of the same keys, from one goroutine. The keys cycle through a
 // working set that fits the cache, as an L1 with room fills.
 func BenchmarkL1Fill(b *testing.B) {
-	const n = 1 << 12 // within DefaultL1MaxEntries: no evictions
+	const n = 1 << 12 // within defaultL1MaxEntries: no evictions
 	keys := make([]string, n)
 	for i := range keys {
 		keys[i] = "\x00get_user@1\x00u:alice\x01" + `{"id":` + strconv.Itoa(i) + `}`

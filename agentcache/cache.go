@@ -170,11 +170,11 @@ func New(opts Options) (*Cache, error) {
 	if r, ok := o.L2.(tier.Repairer); ok {
 		c.repairsAtNew = r.Repairs()
 	}
-	c.id = o.InstanceID
+	c.id = o.Tuning.InstanceID
 	if c.id == "" {
 		c.id = uuid.NewString()
 	}
-	c.log = &rateLog{l: o.Logger, every: o.LogInterval, now: o.Now}
+	c.log = &rateLog{l: o.Logger, every: o.Tuning.LogInterval, now: o.Now}
 	c.l1, err = memory.New(memory.Options{MaxEntries: o.L1MaxEntries, Now: opts.Now}, (*entry).expiry)
 	if err != nil {
 		return nil, fmt.Errorf("agentcache: %w", err)
@@ -182,7 +182,7 @@ func New(opts Options) (*Cache, error) {
 	c.base, c.cancel = context.WithCancel(context.Background())
 	c.fl = flight.New(c.base, o.LoadTimeout)
 	c.brk = breaker.New(breaker.Options{
-		Failures: o.Breaker.Failures, OpenFor: o.Breaker.OpenFor, MaxOpenFor: o.Breaker.MaxOpenFor, Now: o.Now,
+		Failures: o.Tuning.Breaker.Failures, OpenFor: o.Tuning.Breaker.OpenFor, MaxOpenFor: o.Tuning.Breaker.MaxOpenFor, Now: o.Now,
 		OnChange: func(from, to breaker.State) {
 			c.log.l.Warn("agentcache: L2 circuit breaker changed state", "from", from.String(), "to", to.String())
 		},

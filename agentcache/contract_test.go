@@ -234,7 +234,7 @@ func TestDeleteIsNotUndoneByAQueuedWrite(t *testing.T) {
 	ctx := context.Background()
 	t.Run("Delete", func(t *testing.T) {
 		e := rcStart(t)
-		a := rcNew(t, Options{L2: e.store(), WriteBatchSize: 1})
+		a := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{WriteBatchSize: 1}})
 		rcSubscribed(t, a)
 		ctBacklog(t, a, 2000)
 		const n = 200
@@ -272,7 +272,7 @@ func TestDeleteIsNotUndoneByAQueuedWrite(t *testing.T) {
 
 	t.Run("TargetCall", func(t *testing.T) {
 		e := rcStart(t)
-		a := rcNew(t, Options{L2: e.store(), WriteBatchSize: 1})
+		a := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{WriteBatchSize: 1}})
 		rcSubscribed(t, a)
 		truth := newCtTruth()
 		get := ctWrap(t, a, truth, NoFleetLock())
@@ -531,8 +531,7 @@ func TestPartitionedInvalidationReachesTheFleetWithinMaxEpochAge(t *testing.T) {
 	ctx := context.Background()
 	p := e.proxy()
 	a := rcNew(t, Options{
-		L2: e.storeVia(p.Addr()), MaxEpochAge: maxAge, L2Timeout: 300 * time.Millisecond,
-		Breaker: BreakerOptions{Failures: 1, OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second},
+		L2: e.storeVia(p.Addr()), MaxEpochAge: maxAge, L2Timeout: 300 * time.Millisecond, Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 1, OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second}},
 	})
 	t.Cleanup(func() { p.Blackhole(false) }) // before a closes
 	b := rcNew(t, Options{L2: e.store(), MaxEpochAge: maxAge})
@@ -670,8 +669,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := rcNew(t, Options{
-			L2:      e.store(func(o *goredis.Options) { o.Username, o.Password = "ct-nodel", "ct-pw" }),
-			Breaker: BreakerOptions{Failures: 1000},
+			L2: e.store(func(o *goredis.Options) { o.Username, o.Password = "ct-nodel", "ct-pw" }), Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 1000}},
 		})
 		rcSubscribed(t, a)
 		truth := newCtTruth()
@@ -966,7 +964,7 @@ func TestBatchNeverExceedsMaxBatchSize(t *testing.T) {
 func TestClearIsNotBoundByL2Timeout(t *testing.T) {
 	e := rcStart(t)
 	ctx := context.Background()
-	c := rcNew(t, Options{L2: e.store(), L2Timeout: DefaultL2Timeout})
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: defaultL2Timeout})
 	rcSubscribed(t, c)
 	const n, per = 300_000, 10_000
 	for i := 0; i < n; i += per {
@@ -1000,7 +998,7 @@ func TestClearIsNotBoundByL2Timeout(t *testing.T) {
 		cursor = next
 	}
 	if err != nil || left != 0 {
-		t.Errorf("Clear with a 60s ctx over %d keys: %v, %d entry keys left under the prefix; want nil and none (L2Timeout %v)", n+1, err, left, DefaultL2Timeout)
+		t.Errorf("Clear with a 60s ctx over %d keys: %v, %d entry keys left under the prefix; want nil and none (L2Timeout %v)", n+1, err, left, defaultL2Timeout)
 	}
 }
 
@@ -1023,8 +1021,7 @@ func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 		client.AddHook(hook)
 		c := rcNew(t, Options{
 			L2:        rcStoreOn(t, client, rcPrefix(t)),
-			L2Timeout: 300 * time.Millisecond,
-			Breaker:   BreakerOptions{OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second},
+			L2Timeout: 300 * time.Millisecond, Tuning: TuningOptions{Breaker: BreakerOptions{OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second}},
 		})
 		return c, hook
 	}

@@ -49,7 +49,7 @@
 //     background pipeline writes the value, releases the lease and
 //     announces the fill.
 //   - A lookup that waits for another instance's load reads once more when
-//     the fill is announced (or Options.LockPoll passes first).
+//     the fill is announced (or Options.Tuning.LockPoll passes first).
 //   - Invalidate, a mutation and Delete make one: tombstones, epoch bumps
 //     and the messages that announce them go in one pipeline. Set is one
 //     background write; Clear also deletes the prefix's keys.
@@ -60,9 +60,9 @@
 // while its epochs turn out to have been behind (it reads again at once,
 // taking over a lease of the older generation); one background call when a
 // load that took its lease before it knew the entry's generation runs
-// longer than 16 × Options.LockPoll (it tags the lease with it, so that a
+// longer than 16 × Options.Tuning.LockPoll (it tags the lease with it, so that a
 // load after an invalidation does not wait for it); a lease renewal every
-// third of Options.LockLease while a tool runs; and, with the tier/redis
+// third of Options.Tuning.LockLease while a tool runs; and, with the tier/redis
 // option WaitReplicas, the WAIT of an invalidation.
 //
 // The L2 layout of this version (one key per entry, the generation in the
@@ -74,7 +74,7 @@
 // # Failure behaviour
 //
 // Redis errors never reach a caller on the read path: they are logged (each
-// kind at most once per Options.LogInterval) and counted, and the lookup
+// kind at most once per Options.Tuning.LogInterval) and counted, and the lookup
 // goes on to the next tier. A circuit breaker opens after
 // Options.Breaker.Failures consecutive L2 failures or timeouts, so a dead or
 // blackholed Redis costs one timeout, not one per call; half-open probes
@@ -202,17 +202,17 @@
 // # Observability
 //
 // Tracing uses the OpenTelemetry API. A lookup whose context carries a
-// recording span (or every lookup, with Options.RootSpans) is a span
+// recording span (or every lookup, with Options.Telemetry.RootSpans) is a span
 // "agentcache.lookup <resource>" that says which tier answered (l1, l2,
 // negative, loader), whether it was served stale, the resource and the
 // scope kind; its L2 round trips and the tool run ("execute_tool <name>",
-// after the GenAI conventions) are child spans. With Options.L1HitEvents a
+// after the GenAI conventions) are child spans. With Options.Telemetry.L1HitEvents a
 // fresh L1 hit is an event on the caller's span instead, at about a quarter
 // of the cost. Metrics count lookups by resource, tier and outcome, and
 // record latency per tier, tool duration, tool time saved, L1 entries,
 // write-queue depth, breaker state and invalidations. Arguments, results,
-// keys and scope IDs stay out of telemetry unless Options.RecordScopeIDs or
-// Options.RecordArgs turn them on (as hashes). With no SDK installed an L1
+// keys and scope IDs stay out of telemetry unless Options.Telemetry.RecordScopeIDs or
+// Options.Telemetry.RecordArgs turn them on (as hashes). With no SDK installed an L1
 // hit pays nothing for any of it.
 //
 // L1 holds values, not copies: treat what the cache returns as immutable.

@@ -556,9 +556,9 @@ func ffOpen(t *testing.T, l2 tier.Remote, snapshot string) *agentcache.Cache {
 		// queue, unannounced and uncounted (Stats cannot tell when it has
 		// landed): an instance that reads the key just before waits one
 		// poll, 16 × LockPoll.
-		LockPoll: 100 * time.Microsecond,
+
 		Snapshot: agentcache.SnapshotOptions{Path: snapshot},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)), Tuning: agentcache.TuningOptions{LockPoll: 100 * time.Microsecond},
 	})
 	if err != nil {
 		t.Fatal(err)

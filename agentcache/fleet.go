@@ -24,7 +24,7 @@ import (
 
 // fleetOn reports whether lk's loads go through the fleet lock.
 func (c *Cache) fleetOn(lk *lookup) bool {
-	return c.locker != nil && !c.opts.DisableFleetLock && !lk.noFleetLock
+	return c.locker != nil && !lk.noFleetLock
 }
 
 // tryLock takes the lease l on its own (the reads take theirs in the same
@@ -46,7 +46,7 @@ func (c *Cache) tryLock(ctx context.Context, l *tier.Lease) bool {
 // renewLease extends the lease every third of its life until stopped. A
 // lease taken before the entry's generation gen was known (l.Gen 0) is
 // tagged with it once the load has run for as long as a waiter polls
-// (16 × Options.LockPoll), so that from then on a load of another
+// (16 × Options.Tuning.LockPoll), so that from then on a load of another
 // generation takes it over instead of waiting for this one; a faster load
 // costs no round trip for it.
 func (c *Cache) renewLease(l tier.Lease, gen uint64) (stop func()) {
@@ -60,7 +60,7 @@ func (c *Cache) renewLease(l tier.Lease, gen uint64) (stop func()) {
 		defer t.Stop()
 		var tag <-chan time.Time
 		if tagger != nil {
-			tt := time.NewTimer(min(16*c.opts.LockPoll, l.TTL/3))
+			tt := time.NewTimer(min(16*c.opts.Tuning.LockPoll, l.TTL/3))
 			defer tt.Stop()
 			tag = tt.C
 		}

@@ -33,7 +33,7 @@ func memFleet(t *testing.T, n int, o Options) []*Cache {
 
 // stampede runs callers concurrent calls of one cold key on every cache and
 // returns how often the tool ran; every caller must get the value.
-func stampede(t *testing.T, cs []*Cache, callers int) int32 {
+func stampede(t *testing.T, cs []*Cache, callers int, opts ...ToolOption) int32 {
 	t.Helper()
 	var runs atomic.Int32
 	res := resource.Resource{Name: "search_docs", TTL: time.Minute}
@@ -43,7 +43,7 @@ func stampede(t *testing.T, cs []*Cache, callers int) int32 {
 			runs.Add(1)
 			time.Sleep(50 * time.Millisecond) // a slow, paid tool
 			return "results for " + q, nil
-		})
+		}, opts...)
 	}
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -73,14 +73,14 @@ func TestFleetLockOneToolCall(t *testing.T) {
 }
 
 func TestWithoutFleetLockEachInstanceLoads(t *testing.T) {
-	cs := memFleet(t, 4, Options{DisableFleetLock: true})
-	if n := stampede(t, cs, 10); n < 2 {
+	cs := memFleet(t, 4, Options{})
+	if n := stampede(t, cs, 10, NoFleetLock()); n < 2 {
 		t.Fatalf("without the fleet lock the tool ran %d times; the test cannot tell the lock works", n)
 	}
 }
 
 func TestFleetLockHolderDiesAnotherTakesOver(t *testing.T) {
-	cs := memFleet(t, 2, Options{LockLease: 300 * time.Millisecond})
+	cs := memFleet(t, 2, Options{Tuning: TuningOptions{LockLease: 300 * time.Millisecond}})
 	res := resource.Resource{Name: "slow_llm", TTL: time.Minute}
 	holderStarted := make(chan struct{})
 	var runs atomic.Int32
@@ -243,7 +243,7 @@ func TestUnsharedEpochsStayOutOfL2(t *testing.T) {
 	b := memory.NewBackend(memory.BackendOptions{})
 	t.Cleanup(func() { b.Close() })
 	b.SetError(errors.New("L2 down"))
-	c := newL1(t, Options{L2: b.Remote("x:"), Breaker: BreakerOptions{Failures: 1000}})
+	c := newL1(t, Options{L2: b.Remote("x:"), Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 1000}}})
 	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
 	if v, err := get(context.Background(), "rome"); err != nil || v != "sun" {
 		t.Fatalf("with L2 down: %q, %v", v, err)

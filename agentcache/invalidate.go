@@ -261,5 +261,5 @@ func (c *Cache) epochTTL(key string) time.Duration {
 	if key == keyspace.GlobalEpochKey || strings.HasPrefix(key, keyspace.ResourceEpochKey("")) {
 		return 0
 	}
-	return c.opts.ScopeEpochTTL
+	return c.opts.Tuning.ScopeEpochTTL
 }

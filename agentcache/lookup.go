@@ -385,11 +385,11 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 	// instead of waiting for a result it could not be served.
 	known := a.carry && a.st.Known() // the carried epochs have values: perhaps old ones
 	rechecked := false               // the epochs were confirmed again for a record that suggested they were behind
-	for poll := c.opts.LockPoll; ; poll = min(2*poll, 16*c.opts.LockPoll) {
+	for poll := c.opts.Tuning.LockPoll; ; poll = min(2*poll, 16*c.opts.Tuning.LockPoll) {
 		var lease *tier.Lease
 		carried := a.carry
 		if fleet {
-			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+			lease = &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.Tuning.LockLease}
 			if !carried {
 				lease.Gen = a.st.Token()
 			}
@@ -462,7 +462,7 @@ func loadStep[T any](ctx context.Context, c *Cache, lk *lookup, a *attempt, load
 		c.stats.fleetWaits.Add(1)
 		wait := poll
 		if c.bus.live.Load() {
-			wait = 16 * c.opts.LockPoll
+			wait = 16 * c.opts.Tuning.LockPoll
 		}
 		t := time.NewTimer(wait)
 		select {

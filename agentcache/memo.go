@@ -14,10 +14,10 @@ import (
 )
 
 // MemoOptions configures Memoize. The zero value memoizes in process with
-// DefaultMemoEntries entries and no TTL.
+// defaultMemoEntries entries and no TTL.
 type MemoOptions[A any] struct {
 	// MaxEntries bounds an in-process memo with least-recently-used
-	// eviction (async-cache's AsyncLRU(maxsize)). Default DefaultMemoEntries;
+	// eviction (async-cache's AsyncLRU(maxsize)). Default defaultMemoEntries;
 	// negative means unbounded. Ignored with Cache: the Cache's L1 bound
 	// applies.
 	MaxEntries int
@@ -40,8 +40,8 @@ type MemoOptions[A any] struct {
 	Now func() time.Time
 }
 
-// DefaultMemoEntries is the bound of an in-process memo.
-const DefaultMemoEntries = 1024
+// defaultMemoEntries is the bound of an in-process memo.
+const defaultMemoEntries = 1024
 
 // MemoStats are a memo's counters.
 type MemoStats struct {
@@ -101,7 +101,7 @@ func Memoize[A, R any](fn func(ctx context.Context, args A) (R, error), o MemoOp
 	max := o.MaxEntries
 	switch {
 	case max == 0:
-		max = DefaultMemoEntries
+		max = defaultMemoEntries
 	case max < 0:
 		max = 0
 	}

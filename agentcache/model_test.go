@@ -482,10 +482,7 @@ func (m *mtRun) newInc(pod, gen int, store *acredis.Store) (*mtInc, error) {
 		Logger:      testlog.New(m.t, slog.LevelError),
 		DefaultTTL:  time.Minute,
 		MaxEpochAge: mtMaxEpochAge,
-		L2Timeout:   mtL2Timeout,
-		Breaker:     BreakerOptions{Failures: 3, OpenFor: 50 * time.Millisecond, MaxOpenFor: 200 * time.Millisecond},
-		LockLease:   time.Second,
-		InstanceID:  fmt.Sprintf("pod%d#%d", pod, gen),
+		L2Timeout:   mtL2Timeout, Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 3, OpenFor: 50 * time.Millisecond, MaxOpenFor: 200 * time.Millisecond}, LockLease: time.Second, InstanceID: fmt.Sprintf("pod%d#%d", pod, gen)},
 	})
 	if err != nil {
 		return nil, err

@@ -93,23 +93,23 @@ type resObs struct {
 
 func newObserver(c *Cache) (*observer, error) {
 	o := &observer{
-		tracer:     acotel.Tracer(c.opts.TracerProvider),
-		rootSpans:  c.opts.RootSpans,
-		hitEvents:  c.opts.L1HitEvents,
-		recordIDs:  c.opts.RecordScopeIDs,
-		recordArgs: c.opts.RecordArgs,
-		cacheAttr:  acotel.KeyCache.String(c.opts.Name),
+		tracer:     acotel.Tracer(c.opts.Telemetry.TracerProvider),
+		rootSpans:  c.opts.Telemetry.RootSpans,
+		hitEvents:  c.opts.Telemetry.L1HitEvents,
+		recordIDs:  c.opts.Telemetry.RecordScopeIDs,
+		recordArgs: c.opts.Telemetry.RecordArgs,
+		cacheAttr:  acotel.KeyCache.String(c.opts.Telemetry.Name),
 	}
 	if o.recordIDs {
 		key := scopeIDKey(c.opts.Secret)
 		o.scopeMACs.New = func() any { return hmac.New(sha256.New, key) }
 	}
-	if c.opts.TracerProvider == nil {
+	if c.opts.Telemetry.TracerProvider == nil {
 		if tp := otel.GetTracerProvider(); isDefaultGlobal(tp) {
 			o.idleGlobal = tp
 		}
 	}
-	m := acotel.Meter(c.opts.MeterProvider)
+	m := acotel.Meter(c.opts.Telemetry.MeterProvider)
 	var err error
 	if o.inst, err = acotel.NewInstruments(m); err != nil {
 		return nil, err
@@ -262,7 +262,7 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fas
 }
 
 // traceL1Hit records a fresh L1 hit that started at start: an event on the
-// caller's span with Options.L1HitEvents, a span otherwise, made after the
+// caller's span with Options.Telemetry.L1HitEvents, a span otherwise, made after the
 // fact with every attribute at once.
 func traceL1Hit(ctx context.Context, ob *observer, ro *resObs, o *obsLookup, start time.Time) {
 	attrs, event := ro.l1Attrs, ro.l1Event

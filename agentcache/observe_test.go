@@ -96,7 +96,7 @@ func TestTelemetryPerTier(t *testing.T) {
 	backend := memory.NewBackend(memory.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	newCache := func() *Cache {
-		return newL1(t, Options{L2: backend.Remote("tel:"), TracerProvider: tel.tp, MeterProvider: tel.mp})
+		return newL1(t, Options{L2: backend.Remote("tel:"), Telemetry: TelemetryOptions{TracerProvider: tel.tp, MeterProvider: tel.mp}})
 	}
 	a, b := newCache(), newCache()
 	order := resource.Resource{Name: "get_order", Scope: scope.User, TTL: time.Minute}
@@ -209,14 +209,14 @@ func TestTelemetryPerTier(t *testing.T) {
 
 func TestNoRecordingSpanNoSpans(t *testing.T) {
 	tel := newTelemetry(t)
-	c := newL1(t, Options{TracerProvider: tel.tp})
+	c := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp}})
 	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
 	get(context.Background(), "paris")
 	get(context.Background(), "paris")
 	if n := len(tel.spans.GetSpans()); n != 0 {
 		t.Fatalf("%d spans recorded without a recording parent", n)
 	}
-	c2 := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true})
+	c2 := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, RootSpans: true}})
 	get2, _ := Wrap(c2, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
 	get2(context.Background(), "paris")
 	if n := len(tel.spansOf(acotel.SpanLookup + " get_weather")); n != 1 {
@@ -226,7 +226,7 @@ func TestNoRecordingSpanNoSpans(t *testing.T) {
 
 func TestRecordScopeIDsHashes(t *testing.T) {
 	tel := newTelemetry(t)
-	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, RecordArgs: true})
+	c := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, RecordArgs: true}})
 	get, _ := Wrap(c, getCart, (&fakeShop{items: map[string][]string{}}).getCart)
 	ctx := scope.WithUser(context.Background(), "alice")
 	get(ctx, cartArgs{Currency: "EUR"}) // loader
@@ -290,7 +290,7 @@ func TestRunSummary(t *testing.T) {
 
 func TestToolCallIDOnSpan(t *testing.T) {
 	tel := newTelemetry(t)
-	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true})
+	c := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, RootSpans: true}})
 	get, _ := Wrap(c, getWeather, func(ctx context.Context, city string) (string, error) { return "sun", nil })
 	get(acotel.WithToolCallID(context.Background(), "call_42"), "oslo")
 	s := tel.spansOf("execute_tool get_weather")
@@ -370,13 +370,13 @@ func TestOnFleetErrorSeesMutationFailures(t *testing.T) {
 	}
 }
 
-// TestL1HitEvents: with Options.L1HitEvents a fresh L1 hit inside a
+// TestL1HitEvents: with Options.Telemetry.L1HitEvents a fresh L1 hit inside a
 // recording span is an event on that span, attributed like a lookup span;
 // the other lookups stay spans, and without a recording parent (RootSpans)
 // the hit is a span again.
 func TestL1HitEvents(t *testing.T) {
 	tel := newTelemetry(t)
-	c := newL1(t, Options{TracerProvider: tel.tp, MeterProvider: tel.mp, L1HitEvents: true})
+	c := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, MeterProvider: tel.mp, L1HitEvents: true}})
 	weather := resource.Resource{Name: "get_weather", TTL: time.Minute}
 	get, err := Wrap(c, weather, func(_ context.Context, city string) (string, error) { return "sun in " + city, nil })
 	if err != nil {
@@ -420,7 +420,7 @@ func TestL1HitEvents(t *testing.T) {
 
 	// With RecordScopeIDs the event carries the scope ID's hash, as a span
 	// would.
-	ic := newL1(t, Options{TracerProvider: tel.tp, L1HitEvents: true, RecordScopeIDs: true})
+	ic := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, L1HitEvents: true, RecordScopeIDs: true}})
 	iget, err := Wrap(ic, resource.Resource{Name: "get_inbox", Scope: scope.User, TTL: time.Minute},
 		func(ctx context.Context, folder string) (string, error) { return folder, nil })
 	if err != nil {
@@ -446,7 +446,7 @@ func TestL1HitEvents(t *testing.T) {
 	}
 
 	// No recording parent: with RootSpans the hit is a span of its own.
-	rc := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, L1HitEvents: true})
+	rc := newL1(t, Options{Telemetry: TelemetryOptions{TracerProvider: tel.tp, RootSpans: true, L1HitEvents: true}})
 	rget, err := Wrap(rc, resource.Resource{Name: "get_tide", TTL: time.Minute}, func(_ context.Context, port string) (string, error) { return "high at " + port, nil })
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +466,7 @@ func TestL1HitEvents(t *testing.T) {
 func scopeIDHashOf(t *testing.T, secret []byte, id string) string {
 	t.Helper()
 	tel := newTelemetry(t)
-	c := newL1(t, Options{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true, Secret: secret})
+	c := newL1(t, Options{Secret: secret, Telemetry: TelemetryOptions{TracerProvider: tel.tp, RootSpans: true, RecordScopeIDs: true}})
 	get, err := Wrap(c, getCart, (&fakeShop{items: map[string][]string{}}).getCart)
 	if err != nil {
 		t.Fatal(err)

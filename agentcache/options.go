@@ -13,115 +13,119 @@ import (
 	"github.com/agentcache/agentcache-go/tier"
 )
 
-// Defaults for the zero fields of Options.
+// Defaults for the zero fields of Options; each field's documentation
+// states its value.
 const (
-	DefaultL1MaxEntries   = 10_000
-	DefaultTTL            = 5 * time.Minute
-	DefaultMaxValueSize   = 1 << 20
-	DefaultWriteQueueSize = 4096
-	DefaultWriteBatchSize = 128
-	DefaultL2Timeout      = 250 * time.Millisecond
-	DefaultMaxEpochAge    = 30 * time.Second
-	DefaultScopeEpochTTL  = 24 * time.Hour
-	DefaultLogInterval    = 10 * time.Second
-	DefaultNegativeKeys   = 100_000
-	DefaultLockLease      = 10 * time.Second
-	DefaultLockPoll       = 10 * time.Millisecond
-	DefaultTTLJitter      = 0.05
+	defaultL1MaxEntries   = 10_000
+	defaultTTL            = 5 * time.Minute
+	defaultMaxValueSize   = 1 << 20
+	defaultWriteQueueSize = 4096
+	defaultWriteBatchSize = 128
+	defaultL2Timeout      = 250 * time.Millisecond
+	defaultMaxEpochAge    = 30 * time.Second
+	defaultScopeEpochTTL  = 24 * time.Hour
+	defaultLogInterval    = 10 * time.Second
+	defaultNegativeKeys   = 100_000
+	defaultLockLease      = 10 * time.Second
+	defaultLockPoll       = 10 * time.Millisecond
+	defaultTTLJitter      = 0.05
 
-	DefaultFalsePositiveRate = 0.01
+	defaultFalsePositiveRate = 0.01
 )
 
 // Options configures a Cache. The zero value is a valid L1-only cache; every
-// field documents its default.
+// field documents its default. The fields most deployments set come first;
+// Telemetry configures tracing and metrics, and Tuning holds the internals
+// that rarely need changing.
 type Options struct {
-	// L1MaxEntries bounds the in-process tier. Default DefaultL1MaxEntries.
-	L1MaxEntries int
-
 	// L2 is the remote tier shared by every instance, usually a
 	// tier/redis Store. Nil means L1 only. The Cache does not close it.
 	L2 tier.Remote
 
+	// L1MaxEntries bounds the in-process tier. Default 10,000.
+	L1MaxEntries int
+
 	// DefaultTTL is the life of an entry when neither the call nor its
-	// resource says otherwise. Default DefaultTTL.
+	// resource says otherwise. Default 5 minutes.
 	DefaultTTL time.Duration
+
+	// TTLJitter shortens each entry's TTL by a random share of up to this
+	// fraction, so entries written together do not expire together.
+	// Default 0.05; negative turns it off.
+	TTLJitter float64
 
 	// MaxValueSize bounds an encoded value in L2, in bytes. A larger value
 	// stays in L1, is not written to L2, and is logged and counted
 	// (Stats.Oversize); a larger value found in L2 is not decoded: it is a
-	// miss, logged and counted the same way. Default DefaultMaxValueSize.
+	// miss, logged and counted the same way. Default 1 MiB.
 	MaxValueSize int
 
-	// Codec encodes values for L2 and snapshots. Default JSON.
+	// Codec encodes values for L2 and snapshots. Default [JSON].
 	Codec Codec
 
-	// Logger receives the cache's warnings (L2 failures, dropped writes,
-	// corrupt data), each kind at most once per LogInterval. Default
-	// slog.Default().
-	Logger *slog.Logger
-	// LogInterval is the minimum time between two log lines of the same
-	// kind; the lines in between are counted and reported with the next
-	// one. Default DefaultLogInterval.
-	LogInterval time.Duration
-
-	// WriteQueueSize bounds the L2 write-behind queue. When it is full a
-	// write is dropped and counted (Stats.WritesDropped); the caller never
-	// waits for Redis. Default DefaultWriteQueueSize.
-	WriteQueueSize int
-	// WriteBatchSize is the most writes sent to L2 in one pipeline. Default
-	// DefaultWriteBatchSize.
-	WriteBatchSize int
-
 	// L2Timeout bounds each L2 call made on a caller's behalf (a read, an
-	// epoch check). Default DefaultL2Timeout. Note: a go-redis client honours
-	// it only with ContextTimeoutEnabled, which the tier/redis constructors
-	// set; for a client of your own, its ReadTimeout is the bound.
+	// epoch check). Default 250ms.
+	//
+	// NOTE: a go-redis client honours it only with ContextTimeoutEnabled,
+	// which the tier/redis constructors set; for a client of your own, its
+	// ReadTimeout is the bound.
 	L2Timeout time.Duration
 
-	// LoadTimeout, if positive, bounds each loader run. Loads do not run on
+	// LoadTimeout, if positive, bounds each tool run. Loads do not run on
 	// the caller's context (a caller that gives up does not cancel a load
 	// others wait for), so this is what stops a hung tool. Default: none.
 	LoadTimeout time.Duration
 
-	// Breaker configures the circuit breaker in front of L2.
-	Breaker BreakerOptions
-
 	// MaxEpochAge bounds how long this instance trusts what it knows of
-	// the invalidation epochs without confirming it with L2. It is the
-	// staleness bound when invalidation messages are lost. Default
-	// DefaultMaxEpochAge.
+	// the invalidation epochs without confirming it with L2: the staleness
+	// bound when invalidation messages are lost. At least 4ms. Default 30
+	// seconds.
 	MaxEpochAge time.Duration
-	// ScopeEpochTTL is the life in L2 of per-user and per-session epochs.
-	// An epoch that expires is replaced by a new random one, which only
-	// costs misses, never stale data. Default DefaultScopeEpochTTL.
-	ScopeEpochTTL time.Duration
+
+	// Secret, if set, is the application's secret key (at least 16 bytes;
+	// every instance of the fleet must share it). With it, every entry this
+	// cache writes to L2 carries an HMAC-SHA256 of its key and contents, and
+	// a read refuses an entry without a valid one, so that whoever can write
+	// to Redis but does not know the secret cannot plant or move a value
+	// that a user is served. It also keys the scope-ID hashes of
+	// TelemetryOptions.Telemetry.RecordScopeIDs. Default: none (entries are bound to
+	// their key by an unkeyed hash, which catches a value copied to another
+	// key by mistake but not a forgery).
+	Secret []byte
 
 	// Negative sizes the L1 negative cache (bloom filters of "not found"
 	// answers).
 	Negative NegativeOptions
 
-	// TTLJitter shortens each entry's TTL by a random share of up to this
-	// fraction, so entries written together do not expire together.
-	// Default DefaultTTLJitter; negative turns it off.
-	TTLJitter float64
-
-	// DisableFleetLock turns off the fleet-wide load lock. By default, when
-	// L2 can hold leases (tier.Locker), one instance runs the tool for a key
-	// that many instances miss at once and the others read its result.
-	DisableFleetLock bool
-	// LockLease is the life of a load lease; the holder renews it every
-	// third of it, and if the holder dies another instance takes over after
-	// at most this long. Default DefaultLockLease.
-	LockLease time.Duration
-	// LockPoll is how often a waiting instance first checks L2, in case the
-	// fill announcement is lost; it doubles up to 16 times this. Default
-	// DefaultLockPoll.
-	LockPoll time.Duration
-
 	// Snapshot, if Path is set, restores L1 from a file at New and saves it
 	// at Close (and every Interval if positive), for warm restarts.
 	Snapshot SnapshotOptions
 
+	// Logger receives the cache's warnings (L2 failures, dropped writes,
+	// corrupt data), and go-redis's own log lines, each kind at most once
+	// per TuningOptions.Tuning.LogInterval. Default slog.Default().
+	Logger *slog.Logger
+
+	// OnFleetError, if set, is called (on the caller's goroutine) whenever an
+	// invalidation, Delete or Clear applied locally but could not tell the
+	// fleet — including the invalidations of WrapMutation, which do not
+	// return the error. Use it to alert, or to retry the invalidation.
+	OnFleetError func(ctx context.Context, err *FleetError)
+
+	// Telemetry configures tracing and metrics.
+	Telemetry TelemetryOptions
+
+	// Tuning holds internals that rarely need changing.
+	Tuning TuningOptions
+
+	// Now is the clock. Default time.Now. Tests inject one.
+	Now func() time.Time
+}
+
+// TelemetryOptions configures the OpenTelemetry spans and metrics of a
+// Cache. The zero value traces lookups inside the caller's recording spans
+// and records metrics through the global providers.
+type TelemetryOptions struct {
 	// TracerProvider and MeterProvider supply the tracer and meter. Nil
 	// means the global providers (otel.GetTracerProvider and
 	// otel.GetMeterProvider); with no SDK installed they record nothing and
@@ -135,51 +139,69 @@ type Options struct {
 	// L1HitEvents records a fresh L1 hit inside a recording span as an
 	// event on that span (named and attributed like a lookup span) instead
 	// of a child span. With the OpenTelemetry SDK an event costs about a
-	// quarter of a span, which matters on the hottest path; the price is
-	// the SDK's limit of events per span (128 by default), past which the
-	// oldest are dropped. Every other lookup (stale hits, L2, negative,
-	// the tool) is still a span. Off by default.
+	// quarter of a span, which matters on the hottest path.
+	//
+	// WARNING: the SDK keeps at most 128 events per span by default, and
+	// drops the oldest past that. Every other lookup (stale hits, L2,
+	// negative, the tool) is still a span. Off by default.
 	L1HitEvents bool
 	// RecordScopeIDs puts a hash of the scope ID (the user or session) on
 	// lookup spans, as agentcache.scope.id: the first 16 bytes, in hex, of
 	// an HMAC-SHA256 of the ID, so that an ID cannot be recovered from it by
-	// hashing guesses. The HMAC's key is derived from Secret when it is set,
-	// and then every instance that shares the Secret records the same hash
-	// for an ID (a new Secret changes them all). Without a Secret the key is
-	// 32 random bytes made by New: the hashes still cannot be reversed, but
-	// they agree only within one Cache — another instance, or this one after
-	// a restart, records another hash for the same ID, so traces of one user
-	// cannot be joined across the fleet. Off by default: IDs stay out of
-	// telemetry.
+	// hashing guesses. The HMAC's key is derived from Options.Secret when it
+	// is set, and then every instance that shares the Secret records the
+	// same hash for an ID (a new Secret changes them all). Without a Secret
+	// the key is 32 random bytes made by New: the hashes still cannot be
+	// reversed, but they agree only within one Cache — another instance, or
+	// this one after a restart, records another hash for the same ID, so
+	// traces of one user cannot be joined across the fleet. Off by default:
+	// IDs stay out of telemetry.
 	RecordScopeIDs bool
 	// RecordArgs puts the hash of a call's canonical arguments on lookup
 	// spans. Off by default.
 	RecordArgs bool
-	// Secret, if set, is the application's secret key (at least 16 bytes;
-	// every instance of the fleet must share it). With it, every entry this
-	// cache writes to L2 carries an HMAC-SHA256 of its key and contents, and
-	// a read refuses an entry without a valid one, so that whoever can write
-	// to Redis but does not know the secret cannot plant or move a value
-	// that a user is served. It also keys the scope-ID hashes of
-	// RecordScopeIDs. Default: none (entries are bound to their key by an
-	// unkeyed hash, which catches a value copied to another key by mistake
-	// but not a forgery).
-	Secret []byte
-	// Name labels this cache's metrics (agentcache.cache). Default "default".
+	// Name labels this cache's metrics (agentcache.cache). Default
+	// "default".
 	Name string
+}
 
-	// OnFleetError, if set, is called (on the caller's goroutine) whenever an
-	// invalidation, Delete or Clear applied locally but could not tell the
-	// fleet — including the invalidations of WrapMutation, which do not
-	// return the error. Use it to alert, or to retry the invalidation.
-	OnFleetError func(ctx context.Context, err *FleetError)
+// TuningOptions holds the internals of a Cache that rarely need changing.
+// The zero value is the defaults.
+type TuningOptions struct {
+	// LogInterval is the minimum time between two log lines of the same
+	// kind; the lines in between are counted and reported with the next
+	// one. Default 10 seconds.
+	LogInterval time.Duration
+
+	// WriteQueueSize bounds the L2 write-behind queue. When it is full a
+	// write is dropped and counted (Stats.WritesDropped); the caller never
+	// waits for Redis. Default 4096.
+	WriteQueueSize int
+	// WriteBatchSize is the most writes sent to L2 in one pipeline. Default
+	// 128.
+	WriteBatchSize int
+
+	// Breaker configures the circuit breaker in front of L2.
+	Breaker BreakerOptions
+
+	// ScopeEpochTTL is the life in L2 of per-user and per-session epochs.
+	// An epoch that expires is replaced by a new random one, which only
+	// costs misses, never stale data. Default 24 hours.
+	ScopeEpochTTL time.Duration
+
+	// LockLease is the life of a fleet load lease (see [NoFleetLock]): the
+	// holder renews it every third of it, and if the holder dies another
+	// instance takes over after at most this long. At least 3ms. Default
+	// 10 seconds.
+	LockLease time.Duration
+	// LockPoll is how often an instance waiting for another's load first
+	// checks L2, in case the fill announcement is lost; it doubles up to 16
+	// times this. Default 10ms.
+	LockPoll time.Duration
 
 	// InstanceID names this instance in invalidation messages. Default: a
 	// random UUID.
 	InstanceID string
-
-	// Now is the clock. Default time.Now. Tests inject one.
-	Now func() time.Time
 }
 
 // BreakerOptions configures the circuit breaker in front of L2.
@@ -214,11 +236,11 @@ type NegativeOptions struct {
 	// keys), and at most about 2.9 bytes × ExpectedKeys + 80 KB per
 	// resource in all (360 KB at the default; 145 KB whenever ExpectedKeys
 	// is below 16,384, where the 64-key floor applies). Default
-	// DefaultNegativeKeys.
+	// 100,000.
 	ExpectedKeys int
 	// FalsePositiveRate is the filter's target rate, in (0, 0.5]. It matters
 	// only when L2 is down or absent; otherwise every "maybe" is confirmed.
-	// Default DefaultFalsePositiveRate.
+	// Default 0.01.
 	FalsePositiveRate float64
 }
 
@@ -245,32 +267,32 @@ func (o *Options) withDefaults() (Options, error) {
 	if v.MaxValueSize < 0 {
 		bad("MaxValueSize", "must not be negative")
 	}
-	if v.WriteQueueSize < 0 {
-		bad("WriteQueueSize", "must not be negative")
+	if v.Tuning.WriteQueueSize < 0 {
+		bad("Tuning.WriteQueueSize", "must not be negative")
 	}
-	if v.WriteBatchSize < 0 {
-		bad("WriteBatchSize", "must not be negative")
+	if v.Tuning.WriteBatchSize < 0 {
+		bad("Tuning.WriteBatchSize", "must not be negative")
 	}
-	if v.Breaker.Failures < 0 {
-		bad("Breaker.Failures", "must not be negative")
+	if v.Tuning.Breaker.Failures < 0 {
+		bad("Tuning.Breaker.Failures", "must not be negative")
 	}
 	nonNeg("DefaultTTL", v.DefaultTTL)
-	nonNeg("LogInterval", v.LogInterval)
+	nonNeg("Tuning.LogInterval", v.Tuning.LogInterval)
 	nonNeg("L2Timeout", v.L2Timeout)
 	nonNeg("LoadTimeout", v.LoadTimeout)
 	nonNeg("MaxEpochAge", v.MaxEpochAge)
-	nonNeg("ScopeEpochTTL", v.ScopeEpochTTL)
+	nonNeg("Tuning.ScopeEpochTTL", v.Tuning.ScopeEpochTTL)
 	nonNeg("Snapshot.Interval", v.Snapshot.Interval)
-	nonNeg("LockLease", v.LockLease)
-	nonNeg("LockPoll", v.LockPoll)
+	nonNeg("Tuning.LockLease", v.Tuning.LockLease)
+	nonNeg("Tuning.LockPoll", v.Tuning.LockPoll)
 	if v.TTLJitter >= 1 || v.TTLJitter != v.TTLJitter {
 		bad("TTLJitter", "must be below 1")
 	}
-	if v.LockLease > 0 && v.LockLease < 3*time.Millisecond {
-		bad("LockLease", "must be at least 3ms")
+	if v.Tuning.LockLease > 0 && v.Tuning.LockLease < 3*time.Millisecond {
+		bad("Tuning.LockLease", "must be at least 3ms")
 	}
-	nonNeg("Breaker.OpenFor", v.Breaker.OpenFor)
-	nonNeg("Breaker.MaxOpenFor", v.Breaker.MaxOpenFor)
+	nonNeg("Tuning.Breaker.OpenFor", v.Tuning.Breaker.OpenFor)
+	nonNeg("Tuning.Breaker.MaxOpenFor", v.Tuning.Breaker.MaxOpenFor)
 	if v.Negative.ExpectedKeys < 0 {
 		bad("Negative.ExpectedKeys", "must not be negative")
 	}
@@ -296,26 +318,26 @@ func (o *Options) withDefaults() (Options, error) {
 			*p = d
 		}
 	}
-	def(&v.L1MaxEntries, DefaultL1MaxEntries)
-	def(&v.Negative.ExpectedKeys, DefaultNegativeKeys)
+	def(&v.L1MaxEntries, defaultL1MaxEntries)
+	def(&v.Negative.ExpectedKeys, defaultNegativeKeys)
 	if v.Negative.FalsePositiveRate == 0 {
-		v.Negative.FalsePositiveRate = DefaultFalsePositiveRate
+		v.Negative.FalsePositiveRate = defaultFalsePositiveRate
 	}
-	def(&v.MaxValueSize, DefaultMaxValueSize)
-	def(&v.WriteQueueSize, DefaultWriteQueueSize)
-	def(&v.WriteBatchSize, DefaultWriteBatchSize)
-	defD(&v.DefaultTTL, DefaultTTL)
-	defD(&v.LogInterval, DefaultLogInterval)
-	defD(&v.L2Timeout, DefaultL2Timeout)
-	defD(&v.MaxEpochAge, DefaultMaxEpochAge)
-	defD(&v.ScopeEpochTTL, DefaultScopeEpochTTL)
-	defD(&v.LockLease, DefaultLockLease)
-	defD(&v.LockPoll, DefaultLockPoll)
+	def(&v.MaxValueSize, defaultMaxValueSize)
+	def(&v.Tuning.WriteQueueSize, defaultWriteQueueSize)
+	def(&v.Tuning.WriteBatchSize, defaultWriteBatchSize)
+	defD(&v.DefaultTTL, defaultTTL)
+	defD(&v.Tuning.LogInterval, defaultLogInterval)
+	defD(&v.L2Timeout, defaultL2Timeout)
+	defD(&v.MaxEpochAge, defaultMaxEpochAge)
+	defD(&v.Tuning.ScopeEpochTTL, defaultScopeEpochTTL)
+	defD(&v.Tuning.LockLease, defaultLockLease)
+	defD(&v.Tuning.LockPoll, defaultLockPoll)
 	if v.TTLJitter == 0 {
-		v.TTLJitter = DefaultTTLJitter
+		v.TTLJitter = defaultTTLJitter
 	}
-	if v.Name == "" {
-		v.Name = "default"
+	if v.Telemetry.Name == "" {
+		v.Telemetry.Name = "default"
 	}
 	if v.Codec == nil {
 		v.Codec = JSON{}

@@ -77,7 +77,7 @@ func TestRedisBugFailedInvalidationIsUndoneWhenRedisAnswersAgain(t *testing.T) {
 	}
 }
 
-// Per-scope epochs must expire after Options.ScopeEpochTTL. epochs.load
+// Per-scope epochs must expire after Options.Tuning.ScopeEpochTTL. epochs.load
 // sends every cell it confirms in one LoadEpochs call with the TTL of the
 // first key (e.ttlFor(keys[0])), and the global epoch, which never expires,
 // comes first: the scope epochs created by the first lookup of an instance
@@ -86,7 +86,7 @@ func TestRedisBugFailedInvalidationIsUndoneWhenRedisAnswersAgain(t *testing.T) {
 func TestRedisBugScopeEpochsCreatedWithoutExpiry(t *testing.T) {
 	e := rcStart(t)
 	shop := newRCShop(map[string][]string{})
-	a := rcNew(t, Options{L2: e.store(), ScopeEpochTTL: time.Hour})
+	a := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{ScopeEpochTTL: time.Hour}})
 	get := rcWrapCart(t, a, shop)
 	ctx := context.Background()
 	for _, user := range []string{"alice", "bob"} {
@@ -119,7 +119,7 @@ func TestRedisBugCorruptDeleteRemovesTheFreshValue(t *testing.T) {
 	a := rcNew(t, Options{L2: e.store()})
 	// B's writer sends one write per round trip, so a backlog takes a
 	// while to drain.
-	b := rcNew(t, Options{L2: e.store(), WriteBatchSize: 1})
+	b := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{WriteBatchSize: 1}})
 	ctx := context.Background()
 	var runs atomic.Int32
 	if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {

@@ -321,8 +321,7 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 func TestRedisKilledNeverAnErrorThenRecovers(t *testing.T) {
 	e := rcStart(t)
 	o := Options{
-		L2Timeout: 200 * time.Millisecond,
-		Breaker:   BreakerOptions{Failures: 3, OpenFor: 300 * time.Millisecond, MaxOpenFor: 300 * time.Millisecond},
+		L2Timeout: 200 * time.Millisecond, Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 3, OpenFor: 300 * time.Millisecond, MaxOpenFor: 300 * time.Millisecond}},
 	}
 	o.L2 = e.store()
 	a := rcNew(t, o)
@@ -451,7 +450,7 @@ func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
 func TestRedisFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 	e := rcStart(t)
 	// A long L2Timeout: a caller that waited for a write would wait for it.
-	c := rcNew(t, Options{L2: e.store(), WriteQueueSize: 1, WriteBatchSize: 1, L2Timeout: 20 * time.Second})
+	c := rcNew(t, Options{L2: e.store(), L2Timeout: 20 * time.Second, Tuning: TuningOptions{WriteQueueSize: 1, WriteBatchSize: 1}})
 	rcSubscribed(t, c)
 	ctx := context.Background()
 	if err := c.Set(ctx, "warm", -1, 0); err != nil {

@@ -100,7 +100,7 @@ func TestRedisFleetLeaseHolderDies(t *testing.T) {
 	for _, how := range []string{"closed", "partitioned"} {
 		t.Run(how, func(t *testing.T) {
 			e := rcStart(t)
-			o := Options{LockLease: lease, L2Timeout: time.Second}
+			o := Options{L2Timeout: time.Second, Tuning: TuningOptions{LockLease: lease}}
 			o.L2 = e.store()
 			var p *redistest.Proxy
 			if how == "partitioned" {

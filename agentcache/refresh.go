@@ -29,7 +29,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 			if c.fleetOn(lk) {
 				// The entry is still there (stale or due), so the read
 				// would not take the lease: take it on its own.
-				l := &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.LockLease}
+				l := &tier.Lease{Key: keyspace.LeaseKey(a.key), Token: newToken(), TTL: c.opts.Tuning.LockLease}
 				got := c.tryLock(rctx, l)
 				if _, ours := c.ownLeases.Load(l.Key); !got && !ours {
 					return // another instance is refreshing it

@@ -34,14 +34,14 @@ func (cfg *toolConfig) window() time.Duration {
 	if cfg.batchWindow > 0 {
 		return cfg.batchWindow
 	}
-	return DefaultBatchWindow
+	return defaultBatchWindow
 }
 
 func (cfg *toolConfig) maxBatchSize() int {
 	if cfg.maxBatch > 0 {
 		return cfg.maxBatch
 	}
-	return DefaultMaxBatchSize
+	return defaultMaxBatchSize
 }
 
 func (cfg *toolConfig) lookup(rs *resState, l1 string) lookup {

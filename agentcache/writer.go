@@ -197,7 +197,7 @@ func newWriter(c *Cache) *writer {
 		close(w.done)
 		return w
 	}
-	w.ch = make(chan writeOp, c.opts.WriteQueueSize)
+	w.ch = make(chan writeOp, c.opts.Tuning.WriteQueueSize)
 	w.ctx, w.abort = context.WithCancel(context.Background())
 	go w.run()
 	return w
@@ -264,7 +264,7 @@ func (w *writer) depth() int {
 
 func (w *writer) run() {
 	defer close(w.done)
-	batch := make([]writeOp, 0, w.c.opts.WriteBatchSize)
+	batch := make([]writeOp, 0, w.c.opts.Tuning.WriteBatchSize)
 	for op := range w.ch {
 		batch = append(batch[:0], op)
 	fill:

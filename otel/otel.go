@@ -9,7 +9,7 @@
 // # Spans
 //
 // A lookup is a span named "agentcache.lookup {resource}" when the caller's
-// context carries a recording span (or Options.RootSpans is set). Its
+// context carries a recording span (or Options.Telemetry.RootSpans is set). Its
 // attributes say which tier answered (agentcache.tier: l1, l2, negative or
 // loader), whether the entry was stale, the resource, the scope kind and
 // cache.hit. An L2 round trip is a child span "agentcache.l2 {op}"; a run of
@@ -56,8 +56,8 @@ const (
 	KeyCache     = attribute.Key("agentcache.cache")
 	KeyKind      = attribute.Key("agentcache.invalidation.kind")
 	KeyOp        = attribute.Key("agentcache.l2.op")
-	KeyScopeID   = attribute.Key("agentcache.scope.id")  // only with Options.RecordScopeIDs
-	KeyArgsHash  = attribute.Key("agentcache.args.hash") // only with Options.RecordArgs
+	KeyScopeID   = attribute.Key("agentcache.scope.id")  // only with Options.Telemetry.RecordScopeIDs
+	KeyArgsHash  = attribute.Key("agentcache.args.hash") // only with Options.Telemetry.RecordArgs
 	// KeyHit is the cache.hit attribute: true when a tier answered without
 	// the tool.
 	KeyHit = attribute.Key("cache.hit")

@@ -139,8 +139,8 @@ func TestBugOrphanedFleetLease(t *testing.T) {
 		// Keep the breaker out of it: the lease is the subject. A lease
 		// of a minute cannot expire while the test waits for its release,
 		// so a lease that goes away was released.
-		o.Breaker = agentcache.BreakerOptions{Failures: 1000}
-		o.LockLease = time.Minute
+		o.Tuning.Breaker = agentcache.BreakerOptions{Failures: 1000}
+		o.Tuning.LockLease = time.Minute
 		return o
 	}
 	a, b := newCache(t, opts()), newCache(t, opts())
@@ -230,7 +230,7 @@ func waitLeasesReleased(t *testing.T, e *env, whose string) {
 func TestBugLookupPaysSeveralTimeouts(t *testing.T) {
 	e := startRedis(t)
 	o := faultOptions(e.store(e.srv.Addr()))
-	o.Breaker = agentcache.BreakerOptions{Failures: 1000}
+	o.Tuning.Breaker = agentcache.BreakerOptions{Failures: 1000}
 	c := newCache(t, o)
 	e.waitSubscribed(1)
 	get, err := agentcache.Wrap(c, resource.Resource{Name: "rel_timeouts", TTL: time.Minute},
@@ -497,7 +497,7 @@ func TestBugClusterHungMasterWaitsForSlotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	c := newCache(t, agentcache.Options{L2: store, Breaker: faultBreaker})
+	c := newCache(t, agentcache.Options{L2: store, Tuning: agentcache.TuningOptions{Breaker: faultBreaker}})
 	ctx := context.Background()
 	load := agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
 	n := 0
@@ -678,10 +678,10 @@ func TestBugLeaseLeftWithBreakerOpen(t *testing.T) {
 		return "answer to " + q, nil
 	}
 	oa := faultOptions(e.store(p.Addr()))
-	oa.LockLease = time.Minute // cannot expire while the test waits for its release
+	oa.Tuning.LockLease = time.Minute // cannot expire while the test waits for its release
 	a := newCache(t, oa)
 	ob := faultOptions(e.store(e.srv.Addr()))
-	ob.LockLease = oa.LockLease
+	ob.Tuning.LockLease = oa.Tuning.LockLease
 	b := newCache(t, ob)
 	e.waitSubscribed(2)
 	getA, getB := wrapWarm(t, a, res, tool), wrapWarm(t, b, res, tool)
@@ -725,7 +725,7 @@ func TestBugLeaseLeftWithBreakerOpen(t *testing.T) {
 func TestBugLeaseHolderPaysSeveralTimeouts(t *testing.T) {
 	e := startRedis(t)
 	o := faultOptions(e.store(e.srv.Addr()))
-	o.Breaker = agentcache.BreakerOptions{Failures: 1000}
+	o.Tuning.Breaker = agentcache.BreakerOptions{Failures: 1000}
 	c := newCache(t, o)
 	e.waitSubscribed(1)
 	var slow atomic.Bool

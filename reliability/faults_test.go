@@ -318,7 +318,7 @@ func TestRedisEvictionNeverResurrects(t *testing.T) {
 	opts := func() agentcache.Options {
 		o := faultOptions(e.store(e.srv.Addr()))
 		o.MaxEpochAge = 200 * time.Millisecond // re-read the epochs often
-		o.WriteQueueSize = 1 << 15
+		o.Tuning.WriteQueueSize = 1 << 15
 		return o
 	}
 	a, b := newCache(t, opts()), newCache(t, opts())

@@ -140,8 +140,8 @@ func newCache(t testing.TB, o agentcache.Options) *agentcache.Cache {
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}
-	if o.LogInterval == 0 {
-		o.LogInterval = time.Second
+	if o.Tuning.LogInterval == 0 {
+		o.Tuning.LogInterval = time.Second
 	}
 	c, err := agentcache.New(o)
 	if err != nil {
@@ -160,14 +160,16 @@ func newCache(t testing.TB, o agentcache.Options) *agentcache.Cache {
 // faultOptions are the cache options of the fault scenarios.
 func faultOptions(l2 *acredis.Store) agentcache.Options {
 	return agentcache.Options{
-		L2:          l2,
-		L2Timeout:   l2Timeout,
-		Breaker:     faultBreaker,
-		MaxEpochAge: time.Second,
+		L2:        l2,
+		L2Timeout: l2Timeout,
+
+		MaxEpochAge: time.Second, Tuning: agentcache.
+
+			// testLogger logs to t until the test's cleanups have run.
+			TuningOptions{Breaker: faultBreaker},
 	}
 }
 
-// testLogger logs to t until the test's cleanups have run.
 func testLogger(t testing.TB) *slog.Logger {
 	return testlog.New(t, slog.LevelInfo)
 }

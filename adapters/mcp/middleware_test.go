@@ -471,7 +471,7 @@ func TestToolCallIDOnSpan(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	f := newFixture(t, agentcache.Options{TracerProvider: tp, RootSpans: true}, nil, &agentmcp.Options{
+	f := newFixture(t, agentcache.Options{Telemetry: agentcache.TelemetryOptions{TracerProvider: tp, RootSpans: true}}, nil, &agentmcp.Options{
 		ToolCallID: func(_ context.Context, req *mcp.CallToolRequest) string {
 			id, _ := req.Params.Meta["toolCallId"].(string)
 			return id

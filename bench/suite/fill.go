@@ -88,7 +88,7 @@ func batchFill(ctx context.Context, e *env) error {
 		return err
 	}
 	defer closeCache(miss)
-	hit, hitBatch, err := newBatch(agentcache.DefaultL1MaxEntries)
+	hit, hitBatch, err := newBatch(defaultL1Entries)
 	if err != nil {
 		return err
 	}

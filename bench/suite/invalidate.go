@@ -91,7 +91,7 @@ func invalidateScope(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	ac, err := newCache(agentcache.Options{L2: st, WriteQueueSize: 1 << 17})
+	ac, err := newCache(agentcache.Options{L2: st, Tuning: agentcache.TuningOptions{WriteQueueSize: 1 << 17}})
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func invalidationVisibility(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		if caches[i], err = newCache(agentcache.Options{L2: st, InstanceID: fmt.Sprintf("bench-%c", 'A'+i)}); err != nil {
+		if caches[i], err = newCache(agentcache.Options{L2: st, Tuning: agentcache.TuningOptions{InstanceID: fmt.Sprintf("bench-%c", 'A'+i)}}); err != nil {
 			return err
 		}
 		defer closeCache(caches[i])

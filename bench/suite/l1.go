@@ -69,7 +69,7 @@ func newL1Fixture(ctx context.Context) (*l1Fixture, error) {
 	// Bare otter, configured like agentcache's L1: a size bound and a
 	// per-entry expiry.
 	var err error
-	f.otter, err = newOtter(agentcache.DefaultL1MaxEntries)
+	f.otter, err = newOtter(defaultL1Entries)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func newL1Fixture(ctx context.Context) (*l1Fixture, error) {
 
 	// go-redis/cache with its local TinyLFU tier only (no Redis): a local
 	// hit. It stores encoded bytes and decodes (msgpack) on every hit.
-	f.grc = gocache.New(&gocache.Options{LocalCache: gocache.NewTinyLFU(agentcache.DefaultL1MaxEntries, time.Hour)})
+	f.grc = gocache.New(&gocache.Options{LocalCache: gocache.NewTinyLFU(defaultL1Entries, time.Hour)})
 	for i, k := range f.keys {
 		if err := f.grc.Set(&gocache.Item{Ctx: ctx, Key: k, Value: f.prods[i], TTL: time.Hour}); err != nil {
 			return nil, err
@@ -129,8 +129,8 @@ func newL1Fixture(ctx context.Context) (*l1Fixture, error) {
 
 	// ristretto, the engine of eko/gocache's ristretto store, bare.
 	f.rist, err = ristretto.NewCache(&ristretto.Config[string, *Product]{
-		NumCounters: 10 * agentcache.DefaultL1MaxEntries,
-		MaxCost:     agentcache.DefaultL1MaxEntries,
+		NumCounters: 10 * defaultL1Entries,
+		MaxCost:     defaultL1Entries,
 		BufferItems: 64,
 		// Cost is an entry count, like the others' size bound.
 		IgnoreInternalCost: true,

@@ -407,7 +407,7 @@ func memoryNegativeKey(ctx context.Context, e *env) error {
 	}
 	closeCache(c)
 	e.versus(wl, "agentcache bloom filter", MetricBytes, bloomBytes, "as an ordinary L1 entry", entryBytes, nil,
-		fmt.Sprintf("per key, %d keys = Options.Negative.ExpectedKeys, default false-positive rate %.0f%%, two generations", n, 100*agentcache.DefaultFalsePositiveRate))
+		fmt.Sprintf("per key, %d keys = Options.Negative.ExpectedKeys, default false-positive rate %.0f%%, two generations", n, 100*defaultFPRate))
 	e.absolute(wl, "agentcache bloom filter", MetricBytes, bloomBytes, atMost(4, "≤ 4 bytes"), "")
 	return nil
 }
@@ -504,7 +504,7 @@ func negativeFPRate(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	conf := agentcache.DefaultFalsePositiveRate
+	conf := defaultFPRate
 	const sysConf = "configured false-positive rate"
 	e.versus(wl, "agentcache, no L2, 1 generation full", MetricFPRate, one, sysConf, conf, nil,
 		fmt.Sprintf("%d negatives = ExpectedKeys, %d lookups of keys that exist", n, q))
@@ -521,7 +521,7 @@ func negativeFPRate(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	c2, err := newCache(agentcache.Options{L2: st, Negative: agentcache.NegativeOptions{ExpectedKeys: small}, WriteQueueSize: 1 << 16})
+	c2, err := newCache(agentcache.Options{L2: st, Negative: agentcache.NegativeOptions{ExpectedKeys: small}, Tuning: agentcache.TuningOptions{WriteQueueSize: 1 << 16}})
 	if err != nil {
 		return err
 	}

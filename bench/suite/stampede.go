@@ -103,6 +103,10 @@ func stampedeAgentcache(ctx context.Context, e *env, fleet bool, rounds int) (he
 	var rt roundTrips
 	res := resource.Resource{Name: "search_docs", Scope: scope.Global, TTL: time.Hour}
 	var wraps []func(context.Context, SearchArgs) (*Product, error)
+	var lockOpts []agentcache.ToolOption
+	if !fleet {
+		lockOpts = append(lockOpts, agentcache.NoFleetLock())
+	}
 	for i := 0; i < stampedeInstances; i++ {
 		rdb := e.client(&rt)
 		defer rdb.Close()
@@ -110,7 +114,7 @@ func stampedeAgentcache(ctx context.Context, e *env, fleet bool, rounds int) (he
 		if err != nil {
 			return herdResult{}, err
 		}
-		c, err := newCache(agentcache.Options{L2: st, DisableFleetLock: !fleet})
+		c, err := newCache(agentcache.Options{L2: st})
 		if err != nil {
 			return herdResult{}, err
 		}
@@ -119,7 +123,7 @@ func stampedeAgentcache(ctx context.Context, e *env, fleet bool, rounds int) (he
 			calls.Add(1)
 			time.Sleep(toolTime)
 			return newProduct(7), nil
-		})
+		}, lockOpts...)
 		if err != nil {
 			return herdResult{}, err
 		}

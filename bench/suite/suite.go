@@ -655,3 +655,11 @@ func redisVersion(ctx context.Context, srv *redistest.Server) (string, error) {
 	}
 	return "", errors.New("no redis_version in INFO server")
 }
+
+// The defaults of agentcache.Options that the workloads size their
+// baselines by (documented on Options.L1MaxEntries and
+// NegativeOptions.FalsePositiveRate).
+const (
+	defaultL1Entries = 10_000
+	defaultFPRate    = 0.01
+)

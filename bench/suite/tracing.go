@@ -57,12 +57,12 @@ func tracingOverhead(ctx context.Context, e *env) error {
 		return err
 	}
 	defer closeCache(plain)
-	traced, wTraced, err := mk(agentcache.Options{TracerProvider: tp})
+	traced, wTraced, err := mk(agentcache.Options{Telemetry: agentcache.TelemetryOptions{TracerProvider: tp}})
 	if err != nil {
 		return err
 	}
 	defer closeCache(traced)
-	evented, wEvents, err := mk(agentcache.Options{TracerProvider: tp, L1HitEvents: true})
+	evented, wEvents, err := mk(agentcache.Options{Telemetry: agentcache.TelemetryOptions{TracerProvider: tp, L1HitEvents: true}})
 	if err != nil {
 		return err
 	}

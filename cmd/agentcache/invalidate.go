@@ -102,12 +102,11 @@ func runInvalidate(ctx context.Context, e *env, fs *flag.FlagSet, args []string)
 	}
 
 	cache, err := agentcache.New(agentcache.Options{
-		L2:               c.store,
-		L1MaxEntries:     16,
-		L2Timeout:        ioTimeout,
-		DisableFleetLock: true,
-		Name:             "agentcache-cli",
-		Logger:           slog.New(slog.DiscardHandler),
+		L2:           c.store,
+		L1MaxEntries: 16,
+		L2Timeout:    ioTimeout,
+		Logger:       slog.New(slog.DiscardHandler),
+		Telemetry:    agentcache.TelemetryOptions{Name: "agentcache-cli"},
 	})
 	if err != nil {
 		return err

@@ -88,7 +88,7 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 			return nil, fmt.Errorf("soak: %w", err)
 		}
 		stores = append(stores, s)
-		c, err := agentcache.New(agentcache.Options{L2: s, Logger: logger, Name: fmt.Sprintf("soak-%d", i)})
+		c, err := agentcache.New(agentcache.Options{L2: s, Logger: logger, Telemetry: agentcache.TelemetryOptions{Name: fmt.Sprintf("soak-%d", i)}})
 		if err != nil {
 			return nil, fmt.Errorf("soak: %w", err)
 		}

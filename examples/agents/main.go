@@ -234,10 +234,9 @@ func (d *demo) setup(ctx context.Context) error {
 		}
 		d.stores = append(d.stores, store)
 		c, err := agentcache.New(agentcache.Options{
-			L2:             store,
-			TracerProvider: d.tp,
-			Logger:         slog.New(&warnHandler{sink: d.warns, inst: name}),
-			Name:           "pod-" + strings.ToLower(name),
+			L2: store,
+
+			Logger: slog.New(&warnHandler{sink: d.warns, inst: name}), Telemetry: agentcache.TelemetryOptions{TracerProvider: d.tp, Name: "pod-" + strings.ToLower(name)},
 		})
 		if err != nil {
 			return err
