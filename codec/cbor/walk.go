@@ -1,0 +1,272 @@
+package cbor
+
+import (
+	"encoding"
+	"fmt"
+	"math/big"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+var (
+	timeType          = reflect.TypeFor[time.Time]()
+	bigIntType        = reflect.TypeFor[big.Int]()
+	cborMarshaler     = reflect.TypeFor[cbor.Marshaler]()
+	cborUnmarshaler   = reflect.TypeFor[cbor.Unmarshaler]()
+	binaryMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binaryUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+)
+
+func implements(t, iface reflect.Type) bool {
+	return t.Implements(iface) || t.Kind() != reflect.Pointer && reflect.PointerTo(t).Implements(iface)
+}
+
+// opaque reports whether values of t are written by a method of their own,
+// so that the walks below leave them alone.
+func opaque(t reflect.Type) bool {
+	return implements(t, cborMarshaler) || implements(t, binaryMarshaler) || t == bigIntType
+}
+
+// walkPlan says which walks a type's values need.
+type walkPlan struct {
+	// encodeWalk: a value may hold a time.Time (whose offset Marshal
+	// checks) or be nested without bound (a recursive type, or one with
+	// an interface): Marshal walks it first.
+	encodeWalk bool
+	// decodeWalk: a decoded value may hold a time.Time, whose zone
+	// Unmarshal interns.
+	decodeWalk bool
+	// opaque: values are written by a method of their own (or are a
+	// big.Int), and the walks leave them alone.
+	opaque bool
+}
+
+var plans sync.Map // reflect.Type → walkPlan
+
+func plan(t reflect.Type) walkPlan {
+	if p, ok := plans.Load(t); ok {
+		return p.(walkPlan)
+	}
+	var p walkPlan
+	p.opaque = opaque(t)
+	p.decodeWalk = holdsTime(t, map[reflect.Type]bool{})
+	p.encodeWalk = p.decodeWalk || recursive(t, map[reflect.Type]int{})
+	plans.Store(t, p)
+	return p
+}
+
+// holdsTime reports whether values of t can hold a time.Time, an
+// interface{} among the ways (it can hold anything).
+func holdsTime(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == timeType || t.Kind() == reflect.Interface {
+		return true
+	}
+	if seen[t] || opaque(t) {
+		return false
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		return holdsTime(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); (f.IsExported() || f.Anonymous) && holdsTime(f.Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// recursive reports whether t refers to itself (so that its values may
+// nest without bound, or form a cycle). state: 1 on the path, 2 done.
+func recursive(t reflect.Type, state map[reflect.Type]int) bool {
+	switch state[t] {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	if opaque(t) {
+		return false
+	}
+	state[t] = 1
+	defer func() { state[t] = 2 }()
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return recursive(t.Elem(), state)
+	case reflect.Map:
+		return recursive(t.Key(), state) || recursive(t.Elem(), state)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if f := t.Field(i); (f.IsExported() || f.Anonymous) && recursive(f.Type, state) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkValue refuses, before the library sees v, what it would write
+// wrongly or could not write at all: a time whose UTC offset has seconds
+// (RFC 3339 writes hours and minutes, so the instant would move), and a
+// value nested deeper than Unmarshal accepts (a cycle would otherwise
+// overflow the stack). depth counts CBOR arrays, maps and tags.
+func checkValue(v reflect.Value, depth int) error {
+	if depth > MaxNestedLevels {
+		return errTooDeep
+	}
+	t := v.Type()
+	p := plan(t)
+	if !p.encodeWalk {
+		return nil
+	}
+	if t == timeType {
+		tm := v.Interface().(time.Time)
+		if _, off := tm.Zone(); off%60 != 0 {
+			return fmt.Errorf("cbor: the time %s has a UTC offset with seconds (%ds), which RFC 3339 cannot write", tm.Format(time.RFC3339), off)
+		}
+		return nil
+	}
+	if p.opaque {
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return checkValue(v.Elem(), depth)
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return nil // a byte string
+		}
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		for i := range v.Len() {
+			if err := checkValue(v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		iter := v.MapRange()
+		for iter.Next() {
+			if err := checkValue(iter.Key(), depth+1); err != nil {
+				return err
+			}
+			if err := checkValue(iter.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := t.Field(i); f.IsExported() || f.Anonymous {
+				if err := checkValue(v.Field(i), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// zones holds the one fixed zone this process gives decoded times of each
+// offset.
+var zones sync.Map // int → *time.Location
+
+func zoneFor(off int) *time.Location {
+	if z, ok := zones.Load(off); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(off, time.FixedZone("", off))
+	return z.(*time.Location)
+}
+
+// intern gives every time.Time in a decoded value (reached through the
+// pointer Unmarshal was given) the zone of its offset: UTC for zero, else
+// the one fixed zone zoneFor keeps. time.Parse returns time.Local for an
+// offset Local has at that instant and a new zone otherwise; after this,
+// two decodes of the same bytes are == whatever the machine's zone. It
+// reports whether it changed v, for the callers that must set a copy back
+// (map values and interface contents are not addressable).
+func intern(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() || !plan(v.Type().Elem()).decodeWalk {
+			return false
+		}
+		intern(v.Elem())
+		return false // the pointer itself is unchanged
+	case reflect.Interface:
+		if v.IsNil() {
+			return false
+		}
+		e := v.Elem()
+		if !plan(e.Type()).decodeWalk {
+			return false
+		}
+		c := reflect.New(e.Type()).Elem()
+		c.Set(e)
+		if intern(c) {
+			v.Set(c)
+			return true
+		}
+		return false
+	case reflect.Slice, reflect.Array:
+		if !plan(v.Type().Elem()).decodeWalk {
+			return false
+		}
+		changed := false
+		for i := range v.Len() {
+			changed = intern(v.Index(i)) || changed
+		}
+		return changed && v.Kind() == reflect.Array
+	case reflect.Map:
+		if v.Len() == 0 || !plan(v.Type().Elem()).decodeWalk {
+			return false
+		}
+		c := reflect.New(v.Type().Elem()).Elem()
+		iter := v.MapRange()
+		for iter.Next() {
+			c.Set(iter.Value())
+			if intern(c) {
+				v.SetMapIndex(iter.Key(), c)
+			}
+		}
+		return false // the map is changed in place
+	case reflect.Struct:
+		if v.Type() == timeType {
+			t := v.Interface().(time.Time)
+			_, off := t.Zone()
+			var z *time.Location
+			if off == 0 {
+				z = time.UTC
+			} else {
+				z = zoneFor(off)
+			}
+			if t.Location() == z || !v.CanSet() {
+				return false
+			}
+			v.Set(reflect.ValueOf(t.In(z)))
+			return true
+		}
+		if plan(v.Type()).opaque {
+			return false
+		}
+		changed := false
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && plan(f.Type).decodeWalk {
+				changed = intern(v.Field(i)) || changed
+			}
+		}
+		return changed
+	}
+	return false
+}
