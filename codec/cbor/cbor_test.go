@@ -153,9 +153,10 @@ func TestTimesKeepInstantAndOffset(t *testing.T) {
 	}
 	for _, tm := range []time.Time{
 		time.Now(), time.Now().UTC(), time.Now().In(ny), time.Now().In(time.FixedZone("IST", 5*3600+1800)),
-		time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -(23*3600 + 59*60))),
+		time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -(23*3600+59*60))),
 		time.Date(2024, 1, 1, 0, 0, 0, 0, time.FixedZone("", 0)),
 	} {
+		roundTrip(t, "a time alone", tm)
 		got := roundTrip(t, "time", event{At: tm, Next: &tm, Log: map[string]time.Time{"a": tm}, List: []time.Time{tm}})
 		_, off := tm.Zone()
 		for _, g := range []time.Time{got.At, *got.Next, got.Log["a"], got.List[0]} {

@@ -25,8 +25,12 @@ func implements(t, iface reflect.Type) bool {
 }
 
 // opaque reports whether values of t are written by a method of their own,
-// so that the walks below leave them alone.
+// so that the walks below leave them alone. A pointer is not: the walks go
+// on to what it points to (a *time.Time has time.Time's methods).
 func opaque(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		return false
+	}
 	return implements(t, cborMarshaler) || implements(t, binaryMarshaler) || t == bigIntType
 }
 
