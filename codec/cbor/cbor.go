@@ -10,7 +10,8 @@ import (
 
 // Limits on what Unmarshal accepts, so that hostile or corrupt L2 bytes
 // cost bounded work and memory. Marshal refuses a value nested deeper than
-// MaxNestedLevels, so that every value it writes can be read back.
+// twice MaxNestedLevels (a cyclic one included); one between the two is
+// written, Unmarshal refuses it, and agentcache returns it uncached.
 const (
 	// MaxNestedLevels is the deepest nesting of arrays, maps and tags
 	// (slices, structs, maps, times) in one value.
@@ -91,7 +92,7 @@ func init() {
 // Marshal implements agentcache.Codec. Besides the library's own refusals
 // (NaN, a time outside years 0 to 9999, a channel, ...), it refuses a
 // time.Time whose UTC offset has seconds, which RFC 3339 cannot write, and a
-// value nested deeper than MaxNestedLevels (a cyclic one included).
+// value nested deeper than twice MaxNestedLevels (a cyclic one included).
 func (Codec) Marshal(v any) ([]byte, error) {
 	if v != nil {
 		rv := reflect.ValueOf(v)
@@ -119,7 +120,9 @@ func (Codec) Unmarshal(data []byte, v any) error {
 	}
 	rv := reflect.ValueOf(v)
 	if plan(rv.Type()).decodeWalk {
-		intern(rv)
+		var fx fixer
+		fx.intern(rv)
+		return fx.err
 	}
 	return nil
 }
@@ -139,4 +142,4 @@ type codecError struct{ err error }
 func (e *codecError) Error() string { return "cbor: " + e.err.Error() }
 func (e *codecError) Unwrap() error { return e.err }
 
-var errTooDeep = errors.New("cbor: a value nested deeper than MaxNestedLevels (or cyclic), which Unmarshal would refuse")
+var errTooDeep = errors.New("cbor: a value nested deeper than twice MaxNestedLevels, or cyclic, which Unmarshal would refuse")

@@ -183,7 +183,7 @@ func TestMarshalRefusesWhatItCannotWrite(t *testing.T) {
 	cyclic := &node{}
 	cyclic.Next = cyclic
 	deep := &node{}
-	for range cbor.MaxNestedLevels + 1 {
+	for range 2*cbor.MaxNestedLevels + 1 {
 		deep = &node{Next: deep}
 	}
 	for name, v := range map[string]any{

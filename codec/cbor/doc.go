@@ -40,9 +40,11 @@
 //
 // Marshal refuses NaN (no copy of it would be equal to it), a time outside
 // years 0 to 9999, or with an offset of 24 hours or more or with seconds
-// (RFC 3339 cannot write them), and a value nested deeper than
-// MaxNestedLevels, cyclic ones included. agentcache returns such a value to
-// its caller uncached and counts it (Stats.Unencodable).
+// (RFC 3339 cannot write them), and a value nested deeper than twice
+// MaxNestedLevels, cyclic ones included (the library would overflow the
+// stack on a cycle). agentcache returns such a value to its caller
+// uncached and counts it (Stats.Unencodable), as it does a value nested
+// deeper than MaxNestedLevels, which Unmarshal refuses.
 //
 // # What CheckType refuses
 //

@@ -62,10 +62,11 @@ func plan(t reflect.Type) walkPlan {
 	return p
 }
 
-// holdsTime reports whether values of t can hold a time.Time, an
-// interface{} among the ways (it can hold anything).
+// holdsTime reports whether values of t can hold a time.Time or a big.Int
+// (whose zero the library decodes in two ways), an interface{} among the
+// ways (it can hold anything).
 func holdsTime(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if t == timeType || t.Kind() == reflect.Interface {
+	if t == timeType || t == bigIntType || t.Kind() == reflect.Interface {
 		return true
 	}
 	if seen[t] || opaque(t) {
@@ -114,15 +115,19 @@ func recursive(t reflect.Type, state map[reflect.Type]int) bool {
 	return false
 }
 
+// maxEncodeDepth is how deep a value Marshal writes: deep enough for all
+// that Unmarshal reads back (the library counts levels its own way, a run
+// of tags as one fewer), and shallow enough that a cyclic value is refused
+// before it overflows the stack.
+const maxEncodeDepth = 2 * MaxNestedLevels
+
 // checkValue refuses, before the library sees v, what it would write
 // wrongly or could not write at all: a time whose UTC offset has seconds
 // (RFC 3339 writes hours and minutes, so the instant would move), and a
-// value nested deeper than Unmarshal accepts (a cycle would otherwise
-// overflow the stack). depth counts CBOR arrays, maps and tags.
+// value nested deeper than maxEncodeDepth (a cycle would otherwise
+// overflow the stack). depth counts the arrays and maps (slices, arrays,
+// maps, structs) around v.
 func checkValue(v reflect.Value, depth int) error {
-	if depth > MaxNestedLevels {
-		return errTooDeep
-	}
 	t := v.Type()
 	p := plan(t)
 	if !p.encodeWalk {
@@ -151,8 +156,11 @@ func checkValue(v reflect.Value, depth int) error {
 		if v.Kind() == reflect.Slice && v.IsNil() {
 			return nil
 		}
+		if depth++; depth > maxEncodeDepth {
+			return errTooDeep
+		}
 		for i := range v.Len() {
-			if err := checkValue(v.Index(i), depth+1); err != nil {
+			if err := checkValue(v.Index(i), depth); err != nil {
 				return err
 			}
 		}
@@ -160,19 +168,25 @@ func checkValue(v reflect.Value, depth int) error {
 		if v.IsNil() {
 			return nil
 		}
+		if depth++; depth > maxEncodeDepth {
+			return errTooDeep
+		}
 		iter := v.MapRange()
 		for iter.Next() {
-			if err := checkValue(iter.Key(), depth+1); err != nil {
+			if err := checkValue(iter.Key(), depth); err != nil {
 				return err
 			}
-			if err := checkValue(iter.Value(), depth+1); err != nil {
+			if err := checkValue(iter.Value(), depth); err != nil {
 				return err
 			}
 		}
 	case reflect.Struct:
+		if depth++; depth > maxEncodeDepth {
+			return errTooDeep
+		}
 		for i := range v.NumField() {
 			if f := t.Field(i); f.IsExported() || f.Anonymous {
-				if err := checkValue(v.Field(i), depth+1); err != nil {
+				if err := checkValue(v.Field(i), depth); err != nil {
 					return err
 				}
 			}
@@ -193,6 +207,10 @@ func zoneFor(off int) *time.Location {
 	return z.(*time.Location)
 }
 
+// fixer walks a decoded value; err is the first time in it that Marshal
+// would refuse.
+type fixer struct{ err error }
+
 // intern gives every time.Time in a decoded value (reached through the
 // pointer Unmarshal was given) the zone of its offset: UTC for zero, else
 // the one fixed zone zoneFor keeps. time.Parse returns time.Local for an
@@ -200,13 +218,13 @@ func zoneFor(off int) *time.Location {
 // two decodes of the same bytes are == whatever the machine's zone. It
 // reports whether it changed v, for the callers that must set a copy back
 // (map values and interface contents are not addressable).
-func intern(v reflect.Value) bool {
+func (fx *fixer) intern(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() || !plan(v.Type().Elem()).decodeWalk {
 			return false
 		}
-		intern(v.Elem())
+		fx.intern(v.Elem())
 		return false // the pointer itself is unchanged
 	case reflect.Interface:
 		if v.IsNil() {
@@ -218,7 +236,7 @@ func intern(v reflect.Value) bool {
 		}
 		c := reflect.New(e.Type()).Elem()
 		c.Set(e)
-		if intern(c) {
+		if fx.intern(c) {
 			v.Set(c)
 			return true
 		}
@@ -229,7 +247,7 @@ func intern(v reflect.Value) bool {
 		}
 		changed := false
 		for i := range v.Len() {
-			changed = intern(v.Index(i)) || changed
+			changed = fx.intern(v.Index(i)) || changed
 		}
 		return changed && v.Kind() == reflect.Array
 	case reflect.Map:
@@ -240,7 +258,7 @@ func intern(v reflect.Value) bool {
 		iter := v.MapRange()
 		for iter.Next() {
 			c.Set(iter.Value())
-			if intern(c) {
+			if fx.intern(c) {
 				v.SetMapIndex(iter.Key(), c)
 			}
 		}
@@ -255,11 +273,25 @@ func intern(v reflect.Value) bool {
 			} else {
 				z = zoneFor(off)
 			}
+			if y := t.Year(); (y < 0 || y > 9999 || off%60 != 0 || off <= -24*3600 || off >= 24*3600) && fx.err == nil {
+				// Only from a tag 1 (epoch) time, which Marshal never
+				// writes: refused, as Marshal would refuse to write it.
+				fx.err = fmt.Errorf("cbor: the decoded time %v cannot be written back in RFC 3339", t)
+			}
 			if t.Location() == z || !v.CanSet() {
 				return false
 			}
 			v.Set(reflect.ValueOf(t.In(z)))
 			return true
+		}
+		if v.Type() == bigIntType {
+			// A zero decoded from a bignum with leading zero bytes has an
+			// empty slice where zero has none: make it the one zero.
+			if x := v.Addr().Interface().(*big.Int); x.Sign() == 0 && !v.IsZero() && v.CanSet() {
+				v.Set(reflect.Zero(bigIntType))
+				return true
+			}
+			return false
 		}
 		if plan(v.Type()).opaque {
 			return false
@@ -267,7 +299,7 @@ func intern(v reflect.Value) bool {
 		changed := false
 		for i := range v.NumField() {
 			if f := v.Type().Field(i); (f.IsExported() || f.Anonymous) && plan(f.Type).decodeWalk {
-				changed = intern(v.Field(i)) || changed
+				changed = fx.intern(v.Field(i)) || changed
 			}
 		}
 		return changed
