@@ -4,6 +4,7 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/codec/cbor"
 )
 
 // namedCodec is a codec offered through agentcache.Options.Codec, with the
@@ -21,6 +22,7 @@ type namedCodec struct {
 //	{"codec/cbor", cbor.Codec{}},
 var fastCodecs = []namedCodec{
 	{"goccy/go-json", goccyJSON{}},
+	{"codec/cbor", cbor.Codec{}},
 }
 
 // goccyJSON adapts github.com/goccy/go-json, a drop-in encoding/json
