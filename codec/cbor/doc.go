@@ -72,8 +72,8 @@
 //
 // # Why CBOR and not msgpack
 //
-// Measured with this package's benchmarks (go test -run '^$' -bench .
-// -benchmem ./codec/cbor; Go 1.26, 2 cores of an AMD EPYC), Marshal then
+// Measured with the benchmarks of bench/codeccmp (cd bench && go test
+// -run '^$' -bench . -benchmem ./codeccmp; Go 1.26, 2 cores of an AMD EPYC), Marshal then
 // Unmarshal of the bench suite's product (about 100 bytes in either
 // format) and of a result of 100 of them:
 //

@@ -1,12 +1,12 @@
-package cbor_test
+package codeccmp
 
-// The measurement behind the choice of CBOR over msgpack (see the package
-// documentation): Marshal and then Unmarshal of the bench suite's payload,
-// one product and a result of 100 of them, through this Codec, through
+// The measurement behind the choice of CBOR over msgpack (see codec/cbor's
+// package documentation): Marshal and then Unmarshal of the bench suite's payload,
+// one product and a result of 100 of them, through cbor.Codec, through
 // each library as configured for the fidelity contract, through each with
 // its defaults, and through agentcache.JSON for reference.
 //
-//	go test -run '^$' -bench . -benchmem ./codec/cbor
+//	cd bench && go test -run '^$' -bench . -benchmem ./codeccmp
 
 import (
 	"bytes"
