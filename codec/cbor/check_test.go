@@ -148,6 +148,17 @@ type fine struct {
 	Arr     toArray
 }
 
+// product has the shape of a typical tool result (the bench suite's
+// payload).
+type product struct {
+	ID    int      `json:"id"`
+	SKU   string   `json:"sku"`
+	Name  string   `json:"name"`
+	Price float64  `json:"price"`
+	Stock int      `json:"stock"`
+	Tags  []string `json:"tags"`
+}
+
 // What the codec carries is accepted, interface{} and recursive types
 // included, and Wrap accepts it.
 func TestCheckTypeAcceptsWhatComesBack(t *testing.T) {
