@@ -34,10 +34,10 @@ type user struct {
 func TestGetLoadsOnceThenHits(t *testing.T) {
 	c := newL1(t, Options{})
 	var calls atomic.Int32
-	load := LoaderFunc[user](func(ctx context.Context, key string) (user, error) {
+	load := func(ctx context.Context, key string) (user, error) {
 		calls.Add(1)
 		return user{ID: key, Name: "Ada"}, nil
-	})
+	}
 	ctx := context.Background()
 	for i := 0; i < 5; i++ {
 		u, err := Get(ctx, c, "u1", load)
@@ -61,11 +61,11 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 	c := newL1(t, Options{})
 	var calls atomic.Int32
 	release := make(chan struct{})
-	load := LoaderFunc[int](func(ctx context.Context, key string) (int, error) {
+	load := func(ctx context.Context, key string) (int, error) {
 		calls.Add(1)
 		<-release
 		return 42, nil
-	})
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < 100; i++ {
 		wg.Add(1)
@@ -92,12 +92,12 @@ func TestLoaderErrorsAreNotCached(t *testing.T) {
 	c := newL1(t, Options{})
 	boom := errors.New("tool down")
 	var calls atomic.Int32
-	load := LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+	load := func(ctx context.Context, key string) (string, error) {
 		if calls.Add(1) == 1 {
 			return "", boom
 		}
 		return "ok", nil
-	})
+	}
 	if _, err := Get(context.Background(), c, "k", load); !errors.Is(err, boom) {
 		t.Fatalf("first Get err = %v, want the loader's", err)
 	}
@@ -112,10 +112,10 @@ func TestLoaderErrorsAreNotCached(t *testing.T) {
 func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 	c := newL1(t, Options{})
 	start := make(chan struct{})
-	load := LoaderFunc[int](func(ctx context.Context, key string) (int, error) {
+	load := func(ctx context.Context, key string) (int, error) {
 		<-start
 		panic("tool exploded")
-	})
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
@@ -143,7 +143,7 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 	c := newL1(t, Options{})
 	release := make(chan struct{})
 	var calls atomic.Int32
-	load := LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+	load := func(ctx context.Context, key string) (string, error) {
 		calls.Add(1)
 		select {
 		case <-release:
@@ -151,7 +151,7 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
-	})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := Get(ctx, c, "k", load); errc <- err }()
@@ -177,7 +177,7 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	c := newL1(t, Options{})
 	ctx := context.Background()
-	load := LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	load := func(context.Context, string) (int, error) { return 1, nil }
 	cases := []struct {
 		name string
 		err  error
@@ -186,7 +186,7 @@ func TestBadInput(t *testing.T) {
 		{"empty key", func() error { _, err := Get(ctx, c, "", load); return err }(), "empty key"},
 		{"NUL key", func() error { _, err := Get(ctx, c, "\x00x", load); return err }(), "reserved"},
 		{"long key", func() error { _, err := Get(ctx, c, strings.Repeat("k", MaxKeyLen+1), load); return err }(), "exceeds"},
-		{"nil loader", func() error { _, err := Get[int](ctx, c, "k", nil); return err }(), "non-nil Loader"},
+		{"nil loader", func() error { _, err := Get[int](ctx, c, "k", nil); return err }(), "non-nil load function"},
 		{"negative TTL", c.Set(ctx, "k", 1, -time.Second), "negative TTL"},
 		{"Set empty key", c.Set(ctx, "", 1, 0), "empty key"},
 		{"Delete empty key", c.Delete(ctx, ""), "empty key"},
@@ -219,7 +219,7 @@ func TestClosed(t *testing.T) {
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	load := LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	load := func(context.Context, string) (int, error) { return 1, nil }
 	if _, err := Get(ctx, c, "k", load); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get after Close: %v", err)
 	}
@@ -319,9 +319,9 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 func TestSetDeleteClear(t *testing.T) {
 	c := newL1(t, Options{})
 	ctx := context.Background()
-	never := LoaderFunc[string](func(context.Context, string) (string, error) {
+	never := func(context.Context, string) (string, error) {
 		return "", errors.New("loader must not run")
-	})
+	}
 	if err := c.Set(ctx, "a", "A", time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestTTLExpiry(t *testing.T) {
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute, TTLJitter: -1})
 	var calls atomic.Int32
-	load := LoaderFunc[int](func(context.Context, string) (int, error) { return int(calls.Add(1)), nil })
+	load := func(context.Context, string) (int, error) { return int(calls.Add(1)), nil }
 	ctx := context.Background()
 	if v, _ := Get(ctx, c, "k", load); v != 1 {
 		t.Fatalf("first = %d", v)
@@ -379,9 +379,9 @@ func TestSnapshotWarmStart(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 
 	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}})
-	never := LoaderFunc[user](func(context.Context, string) (user, error) {
+	never := func(context.Context, string) (user, error) {
 		return user{}, errors.New("loader must not run: the snapshot has it")
-	})
+	}
 	u, err := Get(ctx, c2, "a", never)
 	if err != nil || u.Name != "Ada" {
 		t.Fatalf("after restart Get = %+v, %v", u, err)
@@ -394,7 +394,7 @@ func TestSnapshotWarmStart(t *testing.T) {
 		t.Fatalf("L1Hits = %d, want 2", s.L1Hits)
 	}
 	var calls atomic.Int32
-	load := LoaderFunc[int](func(context.Context, string) (int, error) { calls.Add(1); return 2, nil })
+	load := func(context.Context, string) (int, error) { calls.Add(1); return 2, nil }
 	if v, _ := Get(ctx, c2, "short", load); v != 2 || calls.Load() != 1 {
 		t.Fatal("an entry that expired while down was restored")
 	}
@@ -411,7 +411,7 @@ func TestSnapshotRestoredEntryRespectsInvalidation(t *testing.T) {
 	if err := c2.Clear(ctx); err != nil {
 		t.Fatal(err)
 	}
-	v, err := Get(ctx, c2, "a", LoaderFunc[string](func(context.Context, string) (string, error) { return "new", nil }))
+	v, err := Get(ctx, c2, "a", func(context.Context, string) (string, error) { return "new", nil })
 	if err != nil || v != "new" {
 		t.Fatalf("Get = %q, %v; a restored entry survived Clear", v, err)
 	}
@@ -431,7 +431,7 @@ func TestCorruptSnapshotStartsCold(t *testing.T) {
 	if len(matches) != 1 {
 		t.Fatalf("corrupt snapshot not moved aside: %v", matches)
 	}
-	v, err := Get(context.Background(), c, "k", LoaderFunc[int](func(context.Context, string) (int, error) { return 7, nil }))
+	v, err := Get(context.Background(), c, "k", func(context.Context, string) (int, error) { return 7, nil })
 	if err != nil || v != 7 {
 		t.Fatalf("cold cache Get = %v, %v", v, err)
 	}
@@ -454,7 +454,7 @@ func TestWarmup(t *testing.T) {
 			if fail {
 				return errors.New("nope")
 			}
-			_, err := Get(ctx, c, name, LoaderFunc[string](func(context.Context, string) (string, error) { return name, nil }))
+			_, err := Get(ctx, c, name, func(context.Context, string) (string, error) { return name, nil })
 			return err
 		}}
 	}

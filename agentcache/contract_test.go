@@ -256,7 +256,7 @@ func TestDeleteIsNotUndoneByAQueuedWrite(t *testing.T) {
 			served := 0
 			for i := 0; i < n; i++ {
 				k := fmt.Sprintf("k%d", i)
-				v, err := Get(ctx, in.c, k, LoaderFunc[string](func(context.Context, string) (string, error) { return "loaded " + k, nil }))
+				v, err := Get(ctx, in.c, k, func(context.Context, string) (string, error) { return "loaded " + k, nil })
 				if err != nil {
 					t.Fatalf("%s: Get(%s): %v", in.name, k, err)
 				}
@@ -384,13 +384,13 @@ func TestInvalidationFencesARunningLoad(t *testing.T) {
 		var version atomic.Int32
 		value := func() string { return fmt.Sprintf("v%d", version.Load()+1) }
 		started, release := make(chan struct{}), make(chan struct{})
-		blockedLoader := LoaderFunc[string](func(context.Context, string) (string, error) {
+		blockedLoader := func(context.Context, string) (string, error) {
 			v := value()
 			close(started)
 			<-release
 			return v, nil
-		})
-		loader := LoaderFunc[string](func(context.Context, string) (string, error) { return value(), nil })
+		}
+		loader := func(context.Context, string) (string, error) { return value(), nil }
 		done := make(chan struct{})
 		var first string
 		go func() {
@@ -599,8 +599,8 @@ func TestCorruptEpochKeyIsRepairedNotFatal(t *testing.T) {
 			a := rcNew(t, Options{L2: e.store(), MaxEpochAge: maxAge})
 			b := rcNew(t, Options{L2: e.store(), MaxEpochAge: maxAge})
 			rcSubscribed(t, a, b)
-			fromA := LoaderFunc[string](func(_ context.Context, k string) (string, error) { return "A's " + k, nil })
-			fromB := LoaderFunc[string](func(_ context.Context, k string) (string, error) { return "B's " + k, nil })
+			fromA := func(_ context.Context, k string) (string, error) { return "A's " + k, nil }
+			fromB := func(_ context.Context, k string) (string, error) { return "B's " + k, nil }
 			if _, err := Get(ctx, a, "warm", fromA); err != nil {
 				t.Fatal(err)
 			}
@@ -789,7 +789,7 @@ func TestMissDoesNotWaitForL2Writes(t *testing.T) {
 			t.Cleanup(func() { p.Blackhole(false) }) // before a closes
 			rcSubscribed(t, a)
 			// Confirm the epochs first, as a running instance has.
-			if _, err := Get(ctx, a, "warm", LoaderFunc[string](func(context.Context, string) (string, error) { return "warm", nil })); err != nil {
+			if _, err := Get(ctx, a, "warm", func(context.Context, string) (string, error) { return "warm", nil }); err != nil {
 				t.Fatal(err)
 			}
 			ctWaitDrained(t, a)
@@ -798,10 +798,10 @@ func TestMissDoesNotWaitForL2Writes(t *testing.T) {
 			switch entry {
 			case "Get":
 				miss = func() (string, error) {
-					return Get(ctx, a, "k", LoaderFunc[string](func(context.Context, string) (string, error) {
+					return Get(ctx, a, "k", func(context.Context, string) (string, error) {
 						p.Blackhole(true)
 						return "value of k", nil
-					}))
+					})
 				}
 			case "Wrap":
 				var armed atomic.Bool
@@ -839,7 +839,7 @@ func TestMissDoesNotWaitForL2Writes(t *testing.T) {
 			b := rcNew(t, Options{L2: e.store()})
 			switch entry {
 			case "Get":
-				w, err := Get(ctx, b, "k", LoaderFunc[string](func(context.Context, string) (string, error) { return "B's", nil }))
+				w, err := Get(ctx, b, "k", func(context.Context, string) (string, error) { return "B's", nil })
 				if err != nil || w != v {
 					t.Errorf("B: %q, %v; want %q from L2", w, err, v)
 				}
@@ -873,10 +873,10 @@ func TestNilInterfaceResultIsServed(t *testing.T) {
 				rcSubscribed(t, c)
 			}
 			var runs atomic.Int32
-			loader := LoaderFunc[any](func(context.Context, string) (any, error) {
+			loader := func(context.Context, string) (any, error) {
 				runs.Add(1)
 				return nil, nil
-			})
+			}
 			for i := 0; i < 5; i++ {
 				if v, err := Get[any](ctx, c, "nil", loader); err != nil || v != nil {
 					t.Fatalf("Get #%d: %v, %v", i, v, err)
@@ -1025,7 +1025,7 @@ func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 		})
 		return c, hook
 	}
-	loader := LoaderFunc[string](func(_ context.Context, k string) (string, error) { return "loaded " + k, nil })
+	loader := func(_ context.Context, k string) (string, error) { return "loaded " + k, nil }
 
 	t.Run("L1 hit", func(t *testing.T) {
 		rcNoLeaks(t)

@@ -6,7 +6,7 @@
 //
 // A lookup tries L1, then L2, then the loader (the real tool):
 //
-//	v, err := agentcache.Get(ctx, c, "weather:paris", agentcache.LoaderFunc[Forecast](fetchForecast))
+//	v, err := agentcache.Get(ctx, c, "weather:paris", fetchForecast)
 //
 // An L1 hit returns the stored value itself — no decoding, no allocation.
 // An L2 hit decodes the value (JSON by default) and fills L1. On a miss the

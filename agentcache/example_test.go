@@ -145,9 +145,9 @@ func ExampleGet() {
 	c, _ := agentcache.New(agentcache.Options{})
 	defer c.Close(context.Background())
 
-	load := agentcache.LoaderFunc[string](func(ctx context.Context, key string) (string, error) {
+	load := func(ctx context.Context, key string) (string, error) {
 		return "value of " + key, nil
-	})
+	}
 	v, _ := agentcache.Get(context.Background(), c, "user:42", load)
 	fmt.Println(v, c.Stats().Misses)
 	v, _ = agentcache.Get(context.Background(), c, "user:42", load)

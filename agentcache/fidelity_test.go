@@ -151,10 +151,10 @@ func TestResultTypesTheCodecCannotCarryAreRefused(t *testing.T) {
 		return err
 	})
 	// Get refuses at its first miss, Set at once; neither stores anything.
-	_, err := Get(context.Background(), c, "k", LoaderFunc[hidden](func(context.Context, string) (hidden, error) {
+	_, err := Get(context.Background(), c, "k", func(context.Context, string) (hidden, error) {
 		t.Error("Get ran the loader of a refused type")
 		return hidden{}, nil
-	}))
+	})
 	if !errors.Is(err, ErrResultType) || !strings.Contains(err.Error(), "notes") {
 		t.Errorf("Get of a refused type: %v", err)
 	}

@@ -13,28 +13,22 @@ import (
 // MaxKeyLen bounds a key of the key-value API, in bytes.
 const MaxKeyLen = 4096
 
-// Loader loads the value for a key on a miss. A Loader that returns
-// ErrNotFound (or an error wrapping it) says the thing does not exist; any
-// other error is returned to the callers and never cached.
-type Loader[T any] interface {
-	Load(ctx context.Context, key string) (T, error)
-}
-
-// LoaderFunc adapts a function to Loader.
-type LoaderFunc[T any] func(ctx context.Context, key string) (T, error)
-
-// Load calls f.
-func (f LoaderFunc[T]) Load(ctx context.Context, key string) (T, error) { return f(ctx, key) }
-
 // Get returns the value cached at key, from L1, else from L2, else from
-// loader — which runs once for all concurrent callers of the key on this
+// load — which runs once for all concurrent callers of the key on this
 // instance, on its own goroutine, so that a caller whose ctx ends leaves with
 // ctx.Err() while the load goes on for the others. The loaded value is
 // written to L1 at once and to L2 in the background, for Options.DefaultTTL.
+// A load that returns ErrNotFound (or an error wrapping it) says the thing
+// does not exist, which is remembered (see NegativeOptions); any other error
+// is returned to the callers and never cached.
 //
-// L1 holds the value itself, not a copy: treat values as immutable. Redis
-// errors never reach the caller; they make the lookup go to the loader.
-func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T, error) {
+// Get is a function, not a method like Set, Delete and Clear, because it is
+// generic in the value's type.
+//
+// The value returned is shared with every other caller of the key: it must
+// not be mutated. Redis errors never reach the caller; they make the lookup
+// go to load.
+func Get[T any](ctx context.Context, c *Cache, key string, load func(ctx context.Context, key string) (T, error)) (T, error) {
 	var zero T
 	if c.closed.Load() {
 		return zero, ErrClosed
@@ -48,7 +42,7 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 				return v, nil
 			}
 		}
-		return getKV(ctx, c, key, loader, nil)
+		return getKV(ctx, c, key, load, nil)
 	}
 	return observe(ctx, c, c.kv.obs, &obsLookup{}, func(o *obsLookup) (T, bool) {
 		if len(key) == 0 || key[0] == 0 {
@@ -56,11 +50,11 @@ func Get[T any](ctx context.Context, c *Cache, key string, loader Loader[T]) (T,
 		}
 		return freshL1[T](c, key, o)
 	}, func(ctx context.Context, o *obsLookup) (T, error) {
-		return getKV(ctx, c, key, loader, o)
+		return getKV(ctx, c, key, load, o)
 	})
 }
 
-func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o *obsLookup) (T, error) {
+func getKV[T any](ctx context.Context, c *Cache, key string, load func(context.Context, string) (T, error), o *obsLookup) (T, error) {
 	var zero T
 	// The key check on the hit path is one byte: keys starting with NUL are
 	// reserved for resources, so a key-value key can never name one.
@@ -75,14 +69,14 @@ func getKV[T any](ctx context.Context, c *Cache, key string, loader Loader[T], o
 	if err := checkKey(key); err != nil {
 		return zero, err
 	}
-	if loader == nil {
-		return zero, errors.New("agentcache: Get needs a non-nil Loader")
+	if load == nil {
+		return zero, errors.New("agentcache: Get needs a non-nil load function")
 	}
 	if err := c.checkResult(reflect.TypeFor[T]()); err != nil {
 		return zero, fmt.Errorf("agentcache: Get %q: %w", key, err)
 	}
 	lk := lookup{r: c.kv, tail: key, l1: key}
-	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return loader.Load(ctx, key) }, o)
+	return fetch(ctx, c, &lk, func(ctx context.Context) (T, error) { return load(ctx, key) }, o)
 }
 
 // Set stores value at key for ttl (0: Options.DefaultTTL): in L1 at once, in

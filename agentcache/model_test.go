@@ -690,13 +690,13 @@ func (m *mtRun) read(rng *rand.Rand, pod int, k mtKey) {
 	case "kv":
 		r = m.newRec(mtRead, inc, "Get "+k.kvName(), k.String())
 		r.start = m.now()
-		v, err := Get(ctx, inc.c, k.kvName(), LoaderFunc[mtVal](func(ctx context.Context, _ string) (mtVal, error) {
+		v, err := Get(ctx, inc.c, k.kvName(), func(ctx context.Context, _ string) (mtVal, error) {
 			vs, err := m.tool(ctx, inc, "Get loader", []string{k.String()})
 			if err != nil {
 				return mtVal{}, err
 			}
 			return vs[0], nil
-		}))
+		})
 		r.end = m.now()
 		one(r, v, err)
 	case "stock":

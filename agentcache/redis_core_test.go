@@ -209,11 +209,11 @@ func rcProfileFor(id string) rcProfile {
 }
 
 // rcCounting returns a loader that counts its runs and returns value(key).
-func rcCounting[T any](runs *atomic.Int32, value func(key string) T) Loader[T] {
-	return LoaderFunc[T](func(ctx context.Context, key string) (T, error) {
+func rcCounting[T any](runs *atomic.Int32, value func(key string) T) func(context.Context, string) (T, error) {
+	return func(ctx context.Context, key string) (T, error) {
 		runs.Add(1)
 		return value(key), nil
-	})
+	}
 }
 
 func TestRedisL2HitAcrossInstances(t *testing.T) {
@@ -288,9 +288,9 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 			// fails, so nothing replaces the entry); the error is the
 			// loader's, never a decoding error.
 			toolDown := errors.New("profile service down")
-			_, err := Get(ctx, b, "profile:7", LoaderFunc[rcProfile](func(context.Context, string) (rcProfile, error) {
+			_, err := Get(ctx, b, "profile:7", func(context.Context, string) (rcProfile, error) {
 				return rcProfile{}, toolDown
-			}))
+			})
 			if !errors.Is(err, toolDown) {
 				t.Fatalf("B: Get over a corrupt entry = %v, want the loader's error", err)
 			}
@@ -484,7 +484,7 @@ func TestRedisFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 		t.Fatalf("queue of 1 and a stuck writer: %d queued, %d dropped of %d writes", s.WritesQueued, s.WritesDropped, n+1)
 	}
 	// What was set is still served from L1.
-	if v, err := Get(ctx, c, "k150", LoaderFunc[int](func(context.Context, string) (int, error) { return 0, errors.New("not in L1") })); err != nil || v != 150 {
+	if v, err := Get(ctx, c, "k150", func(context.Context, string) (int, error) { return 0, errors.New("not in L1") }); err != nil || v != 150 {
 		t.Fatalf("L1 after dropped writes: %d, %v", v, err)
 	}
 
@@ -545,9 +545,9 @@ func TestRedisCloseDrainsWriteQueue(t *testing.T) {
 
 	// Everything is in Redis: a new instance reads it all from L2.
 	d := rcNew(t, Options{L2: e.store()})
-	never := LoaderFunc[int](func(_ context.Context, key string) (int, error) {
+	never := func(_ context.Context, key string) (int, error) {
 		return 0, fmt.Errorf("%s was not in L2 after Close", key)
-	})
+	}
 	for i := 0; i < n; i++ {
 		if v, err := Get(ctx, d, fmt.Sprintf("k%d", i), never); err != nil || v != i {
 			t.Fatalf("k%d after Close: %d, %v", i, v, err)

@@ -51,7 +51,7 @@ func TestSnapshotRestartHonoursChangesMadeWhileDown(t *testing.T) {
 
 	a2 := rcNew(t, withSnapshot())
 	getA2 := ctWrap(t, a2, truth)
-	loader := LoaderFunc[string](func(_ context.Context, k string) (string, error) { return "loaded " + k, nil })
+	loader := func(_ context.Context, k string) (string, error) { return "loaded " + k, nil }
 	if v, err := Get(ctx, a2, "kept", loader); err != nil || v != "old kept" {
 		t.Fatalf("the untouched entry after the restart: %q, %v; want it served without its loader", v, err)
 	}
@@ -98,10 +98,10 @@ func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
 
 	a2 := rcNew(t, withSnapshot())
 	var loads atomic.Int32
-	loader := LoaderFunc[string](func(_ context.Context, k string) (string, error) {
+	loader := func(_ context.Context, k string) (string, error) {
 		loads.Add(1)
 		return "loaded " + k, nil
-	})
+	}
 	for _, k := range []string{"kept", "changed"} {
 		if v, err := Get(ctx, a2, k, loader); err != nil || v != "old "+k {
 			t.Fatalf("restored %q with L2 unreachable: %q, %v; want %q from the snapshot", k, v, err, "old "+k)

@@ -69,7 +69,7 @@ func TestBugInvalidationDuringStallResurrects(t *testing.T) {
 	// (a command sent to the paused server would still be applied when it
 	// resumes).
 	waitFor(t, 5*time.Second, "A's breaker open", func() bool {
-		_, _ = agentcache.Get(context.Background(), a, "poke", agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil }))
+		_, _ = agentcache.Get(context.Background(), a, "poke", func(context.Context, string) (int, error) { return 1, nil })
 		return a.Stats().Breaker == "open"
 	})
 	led.set("probe", 2)
@@ -288,7 +288,7 @@ func TestBugClusterFailoverWaitsForSlotReload(t *testing.T) {
 	o := faultOptions(store)
 	c := newCache(t, o)
 	ctx := context.Background()
-	load := agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	load := func(context.Context, string) (int, error) { return 1, nil }
 	// New keys (L1 misses, so L2 reads) in every slot range.
 	n := 0
 	touch := func() {
@@ -499,7 +499,7 @@ func TestBugClusterHungMasterWaitsForSlotReload(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 	c := newCache(t, agentcache.Options{L2: store, Tuning: agentcache.TuningOptions{Breaker: faultBreaker}})
 	ctx := context.Background()
-	load := agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return 1, nil })
+	load := func(context.Context, string) (int, error) { return 1, nil }
 	n := 0
 	touch := func() {
 		for range 64 {
@@ -553,7 +553,7 @@ func openBreaker(t *testing.T, c *agentcache.Cache) {
 	n := 0
 	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
 		n++
-		_, _ = agentcache.Get(context.Background(), c, "poke-"+strconv.Itoa(n), agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return n, nil }))
+		_, _ = agentcache.Get(context.Background(), c, "poke-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
 		return c.Stats().Breaker == "open"
 	})
 }
@@ -564,7 +564,7 @@ func closeBreaker(t *testing.T, c *agentcache.Cache) {
 	n := 0
 	waitFor(t, 5*time.Second, "the breaker to close", func() bool {
 		n++
-		_, _ = agentcache.Get(context.Background(), c, "probe-"+strconv.Itoa(n), agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return n, nil }))
+		_, _ = agentcache.Get(context.Background(), c, "probe-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
 		return c.Stats().Breaker == "closed"
 	})
 }
@@ -605,7 +605,7 @@ func TestBugExactInvalidationDuringOutageUndone(t *testing.T) {
 			var invalidate func() error
 			switch how {
 			case "Delete":
-				load := agentcache.LoaderFunc[int](func(context.Context, string) (int, error) { return int(version.Load()), nil })
+				load := func(context.Context, string) (int, error) { return int(version.Load()), nil }
 				read = func() int {
 					v, err := agentcache.Get(ctx, a, "greeting", load)
 					if err != nil {

@@ -256,7 +256,7 @@ func TestCluster(t *testing.T) {
 		if err := a.C.Set(ctx, "greeting", "hello", time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		load := agentcache.LoaderFunc[string](func(context.Context, string) (string, error) { return "loaded", nil })
+		load := func(context.Context, string) (string, error) { return "loaded", nil }
 		waitFor(t, 2*time.Second, "B reads A's Set", func() bool {
 			v, err := agentcache.Get(ctx, bb.C, "greeting", load)
 			return err == nil && v == "hello"

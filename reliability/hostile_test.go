@@ -219,10 +219,10 @@ func TestHostileArguments(t *testing.T) {
 		"reserved NUL":    "\x00rel_str@0",
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := agentcache.Get(context.Background(), c, key, agentcache.LoaderFunc[string](func(context.Context, string) (string, error) {
+			_, err := agentcache.Get(context.Background(), c, key, func(context.Context, string) (string, error) {
 				runs.Add(1)
 				return "", nil
-			}))
+			})
 			if !errors.Is(err, agentcache.ErrInvalidKey) {
 				t.Fatalf("got %v; want ErrInvalidKey", err)
 			}

@@ -251,9 +251,9 @@ func TestIsolationUnderCancellation(t *testing.T) {
 					}
 				case 3:
 					key := "kv:" + user + ":" + arg
-					got, err = agentcache.Get(ctx, in.C, key, agentcache.LoaderFunc[string](func(_ context.Context, k string) (string, error) {
+					got, err = agentcache.Get(ctx, in.C, key, func(_ context.Context, k string) (string, error) {
 						return "value of " + k, nil
-					}))
+					})
 					if err == nil && got != "value of "+key {
 						fail(user + " got " + got)
 					}

@@ -226,9 +226,9 @@ func deepContext(ctx context.Context) (context.Context, context.CancelFunc) {
 func (f *l1Fixture) ops(ctx context.Context, be *benchErr) map[string]func(i int32) bool {
 	deep, cancel := deepContext(ctx)
 	f.cancels = append(f.cancels, cancel)
-	failLoad := agentcache.LoaderFunc[*Product](func(context.Context, string) (*Product, error) {
+	failLoad := func(context.Context, string) (*Product, error) {
 		return nil, errors.New("L1 miss in an L1 hit benchmark")
-	})
+	}
 	return map[string]func(int32) bool{
 		sysOtter: func(i int32) bool {
 			_, ok := f.otter.GetIfPresent(f.keys[i])

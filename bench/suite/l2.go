@@ -111,10 +111,10 @@ func l2Hit(ctx context.Context, e *env) error {
 	// A lookup that reaches the loader was not an L2 hit (an L2 timeout on
 	// a loaded machine, say): it is answered, counted and reported.
 	var loads atomic.Int64
-	load := agentcache.LoaderFunc[*Product](func(_ context.Context, key string) (*Product, error) {
+	load := func(_ context.Context, key string) (*Product, error) {
 		loads.Add(1)
 		return newProduct(0), nil
-	})
+	}
 	// The floor of what an L2 hit has to do by design: read, decode, and
 	// fill an otter L1 of the same size as agentcache's here.
 	fill, err := newOtter(tinyL1)

@@ -196,9 +196,9 @@ func (in *instance) callAll(t *testing.T) map[string]int {
 	}
 	v, err := in.notes(scope.WithSession(ctx, "s-1"), struct{}{})
 	put("notes/s-1", v, err)
-	kv, err := agentcache.Get(ctx, in.c, "greeting", agentcache.LoaderFunc[result](func(context.Context, string) (result, error) {
+	kv, err := agentcache.Get(ctx, in.c, "greeting", func(context.Context, string) (result, error) {
 		return in.runs.run("kv/greeting"), nil
-	}))
+	})
 	put("kv/greeting", kv, err)
 	return got
 }

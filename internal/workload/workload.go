@@ -349,9 +349,9 @@ func (l *Load) op(rng *rand.Rand) {
 		}
 	case OpKVGet:
 		key := "cfg:" + user + ":" + arg
-		got, err := agentcache.Get(ctx, in.C, key, agentcache.LoaderFunc[string](func(_ context.Context, key string) (string, error) {
+		got, err := agentcache.Get(ctx, in.C, key, func(_ context.Context, key string) (string, error) {
 			return kvValue(key, 0), nil
-		}))
+		})
 		if err != nil || !strings.HasPrefix(got, key+"#") {
 			l.fail("%s Get(%s) = %q, %v", in.Name, key, got, err)
 		}
