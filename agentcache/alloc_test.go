@@ -69,7 +69,7 @@ func TestHitsDoNotAllocate(t *testing.T) {
 	}
 
 	jres := resource.Resource{Name: "get_doc", Scope: scope.User, TTL: time.Hour}
-	jtool, err := WrapJSON(c, jres, func(_ context.Context, a json.RawMessage) (json.RawMessage, error) { return a, nil })
+	jtool, err := Wrap(c, jres, func(_ context.Context, a json.RawMessage) (json.RawMessage, error) { return a, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func BenchmarkWrapHit(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer c.Close(context.Background())
-		get, err := WrapJSON(c, res, func(_ context.Context, a json.RawMessage) (json.RawMessage, error) {
+		get, err := Wrap(c, res, func(_ context.Context, a json.RawMessage) (json.RawMessage, error) {
 			return json.RawMessage(`{"id":"x"}`), nil
 		})
 		if err != nil {

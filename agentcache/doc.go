@@ -176,7 +176,7 @@
 // cannot encode at run time is returned uncached and counted
 // (Stats.Unencodable). Two calls share a key only if the tool gets the same
 // input: argument types with parts their JSON form leaves out are refused
-// unless a KeyFunc keys them, WrapJSON tools get the canonical bytes that
+// unless a KeyFunc keys them, tools of JSON arguments get the canonical bytes that
 // were hashed, and a resource caches one tool.
 //
 // # Threat model

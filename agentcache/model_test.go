@@ -132,7 +132,7 @@ package agentcache
 // misuse of sync.WaitGroup in internal/flight (a load starting while Close
 // waits), now fixed.
 //
-// WrapJSON and Memoize are not driven here.
+// JSON arguments and Memoize are not driven here.
 
 import (
 	"cmp"

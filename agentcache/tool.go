@@ -178,7 +178,7 @@ type claims struct {
 	key           *keyFunc
 }
 
-// checkTool checks what Wrap, WrapJSON, WrapBatch and Memoize check of a
+// checkTool checks what Wrap, WrapBatch and Memoize check of a
 // tool once its resource is registered: the codec carries its results, and
 // no other tool is cached under the resource.
 func (c *Cache) checkTool(rs *resState, op string, tool any, args, result reflect.Type, key *keyFunc, batch bool) error {
@@ -281,6 +281,25 @@ func endKey(b []byte, sep int) []byte {
 	h := resource.HashCanonical(b[sep+1:])
 	b = append(b[:sep], sepHash)
 	return h.AppendTo(b)
+}
+
+// canonicalJSONArgs returns tool, given the canonical form of its arguments
+// when they are JSON text (A is json.RawMessage): two texts with one key
+// are one input, however the tool decodes them (encoding/json matches keys
+// case-insensitively, last one winning; a tool may read number literals as
+// written).
+func canonicalJSONArgs[A, R any](tool func(context.Context, A) (R, error), lim resource.Limits, id string) func(context.Context, A) (R, error) {
+	if reflect.TypeFor[A]() != reflect.TypeFor[json.RawMessage]() {
+		return tool
+	}
+	return func(ctx context.Context, args A) (R, error) {
+		raw, err := resource.AppendCanonicalJSON(nil, any(args).(json.RawMessage), lim)
+		if err != nil { // refused by the key already
+			var zero R
+			return zero, fmt.Errorf("agentcache: %s: arguments: %w", id, err)
+		}
+		return tool(ctx, any(json.RawMessage(raw)).(A))
+	}
 }
 
 // appendArgsKey appends the L1 key of the call of rs in scope id with
@@ -440,9 +459,17 @@ func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 //     KeyFunc): the two would share entries. Wrapping the same function
 //     again is fine.
 //
+// JSON arguments (A is json.RawMessage, the shape agent frameworks and MCP
+// give tools) are keyed by their canonical form (see package resource), so
+// the same arguments give the same entry whatever their key order, white
+// space, escaping or number spelling, and the tool is given that canonical
+// form, never the caller's text: calls that share an entry give the tool
+// the same bytes. Text that is not one JSON value (or hits the limits, or
+// repeats a key) is refused with an error and the tool is not called.
+//
 // Every caller gets the value as the Codec returns it (see Codec), also the
 // one whose call ran the tool, so L1 and L2 hits never differ. Values are
-// shared between callers: do not modify them.
+// shared between callers: they must not be modified.
 func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context, args A) (R, error), opts ...ToolOption) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)
@@ -460,6 +487,7 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 	if err := c.checkTool(rs, "Wrap", tool, reflect.TypeFor[A](), reflect.TypeFor[R](), cfg.key, false); err != nil {
 		return nil, err
 	}
+	tool = canonicalJSONArgs(tool, cfg.limits, rs.id)
 	// The arguments' canonical form is written straight after the key's
 	// head, by the type's compiled encoder or from what the KeyFunc returns.
 	enc := resource.NewArgsEncoder[A]()
@@ -487,59 +515,6 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 			return zero, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
 		}
 		return call(ctx, c, rs, cfg, kb, id, tool, args)
-	}, nil
-}
-
-// JSONTool is the shape agent frameworks and MCP give tools: raw JSON
-// arguments in, raw JSON result out.
-type JSONTool func(ctx context.Context, args json.RawMessage) (json.RawMessage, error)
-
-// WrapJSON is Wrap for a JSONTool. The key is the hash of the canonical form
-// of the arguments (resource.AppendCanonicalJSON), so the same arguments
-// give the same entry whatever their key order, whitespace, escaping or
-// number spelling — and the tool is given that canonical form, never the
-// caller's text, so calls that share an entry give the tool the same bytes.
-// Arguments that are not valid JSON (or hit the limits, or repeat a key)
-// are refused with an error and the tool is not called. The result is
-// cached as the codec returns it: with the default codec, compacted.
-func WrapJSON(c *Cache, r resource.Resource, tool JSONTool, opts ...ToolOption) (JSONTool, error) {
-	if tool == nil {
-		return nil, fmt.Errorf("agentcache: WrapJSON %s: nil tool", r.Name)
-	}
-	rs, err := c.register(r)
-	if err != nil {
-		return nil, err
-	}
-	cfg := newToolConfig(opts)
-	if err := c.checkTool(rs, "WrapJSON", tool, reflect.TypeFor[json.RawMessage](), reflect.TypeFor[json.RawMessage](), cfg.key, false); err != nil {
-		return nil, err
-	}
-	lim := cfg.limits
-	// The tool gets the canonical form that was hashed, not the caller's
-	// text: two texts with one key are one input, however the tool decodes
-	// them (encoding/json matches keys case-insensitively, last one
-	// winning; a tool may read number literals as written).
-	canon := func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
-		b, err := resource.AppendCanonicalJSON(nil, args, lim)
-		if err != nil {
-			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
-		}
-		return tool(ctx, b)
-	}
-	return func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
-		if c.closed.Load() {
-			return nil, ErrClosed
-		}
-		id, err := scope.ID(ctx, r.Scope)
-		if err != nil {
-			return nil, fmt.Errorf("agentcache: %s: %w", rs.id, err)
-		}
-		var buf [l1KeyBuf]byte
-		kb, err := rs.appendJSONKey(buf[:0], id, args, lim)
-		if err != nil {
-			return nil, fmt.Errorf("agentcache: %s: arguments: %w", rs.id, err)
-		}
-		return call(ctx, c, rs, cfg, kb, id, canon, args)
 	}, nil
 }
 

@@ -225,10 +225,10 @@ func TestInvalidateTargets(t *testing.T) {
 	}
 }
 
-func TestWrapJSONCanonicalArgs(t *testing.T) {
+func TestJSONArgumentsShareEntriesWhateverTheirSpelling(t *testing.T) {
 	c := newL1(t, Options{})
 	var calls atomic.Int32
-	search, err := WrapJSON(c, resource.Resource{Name: "search_docs", TTL: time.Minute}, func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
+	search, err := Wrap(c, resource.Resource{Name: "search_docs", TTL: time.Minute}, func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
 		calls.Add(1)
 		return json.RawMessage(`{"hits":3}`), nil
 	})
@@ -459,8 +459,8 @@ func TestOneToolPerResource(t *testing.T) {
 			_, err := Wrap(c, res, upperTool, KeyFunc(func(s string) any { return s }))
 			return err
 		},
-		"WrapJSON": func() error {
-			_, err := WrapJSON(c, res, func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, nil })
+		"JSON arguments": func() error {
+			_, err := Wrap(c, res, func(context.Context, json.RawMessage) (json.RawMessage, error) { return nil, nil })
 			return err
 		},
 	} {
@@ -472,18 +472,18 @@ func TestOneToolPerResource(t *testing.T) {
 
 func upperTool(_ context.Context, s string) (string, error) { return strings.ToUpper(s), nil }
 
-// TestWrapJSONToolGetsTheHashedBytes: a WrapJSON tool decodes the bytes
+// TestJSONToolGetsTheHashedBytes: a tool of JSON arguments decodes the bytes
 // itself, so texts with one canonical form must reach it as one input.
 // encoding/json decodes "id" and "ID" into one field, last one winning, so
 // {"id":"public","ID":"secret"} and the reverse decode differently; a tool
 // may read 1.10 and 1.1, or -0 and 0, as written. The tool is handed the
 // canonical form that was hashed: whoever calls first, every caller of the
 // key gets the answer to the same bytes.
-func TestWrapJSONToolGetsTheHashedBytes(t *testing.T) {
+func TestJSONToolGetsTheHashedBytes(t *testing.T) {
 	c := newL1(t, Options{})
 	var seen []string
 	var mu sync.Mutex
-	tool, err := WrapJSON(c, resource.Resource{Name: "doc_fetch", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, args json.RawMessage) (json.RawMessage, error) {
+	tool, err := Wrap(c, resource.Resource{Name: "doc_fetch", Scope: scope.Global, TTL: time.Minute}, func(_ context.Context, args json.RawMessage) (json.RawMessage, error) {
 		mu.Lock()
 		seen = append(seen, string(args))
 		mu.Unlock()

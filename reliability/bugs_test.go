@@ -335,7 +335,7 @@ func TestBugClusterFailoverWaitsForSlotReload(t *testing.T) {
 // TestBugWrapInvalidUTF8SharesEntry: Wrap hashes a Go string that is not
 // valid UTF-8 as encoding/json would encode it, each bad byte replaced by
 // U+FFFD, so different arguments share one cache entry and a caller gets
-// the answer computed for other arguments. WrapJSON refuses the same input
+// the answer computed for other arguments. Wrap of JSON arguments refuses the same input
 // with resource.ErrInvalidJSON.
 //
 // Promise (issue 10, "Hostile input"): invalid-UTF-8 arguments get a clear

@@ -53,7 +53,7 @@ func wrapsAny(err error, targets ...error) bool {
 
 // TestHostileArguments feeds model-supplied arguments that are huge, nested
 // a million levels deep, not UTF-8, not encodable, cyclic, and bad scope
-// IDs and keys to WrapJSON, Wrap and Get.
+// IDs and keys to Wrap (with typed and JSON arguments) and Get.
 //
 // Promise checked: each gets an error, quickly, without a crash, the tool
 // never runs, nothing is cached, and the cache keeps working.
@@ -62,7 +62,7 @@ func TestHostileArguments(t *testing.T) {
 	t.Cleanup(func() { _ = backend.Close() })
 	c := newCache(t, agentcache.Options{L2: backend.Remote("hostile:")})
 	var runs atomic.Int32
-	jsonTool, err := agentcache.WrapJSON(c, resource.Resource{Name: "rel_json", Scope: scope.User, TTL: time.Minute},
+	jsonTool, err := agentcache.Wrap(c, resource.Resource{Name: "rel_json", Scope: scope.User, TTL: time.Minute},
 		func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
 			runs.Add(1)
 			return json.RawMessage(`{"ok":true}`), nil
@@ -71,7 +71,7 @@ func TestHostileArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same tool with a 32MB size limit: nesting is refused on its own.
-	roomyJSON, err := agentcache.WrapJSON(c, resource.Resource{Name: "rel_json_roomy", Scope: scope.User, TTL: time.Minute},
+	roomyJSON, err := agentcache.Wrap(c, resource.Resource{Name: "rel_json_roomy", Scope: scope.User, TTL: time.Minute},
 		func(ctx context.Context, args json.RawMessage) (json.RawMessage, error) {
 			runs.Add(1)
 			return json.RawMessage(`{"ok":true}`), nil
@@ -119,23 +119,23 @@ func TestHostileArguments(t *testing.T) {
 	cycle.Next = cycle
 
 	cases := []hostileCase{
-		{"WrapJSON 10MB string", js([]byte(huge)), resource.ErrTooLarge},
-		{"WrapJSON 10MB of white space", js([]byte(strings.Repeat(" ", mb10) + "1")), resource.ErrTooLarge},
-		{"WrapJSON 1e6 nested arrays (2MB)", js([]byte(deepArrays)), resource.ErrTooLarge},
-		{"WrapJSON 1e6 nested objects (6MB)", js([]byte(deepObjects)), resource.ErrTooLarge},
-		{"WrapJSON 4e5 nested arrays (800kB)", js([]byte(deepArrays[deep-400_000 : deep+400_000])), resource.ErrTooDeep},
-		{"WrapJSON 1e6 nested arrays, 32MB and MaxDepthCap limits", roomy([]byte(deepArrays)), resource.ErrTooDeep},
-		{"WrapJSON 1e6 nested objects, 32MB and MaxDepthCap limits", roomy([]byte(deepObjects)), resource.ErrTooDeep},
-		{"WrapJSON 10MB string, 32MB limit", roomy([]byte(huge)), nil},
-		{"WrapJSON 1e6 open brackets, never closed", js([]byte(strings.Repeat("[", deep))), resource.ErrTooDeep},
-		{"WrapJSON invalid UTF-8 byte", js([]byte(`{"q":"a` + "\xff" + `"}`)), resource.ErrInvalidJSON},
-		{"WrapJSON invalid UTF-8 in a key", js([]byte(`{"` + "\xc3\x28" + `":1}`)), resource.ErrInvalidJSON},
-		{"WrapJSON unpaired surrogate escape", js([]byte(`{"q":"\ud800"}`)), resource.ErrInvalidJSON},
-		{"WrapJSON overlong UTF-8", js([]byte(`{"q":"` + "\xc0\xaf" + `"}`)), resource.ErrInvalidJSON},
-		{"WrapJSON duplicate keys", js([]byte(`{"a":1,"\u0061":2}`)), resource.ErrInvalidJSON},
-		{"WrapJSON huge exponent", js([]byte(`1e99999999999`)), resource.ErrTooLarge},
-		{"WrapJSON empty", js(nil), resource.ErrInvalidJSON},
-		{"WrapJSON trailing data", js([]byte(`{} {}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap 10MB string", js([]byte(huge)), resource.ErrTooLarge},
+		{"JSON Wrap 10MB of white space", js([]byte(strings.Repeat(" ", mb10) + "1")), resource.ErrTooLarge},
+		{"JSON Wrap 1e6 nested arrays (2MB)", js([]byte(deepArrays)), resource.ErrTooLarge},
+		{"JSON Wrap 1e6 nested objects (6MB)", js([]byte(deepObjects)), resource.ErrTooLarge},
+		{"JSON Wrap 4e5 nested arrays (800kB)", js([]byte(deepArrays[deep-400_000 : deep+400_000])), resource.ErrTooDeep},
+		{"JSON Wrap 1e6 nested arrays, 32MB and MaxDepthCap limits", roomy([]byte(deepArrays)), resource.ErrTooDeep},
+		{"JSON Wrap 1e6 nested objects, 32MB and MaxDepthCap limits", roomy([]byte(deepObjects)), resource.ErrTooDeep},
+		{"JSON Wrap 10MB string, 32MB limit", roomy([]byte(huge)), nil},
+		{"JSON Wrap 1e6 open brackets, never closed", js([]byte(strings.Repeat("[", deep))), resource.ErrTooDeep},
+		{"JSON Wrap invalid UTF-8 byte", js([]byte(`{"q":"a` + "\xff" + `"}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap invalid UTF-8 in a key", js([]byte(`{"` + "\xc3\x28" + `":1}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap unpaired surrogate escape", js([]byte(`{"q":"\ud800"}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap overlong UTF-8", js([]byte(`{"q":"` + "\xc0\xaf" + `"}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap duplicate keys", js([]byte(`{"a":1,"\u0061":2}`)), resource.ErrInvalidJSON},
+		{"JSON Wrap huge exponent", js([]byte(`1e99999999999`)), resource.ErrTooLarge},
+		{"JSON Wrap empty", js(nil), resource.ErrInvalidJSON},
+		{"JSON Wrap trailing data", js([]byte(`{} {}`)), resource.ErrInvalidJSON},
 		{"Wrap 10MB string", val(strings.Repeat("a", mb10)), resource.ErrTooLarge},
 		{"Wrap 1e6-element slice", val(make([]int, deep)), resource.ErrTooLarge},
 		{"Wrap map of 1e6 keys", val(bigMap), resource.ErrTooLarge},
@@ -157,7 +157,7 @@ func TestHostileArguments(t *testing.T) {
 			start := time.Now()
 			err := tc.call(ctx)
 			d := time.Since(start)
-			if tc.name == "WrapJSON 10MB string, 32MB limit" {
+			if tc.name == "JSON Wrap 10MB string, 32MB limit" {
 				// Within the limits: accepted, and hashed quickly.
 				if err != nil || d > hostileLimit*raceFactor() {
 					t.Fatalf("%v after %v", err, d)

@@ -25,6 +25,9 @@ type ArgsEncoder[A any] struct {
 	// scalar, when A is a bool, an integer or a string (without a
 	// marshaler), writes it from its address as a field without a name.
 	scalar *fieldPl
+	// raw is set when A is json.RawMessage: the arguments are JSON text,
+	// canonicalized as they are.
+	raw bool
 	// scratch holds *argsScratch[A]: the arguments are copied into one
 	// and encoded from there, so that the caller's value is never given
 	// to reflection (it stays on the caller's stack).
@@ -39,7 +42,7 @@ type argsScratch[A any] struct {
 // NewArgsEncoder returns the encoder of arguments of type A.
 func NewArgsEncoder[A any]() *ArgsEncoder[A] {
 	t := reflect.TypeFor[A]()
-	e := &ArgsEncoder[A]{p: planFor(t)}
+	e := &ArgsEncoder[A]{p: planFor(t), raw: t == rawMessageType}
 	switch e.p.kind {
 	case kBool, kInt, kUint, kString:
 		e.scalar = &fieldPl{plan: e.p, size: uint8(t.Size()), direct: true}
@@ -53,10 +56,19 @@ func NewArgsEncoder[A any]() *ArgsEncoder[A] {
 
 // Append appends the canonical form of json.Marshal(*args) to dst and
 // returns the extended slice, with the rules and errors of [HashValue]:
-// HashCanonical of what it appends is HashValue(*args). On error dst is
+// HashCanonical of what it appends is HashValue(*args). A json.RawMessage
+// is JSON text, canonicalized by [AppendCanonicalJSON]; an empty one is an
+// error. On error dst is
 // returned unchanged. For a struct of strings, numbers, bools, slices and
 // maps of them it does not allocate (beyond growing dst).
 func (e *ArgsEncoder[A]) Append(dst []byte, args *A, lim Limits) ([]byte, error) {
+	if e.raw {
+		// JSON text, which must be one JSON value: unlike json.Marshal
+		// (and HashValue), which write a nil json.RawMessage as null, an
+		// empty or nil text is refused, as AppendCanonicalJSON and
+		// HashJSON refuse it.
+		return AppendCanonicalJSON(dst, *(*json.RawMessage)(unsafe.Pointer(args)), lim)
+	}
 	if e.flat {
 		return e.appendFlat(dst, args, lim)
 	}

@@ -898,3 +898,23 @@ func TestArgsEncoderScalarsMatchHashValue(t *testing.T) {
 		t.Fatalf("a string over MaxBytes: %v; want ErrTooLarge", err)
 	}
 }
+
+// JSON text as arguments (json.RawMessage) is canonicalized as it is, and
+// keyed as HashValue keys it: any spelling of one value gives one key, and
+// text that is not one JSON value (empty or nil included) is refused.
+func TestArgsEncoderRawMessageMatchesHashValue(t *testing.T) {
+	e := resource.NewArgsEncoder[json.RawMessage]()
+	for _, v := range []json.RawMessage{json.RawMessage(`{"b": 1, "a": [true, null]}`), json.RawMessage(`{"a":[true,null],"b":1.0}`),
+		json.RawMessage(` "x" `), json.RawMessage(`12e1`), json.RawMessage(`{"\u0061":"é"}`)} {
+		got, err := e.Append(nil, &v, resource.Limits{})
+		want, werr := resource.HashValue(v, resource.Limits{})
+		if err != nil || werr != nil || resource.HashCanonical(got) != want {
+			t.Fatalf("%q: Append = %s, %v; HashValue = %v, %v", v, got, err, want, werr)
+		}
+	}
+	for _, v := range []json.RawMessage{nil, {}, json.RawMessage(`{"a":1,"a":2}`), json.RawMessage(`{`), json.RawMessage(`1 2`)} {
+		if got, err := e.Append([]byte("pre"), &v, resource.Limits{}); !errors.Is(err, resource.ErrInvalidJSON) || string(got) != "pre" {
+			t.Fatalf("%q: Append = %q, %v; want dst unchanged and ErrInvalidJSON", v, got, err)
+		}
+	}
+}

@@ -16,7 +16,7 @@
 // L1, from L2 (shared by every instance), or by running the tool once for
 // every concurrent identical call. The key is the resource, the caller's
 // scope ID for a per-user or per-session resource, and the canonical JSON
-// of the call's arguments (the semantics of [agentcache.WrapJSON]: key
+// of the call's arguments (the semantics of [agentcache.Wrap] with json.RawMessage arguments: key
 // order, white space and number spelling do not matter). What is stored is
 // the result's content, structured content and _meta, as JSON; every caller
 // gets its own decoded copy.

@@ -100,7 +100,7 @@ func RequestSessionID(_ context.Context, req *mcp.CallToolRequest) string {
 // tool is one policy entry, ready to serve.
 type tool struct {
 	name     string
-	cached   agentcache.JSONTool // nil for a mutation
+	cached   func(context.Context, json.RawMessage) (json.RawMessage, error) // nil for a mutation
 	mutation func(ctx context.Context, in *invocation) (*mcp.CallToolResult, error)
 }
 
@@ -208,7 +208,7 @@ func newTool(c *agentcache.Cache, name string, p ToolPolicy) (*tool, error) {
 		t.mutation = f
 		return t, nil
 	}
-	f, err := agentcache.WrapJSON(c, p.Resource, load, p.Options...)
+	f, err := agentcache.Wrap(c, p.Resource, load, p.Options...)
 	if err != nil {
 		return nil, fmt.Errorf("agentmcp: tool %q: %w", name, err)
 	}

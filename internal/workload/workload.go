@@ -134,7 +134,7 @@ type Instance struct {
 	Notes    func(context.Context, string) (Answer, error)
 	AddNote  func(context.Context, string) (int64, error)
 	Orders   func(context.Context, int) (Answer, error)
-	Search   agentcache.JSONTool
+	Search   func(context.Context, json.RawMessage) (json.RawMessage, error)
 	Weather  func(context.Context, string) (Answer, error)
 	Products *agentcache.Batch[int, Product]
 }
@@ -147,7 +147,7 @@ func Wrap(name string, c *agentcache.Cache, t *Tools) (*Instance, error) {
 	in.Notes, errs[1] = agentcache.Wrap(c, NotesRes, t.Notes, agentcache.RefreshAhead(0.8))
 	in.AddNote, errs[2] = agentcache.WrapMutation(c, t.AddNote, NotesRes)
 	in.Orders, errs[3] = agentcache.Wrap(c, OrdersRes, t.Orders)
-	in.Search, errs[4] = agentcache.WrapJSON(c, SearchRes, t.Search)
+	in.Search, errs[4] = agentcache.Wrap(c, SearchRes, t.Search)
 	in.Products, errs[5] = agentcache.WrapBatch(c, ProductsRes, t.Products)
 	in.Weather, errs[6] = agentcache.Wrap(c, WeatherRes, t.Weather)
 	return in, errors.Join(errs[:]...)
