@@ -314,21 +314,3 @@ func TestMemoizeThroughCache(t *testing.T) {
 		t.Fatal("Memoize with a Cache and no Name accepted")
 	}
 }
-
-func TestWarmCalls(t *testing.T) {
-	c := newL1(t, Options{})
-	get, _ := Wrap(c, getOrder, func(ctx context.Context, id string) (string, error) {
-		if id == "gone" {
-			return "", ErrNotFound
-		}
-		if id == "bad" {
-			return "", errors.New("boom")
-		}
-		return id, nil
-	})
-	ctx := scope.WithUser(context.Background(), "alice")
-	rep := c.Warmup(ctx, 4, WarmCalls("get_order", get, "o1", "o2", "gone", "bad")...)
-	if rep.Loaded != 3 || len(rep.Failed) != 1 || rep.Failed[0].Name != "get_order#3" {
-		t.Fatalf("report %+v", rep)
-	}
-}
