@@ -67,6 +67,10 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapBatch %s: nil tool", r.Name)
 	}
+	cfg := newToolConfig(opts)
+	if err := cfg.check("WrapBatch", r.Name, reflect.TypeFor[V](), "KeyFunc", "NoFleetLock"); err != nil {
+		return nil, err
+	}
 	if err := resource.CheckArgs(reflect.TypeFor[K]()); err != nil { // as Wrap: an ID is a call's argument
 		return nil, fmt.Errorf("agentcache: WrapBatch %s: %w", r.Name, err)
 	}
@@ -77,14 +81,14 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 	if err := c.checkTool(rs, "WrapBatch", tool, reflect.TypeFor[K](), reflect.TypeFor[V](), nil, true); err != nil {
 		return nil, err
 	}
-	b := &Batch[K, V]{c: c, rs: rs, cfg: newToolConfig(opts), tool: tool, enc: resource.NewArgsEncoder[K](), pending: map[string]*window[K, V]{}}
+	b := &Batch[K, V]{c: c, rs: rs, cfg: cfg, tool: tool, enc: resource.NewArgsEncoder[K](), pending: map[string]*window[K, V]{}}
 	return b, nil
 }
 
 // BatchWindow sets how long Batch.Get waits to gather single-ID calls into
 // one tool call (default defaultBatchWindow).
 func BatchWindow(d time.Duration) ToolOption {
-	return optionFunc(func(c *toolConfig) {
+	return namedOption("BatchWindow", func(c *toolConfig) {
 		if d > 0 {
 			c.batchWindow = d
 		}
@@ -94,7 +98,7 @@ func BatchWindow(d time.Duration) ToolOption {
 // MaxBatchSize caps the IDs of one tool call made by Batch.Get (default
 // defaultMaxBatchSize); a full window is sent at once.
 func MaxBatchSize(n int) ToolOption {
-	return optionFunc(func(c *toolConfig) {
+	return namedOption("MaxBatchSize", func(c *toolConfig) {
 		if n > 0 {
 			c.maxBatch = n
 		}

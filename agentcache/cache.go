@@ -245,9 +245,13 @@ func New(opts Options) (*Cache, error) {
 // that ignores its context is not waited for: Close returns an error wrapping
 // ctx.Err(), and when the tool returns, its caller gets the answer, L1 takes
 // it, and its L2 write is dropped and counted.
+//
+// Close is idempotent: a second call returns nil at once (also while the
+// first is still draining), as tier stores' Close does. Every other method,
+// and every wrapper (Wrap, WrapBatch, Memoize), returns ErrClosed after it.
 func (c *Cache) Close(ctx context.Context) error {
 	if !c.closed.CompareAndSwap(false, true) {
-		return ErrClosed
+		return nil
 	}
 	var errs []error
 	if err := c.fl.Wait(ctx); err != nil {

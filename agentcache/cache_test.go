@@ -226,8 +226,14 @@ func TestClosed(t *testing.T) {
 	if err := c.Set(ctx, "k", 1, 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Set after Close: %v", err)
 	}
-	if err := c.Close(ctx); !errors.Is(err, ErrClosed) {
-		t.Fatalf("second Close: %v", err)
+	if _, err := Wrap(c, resource.Resource{Name: "after_close", TTL: time.Minute}, func(context.Context, string) (int, error) { return 1, nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wrap after Close: %v; want ErrClosed", err)
+	}
+	if _, err := WrapBatch(c, resource.Resource{Name: "after_close_batch", TTL: time.Minute}, func(context.Context, []int) (map[int]int, error) { return nil, nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("WrapBatch after Close: %v; want ErrClosed", err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v; want nil (Close is idempotent)", err)
 	}
 }
 
@@ -281,6 +287,14 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	<-started
 	<-started
 
+	rs, err := c.register(res) // the entry's key, while the cache is open
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, err := rs.argsKey("", "load", resource.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	closed := make(chan error, 1)
@@ -302,14 +316,6 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	// The late answer went to L1; its L2 write was dropped and counted.
 	if n := c.Stats().WritesDropped - dropped; n < 1 {
 		t.Errorf("%d L2 writes dropped after Close; want the late answer's counted", n)
-	}
-	rs, err := c.register(res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l1, err := rs.argsKey("", "load", resource.Limits{})
-	if err != nil {
-		t.Fatal(err)
 	}
 	if e, ok := c.l1.Get(l1); !ok || e.value != "answer load" {
 		t.Errorf("L1 after the late answer: %+v, %v; want the answer", e, ok)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +21,12 @@ import (
 type ToolOption interface{ apply(*toolConfig) }
 
 type toolConfig struct {
-	key          *keyFunc // nil: the arguments themselves
-	isNegative   func(any) bool
+	key        *keyFunc // nil: the arguments themselves
+	isNegative func(any) bool
+	negType    reflect.Type // the result type NegativeWhen's predicate takes
+	// given names the options given, for the wrappers to refuse those that
+	// do not apply to them.
+	given        []string
 	limits       resource.Limits
 	refreshAhead float64
 	writeThrough bool
@@ -55,7 +60,7 @@ func (cfg *toolConfig) lookup(rs *resState, l1 string) lookup {
 // the given share of its TTL (0.8: in its last fifth), so hot entries never
 // expire under their readers. Values outside (0, 1) turn it off.
 func RefreshAhead(share float64) ToolOption {
-	return optionFunc(func(c *toolConfig) {
+	return namedOption("RefreshAhead", func(c *toolConfig) {
 		if share > 0 && share < 1 {
 			c.refreshAhead = share
 		}
@@ -65,21 +70,53 @@ func RefreshAhead(share float64) ToolOption {
 // WriteThrough writes L2 before a call that ran the tool returns, for
 // resources where read-after-write across instances matters more than
 // latency. By default L2 is written in the background.
-func WriteThrough() ToolOption { return optionFunc(func(c *toolConfig) { c.writeThrough = true }) }
+func WriteThrough() ToolOption {
+	return namedOption("WriteThrough", func(c *toolConfig) { c.writeThrough = true })
+}
 
 // NoFleetLock lets every instance run the tool on its own misses instead of
 // one instance loading for the fleet (the default when L2 can hold leases).
-func NoFleetLock() ToolOption { return optionFunc(func(c *toolConfig) { c.noFleetLock = true }) }
+// Not for WrapBatch, whose batches never take the fleet lock.
+func NoFleetLock() ToolOption {
+	return namedOption("NoFleetLock", func(c *toolConfig) { c.noFleetLock = true })
+}
 
-type optionFunc func(*toolConfig)
+// option is a ToolOption with its name.
+type option struct {
+	name string
+	set  func(*toolConfig)
+}
 
-func (f optionFunc) apply(c *toolConfig) { f(c) }
+func (o option) apply(c *toolConfig) {
+	c.given = append(c.given, o.name)
+	o.set(c)
+}
+
+func namedOption(name string, set func(*toolConfig)) ToolOption { return option{name, set} }
+
+// check refuses the options given to wrapper that do not apply to it
+// (notFor), and a NegativeWhen of another result type than result.
+func (cfg *toolConfig) check(wrapper, name string, result reflect.Type, notFor ...string) error {
+	for _, g := range cfg.given {
+		if slices.Contains(notFor, g) {
+			return fmt.Errorf("agentcache: %s %s: the %s option does not apply to %s", wrapper, name, g, wrapper)
+		}
+	}
+	if cfg.negType != nil && cfg.negType != result {
+		return fmt.Errorf("agentcache: %s %s: NegativeWhen takes %v, the tool returns %v", wrapper, name, cfg.negType, result)
+	}
+	return nil
+}
 
 // NegativeWhen marks results for which pred returns true as "not found"
 // (an empty search result, say): they are cached for the resource's negative
 // TTL and callers get ErrNotFound, exactly as if the tool had returned it.
+//
+// R must be the tool's result type (the value type of a batch tool): Wrap
+// and WrapBatch refuse a predicate of another type.
 func NegativeWhen[R any](pred func(R) bool) ToolOption {
-	return optionFunc(func(c *toolConfig) {
+	return namedOption("NegativeWhen", func(c *toolConfig) {
+		c.negType = reflect.TypeFor[R]()
 		c.isNegative = func(v any) bool { r, _ := v.(R); return pred(r) }
 	})
 }
@@ -94,7 +131,7 @@ func NegativeWhen[R any](pred func(R) bool) ToolOption {
 // goes through fn too. A in KeyFunc must be the tool's argument type, and
 // every tool wrapped under one resource must give the same fn.
 func KeyFunc[A any](fn func(args A) any) ToolOption {
-	return optionFunc(func(c *toolConfig) {
+	return namedOption("KeyFunc", func(c *toolConfig) {
 		c.key = &keyFunc{
 			typed: fn,
 			args:  reflect.TypeFor[A](),
@@ -123,7 +160,7 @@ type keyFunc struct {
 // (defaults: resource.Limits' zero value). Arguments beyond them are
 // refused with an error and the tool is not called.
 func ArgLimits(l resource.Limits) ToolOption {
-	return optionFunc(func(c *toolConfig) { c.limits = l })
+	return namedOption("ArgLimits", func(c *toolConfig) { c.limits = l })
 }
 
 // register returns the cache's state for r, creating it on first use. Two
@@ -131,6 +168,9 @@ func ArgLimits(l resource.Limits) ToolOption {
 func (c *Cache) register(r resource.Resource) (*resState, error) {
 	if c == nil {
 		return nil, errNilCache
+	}
+	if c.closed.Load() {
+		return nil, fmt.Errorf("agentcache: %s: %w", r.Name, ErrClosed)
 	}
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("agentcache: %w", err)
@@ -475,6 +515,9 @@ func Wrap[A, R any](c *Cache, r resource.Resource, tool func(ctx context.Context
 		return nil, fmt.Errorf("agentcache: Wrap %s: nil tool", r.Name)
 	}
 	cfg := newToolConfig(opts)
+	if err := cfg.check("Wrap", r.Name, reflect.TypeFor[R](), "BatchWindow", "MaxBatchSize"); err != nil {
+		return nil, err
+	}
 	if cfg.key == nil {
 		if err := resource.CheckArgs(reflect.TypeFor[A]()); err != nil {
 			return nil, fmt.Errorf("agentcache: Wrap %s: %w (or key the calls with a KeyFunc)", r.Name, err)

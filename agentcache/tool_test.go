@@ -529,3 +529,35 @@ func TestJSONToolGetsTheHashedBytes(t *testing.T) {
 		}
 	}
 }
+
+// An option that a wrapper would ignore, or a NegativeWhen of another
+// result type, is refused when the tool is wrapped, not silently dropped.
+func TestToolOptionsThatDoNotApplyAreRefused(t *testing.T) {
+	c := newL1(t, Options{})
+	res := resource.Resource{Name: "opts_tool", TTL: time.Minute}
+	tool := func(context.Context, string) (string, error) { return "", nil }
+	batch := func(context.Context, []string) (map[string]string, error) { return nil, nil }
+	for name, wrap := range map[string]func() error{
+		"Wrap with BatchWindow":       func() error { _, err := Wrap(c, res, tool, BatchWindow(time.Second)); return err },
+		"Wrap with MaxBatchSize":      func() error { _, err := Wrap(c, res, tool, MaxBatchSize(3)); return err },
+		"Wrap with NegativeWhen[int]": func() error { _, err := Wrap(c, res, tool, NegativeWhen(func(int) bool { return true })); return err },
+		"WrapBatch with KeyFunc":      func() error { _, err := WrapBatch(c, res, batch, KeyFunc(func(s string) any { return s })); return err },
+		"WrapBatch with NoFleetLock":  func() error { _, err := WrapBatch(c, res, batch, NoFleetLock()); return err },
+		"WrapBatch with NegativeWhen[int]": func() error {
+			_, err := WrapBatch(c, res, batch, NegativeWhen(func(int) bool { return true }))
+			return err
+		},
+	} {
+		if err := wrap(); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
+			t.Errorf("%s: %v; want an agentcache error", name, err)
+		}
+	}
+	// The options that apply are taken.
+	if _, err := Wrap(c, res, tool, NegativeWhen(func(s string) bool { return s == "" }), NoFleetLock(), RefreshAhead(0.8)); err != nil {
+		t.Fatalf("Wrap with options that apply: %v", err)
+	}
+	other := resource.Resource{Name: "opts_batch", TTL: time.Minute}
+	if _, err := WrapBatch(c, other, batch, BatchWindow(time.Millisecond), MaxBatchSize(8), NegativeWhen(func(s string) bool { return s == "" })); err != nil {
+		t.Fatalf("WrapBatch with options that apply: %v", err)
+	}
+}
