@@ -12,7 +12,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 var getProducts = resource.Resource{Name: "get_products", TTL: time.Minute}
@@ -43,7 +43,7 @@ func (c *catalog) callCount() int {
 }
 
 func TestBatchGetManyTiers(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	a := newL1(t, Options{L2: backend.Remote("b:")})
 	b := newL1(t, Options{L2: backend.Remote("b:")})
@@ -286,7 +286,7 @@ func TestMemoizeTTLAndKeyFunc(t *testing.T) {
 }
 
 func TestMemoizeThroughCache(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	a := newL1(t, Options{L2: backend.Remote("m:")})
 	b := newL1(t, Options{L2: backend.Remote("m:")})

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 func newL1(t *testing.T, o Options) *Cache {
@@ -245,7 +245,7 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	c, err := New(Options{Now: clock, L2: backend.Remote("close:")})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // fleet opens n caches sharing one L2, as n pods would.
@@ -26,7 +26,7 @@ func fleet(t *testing.T, l2 func() tier.Remote, n int, o Options) []*Cache {
 }
 
 func memFleet(t *testing.T, n int, o Options) []*Cache {
-	b := memory.NewBackend(memory.BackendOptions{})
+	b := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { b.Close() })
 	return fleet(t, func() tier.Remote { return b.Remote("fleet:") }, n, o)
 }
@@ -240,7 +240,7 @@ func TestTTLJitterSpreadsExpiry(t *testing.T) {
 // must not write entries under epochs only it knows, where no other
 // instance would ever find them.
 func TestUnsharedEpochsStayOutOfL2(t *testing.T) {
-	b := memory.NewBackend(memory.BackendOptions{})
+	b := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { b.Close() })
 	b.SetError(errors.New("L2 down"))
 	c := newL1(t, Options{L2: b.Remote("x:"), Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 1000}}})

@@ -23,7 +23,7 @@ import (
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // fzValidName is the resource name rule of resource.Resource, restated
@@ -33,7 +33,7 @@ var fzValidName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
 
 // fzCache opens a cache on remote, closed when the test ends. Its warnings
 // are dropped: fuzzing produces many.
-func fzCache(t *testing.T, remote *memory.Remote) *agentcache.Cache {
+func fzCache(t *testing.T, remote *fake.Remote) *agentcache.Cache {
 	t.Helper()
 	c, err := agentcache.New(agentcache.Options{
 		L2:     remote,
@@ -46,8 +46,8 @@ func fzCache(t *testing.T, remote *memory.Remote) *agentcache.Cache {
 	return c
 }
 
-func fzBackend(t *testing.T) *memory.Backend {
-	b := memory.NewBackend(memory.BackendOptions{SweepInterval: -1})
+func fzBackend(t *testing.T) *fake.Backend {
+	b := fake.NewBackend(fake.BackendOptions{SweepInterval: -1})
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -173,10 +173,10 @@ func FuzzToolKeys(f *testing.F) {
 	})
 }
 
-// fzRecorder is a memory Remote that remembers the keys written with Set
+// fzRecorder is a fake.Remote that remembers the keys written with Set
 // or WriteRecords, so the fuzz target can find the L2 key of an entry.
 type fzRecorder struct {
-	*memory.Remote
+	*fake.Remote
 	mu   sync.Mutex
 	keys []string
 }

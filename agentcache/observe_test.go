@@ -20,7 +20,7 @@ import (
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 type telemetry struct {
@@ -93,7 +93,7 @@ func (tel *telemetry) spansOf(name string) []sdktrace.ReadOnlySpan {
 
 func TestTelemetryPerTier(t *testing.T) {
 	tel := newTelemetry(t)
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	newCache := func() *Cache {
 		return newL1(t, Options{L2: backend.Remote("tel:"), Telemetry: TelemetryOptions{TracerProvider: tel.tp, MeterProvider: tel.mp}})
@@ -316,7 +316,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // An L2 hit on an instance that never ran the tool still knows what the hit
 // saved: the tool's run time travels with the value.
 func TestTimeSavedAcrossInstances(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	a := newL1(t, Options{L2: backend.Remote("ts:")})
 	b := newL1(t, Options{L2: backend.Remote("ts:")})
@@ -351,7 +351,7 @@ func TestTimeSavedAcrossInstances(t *testing.T) {
 }
 
 func TestOnFleetErrorSeesMutationFailures(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	var seen atomic.Int32
 	c := newL1(t, Options{L2: backend.Remote("fe:"), OnFleetError: func(ctx context.Context, err *FleetError) {

@@ -312,7 +312,7 @@ func TestRedisFleetStaleWhileRevalidate(t *testing.T) {
 	}
 }
 
-// rcFleetReport is what internal/fleetproc prints.
+// rcFleetReport is what internal/testkit/fleetproc prints.
 type rcFleetReport struct {
 	PID    int      `json:"pid"`
 	Runs   int64    `json:"runs"`
@@ -411,7 +411,7 @@ func TestRedisFleetMultiProcess(t *testing.T) {
 	}
 }
 
-// rcBuildFleetProc builds internal/fleetproc into a temporary directory,
+// rcBuildFleetProc builds internal/testkit/fleetproc into a temporary directory,
 // with the race detector when this test binary has it (so the build reuses
 // the packages the test build compiled).
 func rcBuildFleetProc(t *testing.T) string {
@@ -429,7 +429,7 @@ func rcBuildFleetProc(t *testing.T) string {
 			}
 		}
 	}
-	args = append(args, "github.com/agentcache/agentcache-go/internal/fleetproc")
+	args = append(args, "github.com/agentcache/agentcache-go/internal/testkit/fleetproc")
 	cmd := exec.Command(goTool, args...)
 	cmd.Dir = ".." // the module root; tests run in the package's directory
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
-	"github.com/agentcache/agentcache-go/internal/workload"
+	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )

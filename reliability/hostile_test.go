@@ -14,7 +14,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // hostileLimit is how long the cache may take to refuse one hostile input:
@@ -58,7 +58,7 @@ func wrapsAny(err error, targets ...error) bool {
 // Promise checked: each gets an error, quickly, without a crash, the tool
 // never runs, nothing is cached, and the cache keeps working.
 func TestHostileArguments(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { _ = backend.Close() })
 	c := newCache(t, agentcache.Options{L2: backend.Remote("hostile:")})
 	var runs atomic.Int32

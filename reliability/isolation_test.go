@@ -16,7 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
-	"github.com/agentcache/agentcache-go/internal/workload"
+	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )

@@ -5,11 +5,11 @@ import (
 	"testing"
 
 	"github.com/agentcache/agentcache-go/agentcache"
-	"github.com/agentcache/agentcache-go/internal/workload"
+	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 )
 
-// The load of these tests is internal/workload's: the agent back end that
-// cmd/soak drives too.
+// The load of these tests is internal/testkit/workload's: the agent back end
+// that cmd/soak drives too.
 
 // wrapInstance wraps the workload's tools on c.
 func wrapInstance(t testing.TB, name string, c *agentcache.Cache, b *workload.Tools) *workload.Instance {

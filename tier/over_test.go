@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 	"github.com/agentcache/agentcache-go/tier/tiertest"
 )
 
@@ -46,13 +46,13 @@ type overBroadcast struct {
 	tier.Broadcaster
 }
 
-func newOverBroadcast(r *memory.Remote) overBroadcast {
+func newOverBroadcast(r *fake.Remote) overBroadcast {
 	b := broadcasting{Remote: r, Broadcaster: r}
 	return overBroadcast{Remote: basic{r}, Fencer: tier.Fence(b), Epochs: tier.EpochsOver(b), Broadcaster: r}
 }
 
-func newBackend(t *testing.T) *memory.Backend {
-	b := memory.NewBackend(memory.BackendOptions{SweepInterval: 20 * time.Millisecond})
+func newBackend(t *testing.T) *fake.Backend {
+	b := fake.NewBackend(fake.BackendOptions{SweepInterval: 20 * time.Millisecond})
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -78,10 +78,10 @@ func TestOverConformanceBroadcast(t *testing.T) {
 
 func TestFenceAndEpochsOverPreferTheStores(t *testing.T) {
 	r := newBackend(t).Remote("p:")
-	if f, ok := tier.Fence(r).(*memory.Remote); !ok || f != r {
+	if f, ok := tier.Fence(r).(*fake.Remote); !ok || f != r {
 		t.Fatalf("Fence of a store that is a Fencer = %T, want the store itself", tier.Fence(r))
 	}
-	if e, ok := tier.EpochsOver(r).(*memory.Remote); !ok || e != r {
+	if e, ok := tier.EpochsOver(r).(*fake.Remote); !ok || e != r {
 		t.Fatalf("EpochsOver of a store with Epochs = %T, want the store itself", tier.EpochsOver(r))
 	}
 	var plain tier.Remote = basic{r}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tmc/langchaingo/agents"
 	"github.com/tmc/langchaingo/chains"
-	"github.com/tmc/langchaingo/llms/fake"
+	fakellm "github.com/tmc/langchaingo/llms/fake"
 	"github.com/tmc/langchaingo/schema"
 	"github.com/tmc/langchaingo/tools"
 
@@ -21,7 +21,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // countTool is a tools.Tool that counts its runs and answers with fn.
@@ -410,7 +410,7 @@ func TestClosedCacheCallsTool(t *testing.T) {
 // TestSharedL2 runs two instances (two Caches with their own L1) on one
 // shared remote store: a result one cached is served by the other.
 func TestSharedL2(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	inner := echo("weather")
 	a := wrap(t, newCache(t, agentcache.Options{L2: backend.Remote("lc:")}), inner, weatherRes, agentcache.WriteThrough())
@@ -445,7 +445,7 @@ func TestAgentExecutor(t *testing.T) {
 	}
 	run := func(user string) []schema.AgentStep {
 		t.Helper()
-		llm := fake.NewFakeLLM(script)
+		llm := fakellm.NewFakeLLM(script)
 		exec := agents.NewExecutor(agents.NewOneShotAgent(llm, toolset),
 			agents.WithMaxIterations(5), agents.WithReturnIntermediateSteps())
 		ctx := scope.WithUser(context.Background(), user)
@@ -481,7 +481,7 @@ func TestAgentExecutor(t *testing.T) {
 	wantRuns(t, cart, 2)    // per user: bob's own run
 
 	// An agent run without a user fails closed on the per-user tool.
-	llm := fake.NewFakeLLM(script[2:])
+	llm := fakellm.NewFakeLLM(script[2:])
 	exec := agents.NewExecutor(agents.NewOneShotAgent(llm, toolset), agents.WithMaxIterations(3))
 	if _, err := chains.Run(context.Background(), exec, "my cart?"); !errors.Is(err, scope.ErrMissing) {
 		t.Errorf("anonymous run: err = %v, want scope.ErrMissing", err)
@@ -491,7 +491,7 @@ func TestAgentExecutor(t *testing.T) {
 
 // The cached value is the tool's string, whatever it holds.
 func TestResultStringRoundTrip(t *testing.T) {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
 	payload, _ := json.Marshal(map[string]any{"html": "<b>x</b> & \u2028", "n": 1})
 	want := string(payload) + "\n\x00tail"

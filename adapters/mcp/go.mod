@@ -1,6 +1,6 @@
 module github.com/agentcache/agentcache-go/adapters/mcp
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/agentcache/agentcache-go => ../..
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/tier"
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // Systems of batch_100_l2_fill.
@@ -29,7 +29,7 @@ const (
 // written through it, for the by-hand baseline to read. Embedding keeps
 // every capability of the store, which agentcache finds by type assertion.
 type keyRecorder struct {
-	*memory.Remote
+	*fake.Remote
 	mu   sync.Mutex
 	keys map[string]bool
 }
@@ -49,7 +49,7 @@ func (r *keyRecorder) WriteRecords(ctx context.Context, writes []tier.RecordWrit
 //
 // The fill has no exported switch, and over loopback Redis a 100-entry fill
 // (~20 µs at the bound) drowns in the MGET's own noise, so the L2 here is
-// tier/memory's in-process store and the fill is isolated by difference,
+// tier/fake's in-process store and the fill is isolated by difference,
 // every figure a median of the same interleaved runs:
 //
 //	A  agentcache Batch.GetMany of 100 IDs, L1 of 16 entries: every ID an
@@ -68,7 +68,7 @@ func (r *keyRecorder) WriteRecords(ctx context.Context, writes []tier.RecordWrit
 // budget. (C − B) / 100 is bare otter's fill in the same conditions.
 func batchFill(ctx context.Context, e *env) error {
 	const wl = "batch_100_l2_fill"
-	back := memory.NewBackend(memory.BackendOptions{SweepInterval: -1})
+	back := fake.NewBackend(fake.BackendOptions{SweepInterval: -1})
 	defer back.Close()
 	rec := &keyRecorder{Remote: back.Remote(e.prefix("fill")), keys: map[string]bool{}}
 	var tool atomic.Int64

@@ -14,7 +14,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
-	"github.com/agentcache/agentcache-go/internal/workload"
+	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 

@@ -16,6 +16,7 @@ var allowed = map[string][]string{
 	"resource":    {"scope", "internal/jsontype"},
 	"tier":        {},
 	"tier/memory": {"tier"},
+	"tier/fake":   {"tier"},
 	"tier/redis":  {"tier", "internal/glob"},
 	"tier/disk":   {},
 	"otel":        {},

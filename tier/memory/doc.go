@@ -1,7 +1,7 @@
-// Package memory holds the in-process stores: [Store], the bounded L1 that
-// every Cache uses, and an in-memory remote store (see remote.go) that stands
-// in for Redis in examples and in tests that simulate several instances in
-// one process.
+// Package memory is the in-process L1 store: [Store], the bounded cache that
+// every Cache keeps in front of its L2. (The in-memory stand-in for Redis as
+// L2, for tests and examples, is package
+// [github.com/agentcache/agentcache-go/tier/fake].)
 //
 // Store is a thin layer over otter (github.com/maypok86/otter/v2): a
 // concurrent cache with a W-TinyLFU eviction policy, which keeps a higher hit

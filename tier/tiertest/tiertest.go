@@ -1,6 +1,7 @@
 // Package tiertest is the conformance suite for remote (L2) stores: every
-// [tier.Remote] implementation — the Redis store, the in-memory one, and any
-// store a user writes for another backend — runs [Run] from its tests:
+// [tier.Remote] implementation — the Redis store, the in-memory fake
+// (tier/fake), and any store a user writes for another backend — runs [Run]
+// from its tests:
 //
 //	func TestConformance(t *testing.T) {
 //		backend := openBackend(t)

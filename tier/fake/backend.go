@@ -1,7 +1,4 @@
-package memory
-
-// This file is the in-memory remote store (a stand-in for Redis as L2). The
-// L1 store lives in store.go; the two share nothing but the package.
+package fake
 
 import (
 	"context"
@@ -251,7 +248,7 @@ type Remote struct {
 // is not held.
 func (r *Remote) lock(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memory: %s: %w", op, err)
+		return fmt.Errorf("fake: %s: %w", op, err)
 	}
 	r.b.mu.Lock()
 	var err error
@@ -264,12 +261,12 @@ func (r *Remote) lock(ctx context.Context, op string) error {
 		return nil
 	}
 	r.b.mu.Unlock()
-	return fmt.Errorf("memory: %s: %w", op, err)
+	return fmt.Errorf("fake: %s: %w", op, err)
 }
 
 func (r *Remote) unlock() { r.b.mu.Unlock() }
 
-var errNegativeTTL = errors.New("memory: negative ttl")
+var errNegativeTTL = errors.New("fake: negative ttl")
 
 // expiry turns a ttl into an expiry time (zero for none).
 func (r *Remote) expiry(ttl time.Duration) time.Time {
@@ -600,7 +597,7 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 	}
 	rec, ok := tier.ParseRecord(w.Record)
 	if !ok {
-		return tier.WriteResult{Outcome: tier.Failed, Err: errors.New("memory: write records: bytes that are not a record")}
+		return tier.WriteResult{Outcome: tier.Failed, Err: errors.New("fake: write records: bytes that are not a record")}
 	}
 	kind, stamp := rec.Kind, rec.Stamp
 	if w.Horizon > 0 && int64(r.micros())-stamp > w.Horizon.Microseconds() {
@@ -632,7 +629,7 @@ func (r *Remote) writeRecordLocked(w tier.RecordWrite) tier.WriteResult {
 func (r *Remote) Invalidate(ctx context.Context, tombs []tier.TombstoneOp, bumps []tier.EpochOp) ([]int64, []uint64, error) {
 	for _, t := range tombs {
 		if t.TTL <= 0 { // a tombstone without an expiry would fence its key forever
-			return nil, nil, errors.New("memory: invalidate: tombstone ttl must be positive")
+			return nil, nil, errors.New("fake: invalidate: tombstone ttl must be positive")
 		}
 	}
 	if err := checkEpochOps(bumps); err != nil {
@@ -778,7 +775,7 @@ func (r *Remote) TryLock(ctx context.Context, key, token string, ttl time.Durati
 	return true, nil
 }
 
-var errLeaseTTL = errors.New("memory: lease ttl must be positive")
+var errLeaseTTL = errors.New("fake: lease ttl must be positive")
 
 // Extend implements [tier.Locker].
 func (r *Remote) Extend(ctx context.Context, key, token string, ttl time.Duration) (bool, error) {
@@ -804,7 +801,7 @@ func (r *Remote) TagLease(ctx context.Context, key, token string, gen uint64, tt
 	})
 }
 
-var errLeaseGen = errors.New("memory: a lease's generation must be known (> 0)")
+var errLeaseGen = errors.New("fake: a lease's generation must be known (> 0)")
 
 // Unlock implements [tier.Locker].
 func (r *Remote) Unlock(ctx context.Context, key, token string) (bool, error) {

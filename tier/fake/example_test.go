@@ -1,10 +1,10 @@
-package memory_test
+package fake_test
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/agentcache/agentcache-go/tier/memory"
+	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
 // Two instances of one service share a backend, as they would share a Redis:
@@ -12,7 +12,7 @@ import (
 // reaches the other's subscription. A store with another prefix sees none of
 // it.
 func ExampleBackend() {
-	backend := memory.NewBackend(memory.BackendOptions{})
+	backend := fake.NewBackend(fake.BackendOptions{})
 	defer backend.Close()
 	ctx := context.Background()
 
