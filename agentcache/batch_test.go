@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -312,5 +313,15 @@ func TestMemoizeThroughCache(t *testing.T) {
 	waitFor(t, func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
 	if _, err := Memoize(fn, MemoOptions[string]{Cache: a}); err == nil {
 		t.Fatal("Memoize with a Cache and no Name accepted")
+	}
+	// The in-process options do not apply through a Cache: refused, not
+	// silently ignored.
+	for name, o := range map[string]MemoOptions[string]{
+		"MaxEntries": {Cache: a, Name: "m2", MaxEntries: 10},
+		"Now":        {Cache: a, Name: "m3", Now: time.Now},
+	} {
+		if _, err := Memoize(fn, o); err == nil || !strings.Contains(err.Error(), "in-process memo") {
+			t.Errorf("Memoize with a Cache and %s = %v, want a refusal", name, err)
+		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/flight"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/ratelog"
 	"github.com/agentcache/agentcache-go/internal/stripe"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
@@ -41,7 +41,7 @@ type Cache struct {
 	bus    *bus         // the invalidation channel
 	w      *writer
 	fl     *flight.Group
-	log    *rateLog
+	log    *ratelog.Log
 	obs    *observer
 	kv     *resState // the key-value API's built-in resource
 
@@ -174,7 +174,7 @@ func New(opts Options) (*Cache, error) {
 	if c.id == "" {
 		c.id = uuid.NewString()
 	}
-	c.log = &rateLog{l: o.Logger, every: o.Tuning.LogInterval, now: o.Now}
+	c.log = ratelog.New(o.Logger, o.Tuning.LogInterval, o.Now)
 	c.l1, err = memory.New(memory.Options{MaxEntries: o.L1MaxEntries, Now: opts.Now}, (*entry).expiry)
 	if err != nil {
 		return nil, fmt.Errorf("agentcache: %w", err)
@@ -184,7 +184,7 @@ func New(opts Options) (*Cache, error) {
 	c.brk = breaker.New(breaker.Options{
 		Failures: o.Tuning.Breaker.Failures, OpenFor: o.Tuning.Breaker.OpenFor, MaxOpenFor: o.Tuning.Breaker.MaxOpenFor, Now: o.Now,
 		OnChange: func(from, to breaker.State) {
-			c.log.l.Warn("agentcache: L2 circuit breaker changed state", "from", from.String(), "to", to.String())
+			c.log.Logger().Warn("agentcache: L2 circuit breaker changed state", "from", from.String(), "to", to.String())
 		},
 	})
 	restored, snapErr := c.loadSnapshot()
@@ -199,7 +199,7 @@ func New(opts Options) (*Cache, error) {
 		c.obs.close()
 		return nil, fmt.Errorf("agentcache: %w", err)
 	}
-	c.kv = &resState{kind: kindKV, ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL),
+	c.kv = &resState{ttl: o.DefaultTTL, negTTL: resource.Resource{}.NegativeTTLFor(o.DefaultTTL),
 		obs: c.obs.newResObs("kv", "none")}
 	c.w = newWriter(c)
 	c.locker, _ = o.L2.(tier.Locker)
@@ -226,7 +226,7 @@ func New(opts Options) (*Cache, error) {
 	c.applySnapshot(restored)
 	if snapErr != nil {
 		c.stats.snapshotErrors.Add(1)
-		c.log.l.Warn("agentcache: snapshot not restored; starting cold", "error", snapErr)
+		c.log.Logger().Warn("agentcache: snapshot not restored; starting cold", "error", snapErr)
 	}
 	c.startSnapshots()
 	return c, nil
@@ -330,6 +330,7 @@ type Stats struct {
 	FleetErrors    uint64 // of those, how many could not tell the fleet
 	SnapshotErrors uint64 // snapshot saves or restores that failed
 
+	L1Evictions     uint64 // entries L1 dropped to stay within L1MaxEntries (steadily rising: L1 is too small for the working set)
 	L1Entries       int    // entries in L1 now
 	WriteQueueDepth int    // writes waiting for L2 now
 	Breaker         string // "closed", "open" or "half-open"
@@ -369,7 +370,7 @@ func (c *Cache) Stats() Stats {
 		Oversize: s.oversize.Load(), Unencodable: s.unencodable.Load(),
 		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),
 		SnapshotErrors: s.snapshotErrors.Load(),
-		L1Entries:      c.l1.Len(), WriteQueueDepth: c.w.depth(),
+		L1Evictions:    c.l1.Stats().Evictions, L1Entries: c.l1.Len(), WriteQueueDepth: c.w.depth(),
 		Breaker: c.brk.State().String(),
 	}
 }
@@ -449,36 +450,4 @@ var (
 	errBreakerOpen = errors.New("agentcache: L2 circuit breaker is open")
 )
 
-func (c *Cache) warn(kind, msg string, err error) { c.log.warn(kind, msg, err) }
-
-// rateLog logs each kind of warning at most once per interval and reports
-// how many it held back.
-type rateLog struct {
-	l     *slog.Logger
-	every time.Duration
-	now   func() time.Time
-	mu    sync.Mutex
-	last  map[string]time.Time
-	held  map[string]int
-}
-
-func (r *rateLog) warn(kind, msg string, err error) {
-	r.mu.Lock()
-	if r.last == nil {
-		r.last, r.held = map[string]time.Time{}, map[string]int{}
-	}
-	now := r.now()
-	if t, ok := r.last[kind]; ok && now.Sub(t) < r.every {
-		r.held[kind]++
-		r.mu.Unlock()
-		return
-	}
-	held := r.held[kind]
-	r.last[kind], r.held[kind] = now, 0
-	r.mu.Unlock()
-	if held > 0 {
-		r.l.Warn(msg, "error", err, "suppressed", held)
-	} else {
-		r.l.Warn(msg, "error", err)
-	}
-}
+func (c *Cache) warn(kind, msg string, err error) { c.log.Warn(kind, msg, "error", err) }

@@ -442,3 +442,19 @@ func TestCorruptSnapshotStartsCold(t *testing.T) {
 		t.Fatalf("cold cache Get = %v, %v", v, err)
 	}
 }
+
+// TestL1EvictionsAreCounted: an L1 held to L1MaxEntries says how much it
+// dropped, so that an undersized L1 shows in Stats.
+func TestL1EvictionsAreCounted(t *testing.T) {
+	c := newL1(t, Options{L1MaxEntries: 100})
+	ctx := context.Background()
+	for i := range 1000 {
+		if err := c.Set(ctx, fmt.Sprintf("k%d", i), i, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
+	if s := c.Stats(); s.L1Evictions < 900 || s.L1Evictions > 1000 {
+		t.Fatalf("L1Evictions = %d after 1000 writes into 100 entries, want 900..1000", s.L1Evictions)
+	}
+}

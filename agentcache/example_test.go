@@ -78,11 +78,11 @@ func ExampleWrapMutation() {
 		user, _ := scope.UserFrom(ctx)
 		return carts[user], nil
 	})
-	addToCart, _ := agentcache.WrapMutation(c, func(ctx context.Context, item string) (bool, error) {
+	addToCart, _ := agentcache.WrapMutation(c, []resource.Resource{getCart}, func(ctx context.Context, item string) (bool, error) {
 		user, _ := scope.UserFrom(ctx)
 		carts[user] = append(carts[user], item)
 		return true, nil
-	}, getCart)
+	})
 
 	alice := scope.WithUser(context.Background(), "alice")
 	bob := scope.WithUser(context.Background(), "bob")

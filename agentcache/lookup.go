@@ -18,22 +18,11 @@ import (
 	"github.com/agentcache/agentcache-go/tier"
 )
 
-// resKind says how a resource's entries are scoped.
-type resKind uint8
-
-const (
-	kindKV      resKind = iota // the key-value API: no resource, no scope
-	kindGlobal                 // one entry per call, shared by everyone
-	kindUser                   // one entry per call and user
-	kindSession                // one entry per call and session
-)
-
 // resState is a resource as the cache runs it.
 type resState struct {
 	id        string            // "name@version"; empty for the key-value API
 	def       resource.Resource // as registered
-	kind      resKind
-	segPrefix string // "u:", "s:" or "" (unscoped)
+	segPrefix string            // "u:", "s:" or "" (unscoped)
 	ttl       time.Duration
 	negTTL    time.Duration // < 0: "not found" is not remembered
 	stale     time.Duration

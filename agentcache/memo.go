@@ -13,16 +13,26 @@ import (
 	"github.com/agentcache/agentcache-go/resource"
 )
 
-// MemoOptions configures Memoize. The zero value memoizes in process with
-// defaultMemoEntries entries and no TTL.
+// MemoOptions configures Memoize. The zero value memoizes in process, with
+// at most 1024 results and no TTL.
+//
+// A memo is either in process (Cache nil) or through a Cache; MaxEntries and
+// Now belong to the first and are refused with the second, whose own
+// Options bound and time its entries.
+//
+// An in-process memo evicts in exact least-recently-used order, as
+// async-cache's AsyncLRU does, which is why it does not sit on the Cache's
+// L1: that one admits and evicts by frequency (otter's W-TinyLFU), the better
+// policy for a shared cache and the wrong one for a promise about order.
 type MemoOptions[A any] struct {
 	// MaxEntries bounds an in-process memo with least-recently-used
-	// eviction (async-cache's AsyncLRU(maxsize)). Default defaultMemoEntries;
-	// negative means unbounded. Ignored with Cache: the Cache's L1 bound
-	// applies.
+	// eviction (async-cache's AsyncLRU(maxsize)). Default 1024; negative
+	// means unbounded. Refused with Cache: Options.L1MaxEntries bounds it.
 	MaxEntries int
-	// TTL bounds each result's life (AsyncTTL(time_to_live)). Zero: no TTL
-	// in process; with Cache, the Cache's DefaultTTL.
+	// TTL bounds each result's life (AsyncTTL(time_to_live)).
+	//
+	// NOTE: zero means no TTL in process, and with Cache, like a Resource's
+	// TTL, the Cache's Options.DefaultTTL.
 	TTL time.Duration
 	// Key, if set, returns what the key is built from, to leave arguments
 	// out (async-cache's skip_args): a receiver, a request ID. Without it
@@ -36,11 +46,13 @@ type MemoOptions[A any] struct {
 	// Name is the resource name with Cache (required then), and the name in
 	// error messages.
 	Name string
-	// Now is the clock of an in-process memo. Default time.Now.
+	// Now is the clock of an in-process memo. Default time.Now. Refused
+	// with Cache: Options.Now is its clock.
 	Now func() time.Time
 }
 
-// defaultMemoEntries is the bound of an in-process memo.
+// defaultMemoEntries is the bound of an in-process memo (stated in
+// MemoOptions' doc).
 const defaultMemoEntries = 1024
 
 // MemoStats are a memo's counters.
@@ -87,6 +99,9 @@ func Memoize[A, R any](fn func(ctx context.Context, args A) (R, error), o MemoOp
 	if o.Cache != nil {
 		if o.Name == "" {
 			return nil, errors.New("agentcache: Memoize with a Cache needs a Name")
+		}
+		if o.MaxEntries != 0 || o.Now != nil {
+			return nil, fmt.Errorf("agentcache: Memoize %s: MaxEntries and Now are for an in-process memo; with a Cache its Options.L1MaxEntries and Options.Now apply", o.Name)
 		}
 		rs, err := o.Cache.register(resource.Resource{Name: o.Name, TTL: o.TTL, NegativeTTL: -1})
 		if err != nil {

@@ -360,7 +360,7 @@ func TestOnFleetErrorSeesMutationFailures(t *testing.T) {
 		}
 	}})
 	shop := &fakeShop{items: map[string][]string{}}
-	add, _ := WrapMutation(c, shop.addToCart, getCart)
+	add, _ := WrapMutation(c, []resource.Resource{getCart}, shop.addToCart)
 	backend.SetError(errors.New("redis down"))
 	if _, err := add(scope.WithUser(context.Background(), "alice"), "lamp"); err != nil {
 		t.Fatalf("the write happened; the mutation must not fail: %v", err)

@@ -166,7 +166,7 @@ func TestRedisThreeInstancesInvalidateOneUsersCart(t *testing.T) {
 	}
 
 	// B runs add_to_cart for alice, a mutation that invalidates her cart.
-	add, err := WrapMutation(b, shop.addTool, rcCartRes)
+	add, err := WrapMutation(b, []resource.Resource{rcCartRes}, shop.addTool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +516,7 @@ func TestRedisUnreachableDuringInvalidate(t *testing.T) {
 			a := rcNew(t, Options{L2: e.store(), L2Timeout: 100 * time.Millisecond})
 			rcSubscribed(t, a)
 			get := rcWrapCart(t, a, shop)
-			add, err := WrapMutation(a, shop.addTool, rcCartRes)
+			add, err := WrapMutation(a, []resource.Resource{rcCartRes}, shop.addTool)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -189,12 +189,10 @@ func (c *Cache) register(r resource.Resource) (*resState, error) {
 	rs.obs = c.obs.newResObs(r.Name, r.Scope.String())
 	rs.claims = &claims{}
 	switch r.Scope {
-	case scope.Global:
-		rs.kind = kindGlobal
 	case scope.User:
-		rs.kind, rs.segPrefix = kindUser, "u:"
+		rs.segPrefix = "u:"
 	case scope.Session:
-		rs.kind, rs.segPrefix = kindSession, "s:"
+		rs.segPrefix = "s:"
 	}
 	c.resMu.Lock()
 	defer c.resMu.Unlock()
@@ -582,13 +580,20 @@ func newToolConfig(opts []ToolOption) *toolConfig {
 // local invalidation still applies, the result is returned without error (the
 // write happened; an error would invite a retry), and the failure is logged,
 // counted in Stats.FleetErrors and handed to Options.OnFleetError.
-func WrapMutation[A, R any](c *Cache, tool func(ctx context.Context, args A) (R, error), invalidates ...resource.Resource) (func(ctx context.Context, args A) (R, error), error) {
+//
+// Its arguments are in Wrap's order: the cache, what the tool touches, the
+// tool. A mutation must name at least one resource.
+func WrapMutation[A, R any](c *Cache, invalidates []resource.Resource, tool func(ctx context.Context, args A) (R, error)) (func(ctx context.Context, args A) (R, error), error) {
 	if tool == nil {
 		return nil, fmt.Errorf("agentcache: WrapMutation: nil tool")
 	}
 	if c == nil {
 		return nil, errNilCache
 	}
+	if len(invalidates) == 0 {
+		return nil, fmt.Errorf("agentcache: WrapMutation: no resources to invalidate")
+	}
+	invalidates = slices.Clone(invalidates) // the caller may reuse its slice
 	for _, r := range invalidates {
 		if _, err := c.register(r); err != nil {
 			return nil, err

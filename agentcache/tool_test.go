@@ -148,7 +148,7 @@ func TestMutationInvalidatesOnlyThatUsersCart(t *testing.T) {
 	c := newL1(t, Options{})
 	shop := &fakeShop{items: map[string][]string{"alice": {"book"}, "bob": {"pen"}}}
 	get, _ := Wrap(c, getCart, shop.getCart)
-	add, err := WrapMutation(c, shop.addToCart, getCart)
+	add, err := WrapMutation(c, []resource.Resource{getCart}, shop.addToCart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +305,12 @@ func TestWrappersRefuseANilCache(t *testing.T) {
 	if _, err := Wrap(nil, res, tool); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
 		t.Errorf("Wrap(nil, ...) = %v, want an agentcache error", err)
 	}
-	if _, err := WrapMutation(nil, tool, res); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
+	if _, err := WrapMutation(nil, []resource.Resource{res}, tool); err == nil || !strings.HasPrefix(err.Error(), "agentcache: ") {
 		t.Errorf("WrapMutation(nil, ...) = %v, want an agentcache error", err)
 	}
-	if _, err := WrapMutation(nil, tool); err == nil {
-		t.Error("WrapMutation(nil) with no resources did not fail")
+	c := newL1(t, Options{})
+	if _, err := WrapMutation(c, nil, tool); err == nil || !strings.Contains(err.Error(), "no resources") {
+		t.Errorf("WrapMutation with no resources = %v, want a refusal", err)
 	}
 	if _, err := WrapBatch(nil, res, func(context.Context, []int) (map[int]string, error) { return nil, nil }); err == nil {
 		t.Error("WrapBatch(nil, ...) did not fail")

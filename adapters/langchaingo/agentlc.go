@@ -109,7 +109,7 @@ func WrapMutation(c *agentcache.Cache, t tools.Tool, invalidates ...resource.Res
 	if t == nil {
 		return nil, errors.New("agentlc: WrapMutation: nil tool")
 	}
-	call, err := agentcache.WrapMutation(c, t.Call, invalidates...)
+	call, err := agentcache.WrapMutation(c, invalidates, t.Call)
 	if err != nil {
 		return nil, fmt.Errorf("agentlc: %w", err)
 	}

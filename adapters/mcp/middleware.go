@@ -201,7 +201,7 @@ func newTool(c *agentcache.Cache, name string, p ToolPolicy) (*tool, error) {
 			}
 			return res, nil
 		}
-		f, err := agentcache.WrapMutation(c, run, p.Invalidates...)
+		f, err := agentcache.WrapMutation(c, p.Invalidates, run)
 		if err != nil {
 			return nil, fmt.Errorf("agentmcp: tool %q: %w", name, err)
 		}

@@ -340,7 +340,7 @@ func rtCases() []rtCase {
 				if err := rtWarm(ctx, f, 0, "alice"); err != nil {
 					return rtResult{}, err
 				}
-				m, err := agentcache.WrapMutation(f.cs[0], func(context.Context, string) (bool, error) { return true, nil }, rtUser, rtGlobal)
+				m, err := agentcache.WrapMutation(f.cs[0], []resource.Resource{rtUser, rtGlobal}, func(context.Context, string) (bool, error) { return true, nil })
 				if err != nil {
 					return rtResult{}, err
 				}

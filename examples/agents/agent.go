@@ -68,7 +68,7 @@ func (in *instance) wrapTools(s *shop, tracer trace.Tracer) error {
 	collect(err)
 	in.cart, err = agentcache.Wrap(in.cache, cartRes, s.getCart)
 	collect(err)
-	in.add, err = agentcache.WrapMutation(in.cache, traced(tracer, "add_to_cart", s.addToCart), cartRes)
+	in.add, err = agentcache.WrapMutation(in.cache, []resource.Resource{cartRes}, traced(tracer, "add_to_cart", s.addToCart))
 	collect(err)
 	in.search, err = agentcache.Wrap(in.cache, searchRes, s.searchDocs)
 	collect(err)

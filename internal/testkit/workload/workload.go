@@ -145,7 +145,7 @@ func Wrap(name string, c *agentcache.Cache, t *Tools) (*Instance, error) {
 	var errs [7]error
 	in.Profile, errs[0] = agentcache.Wrap(c, ProfileRes, t.Profile)
 	in.Notes, errs[1] = agentcache.Wrap(c, NotesRes, t.Notes, agentcache.RefreshAhead(0.8))
-	in.AddNote, errs[2] = agentcache.WrapMutation(c, t.AddNote, NotesRes)
+	in.AddNote, errs[2] = agentcache.WrapMutation(c, []resource.Resource{NotesRes}, t.AddNote)
 	in.Orders, errs[3] = agentcache.Wrap(c, OrdersRes, t.Orders)
 	in.Search, errs[4] = agentcache.Wrap(c, SearchRes, t.Search)
 	in.Products, errs[5] = agentcache.WrapBatch(c, ProductsRes, t.Products)

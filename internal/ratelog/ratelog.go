@@ -1,0 +1,51 @@
+// Package ratelog writes warnings of each kind at most once per interval,
+// with the count of those it held back in between, so that an outage that
+// fails every call does not turn into a log line per call.
+package ratelog
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Log is a rate-limited warning log. It is safe for concurrent use.
+type Log struct {
+	l     *slog.Logger
+	every time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	last  map[string]time.Time // guarded by mu
+	held  map[string]int       // guarded by mu
+}
+
+// New returns a Log that writes to l at most one line of each kind per
+// every, reading the time from now.
+func New(l *slog.Logger, every time.Duration, now func() time.Time) *Log {
+	return &Log{l: l, every: every, now: now, last: map[string]time.Time{}, held: map[string]int{}}
+}
+
+// Logger returns the logger the Log writes to, for lines that need no
+// limit (rare state changes).
+func (r *Log) Logger() *slog.Logger { return r.l }
+
+// Warn writes msg with args as a warning, unless a line of the same kind
+// was written less than the interval ago; then it only counts it, and the
+// next line of the kind says how many were suppressed. kind must come from
+// a bounded set (a call site, a format string), never from data.
+func (r *Log) Warn(kind, msg string, args ...any) {
+	r.mu.Lock()
+	now := r.now()
+	if t, ok := r.last[kind]; ok && now.Sub(t) < r.every {
+		r.held[kind]++
+		r.mu.Unlock()
+		return
+	}
+	held := r.held[kind]
+	r.last[kind], r.held[kind] = now, 0
+	r.mu.Unlock()
+	if held > 0 {
+		args = append(args, "suppressed", held)
+	}
+	r.l.Warn(msg, args...)
+}
