@@ -102,8 +102,13 @@ type Options struct {
 	Snapshot SnapshotOptions
 
 	// Logger receives the cache's warnings (L2 failures, dropped writes,
-	// corrupt data), and go-redis's own log lines, each kind at most once
-	// per TuningOptions.Tuning.LogInterval. Default slog.Default().
+	// corrupt data), each kind at most once per Options.Tuning.LogInterval.
+	// Default slog.Default().
+	//
+	// NOTE: go-redis writes its own lines (a failed dial, per call during
+	// an outage) through one logger for the whole process, which a Cache
+	// cannot own: send them here, under the same limit, with
+	// tier/redis.SetLogger(logger, interval) once at start.
 	Logger *slog.Logger
 
 	// OnFleetError, if set, is called (on the caller's goroutine) whenever an

@@ -277,10 +277,7 @@ func TestBugLookupPaysSeveralTimeouts(t *testing.T) {
 func TestBugClusterFailoverWaitsForSlotReload(t *testing.T) {
 	checkLeaks(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	store, err := acredis.NewFromConfig(acredis.Config{
-		Addrs: cl.Addrs(), Prefix: prefixFor(t),
-		ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, DialTimeout: dialTimeout,
-	})
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs(), ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, DialTimeout: dialTimeout}, acredis.Options{Prefix: prefixFor(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +460,7 @@ func TestBugURLErrorShowsPassword(t *testing.T) {
 		"redis://127.0.0.1:6379/user:" + secret,     // credentials in the path
 		"redis://127.0.0.1:6379/0?user:" + secret,   // in the query
 	} {
-		_, err := acredis.NewFromURL(raw, "p:")
+		_, err := acredis.NewFromURL(raw, acredis.Options{Prefix: "p:"})
 		if err == nil {
 			t.Errorf("%q: no error", strings.ReplaceAll(raw, secret, "***"))
 			continue
@@ -492,7 +489,7 @@ func TestBugURLErrorShowsPassword(t *testing.T) {
 func TestBugClusterHungMasterWaitsForSlotReload(t *testing.T) {
 	checkLeaks(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs(), Prefix: prefixFor(t)})
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs()}, acredis.Options{Prefix: prefixFor(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

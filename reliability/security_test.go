@@ -96,15 +96,15 @@ func TestSecurityACLAndTLS(t *testing.T) {
 	tlsConf := caPool(t, srv.CAFile())
 	prefix := prefixFor(t)
 	config := func(mod func(*acredis.Config)) acredis.Config {
-		c := acredis.Config{Addr: srv.Addr(), Username: aclUser, Password: aclPassword, TLS: tlsConf, Prefix: prefix}
+		c := acredis.Config{Addr: srv.Addr(), Username: aclUser, Password: aclPassword, TLS: tlsConf}
 		if mod != nil {
 			mod(&c)
 		}
 		return c
 	}
-	open := func(t *testing.T, cfg acredis.Config) *acredis.Store {
+	open := func(t *testing.T, cfg acredis.Config, prefix string) *acredis.Store {
 		t.Helper()
-		s, err := acredis.NewFromConfig(cfg)
+		s, err := acredis.NewFromConfig(cfg, acredis.Options{Prefix: prefix})
 		if err != nil {
 			t.Fatalf("NewFromConfig: %v", err)
 		}
@@ -113,7 +113,7 @@ func TestSecurityACLAndTLS(t *testing.T) {
 	}
 
 	t.Run("NewFromConfig with ACL user over TLS", func(t *testing.T) {
-		roundTrip(t, open(t, config(nil)), open(t, config(nil)))
+		roundTrip(t, open(t, config(nil), prefix), open(t, config(nil), prefix))
 	})
 
 	t.Run("ACL user confined to the prefix", func(t *testing.T) {
@@ -125,12 +125,12 @@ func TestSecurityACLAndTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = admin.Do(context.Background(), "ACL", "DELUSER", user).Err() })
-		cfg := config(func(c *acredis.Config) { c.Username, c.Password, c.Prefix = user, pass, p })
-		sa, sb := open(t, cfg), open(t, cfg)
+		cfg := config(func(c *acredis.Config) { c.Username, c.Password = user, pass })
+		sa, sb := open(t, cfg, p), open(t, cfg, p)
 		roundTrip(t, sa, sb)
 		// The confinement is real: the same user cannot touch another
 		// prefix.
-		out := open(t, config(func(c *acredis.Config) { c.Username, c.Password, c.Prefix = user, pass, prefix+"other:" }))
+		out := open(t, config(func(c *acredis.Config) { c.Username, c.Password = user, pass }), prefix+"other:")
 		if err := out.Set(ctx, "k", []byte("v"), time.Minute); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 			t.Fatalf("write outside the permitted prefix: %v; want NOPERM", err)
 		}
@@ -165,27 +165,27 @@ func TestSecurityACLAndTLS(t *testing.T) {
 		want string
 	}{
 		{"wrong password", func() error {
-			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Password = "not-" + aclPassword })))
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Password = "not-" + aclPassword }), acredis.Options{Prefix: prefix}))
 		}, "authentication failed"},
 		{"wrong user", func() error {
-			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username = "mallory" })))
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username = "mallory" }), acredis.Options{Prefix: prefix}))
 		}, "authentication failed"},
 		{"no credentials", func() error {
-			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username, c.Password = "", "" })))
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.Username, c.Password = "", "" }), acredis.Options{Prefix: prefix}))
 		}, "authentication failed"},
 		{"wrong password in URL", func() error {
 			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, "not-"+aclPassword), RawQuery: "skip_verify=true"}
-			return ping(acredis.NewFromURL(u.String(), prefix))
+			return ping(acredis.NewFromURL(u.String(), acredis.Options{Prefix: prefix}))
 		}, "authentication failed"},
 		{"plain TCP to the TLS port", func() error {
-			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.TLS = nil })))
+			return ping(acredis.NewFromConfig(config(func(c *acredis.Config) { c.TLS = nil }), acredis.Options{Prefix: prefix}))
 		}, "redis: connecting to " + srv.Addr()},
 		{"untrusted certificate", func() error {
 			// Loading the system roots the first time takes long under
 			// -race on a busy machine, and counts against the dial timeout.
 			_, _ = x509.SystemCertPool()
 			u := url.URL{Scheme: "rediss", Host: srv.Addr(), User: url.UserPassword(aclUser, aclPassword)}
-			return ping(acredis.NewFromURL(u.String(), prefix))
+			return ping(acredis.NewFromURL(u.String(), acredis.Options{Prefix: prefix}))
 		}, "certificate"},
 	}
 	for _, tc := range bad {
@@ -219,7 +219,7 @@ func TestSecurityURLChild(t *testing.T) {
 	}
 	prefix := os.Getenv("RELIABILITY_PREFIX")
 	open := func() *acredis.Store {
-		s, err := acredis.NewFromURL(raw, prefix)
+		s, err := acredis.NewFromURL(raw, acredis.Options{Prefix: prefix})
 		if err != nil {
 			t.Fatalf("NewFromURL: %v", err)
 		}

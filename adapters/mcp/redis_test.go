@@ -21,7 +21,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	}
 	srv := redistest.Start(t)
 	instance := func() *fixture {
-		store, err := acredis.NewFromURL(srv.URL(), "agentmcp-test:")
+		store, err := acredis.NewFromURL(srv.URL(), acredis.Options{Prefix: "agentmcp-test:"})
 		if err != nil {
 			t.Fatal(err)
 		}

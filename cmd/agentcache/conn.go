@@ -84,15 +84,14 @@ func connect(c connFlags) (*conn, error) {
 			return nil, werr
 		}
 		where = u.Host
-		st, err = redis.NewFromURL(u.String(), c.prefix)
+		st, err = redis.NewFromURL(u.String(), redis.Options{Prefix: c.prefix})
 	case c.cluster != "":
 		cfg, cerr := clusterConfig(c.cluster)
 		if cerr != nil {
 			return nil, cerr
 		}
-		cfg.Prefix = c.prefix
 		where = "cluster " + strings.Join(cfg.Addrs, ",")
-		st, err = redis.NewFromConfig(cfg)
+		st, err = redis.NewFromConfig(cfg, redis.Options{Prefix: c.prefix})
 	default:
 		return nil, usageError("no server: set -url or -cluster (or $AGENTCACHE_URL / $AGENTCACHE_CLUSTER)")
 	}

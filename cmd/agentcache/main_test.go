@@ -99,9 +99,9 @@ func newStore(t *testing.T, url string, addrs []string, pfx string) *redis.Store
 	var st *redis.Store
 	var err error
 	if addrs != nil {
-		st, err = redis.NewFromConfig(redis.Config{Addrs: addrs, Prefix: pfx, ReadTimeout: time.Second, WriteTimeout: time.Second})
+		st, err = redis.NewFromConfig(redis.Config{Addrs: addrs, ReadTimeout: time.Second, WriteTimeout: time.Second}, redis.Options{Prefix: pfx})
 	} else {
-		st, err = redis.NewFromURL(url, pfx)
+		st, err = redis.NewFromURL(url, redis.Options{Prefix: pfx})
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -83,7 +83,7 @@ func soak(ctx context.Context, cfg config, stderr io.Writer) (*report, error) {
 	}
 	defer closeAll()
 	for i := range cfg.instances {
-		s, err := acredis.NewFromURL(url, prefix)
+		s, err := acredis.NewFromURL(url, acredis.Options{Prefix: prefix})
 		if err != nil {
 			return nil, fmt.Errorf("soak: %w", err)
 		}

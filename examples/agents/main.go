@@ -228,7 +228,7 @@ func (d *demo) setup(ctx context.Context) error {
 	}
 	for _, name := range []string{"A", "B"} {
 		// Each instance has its own connection pool, as separate pods would.
-		store, err := acredis.NewFromURL(rawURL, keyPrefix)
+		store, err := acredis.NewFromURL(rawURL, acredis.Options{Prefix: keyPrefix})
 		if err != nil {
 			return err
 		}

@@ -9,15 +9,15 @@ import (
 const module = "github.com/agentcache/agentcache-go/"
 
 // allowed lists, for each building block, the packages of this module it
-// may depend on (directly or not); internal/glob and internal/jsontype are
-// leaves (they import nothing of this module).
+// may depend on (directly or not); internal/glob, internal/jsontype and
+// internal/ratelog are leaves (they import nothing of this module).
 var allowed = map[string][]string{
 	"scope":       {},
 	"resource":    {"scope", "internal/jsontype"},
 	"tier":        {},
 	"tier/memory": {"tier"},
 	"tier/fake":   {"tier"},
-	"tier/redis":  {"tier", "internal/glob"},
+	"tier/redis":  {"tier", "internal/glob", "internal/ratelog"},
 	"tier/disk":   {},
 	"otel":        {},
 	// The epoch table holds no *Cache: it reaches L2 through functions.

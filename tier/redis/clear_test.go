@@ -315,7 +315,7 @@ func TestClusterClear(t *testing.T) {
 	// one is dead (there is no replica to promote).
 	c := redistest.StartCluster(t, 3, 0, redistest.Config{Args: []string{"cluster-require-full-coverage no"}})
 	raw := c.Client(t)
-	s, err := NewFromConfig(Config{Addrs: c.Addrs(), Prefix: clearPrefix})
+	s, err := NewFromConfig(Config{Addrs: c.Addrs()}, Options{Prefix: clearPrefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestClusterClear(t *testing.T) {
 // Clear has no deadline of its own: give it one that allows for the
 // keyspace, and read what is left from a *ClearError.
 func ExampleStore_Clear() {
-	store, err := NewFromURL("redis://localhost:6379/0", "shop:prod:")
+	store, err := NewFromURL("redis://localhost:6379/0", Options{Prefix: "shop:prod:"})
 	if err != nil {
 		log.Fatal(err)
 	}

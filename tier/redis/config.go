@@ -43,8 +43,6 @@ type Config struct {
 	Password string
 	// TLS enables TLS with this configuration. Default nil: plain TCP.
 	TLS *tls.Config
-	// Prefix is Options.Prefix: default DefaultPrefix. It must end with ':'.
-	Prefix string
 	// DialTimeout bounds establishing a connection. Default
 	// DefaultDialTimeout (1s).
 	DialTimeout time.Duration
@@ -69,8 +67,12 @@ type Config struct {
 // unreachable server or wrong credentials do not: the store starts degraded,
 // each call fails fast until Redis answers, and it connects by itself once
 // Redis is there, without being rebuilt. Call [Store.Ping] to check at start.
-func NewFromConfig(cfg Config) (*Store, error) {
-	opts := Options{Prefix: cfg.Prefix, CloseClient: true}
+// Since it does not block, it takes no context (like go-redis's NewClient).
+//
+// opts are the store's, as for [New]; the store always closes the client it
+// created (opts.CloseClient is implied).
+func NewFromConfig(cfg Config, opts Options) (*Store, error) {
+	opts.CloseClient = true
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -141,8 +143,11 @@ func NewFromConfig(cfg Config) (*Store, error) {
 // a host that is no host name or IP address, a unix: URL with a host or
 // with '@' in its socket path. Errors never echo the URL, which may hold a
 // password, neither here nor later from the store's calls.
-func NewFromURL(rawURL string, prefix string) (*Store, error) {
-	opts := Options{Prefix: prefix, CloseClient: true}
+//
+// opts are the store's, as for [New]; the store always closes the client it
+// created (opts.CloseClient is implied).
+func NewFromURL(rawURL string, opts Options) (*Store, error) {
+	opts.CloseClient = true
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}

@@ -67,7 +67,7 @@ func TestNewFromURL(t *testing.T) {
 
 	t.Run("PasswordAndDB", func(t *testing.T) {
 		u := srv.URL() + "/3?read_timeout=2s&client_name=agentcache-test"
-		s, err := NewFromURL(u, "url:")
+		s, err := NewFromURL(u, Options{Prefix: "url:"})
 		if err != nil {
 			t.Fatalf("NewFromURL: %v", err)
 		}
@@ -109,7 +109,7 @@ func TestNewFromURL(t *testing.T) {
 			"redis://us er:hunter2@local host",
 			"::::",
 		} {
-			_, err := NewFromURL(u, "")
+			_, err := NewFromURL(u, Options{})
 			if err == nil {
 				t.Errorf("NewFromURL(%q): no error", u)
 				continue
@@ -122,7 +122,7 @@ func TestNewFromURL(t *testing.T) {
 				t.Errorf("NewFromURL(%q) error %q leaks the password", u, msg)
 			}
 		}
-		if _, err := NewFromURL(srv.URL(), "bad{prefix"); err == nil || !strings.Contains(err.Error(), "prefix") {
+		if _, err := NewFromURL(srv.URL(), Options{Prefix: "bad{prefix"}); err == nil || !strings.Contains(err.Error(), "prefix") {
 			t.Errorf("NewFromURL with a bad prefix: %v", err)
 		}
 	})
@@ -131,7 +131,7 @@ func TestNewFromURL(t *testing.T) {
 	// a failure: the store is returned, and Ping reports the problem.
 	t.Run("Unreachable", func(t *testing.T) {
 		addr := closedPort(t)
-		s := mustOpen(t)(NewFromURL("redis://"+addr, ""))
+		s := mustOpen(t)(NewFromURL("redis://"+addr, Options{}))
 		wantPingError(t, s, "redis: connecting to "+addr+": ", "refused")
 	})
 
@@ -140,7 +140,7 @@ func TestNewFromURL(t *testing.T) {
 		if u == srv.URL() {
 			t.Fatalf("URL %q does not carry the password", u)
 		}
-		s := mustOpen(t)(NewFromURL(u, ""))
+		s := mustOpen(t)(NewFromURL(u, Options{}))
 		err := wantPingError(t, s, "redis: authentication failed for "+srv.Addr()+": ", "")
 		if strings.Contains(err.Error(), "wrong") && strings.Contains(err.Error(), "pass@") {
 			t.Fatalf("error %q leaks the password", err)
@@ -148,7 +148,7 @@ func TestNewFromURL(t *testing.T) {
 	})
 
 	t.Run("NoPassword", func(t *testing.T) {
-		s := mustOpen(t)(NewFromURL("redis://"+srv.Addr(), ""))
+		s := mustOpen(t)(NewFromURL("redis://"+srv.Addr(), Options{}))
 		wantPingError(t, s, "redis: authentication failed for "+srv.Addr()+": ", "")
 	})
 }
@@ -196,7 +196,7 @@ func TestNewFromConfig(t *testing.T) {
 
 	t.Run("ACLUserAndDefaults", func(t *testing.T) {
 		srv := redistest.Start(t, redistest.Config{ACLUser: "agent", ACLPassword: "pw"})
-		s, err := NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "pw", DB: 2, Prefix: "cfg:"})
+		s, err := NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "pw", DB: 2}, Options{Prefix: "cfg:"})
 		if err != nil {
 			t.Fatalf("NewFromConfig: %v", err)
 		}
@@ -216,13 +216,13 @@ func TestNewFromConfig(t *testing.T) {
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		wrong := mustOpen(t)(NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "nope"}))
+		wrong := mustOpen(t)(NewFromConfig(Config{Addr: srv.Addr(), Username: "agent", Password: "nope"}, Options{}))
 		wantPingError(t, wrong, "redis: authentication failed for "+srv.Addr(), "")
 	})
 
 	t.Run("TLS", func(t *testing.T) {
 		srv := redistest.Start(t, redistest.Config{TLS: true})
-		s, err := NewFromConfig(Config{Addr: srv.Addr(), TLS: srv.TLSConfig()})
+		s, err := NewFromConfig(Config{Addr: srv.Addr(), TLS: srv.TLSConfig()}, Options{})
 		if err != nil {
 			t.Fatalf("NewFromConfig with TLS: %v", err)
 		}
@@ -231,9 +231,9 @@ func TestNewFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		// rediss:// cannot carry the throwaway CA: verification fails, clearly.
-		unknownCA := mustOpen(t)(NewFromURL("rediss://"+srv.Addr(), ""))
+		unknownCA := mustOpen(t)(NewFromURL("rediss://"+srv.Addr(), Options{}))
 		wantPingError(t, unknownCA, "redis: connecting to "+srv.Addr(), "certificate")
-		s2 := mustOpen(t)(NewFromURL("rediss://"+srv.Addr()+"?skip_verify=true", ""))
+		s2 := mustOpen(t)(NewFromURL("rediss://"+srv.Addr()+"?skip_verify=true", Options{}))
 		if err := s2.Ping(ctx); err != nil {
 			t.Fatalf("rediss:// with skip_verify: %v", err)
 		}
@@ -241,7 +241,7 @@ func TestNewFromConfig(t *testing.T) {
 
 	t.Run("Cluster", func(t *testing.T) {
 		c := redistest.StartCluster(t, 3, 0)
-		s, err := NewFromConfig(Config{Addrs: c.Addrs(), Prefix: "cl:"})
+		s, err := NewFromConfig(Config{Addrs: c.Addrs()}, Options{Prefix: "cl:"})
 		if err != nil {
 			t.Fatalf("NewFromConfig(cluster): %v", err)
 		}
@@ -252,23 +252,23 @@ func TestNewFromConfig(t *testing.T) {
 		if err := s.Set(ctx, "k", []byte("v"), 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := NewFromConfig(Config{Addrs: c.Addrs(), DB: 1}); err == nil {
+		if _, err := NewFromConfig(Config{Addrs: c.Addrs(), DB: 1}, Options{}); err == nil {
 			t.Error("cluster config with DB 1: no error")
 		}
-		if _, err := NewFromConfig(Config{Addr: c.Addrs()[0], Addrs: c.Addrs()}); err == nil {
+		if _, err := NewFromConfig(Config{Addr: c.Addrs()[0], Addrs: c.Addrs()}, Options{}); err == nil {
 			t.Error("config with both Addr and Addrs: no error")
 		}
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping of every master: %v", err)
 		}
 		addr := closedPort(t)
-		down := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}}))
+		down := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}}, Options{}))
 		wantPingError(t, down, "redis: connecting to "+addr+": ", "refused")
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
 		addr := closedPort(t)
-		s := mustOpen(t)(NewFromConfig(Config{Addr: addr}))
+		s := mustOpen(t)(NewFromConfig(Config{Addr: addr}, Options{}))
 		wantPingError(t, s, "redis: connecting to "+addr+": ", "refused")
 	})
 }
@@ -294,7 +294,7 @@ func TestClosedClientIsErrClosed(t *testing.T) {
 // show that address.
 func TestNewFromConfigErrorHidesCredentialsInAddress(t *testing.T) {
 	const secret = "s3cret-Pw"
-	s := mustOpen(t)(NewFromConfig(Config{Addr: "/user:" + secret + "@/no/such/socket", Prefix: "p:"}))
+	s := mustOpen(t)(NewFromConfig(Config{Addr: "/user:" + secret + "@/no/such/socket"}, Options{Prefix: "p:"}))
 	err := wantPingError(t, s, "redis: connecting to the address in the URL", "")
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("the error shows the password: %q", err)
@@ -327,8 +327,8 @@ func TestDegradedStart(t *testing.T) {
 		name string
 		open func(addr string) (*Store, error)
 	}{
-		{"NewFromURL", func(addr string) (*Store, error) { return NewFromURL("redis://"+addr+"/0", "deg:") }},
-		{"NewFromConfig", func(addr string) (*Store, error) { return NewFromConfig(Config{Addr: addr, Prefix: "deg:"}) }},
+		{"NewFromURL", func(addr string) (*Store, error) { return NewFromURL("redis://"+addr+"/0", Options{Prefix: "deg:"}) }},
+		{"NewFromConfig", func(addr string) (*Store, error) { return NewFromConfig(Config{Addr: addr}, Options{Prefix: "deg:"}) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -382,7 +382,7 @@ func TestDegradedStart(t *testing.T) {
 func TestDegradedStartCluster(t *testing.T) {
 	t.Parallel()
 	addr := closedPort(t)
-	s := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}, Prefix: "deg:"}))
+	s := mustOpen(t)(NewFromConfig(Config{Addrs: []string{addr}}, Options{Prefix: "deg:"}))
 	dials := &dialCounter{}
 	s.Client().(*goredis.ClusterClient).OnNewNode(func(node *goredis.Client) { node.AddHook(dials) })
 	ctx := context.Background()
@@ -405,7 +405,7 @@ func TestDegradedStartCluster(t *testing.T) {
 // TestPingAfterClose: Ping of a closed store says so.
 func TestPingAfterClose(t *testing.T) {
 	t.Parallel()
-	s, err := NewFromConfig(Config{Addr: closedPort(t)})
+	s, err := NewFromConfig(Config{Addr: closedPort(t)}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestPingAfterClose(t *testing.T) {
 // A service that starts while Redis is down: the store is returned, the
 // cache runs on L1 until Redis answers, and Ping says what is wrong.
 func ExampleStore_Ping() {
-	store, err := NewFromURL("redis://:secret@localhost:6379/0", "shop:prod:")
+	store, err := NewFromURL("redis://:secret@localhost:6379/0", Options{Prefix: "shop:prod:"})
 	if err != nil {
 		log.Fatal(err) // a malformed URL or prefix: the configuration is wrong
 	}

@@ -35,7 +35,7 @@ func ExampleNew() {
 // A store that creates, checks and owns its client. A wrong password or an
 // unreachable server is reported here, not on the first cache miss.
 func ExampleNewFromURL() {
-	store, err := redis.NewFromURL("redis://:secret@localhost:6379/0?read_timeout=100ms", "shop:prod:")
+	store, err := redis.NewFromURL("redis://:secret@localhost:6379/0?read_timeout=100ms", redis.Options{Prefix: "shop:prod:"})
 	if err != nil {
 		log.Fatal(err) // e.g. redis: authentication failed for localhost:6379: WRONGPASS ...
 	}
@@ -45,10 +45,7 @@ func ExampleNewFromURL() {
 // A Redis Cluster: batches cost one round trip per master and never fail
 // with CROSSSLOT.
 func ExampleNewFromConfig() {
-	store, err := redis.NewFromConfig(redis.Config{
-		Addrs:  []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"},
-		Prefix: "shop:prod:",
-	})
+	store, err := redis.NewFromConfig(redis.Config{Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"}}, redis.Options{Prefix: "shop:prod:"})
 	if err != nil {
 		log.Fatal(err)
 	}

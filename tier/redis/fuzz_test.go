@@ -60,7 +60,7 @@ func FuzzNewFromURLHidesPassword(f *testing.F) {
 			}
 			return
 		}
-		s, err := acredis.NewFromURL(raw, "fz:")
+		s, err := acredis.NewFromURL(raw, acredis.Options{Prefix: "fz:"})
 		if err == nil {
 			_ = s.Close()
 			t.Fatalf("NewFromURL accepted %q, which its parsing refuses", raw)

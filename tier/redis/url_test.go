@@ -128,7 +128,7 @@ func TestNewFromURLNeverShowsPassword(t *testing.T) {
 		"rediss://user:" + pw + "@localhost:6379?skip_verify=maybe",
 		"http://user:" + pw + "@localhost:6379",
 	} {
-		s, err := NewFromURL(raw, "p:")
+		s, err := NewFromURL(raw, Options{Prefix: "p:"})
 		if err == nil {
 			t.Errorf("NewFromURL(%q): accepted, want it refused", raw)
 			for _, err := range exercise(s) {
@@ -150,7 +150,7 @@ func TestNewFromURLNeverShowsPassword(t *testing.T) {
 		"redis://user:" + pw + "@" + closedPort(t) + "/0",
 		"rediss://:" + pw + "@" + closedPort(t),
 	} {
-		s, err := NewFromURL(raw, "p:")
+		s, err := NewFromURL(raw, Options{Prefix: "p:"})
 		if err != nil {
 			t.Errorf("NewFromURL(%q): %v, want a store", raw, err)
 			continue
@@ -191,7 +191,7 @@ func TestNewFromURLUnixSocket(t *testing.T) {
 	sock := filepath.Join(dir, "redis.sock")
 	const pw = "s3cr3t-Pw9"
 	srv := redistest.Start(t, redistest.Config{Password: pw, Args: []string{"unixsocket " + sock, "unixsocketperm 700"}})
-	s := mustOpen(t)(NewFromURL("unix://:"+pw+"@"+sock+"?db=2", "ux:"))
+	s := mustOpen(t)(NewFromURL("unix://:"+pw+"@"+sock+"?db=2", Options{Prefix: "ux:"}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Ping(ctx); err != nil {
