@@ -2,6 +2,41 @@
 // an in-process L1 and a remote L2 (Redis) shared by every instance of the
 // application.
 //
+// Make one [Cache] per process with [New] (give it an L2 from package
+// tier/redis to share entries across the fleet), wrap each read tool once
+// with [Wrap], each write tool with [WrapMutation], and call the returned
+// functions where the tools were called:
+//
+//	c, err := agentcache.New(agentcache.Options{L2: store})
+//	getCart := resource.Resource{Name: "get_cart", Scope: scope.User, TTL: 2 * time.Minute}
+//	cart, err := agentcache.Wrap(c, getCart, shop.GetCart)
+//	add, err := agentcache.WrapMutation(c, []resource.Resource{getCart}, shop.AddToCart)
+//	v, err := cart(scope.WithUser(ctx, "alice"), args)
+//
+// # Tools and resources
+//
+// A [resource.Resource] names what a tool returns (get_cart), whose it is
+// (its scope), and how long it lives. [Wrap] caches a tool of one argument
+// value: calls with equal arguments (by their canonical JSON form, or by
+// [KeyFunc]) share an entry. Arguments of type json.RawMessage are keyed by
+// their canonical JSON text, which is what the tool then receives. [WrapBatch]
+// caches a tool that takes many IDs at once, fetching only the missing ones
+// ([Batch.GetMany]); [Memoize] memoizes a plain function, in process or
+// through a Cache. [Get], [Cache.Set], [Cache.Delete] and [Cache.Clear] are a
+// key-value API over the same tiers, for values that are not tool results.
+// Tool options ([ToolOption]) tune one tool; an option that does not apply
+// to a wrapper is refused, not ignored.
+//
+// # Scopes and isolation
+//
+// A per-user or per-session resource keys every entry by the scope ID it
+// takes from the context ([scope.WithUser], [scope.WithSession]). Called
+// without that ID it fails with an error wrapping [scope.ErrMissing]: the
+// tool is not called and nothing is cached, so a missing ID never falls back
+// to a shared entry. IDs are validated and escaped and arguments are hashed,
+// so no input can reach another key segment, in L1 or in L2; a value is only
+// ever served under the key it was loaded for.
+//
 // # Reading
 //
 // A lookup tries L1, then L2, then the loader (the real tool):
@@ -13,7 +48,7 @@
 // loader runs once for every concurrent caller of the key on this instance
 // (singleflight), on its own goroutine: a caller whose context ends leaves
 // with its own ctx.Err() while the load goes on for the others, and a
-// loader panic becomes a *PanicError for every waiter. Loader errors are
+// loader panic becomes a *[PanicError] for every waiter. Loader errors are
 // returned and never cached.
 //
 // # Writing
@@ -31,45 +66,17 @@
 // before it landed never replaces it. Two instances' Sets of one key land in
 // the order L2 receives them.
 //
-// # Round trips
+// # Invalidation
 //
-// Counted on one Redis (on a cluster: per node, the nodes in parallel), with
-// the fleet lock on:
-//
-//   - An L1 hit makes none. Every MaxEpochAge/2 one background pipeline per
-//     instance confirms (with plain GETs) the epochs used in the last
-//     MaxEpochAge and those its L1 entries were stamped with (for the
-//     entry's TTL, at most 8 × MaxEpochAge), so a hit waits for a
-//     confirmation only when its epochs went unused for longer; then
-//     concurrent lookups share one.
-//   - An L2 hit makes one, also for a user or resource this instance has not
-//     seen: the read carries the loads of the epochs it does not know.
-//   - A miss makes one before the tool (the read takes the fleet lease in
-//     the same script) and none after it on the caller's path: one
-//     background pipeline writes the value, releases the lease and
-//     announces the fill.
-//   - A lookup that waits for another instance's load reads once more when
-//     the fill is announced (or Options.Tuning.LockPoll passes first).
-//   - Invalidate, a mutation and Delete make one: tombstones, epoch bumps
-//     and the messages that announce them go in one pipeline. Set is one
-//     background write; Clear also deletes the prefix's keys.
-//
-// Besides: a pooled connection's handshake when go-redis opens it; one more
-// read when a lookup that did not know its epochs finds an entry they
-// invalidated (the lease is then taken on its own), or finds the lease held
-// while its epochs turn out to have been behind (it reads again at once,
-// taking over a lease of the older generation); one background call when a
-// load that took its lease before it knew the entry's generation runs
-// longer than 16 × Options.Tuning.LockPoll (it tags the lease with it, so that a
-// load after an invalidation does not wait for it); a lease renewal every
-// third of Options.Tuning.LockLease while a tool runs; and, with the tier/redis
-// option WaitReplicas, the WAIT of an invalidation.
-//
-// The L2 layout of this version (one key per entry, the generation in the
-// record, the generation in the lease key) is not the layout of earlier
-// versions, whose instances neither read its entries nor honour its
-// leases. Do not run the two side by side on one prefix: drain the old
-// instances first, or give the new ones a prefix of their own.
+// [Cache.Invalidate] drops entries by [Target]: everything ([TargetAll]), a
+// resource ([TargetResource]), a user or session across resources
+// ([TargetUser], [TargetSession]), a resource in one scope
+// ([TargetResourceScope], [TargetResourceIn]) or one call ([TargetCall]). A
+// scoped target costs O(1) whatever the number of entries: it bumps an epoch
+// (see Consistency). A tool wrapped with [WrapMutation] invalidates its
+// resources in the caller's scope when it succeeds. Every instance's L1
+// follows, as the guarantees below bound. Invalidate returns a *[FleetError]
+// when it applied locally but could not tell the fleet.
 //
 // # Failure behaviour
 //
@@ -88,6 +95,42 @@
 // waits for L2, and the breaker opens at the first failure until L2 has
 // answered once, so the first lookups pay one timeout in all.
 //
+// # Values and keys
+//
+// Every tier returns the same value for a key: a loaded value is encoded
+// and decoded back once, and that copy is what L1 keeps and what every
+// caller gets, including the one whose call ran the tool (see [Codec]). A
+// result type the codec cannot carry is refused by Wrap, or by Get at its
+// first miss, with an error naming the part (see [TypeChecker]); a value it
+// cannot encode at run time is returned uncached and counted
+// (Stats.Unencodable). Two calls share a key only if the tool gets the same
+// input: argument types with parts their JSON form leaves out are refused
+// unless a [KeyFunc] keys them, tools of JSON arguments get the canonical
+// bytes that were hashed, and a resource caches one tool.
+//
+// # Returned values are shared
+//
+// L1 holds values, not copies: every caller of a key gets the same value
+// (the same map, slice or pointer). Treat what the cache returns as
+// immutable; copy it before changing it.
+//
+// # Observability
+//
+// Tracing uses the OpenTelemetry API (package otel names its spans and
+// metrics). A lookup is a span only when its context carries a recording
+// span, or with Options.Telemetry.RootSpans: then it is a span
+// "agentcache.lookup <resource>" that says which tier answered (l1, l2,
+// negative, loader), whether it was served stale, the resource and the
+// scope kind; its L2 round trips and the tool run ("execute_tool <name>",
+// after the GenAI conventions) are child spans. With Options.Telemetry.L1HitEvents a
+// fresh L1 hit is an event on the caller's span instead, at about a quarter
+// of the cost. Metrics count lookups by resource, tier and outcome, and
+// record latency per tier, tool duration, tool time saved, L1 entries,
+// write-queue depth, breaker state and invalidations. Arguments, results,
+// keys and scope IDs stay out of telemetry unless Options.Telemetry.RecordScopeIDs or
+// Options.Telemetry.RecordArgs turn them on (as hashes). With no SDK installed an L1
+// hit pays nothing for any of it.
+//
 // # Snapshots
 //
 // With Options.Snapshot, L1 is saved to disk at Close (and periodically) and
@@ -95,8 +138,8 @@
 // same value for it — one batched read at start confirms them all — so an
 // entry invalidated, deleted or overwritten while the instance was down is
 // dropped. While L2 is unreachable, restored entries are served as they are
-// (availability first, as guarantee 3); once L2 answers, an unconfirmed one
-// is read from L2 instead.
+// (availability first, as guarantee 3 under Consistency); once L2 answers,
+// an unconfirmed one is read from L2 instead.
 //
 // # Consistency
 //
@@ -156,28 +199,45 @@
 //     L2 keeps serving its L1 until the entries' TTLs end: availability is
 //     chosen over a bound nobody could enforce without L2.
 //
-// # Isolation
+// # Round trips
 //
-// A per-user or per-session resource keys every entry by the scope ID it
-// takes from the context (scope.WithUser, scope.WithSession). Called without
-// that ID it fails with an error wrapping scope.ErrMissing: the tool is not
-// called and nothing is cached, so a missing ID never falls back to a shared
-// entry. IDs are validated and escaped and arguments are hashed, so no
-// input can reach another key segment, in L1 or in L2; a value is only ever
-// served under the key it was loaded for.
+// Counted on one Redis (on a cluster: per node, the nodes in parallel), with
+// the fleet lock on:
 //
-// # Values and keys
+//   - An L1 hit makes none. Every MaxEpochAge/2 one background pipeline per
+//     instance confirms (with plain GETs) the epochs used in the last
+//     MaxEpochAge and those its L1 entries were stamped with (for the
+//     entry's TTL, at most 8 × MaxEpochAge), so a hit waits for a
+//     confirmation only when its epochs went unused for longer; then
+//     concurrent lookups share one.
+//   - An L2 hit makes one, also for a user or resource this instance has not
+//     seen: the read carries the loads of the epochs it does not know.
+//   - A miss makes one before the tool (the read takes the fleet lease in
+//     the same script) and none after it on the caller's path: one
+//     background pipeline writes the value, releases the lease and
+//     announces the fill.
+//   - A lookup that waits for another instance's load reads once more when
+//     the fill is announced (or Options.Tuning.LockPoll passes first).
+//   - Invalidate, a mutation and Delete make one: tombstones, epoch bumps
+//     and the messages that announce them go in one pipeline. Set is one
+//     background write; Clear also deletes the prefix's keys.
 //
-// Every tier returns the same value for a key: a loaded value is encoded
-// and decoded back once, and that copy is what L1 keeps and what every
-// caller gets, including the one whose call ran the tool (see Codec). A
-// result type the codec cannot carry is refused by Wrap, or by Get at its
-// first miss, with an error naming the part (see TypeChecker); a value it
-// cannot encode at run time is returned uncached and counted
-// (Stats.Unencodable). Two calls share a key only if the tool gets the same
-// input: argument types with parts their JSON form leaves out are refused
-// unless a KeyFunc keys them, tools of JSON arguments get the canonical bytes that
-// were hashed, and a resource caches one tool.
+// Besides: a pooled connection's handshake when go-redis opens it; one more
+// read when a lookup that did not know its epochs finds an entry they
+// invalidated (the lease is then taken on its own), or finds the lease held
+// while its epochs turn out to have been behind (it reads again at once,
+// taking over a lease of the older generation); one background call when a
+// load that took its lease before it knew the entry's generation runs
+// longer than 16 × Options.Tuning.LockPoll (it tags the lease with it, so that a
+// load after an invalidation does not wait for it); a lease renewal every
+// third of Options.Tuning.LockLease while a tool runs; and, with the tier/redis
+// option WaitReplicas, the WAIT of an invalidation.
+//
+// The L2 layout of this version (one key per entry, the generation in the
+// record, the generation in the lease key) is not the layout of earlier
+// versions, whose instances neither read its entries nor honour its
+// leases. Do not run the two side by side on one prefix: drain the old
+// instances first, or give the new ones a prefix of their own.
 //
 // # Threat model
 //
@@ -198,22 +258,4 @@
 // can always delete entries, raise epochs and hold leases, which costs tool
 // calls, never a wrong answer. The snapshot file is trusted like the
 // process's own disk.
-//
-// # Observability
-//
-// Tracing uses the OpenTelemetry API. A lookup whose context carries a
-// recording span (or every lookup, with Options.Telemetry.RootSpans) is a span
-// "agentcache.lookup <resource>" that says which tier answered (l1, l2,
-// negative, loader), whether it was served stale, the resource and the
-// scope kind; its L2 round trips and the tool run ("execute_tool <name>",
-// after the GenAI conventions) are child spans. With Options.Telemetry.L1HitEvents a
-// fresh L1 hit is an event on the caller's span instead, at about a quarter
-// of the cost. Metrics count lookups by resource, tier and outcome, and
-// record latency per tier, tool duration, tool time saved, L1 entries,
-// write-queue depth, breaker state and invalidations. Arguments, results,
-// keys and scope IDs stay out of telemetry unless Options.Telemetry.RecordScopeIDs or
-// Options.Telemetry.RecordArgs turn them on (as hashes). With no SDK installed an L1
-// hit pays nothing for any of it.
-//
-// L1 holds values, not copies: treat what the cache returns as immutable.
 package agentcache
