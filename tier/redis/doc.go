@@ -5,10 +5,12 @@
 // shard treated like a cluster node. It implements [tier.Remote] and every
 // optional capability of the tier package, and passes
 // [github.com/agentcache/agentcache-go/tier/tiertest] on a single server, on
-// a cluster and on a Ring. It needs Redis 7.0 or later. Records
-// ([Store.ReadRecords], [Store.WriteRecords], [Store.Invalidate]) and epochs
-// ([Store.LoadEpochs], [Store.BumpEpochs]) are Lua scripts that read the
-// server's clock, one call per key, pipelined.
+// a cluster and on a Ring. It needs Redis 7.0 or later. Writes of records
+// ([Store.WriteRecords], [Store.Invalidate]), epochs ([Store.LoadEpochs],
+// [Store.BumpEpochs]) and reads that take a lease are Lua scripts that read
+// the server's clock, one call per key, pipelined; a read of records without
+// leases on one server ([Store.ReadRecords]) is the server's TIME and one
+// MGET in one pipeline.
 //
 // # Round trips
 //
@@ -47,7 +49,9 @@
 // the calls it refused, and only those, are sent again with the body.
 //
 // Open a store on a client you own with [New], or let [NewFromConfig] or
-// [NewFromURL] create and own the client.
+// [NewFromURL] create and own the client; all three take the store's
+// [Options]. go-redis logs on its own, through one logger per process:
+// [SetLogger] routes it to a *slog.Logger.
 //
 // # Starting without Redis
 //
