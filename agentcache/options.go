@@ -80,17 +80,27 @@ type Options struct {
 	// the invalidation epochs without confirming it with L2: the staleness
 	// bound when invalidation messages are lost. At least 4ms. Default 30
 	// seconds.
+	//
+	// NOTE: it is paid for in round trips: every MaxEpochAge/2 each
+	// instance sends one background pipeline that confirms the epochs it
+	// used, and an L1 hit whose epochs went unconfirmed for longer waits
+	// for one.
 	MaxEpochAge time.Duration
 
-	// Secret, if set, is the application's secret key (at least 16 bytes;
-	// every instance of the fleet must share it). With it, every entry this
-	// cache writes to L2 carries an HMAC-SHA256 of its key and contents, and
-	// a read refuses an entry without a valid one, so that whoever can write
-	// to Redis but does not know the secret cannot plant or move a value
-	// that a user is served. It also keys the scope-ID hashes of
-	// TelemetryOptions.Telemetry.RecordScopeIDs. Default: none (entries are bound to
-	// their key by an unkeyed hash, which catches a value copied to another
-	// key by mistake but not a forgery).
+	// Secret, if set, is the application's secret key (at least 16 bytes).
+	// With it, every entry this cache writes to L2 carries an HMAC-SHA256
+	// of its key and contents, and a read refuses an entry without a valid
+	// one, so that whoever can write to Redis but does not know the secret
+	// cannot plant or move a value that a user is served. It also keys the
+	// scope-ID hashes of Options.Telemetry.RecordScopeIDs. Default: none
+	// (entries are bound to their key by an unkeyed hash, which catches a
+	// value copied to another key by mistake but not a forgery).
+	//
+	// WARNING: every instance of the fleet must have the same Secret (or
+	// none). An instance with another one refuses what the others write,
+	// as forgeries, and overwrites it: the fleet keeps running, but its
+	// instances stop sharing entries. Roll a new secret out with a new
+	// tier/redis prefix.
 	Secret []byte
 
 	// Negative sizes the L1 negative cache (bloom filters of "not found"
