@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/tier/disk"
 	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
@@ -420,6 +422,67 @@ func TestSnapshotRestoredEntryRespectsInvalidation(t *testing.T) {
 	v, err := Get(ctx, c2, "a", func(context.Context, string) (string, error) { return "new", nil })
 	if err != nil || v != "new" {
 		t.Fatalf("Get = %q, %v; a restored entry survived Clear", v, err)
+	}
+}
+
+// hugeCodec is JSON, except that the string "huge" encodes to huge, one
+// shared slice: an L1 value too large for a snapshot, without 64 MiB of
+// encoding work.
+type hugeCodec struct {
+	JSON
+	huge []byte
+}
+
+func (c hugeCodec) Marshal(v any) ([]byte, error) {
+	if v == "huge" {
+		return c.huge, nil
+	}
+	return c.JSON.Marshal(v)
+}
+
+func (c hugeCodec) Unmarshal(data []byte, v any) error {
+	if len(data) == len(c.huge) {
+		*v.(*string) = "huge"
+		return nil
+	}
+	return c.JSON.Unmarshal(data, v)
+}
+
+// L1 holds values of any size (MaxValueSize bounds L2 only), but a snapshot
+// holds values up to disk.MaxValueLen: a larger entry is left out of it,
+// with a warning, and the rest is saved.
+func TestSnapshotLeavesOutValuesTooLargeForIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l1.snap")
+	ctx := context.Background()
+	var logs syncBuf
+	codec := hugeCodec{huge: make([]byte, disk.MaxValueLen)}
+	c, err := New(Options{Snapshot: SnapshotOptions{Path: path}, Codec: codec, MaxValueSize: 2 * disk.MaxValueLen,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Set(ctx, "big", "huge", time.Hour)
+	c.Set(ctx, "small", "x", time.Hour)
+	if err := c.Close(ctx); err != nil {
+		t.Fatalf("Close: %v; an entry too large for the snapshot must not fail the save", err)
+	}
+	if s := c.Stats(); s.SnapshotErrors != 0 {
+		t.Fatalf("SnapshotErrors = %d, want 0", s.SnapshotErrors)
+	}
+	if !strings.Contains(logs.String(), "left out of the snapshot") || !strings.Contains(logs.String(), "1 entries") {
+		t.Fatalf("no warning names the entry left out:\n%s", logs.String())
+	}
+
+	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}, Codec: codec})
+	never := func(context.Context, string) (string, error) {
+		return "", errors.New("loader must not run: the snapshot has it")
+	}
+	if v, err := Get(ctx, c2, "small", never); err != nil || v != "x" {
+		t.Fatalf("small entry after restart: %q, %v", v, err)
+	}
+	v, err := Get(ctx, c2, "big", func(context.Context, string) (string, error) { return "reloaded", nil })
+	if err != nil || v != "reloaded" {
+		t.Fatalf("big entry after restart: %q, %v; want it left out of the snapshot and loaded again", v, err)
 	}
 }
 

@@ -129,7 +129,9 @@
 // write-queue depth, breaker state and invalidations. Arguments, results,
 // keys and scope IDs stay out of telemetry unless Options.Telemetry.RecordScopeIDs or
 // Options.Telemetry.RecordArgs turn them on (as hashes). With no SDK installed an L1
-// hit pays nothing for any of it.
+// hit pays nothing for any of it. With or without an SDK, a context from
+// [run.Start] collects an agent run's summary: which tier answered each
+// tool call, the tool time spent and the tool time saved.
 //
 // # Snapshots
 //

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	acotel "github.com/agentcache/agentcache-go/otel"
+	"github.com/agentcache/agentcache-go/run"
 )
 
 // tierIdx indexes the answering tier of a lookup.
@@ -173,7 +174,7 @@ func (o *observer) newResObs(name, scopeKind string) *resObs {
 // parent span (or root spans), enabled metrics, or a Run in ctx. When
 // nothing does, the lookup takes the uninstrumented path.
 func (o *observer) active(ctx context.Context) bool {
-	return o.tracing(ctx) || o.inst.Lookups.Enabled(ctx) || acotel.RunFrom(ctx) != nil
+	return o.tracing(ctx) || o.inst.Lookups.Enabled(ctx) || run.From(ctx) != nil
 }
 
 // tracing reports whether a lookup in ctx is traced: root spans, or a
@@ -211,13 +212,13 @@ type obsLookup struct {
 }
 
 // observe runs an instrumented lookup: a span when tracing, the metrics,
-// and the Run in ctx.
+// and the run.Run in ctx.
 //
 // fast, when not nil, tries a fresh L1 hit first: such a hit has no child
 // spans, so its span is created after the fact (with the lookup's start
 // time and every attribute at once), which costs the SDK less than a span
 // started before the lookup and given its outcome at the end.
-func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fast func(o *obsLookup) (T, bool), run func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
+func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fast func(o *obsLookup) (T, bool), lookup func(ctx context.Context, o *obsLookup) (T, error)) (T, error) {
 	ob := c.obs
 	start := time.Now()
 	tracing := ob.tracing(ctx)
@@ -235,7 +236,7 @@ func observe[T any](ctx context.Context, c *Cache, ro *resObs, o *obsLookup, fas
 	if tracing {
 		ctx, span = ob.tracer.Start(ctx, ro.spanName, trace.WithAttributes(ro.spanAttrs...), trace.WithSpanKind(trace.SpanKindInternal))
 	}
-	v, err := run(ctx, o)
+	v, err := lookup(ctx, o)
 	lat := time.Since(start)
 	oc := outHit
 	switch {
@@ -352,8 +353,8 @@ func recordLookup(ctx context.Context, ob *observer, ro *resObs, o *obsLookup, l
 			ob.inst.TimeSaved.Add(ctx, saved.Seconds(), ro.savedOpts[o.tier]...)
 		}
 	}
-	if run := acotel.RunFrom(ctx); run != nil {
-		run.Record(acotel.Call{Resource: ro.name, Tier: tierNames[o.tier], Latency: lat, Saved: saved, ToolTime: toolTime, Failed: oc == outError})
+	if r := run.From(ctx); r != nil {
+		r.Record(run.Call{Resource: ro.name, Tier: tierNames[o.tier], Latency: lat, Saved: saved, ToolTime: toolTime, Failed: oc == outError})
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
+	"github.com/agentcache/agentcache-go/run"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier/fake"
 )
@@ -272,11 +273,11 @@ func TestRunSummary(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		return "sun", nil
 	})
-	ctx, run := acotel.StartRun(context.Background())
+	ctx, r := run.Start(context.Background())
 	for i := 0; i < 4; i++ {
 		get(ctx, "paris")
 	}
-	s := run.Summary()
+	s := r.Summary()
 	if s.Lookups != 4 || s.ByTier["loader"] != 1 || s.ByTier["l1"] != 3 {
 		t.Fatalf("summary %+v", s)
 	}
@@ -327,10 +328,10 @@ func TestTimeSavedAcrossInstances(t *testing.T) {
 	}
 	sa, _ := Wrap(a, res, tool)
 	sb, _ := Wrap(b, res, tool)
-	ctxA, runA := acotel.StartRun(context.Background())
+	ctxA, runA := run.Start(context.Background())
 	sa(ctxA, "q")
 	waitFor(t, func() bool { return a.Stats().WritesDone == 1 })
-	ctxB, runB := acotel.StartRun(context.Background())
+	ctxB, runB := run.Start(context.Background())
 	sb(ctxB, "q")
 	ra, rb := runA.Summary(), runB.Summary()
 	if ra.ToolTime < 30*time.Millisecond || ra.ByTier["loader"] != 1 {
@@ -342,7 +343,7 @@ func TestTimeSavedAcrossInstances(t *testing.T) {
 	if len(rb.Calls) != 1 || rb.Calls[0].Tier != "l2" {
 		t.Fatalf("calls %+v", rb.Calls)
 	}
-	var all acotel.RunSummary
+	var all run.Summary
 	all.Add(ra)
 	all.Add(rb)
 	if all.Lookups != 2 || all.ByTier["l2"] != 1 || all.Resources["search_docs"].Lookups != 2 || len(all.Calls) != 2 {

@@ -259,7 +259,9 @@ type NegativeOptions struct {
 	FalsePositiveRate float64
 }
 
-// SnapshotOptions configures the disk snapshot of L1.
+// SnapshotOptions configures the disk snapshot of L1. A snapshot holds
+// encoded values of up to 64 MiB (disk.MaxValueLen), whatever MaxValueSize
+// says: a save leaves a larger entry out, and logs how many it left out.
 type SnapshotOptions struct {
 	// Path of the snapshot file. Empty: no snapshot.
 	Path string

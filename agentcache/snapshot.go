@@ -166,8 +166,9 @@ func restoredL2Key(l1 string) string {
 }
 
 // snapshotRecords yields L1 as snapshot records: the epochs this instance
-// knows, then every entry still current.
-func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
+// knows, then every entry still current. It counts in *tooLarge the entries
+// left out because the format cannot hold them.
+func (c *Cache) snapshotRecords(tooLarge *int) iter.Seq[disk.Record] {
 	return func(yield func(disk.Record) bool) {
 		for cl := range c.ep.All() {
 			v := cl.Val()
@@ -198,11 +199,15 @@ func (c *Cache) snapshotRecords() iter.Seq[disk.Record] {
 					continue
 				}
 			}
-			// One record the format refuses would fail the whole save.
-			if len(key) > disk.MaxKeyLen || len(payload)+33 > disk.DefaultMaxValueLen {
+			// One record the format refuses would fail the whole save. L1
+			// holds values of any size (MaxValueSize bounds L2 only), so
+			// this is the one place the format's limit applies.
+			size := 1 + 8*len(vals) + len(payload)
+			if len(key) > disk.MaxKeyLen || size > disk.MaxValueLen {
+				*tooLarge++
 				continue
 			}
-			b := make([]byte, 0, 1+8*len(vals)+len(payload))
+			b := make([]byte, 0, size)
 			b = append(b, uint8(len(vals)))
 			for _, v := range vals {
 				b = binary.BigEndian.AppendUint64(b, v)
@@ -226,9 +231,14 @@ func (c *Cache) saveSnapshot() error {
 	}
 	c.snapMu.Lock()
 	defer c.snapMu.Unlock()
-	if _, err := disk.Save(c.opts.Snapshot.Path, c.snapshotRecords()); err != nil {
+	tooLarge := 0
+	if _, err := disk.Save(c.opts.Snapshot.Path, c.snapshotRecords(&tooLarge)); err != nil {
 		c.stats.snapshotErrors.Add(1)
 		return fmt.Errorf("agentcache: saving snapshot: %w", err)
+	}
+	if tooLarge > 0 {
+		c.warn("snapshot oversize", "agentcache: entries left out of the snapshot",
+			fmt.Errorf("%d entries over the snapshot format's limits (key %d bytes, value %d bytes)", tooLarge, disk.MaxKeyLen, disk.MaxValueLen))
 	}
 	return nil
 }

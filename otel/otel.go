@@ -1,6 +1,7 @@
 // Package otel holds agentcache's OpenTelemetry wiring: the instrumentation
-// scope, the span names and attribute keys, the metric instruments, and a
-// per-run summary for agents.
+// scope, the span names and attribute keys, the metric instruments and the
+// tracer and meter they come from. The per-run summaries for agents are
+// package run's.
 //
 // agentcache uses the OpenTelemetry API only; installing an SDK is the
 // application's choice. With no SDK (the global no-op providers), an L1 hit
@@ -26,6 +27,8 @@
 package otel
 
 import (
+	"context"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -165,4 +168,19 @@ func NewInstruments(m metric.Meter) (*Instruments, error) {
 		return nil, err
 	}
 	return &in, nil
+}
+
+type callIDKey struct{}
+
+// WithToolCallID returns a context that carries the agent framework's ID
+// for the current tool call; the cache puts it on the execute_tool span as
+// gen_ai.tool.call.id.
+func WithToolCallID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, callIDKey{}, id)
+}
+
+// ToolCallIDFrom returns the tool call ID in ctx, or "".
+func ToolCallIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(callIDKey{}).(string)
+	return id
 }

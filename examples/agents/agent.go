@@ -17,6 +17,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
+	acrun "github.com/agentcache/agentcache-go/run"
 	"github.com/agentcache/agentcache-go/scope"
 )
 
@@ -95,12 +96,12 @@ func traced[A, R any](tracer trace.Tracer, name string, tool func(context.Contex
 }
 
 // user is one person talking to the agent. Their context carries their
-// scope IDs, their otel.Run and the root span of their agent run, whichever
+// scope IDs, their run.Run and the root span of their agent run, whichever
 // instance serves each turn.
 type user struct {
 	name, id, session string
 	ctx               context.Context
-	run               *acotel.Run
+	run               *acrun.Run
 	root              trace.Span
 }
 

@@ -18,7 +18,7 @@
 // tool ran) — the latency and the tool time the cache estimates it saved.
 // The tier is read from the agentcache.tier attribute of the lookup span,
 // recorded by the OpenTelemetry SDK into memory; the run ends with each
-// user's otel.Run summary, each instance's Stats and the trace tree.
+// user's run.Summary, each instance's Stats and the trace tree.
 //
 // What the script shows:
 //
@@ -56,7 +56,7 @@
 // the link; outdated marks a get_cart whose items differ from the database.
 // invalidated and fleet_told appear on mutations only, warnings (the
 // caches' log lines since the previous step) only when there are some. The
-// last line is {"summary": {...}}: overall and per-user otel.Run totals
+// last line is {"summary": {...}}: overall and per-user run.Summary totals
 // (by_tier, hit_ratio, miss_ms, saved_ms, and per tool), mutations and how
 // many told the fleet, outdated reads, errors, each instance's Stats, the
 // tools' run time from their spans, and with -redis-down the totals after
@@ -88,7 +88,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/examples/agents/internal/embedded"
 	"github.com/agentcache/agentcache-go/examples/agents/internal/faultproxy"
-	acotel "github.com/agentcache/agentcache-go/otel"
+	acrun "github.com/agentcache/agentcache-go/run"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
@@ -264,7 +264,7 @@ func (d *demo) setup(ctx context.Context) error {
 		{"alice", aliceID, aliceSession}, {"bob", bobID, bobSession},
 	} {
 		uctx := scope.WithSession(scope.WithUser(ctx, u.id), u.session)
-		uctx, r := acotel.StartRun(uctx)
+		uctx, r := acrun.Start(uctx)
 		uctx, root := d.tracer.Start(uctx, "invoke_agent shop-assistant", trace.WithAttributes(
 			attribute.String("gen_ai.operation.name", "invoke_agent"),
 			attribute.String("gen_ai.agent.name", "shop-assistant")))

@@ -241,7 +241,7 @@ func TestDemoText(t *testing.T) {
 		"step  inst user   tool",
 		"trace of each user's run",
 		"agentcache.lookup get_weather  tier=loader scope=global",
-		"summary: otel.Run per user",
+		"summary: run.Run per user",
 		"instances: agentcache.Stats",
 		"0 errors reached the agent",
 	} {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	acotel "github.com/agentcache/agentcache-go/otel"
+	acrun "github.com/agentcache/agentcache-go/run"
 )
 
 // reporter prints a run, as a table (textReport) or as JSON lines
@@ -50,8 +51,8 @@ type summary struct {
 
 	users []string // in order
 	wall  time.Duration
-	run   acotel.RunSummary // overall, for the per-tool table
-	byUsr map[string]acotel.RunSummary
+	run   acrun.Summary // overall, for the per-tool table
+	byUsr map[string]acrun.Summary
 	exec  time.Duration
 }
 
@@ -66,13 +67,13 @@ type cutTotals struct {
 	MaxLatencyMS       float64        `json:"max_latency_ms"`
 }
 
-// runTotals is an otel.RunSummary in JSON.
+// runTotals is a run.Summary in JSON.
 type runTotals struct {
 	Lookups  int            `json:"lookups"`
 	ByTier   map[string]int `json:"by_tier"`
 	Errors   int            `json:"errors"`
 	HitRatio float64        `json:"hit_ratio"`
-	// MissMS is RunSummary.ToolTime: the duration of the lookups the
+	// MissMS is run.Summary.ToolTime: the duration of the lookups the
 	// tool answered, the tool's run plus the cache's round trips.
 	MissMS  float64               `json:"miss_ms"`
 	SavedMS float64               `json:"saved_ms"`
@@ -105,7 +106,7 @@ type instStats struct {
 func (d *demo) summarize(results []stepResult, wall time.Duration, cutBefore int) summary {
 	s := summary{
 		Steps: len(results), WallMS: ms(wall), wall: wall, L2: d.l2, RedisCutBeforeStep: cutBefore,
-		Users: map[string]runTotals{}, Instances: map[string]instStats{}, byUsr: map[string]acotel.RunSummary{},
+		Users: map[string]runTotals{}, Instances: map[string]instStats{}, byUsr: map[string]acrun.Summary{},
 	}
 	for _, u := range d.users {
 		rs := u.run.Summary()
@@ -169,7 +170,7 @@ func (d *demo) summarize(results []stepResult, wall time.Duration, cutBefore int
 	return s
 }
 
-func totals(r acotel.RunSummary) runTotals {
+func totals(r acrun.Summary) runTotals {
 	t := runTotals{Lookups: r.Lookups, ByTier: allTiers(r.ByTier), Errors: r.Errors,
 		HitRatio: float64(int(r.HitRatio()*1000+0.5)) / 1000,
 		MissMS:   ms(r.ToolTime), SavedMS: ms(r.TimeSaved), Tools: map[string]toolTotals{}}
@@ -281,9 +282,9 @@ func (t *textReport) summary(s summary) {
 		t.printf("\n* n/a: a hit on an instance that has not run that tool yet. The time-saved estimate is the\n" +
 			"  instance's own average run time of the tool, so it has nothing to subtract from.\n")
 	}
-	t.printf("\nsummary: otel.Run per user (which tier answered each cached tool call)\n")
+	t.printf("\nsummary: run.Run per user (which tier answered each cached tool call)\n")
 	t.printf("  %-16s %7s %5s %5s %5s %5s %6s %10s %9s\n", "", "lookups", "l1", "l2", "neg", "tool", "hit", "on misses", "saved")
-	row := func(name string, r acotel.RunSummary) {
+	row := func(name string, r acrun.Summary) {
 		t.printf("  %-16s %7d %5d %5d %5d %5d %5.0f%% %10s %9s\n", name, r.Lookups,
 			r.ByTier[acotel.TierL1], r.ByTier[acotel.TierL2], r.ByTier[acotel.TierNegative], r.ByTier[acotel.TierLoader],
 			100*r.HitRatio(), dur(r.ToolTime), "~"+dur(r.TimeSaved))
@@ -294,7 +295,7 @@ func (t *textReport) summary(s summary) {
 	row("all", s.run)
 	for _, name := range slices.Sorted(maps.Keys(s.run.Resources)) {
 		rr := s.run.Resources[name]
-		row("  "+name, acotel.RunSummary{Lookups: rr.Lookups, ByTier: rr.ByTier, ToolTime: rr.ToolTime, TimeSaved: rr.TimeSaved})
+		row("  "+name, acrun.Summary{Lookups: rr.Lookups, ByTier: rr.ByTier, ToolTime: rr.ToolTime, TimeSaved: rr.TimeSaved})
 	}
 
 	t.printf("\ninstances: agentcache.Stats\n")

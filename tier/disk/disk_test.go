@@ -313,7 +313,7 @@ func TestLoadRejects(t *testing.T) {
 		{"header only", header(0), "truncated"},
 		{"count too large", reseal(cat(header(math.MaxUint64), []byte{0, 0, 0, 0})), "cannot fit"},
 		{"key too long", reseal(cat(header(1), record(MaxKeyLen+1, 0), []byte{0, 0, 0, 0})), "key length"},
-		{"value too long", reseal(cat(header(1), record(0, DefaultMaxValueLen+1), []byte{0, 0, 0, 0})), "value length"},
+		{"value too long", reseal(cat(header(1), record(0, MaxValueLen+1), []byte{0, 0, 0, 0})), "value length"},
 		{"lengths past the end", reseal(cat(header(1), record(10, 1000), make([]byte, 10), []byte{0, 0, 0, 0})), "past the end"},
 	}
 	for _, tt := range tests {
@@ -413,7 +413,7 @@ func TestReadBoundsAllocation(t *testing.T) {
 	var lie []byte
 	lie = appendHeader(lie, now, 1<<40)
 	lie = binary.LittleEndian.AppendUint32(lie, 10)
-	lie = binary.LittleEndian.AppendUint32(lie, DefaultMaxValueLen) // 64 MiB claimed
+	lie = binary.LittleEndian.AppendUint32(lie, MaxValueLen) // 64 MiB claimed
 	lie = binary.LittleEndian.AppendUint64(lie, noExpiryBits)
 	lie = append(lie, 0)
 	lie = append(lie, "0123456789 and only a few bytes of value"...)
@@ -435,31 +435,33 @@ func TestReadBoundsAllocation(t *testing.T) {
 	}
 }
 
-func TestCodecMaxValueLen(t *testing.T) {
+// TestMaxValueLen sets the value limit through the unexported limits, the
+// package's only way to set one, to test it without 64 MiB values.
+func TestMaxValueLen(t *testing.T) {
 	for _, tt := range []struct {
 		set  int
 		want uint64
 	}{
-		{0, DefaultMaxValueLen},
-		{-1, DefaultMaxValueLen},
+		{0, MaxValueLen},
+		{-1, MaxValueLen},
 		{1, 1},
 		{math.MaxInt, maxValueLenCap},
 	} {
-		if got := (Codec{MaxValueLen: tt.set}).maxValueLen(); got != tt.want {
-			t.Errorf("Codec{MaxValueLen: %d} limit = %d, want %d", tt.set, got, tt.want)
+		if got := (limits{maxValueLen: tt.set}).maxValue(); got != tt.want {
+			t.Errorf("limits{maxValueLen: %d} limit = %d, want %d", tt.set, got, tt.want)
 		}
 	}
 
-	small := Codec{MaxValueLen: 8}
+	small := limits{maxValueLen: 8}
 	recs := []Record{{Key: "k", Value: []byte("123456789")}}
-	if _, err := small.Write(io.Discard, slices.Values(recs)); err == nil || !strings.HasPrefix(err.Error(), "disk: ") {
+	if _, err := small.writeRecords(io.Discard, slices.Values(recs)); err == nil || !strings.HasPrefix(err.Error(), "disk: ") {
 		t.Fatalf("Write of a 9-byte value with an 8-byte limit: %v", err)
 	}
 	data := encode(t, recs)
-	if _, err := small.Read(bytes.NewReader(data), now); !errors.Is(err, ErrCorrupt) {
+	if _, err := small.readRecords(bytes.NewReader(data), now); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Read of a 9-byte value with an 8-byte limit: %v", err)
 	}
-	got, err := Codec{MaxValueLen: 9}.Read(bytes.NewReader(data), now)
+	got, err := limits{maxValueLen: 9}.readRecords(bytes.NewReader(data), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +517,7 @@ func TestSaveFailureKeepsOldSnapshot(t *testing.T) {
 		{"oversized key", func(yield func(Record) bool) {
 			_ = yield(Record{Key: "fine"}) && yield(Record{Key: strings.Repeat("k", MaxKeyLen+1)})
 		}, nil, nil},
-		{"oversized value", slices.Values([]Record{{Key: "fine"}, {Key: "huge", Value: make([]byte, DefaultMaxValueLen+1)}}), nil, nil},
+		{"oversized value", slices.Values([]Record{{Key: "fine"}, {Key: "huge", Value: make([]byte, MaxValueLen+1)}}), nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -529,7 +531,7 @@ func TestSaveFailureKeepsOldSnapshot(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			n, err := Codec{}.save(path, tt.recs, tt.wrap)
+			n, err := limits{}.save(path, tt.recs, tt.wrap)
 			if err == nil || n != 0 || !strings.HasPrefix(err.Error(), "disk: ") {
 				t.Fatalf("save = %d, %v; want 0 and a disk: error", n, err)
 			}
@@ -553,7 +555,7 @@ func TestSaveFailureKeepsOldSnapshot(t *testing.T) {
 					t.Error("the panic did not come through")
 				}
 			}()
-			Codec{}.save(path, slices.Values(bigValues), func(w io.Writer) io.Writer { return &panicAfter{w, newSize / 2} })
+			limits{}.save(path, slices.Values(bigValues), func(w io.Writer) io.Writer { return &panicAfter{w, newSize / 2} })
 		}()
 		checkOnlySnapshot(t, dir, path, old)
 	})
@@ -739,12 +741,12 @@ func saveForever(path string) {
 // seeds is the FuzzRead seed corpus: a valid snapshot, a truncated one and
 // garbage.
 func seeds(t testing.TB) map[string][]byte {
-	recs, err := Codec{}.collect(slices.Values(sample()))
+	recs, err := limits{}.collect(slices.Values(sample()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := (Codec{}).write(&buf, recs, now); err != nil { // a fixed creation time: stable seeds
+	if err := writeSnapshot(&buf, recs, now); err != nil { // a fixed creation time: stable seeds
 		t.Fatal(err)
 	}
 	valid := buf.Bytes()
@@ -897,7 +899,7 @@ func TestLoadRefusesAFIFOWithoutBlocking(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := Codec{}.Load(path, time.Now())
+		_, err := Load(path, time.Now())
 		done <- err
 	}()
 	select {

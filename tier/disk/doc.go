@@ -3,8 +3,9 @@
 //
 // The cache hands this package entries whose values are already encoded; the
 // package only moves bytes. [Save] and [Load] work on a path; [Write] and
-// [Read] on any stream. The package-level functions use the default limits;
-// a [Codec] sets others.
+// [Read] on any stream. A key is at most [MaxKeyLen] bytes and a value at
+// most [MaxValueLen]; the limits are the format's, the same for every
+// reader and writer, so that a file one process writes another can read.
 //
 // # Promises
 //
@@ -36,7 +37,7 @@
 //     "disk:"; the file is left alone.
 //   - Hostile or damaged input never panics, and Read never allocates from
 //     a length it has not checked: every length is checked against
-//     [MaxKeyLen], the value limit and, where the size is known (a file, a
+//     [MaxKeyLen], [MaxValueLen] and, where the size is known (a file, a
 //     bytes.Reader), the bytes that remain, before anything is allocated.
 //     Where the size is not known, a long value's slice grows as its bytes
 //     arrive, so a lying length costs at most about twice the bytes really
@@ -88,7 +89,7 @@
 //
 //	offset  size  field
 //	     0     4  key length K, uint32, at most MaxKeyLen
-//	     4     4  value length V, uint32, at most the value limit
+//	     4     4  value length V, uint32, at most MaxValueLen
 //	     8     8  expiry, int64 Unix nanoseconds; math.MinInt64 = no expiry
 //	    16     1  flags, the caller's byte, kept as is
 //	    17     K  key

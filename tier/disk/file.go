@@ -69,31 +69,26 @@ func corruptf(format string, args ...any) error {
 	return &CorruptError{Err: fmt.Errorf(format, args...)}
 }
 
-// Save atomically replaces the snapshot at path with records, using the
-// default limits. See [Codec.Save].
-func Save(path string, records iter.Seq[Record]) (n int, err error) {
-	return Codec{}.Save(path, records)
-}
-
 // Save atomically replaces the snapshot at path with records and returns
 // the number of records saved.
 //
-// Records are drained and checked before the disk is touched. The snapshot
-// goes to a temporary file next to path (mode 0o600), which is fsynced and
-// renamed over path, and then the directory is fsynced. The directory is
-// created (mode 0o755) if it is missing. On error the previous snapshot, if
-// any, is left as it was, the temporary file is removed and n is 0 — except
-// when only the final directory fsync fails: the new snapshot is then in
-// place, n counts its records and the error says it may not survive a power
-// loss.
-func (c Codec) Save(path string, records iter.Seq[Record]) (n int, err error) {
-	return c.save(path, records, nil)
+// Records are drained and checked before the disk is touched: a key longer
+// than [MaxKeyLen] or a value longer than [MaxValueLen] fails the Save. The
+// snapshot goes to a temporary file next to path (mode 0o600), which is
+// fsynced and renamed over path, and then the directory is fsynced. The
+// directory is created (mode 0o755) if it is missing. On error the previous
+// snapshot, if any, is left as it was, the temporary file is removed and n
+// is 0 — except when only the final directory fsync fails: the new snapshot
+// is then in place, n counts its records and the error says it may not
+// survive a power loss.
+func Save(path string, records iter.Seq[Record]) (n int, err error) {
+	return limits{}.save(path, records, nil)
 }
 
 // save is Save with a hook that wraps the temporary file's writer, so that
 // tests can make writes fail midway.
-func (c Codec) save(path string, records iter.Seq[Record], wrap func(io.Writer) io.Writer) (n int, err error) {
-	recs, err := c.collect(records)
+func (l limits) save(path string, records iter.Seq[Record], wrap func(io.Writer) io.Writer) (n int, err error) {
+	recs, err := l.collect(records)
 	if err != nil {
 		return 0, err
 	}
@@ -125,7 +120,7 @@ func (c Codec) save(path string, records iter.Seq[Record], wrap func(io.Writer) 
 	if wrap != nil {
 		w = wrap(f)
 	}
-	if err := c.write(w, recs, time.Now()); err != nil {
+	if err := writeSnapshot(w, recs, time.Now()); err != nil {
 		return 0, err
 	}
 	if err := f.Sync(); err != nil {
@@ -178,12 +173,6 @@ func syncDir(dir string) error {
 	return err
 }
 
-// Load reads the snapshot at path with the default limits. See
-// [Codec.Load].
-func Load(path string, now time.Time) ([]Record, error) {
-	return Codec{}.Load(path, now)
-}
-
 // Load reads the snapshot at path and returns its records in the order they
 // were saved, without those expired at now.
 //
@@ -193,7 +182,11 @@ func Load(path string, now time.Time) ([]Record, error) {
 // reported as [ErrUnsupportedVersion]. Any other error (permissions, a
 // directory at path) is returned wrapped, and the file is left alone. No
 // records are returned with an error.
-func (c Codec) Load(path string, now time.Time) ([]Record, error) {
+func Load(path string, now time.Time) ([]Record, error) {
+	return limits{}.load(path, now)
+}
+
+func (l limits) load(path string, now time.Time) ([]Record, error) {
 	// Non-blocking: opening a FIFO (or a device) for reading would wait for
 	// a writer, and New with it. What is not a regular file is refused
 	// below, before anything is read.
@@ -213,7 +206,7 @@ func (c Codec) Load(path string, now time.Time) ([]Record, error) {
 		f.Close()
 		return nil, fmt.Errorf("disk: load snapshot: %s is not a regular file (%s)", path, info.Mode().Type())
 	}
-	recs, err := c.read(f, info.Size(), now, path)
+	recs, err := l.readSnapshot(f, info.Size(), now, path)
 	f.Close() // read-only: nothing to lose; and it must be closed before a rename on Windows
 	var ce *CorruptError
 	if errors.As(err, &ce) {

@@ -25,9 +25,9 @@ type Record struct {
 const (
 	// MaxKeyLen is the largest key, in bytes, a snapshot can hold.
 	MaxKeyLen = 64 << 10
-	// DefaultMaxValueLen is the largest value, in bytes, that Write accepts
-	// and Read believes unless a [Codec] says otherwise.
-	DefaultMaxValueLen = 64 << 20
+	// MaxValueLen is the largest value, in bytes, a snapshot can hold: Write
+	// refuses a longer one and Read takes a longer length for corruption.
+	MaxValueLen = 64 << 20
 	// Version is the format version this package writes. It reads this
 	// version only.
 	Version = 1
@@ -42,29 +42,29 @@ var ErrCorrupt = errors.New("disk: snapshot is corrupt")
 // newer release. The file is intact; this release cannot read it.
 var ErrUnsupportedVersion = errors.New("disk: unsupported snapshot format version")
 
-// Codec reads and writes snapshots with limits other than the defaults. The
-// zero Codec uses the defaults, and so do the package-level functions.
-type Codec struct {
-	// MaxValueLen is the largest value, in bytes, that Write accepts and Read
-	// believes. Zero means DefaultMaxValueLen; it cannot exceed 4 GiB − 1,
-	// the largest length the format holds (2 GiB − 64 KiB − 1 on 32-bit
-	// platforms). Readers and writers of one file
-	// should agree: a reader meets a value above its limit as corruption.
-	MaxValueLen int
+// limits are the bounds a read or write checks lengths against. The
+// package's functions use the zero limits, which are the defaults; tests
+// set a small value limit to exercise it.
+type limits struct {
+	// maxValueLen is the largest value, in bytes, that a write accepts and
+	// a read believes. Zero (or less) means MaxValueLen; it is capped at
+	// maxValueLenCap.
+	maxValueLen int
 }
 
-// maxValueLenCap is the largest value length the format holds, and on
-// 32-bit platforms the largest one an int can add a key length to.
+// maxValueLenCap is the largest value length the format holds (4 GiB − 1),
+// and on 32-bit platforms the largest one an int can add a key length to
+// (2 GiB − 64 KiB − 1).
 var maxValueLenCap = min(uint64(math.MaxUint32), uint64(math.MaxInt)-MaxKeyLen)
 
-func (c Codec) maxValueLen() uint64 {
+func (l limits) maxValue() uint64 {
 	switch {
-	case c.MaxValueLen <= 0:
-		return DefaultMaxValueLen
-	case uint64(c.MaxValueLen) > maxValueLenCap:
+	case l.maxValueLen <= 0:
+		return MaxValueLen
+	case uint64(l.maxValueLen) > maxValueLenCap:
 		return maxValueLenCap
 	default:
-		return uint64(c.MaxValueLen)
+		return uint64(l.maxValueLen)
 	}
 }
 

@@ -22,11 +22,6 @@ const (
 	unknownSizePrealloc = 4096
 )
 
-// Read reads a snapshot from r with the default limits. See [Codec.Read].
-func Read(r io.Reader, now time.Time) ([]Record, error) {
-	return Codec{}.Read(r, now)
-}
-
 // Read reads a whole snapshot from r, up to and including its end, and
 // returns its records in the order they were written, without those
 // expired at now. A zero now drops nothing.
@@ -37,12 +32,16 @@ func Read(r io.Reader, now time.Time) ([]Record, error) {
 //
 // When r has a Len method (bytes.Reader, bytes.Buffer, strings.Reader), Read
 // uses it to reject impossible lengths before reading further.
-func (c Codec) Read(r io.Reader, now time.Time) ([]Record, error) {
+func Read(r io.Reader, now time.Time) ([]Record, error) {
+	return limits{}.readRecords(r, now)
+}
+
+func (l limits) readRecords(r io.Reader, now time.Time) ([]Record, error) {
 	size := int64(-1)
-	if l, ok := r.(interface{ Len() int }); ok {
-		size = int64(l.Len())
+	if n, ok := r.(interface{ Len() int }); ok {
+		size = int64(n.Len())
 	}
-	return c.read(r, size, now, "")
+	return l.readSnapshot(r, size, now, "")
 }
 
 // decoder is a buffered reader that keeps a running CRC-32C of the bytes
@@ -152,9 +151,9 @@ func (d *decoder) value(n int, sizeKnown bool) ([]byte, error) {
 	return v, nil
 }
 
-// read decodes a snapshot from src. size is the number of bytes src holds,
+// readSnapshot decodes a snapshot from src. size is the number of bytes src holds,
 // or -1 when it is not known. path only names the file in errors.
-func (c Codec) read(src io.Reader, size int64, now time.Time, path string) ([]Record, error) {
+func (l limits) readSnapshot(src io.Reader, size int64, now time.Time, path string) ([]Record, error) {
 	bufLen := readBufferSize
 	if size >= 0 && size < readBufferSize {
 		// One more byte than the file, to see its end without a second read.
@@ -204,7 +203,7 @@ func (c Codec) read(src io.Reader, size int64, now time.Time, path string) ([]Re
 		prealloc = count
 	}
 
-	maxValue := c.maxValueLen()
+	maxValue := l.maxValue()
 	nowNs := nowNanos(now)
 	recs := make([]Record, 0, prealloc)
 	for i := uint64(0); i < count; i++ {

@@ -14,24 +14,23 @@ import (
 // file work on big blocks rather than on one record at a time.
 const writeBufferSize = 256 << 10
 
-// Write writes a snapshot of records to w with the default limits. See
-// [Codec.Write].
-func Write(w io.Writer, records iter.Seq[Record]) (n int, err error) {
-	return Codec{}.Write(w, records)
-}
-
 // Write writes a snapshot of records to w and returns the number of records
 // written.
 //
 // It drains records before it writes anything, and fails without writing a
-// byte if a key is longer than MaxKeyLen or a value longer than the value
-// limit. On a write error n is 0 and what reached w is not a valid snapshot.
-func (c Codec) Write(w io.Writer, records iter.Seq[Record]) (n int, err error) {
-	recs, err := c.collect(records)
+// byte if a key is longer than [MaxKeyLen] or a value longer than
+// [MaxValueLen]. On a write error n is 0 and what reached w is not a valid
+// snapshot.
+func Write(w io.Writer, records iter.Seq[Record]) (n int, err error) {
+	return limits{}.writeRecords(w, records)
+}
+
+func (l limits) writeRecords(w io.Writer, records iter.Seq[Record]) (n int, err error) {
+	recs, err := l.collect(records)
 	if err != nil {
 		return 0, err
 	}
-	if err := c.write(w, recs, time.Now()); err != nil {
+	if err := writeSnapshot(w, recs, time.Now()); err != nil {
 		return 0, err
 	}
 	return recs.n, nil
@@ -58,8 +57,8 @@ type collected struct {
 }
 
 // collect drains records and checks every record against the limits.
-func (c Codec) collect(records iter.Seq[Record]) (collected, error) {
-	maxValue := c.maxValueLen()
+func (l limits) collect(records iter.Seq[Record]) (collected, error) {
+	maxValue := l.maxValue()
 	var all collected
 	var chunk []entry // the first chunk grows by append: small snapshots stay small
 	for r := range records {
@@ -82,8 +81,8 @@ func (c Codec) collect(records iter.Seq[Record]) (collected, error) {
 	return all, nil
 }
 
-// write encodes recs, already checked by collect, to w.
-func (c Codec) write(w io.Writer, recs collected, created time.Time) error {
+// writeSnapshot writes recs, already checked by collect, to w.
+func writeSnapshot(w io.Writer, recs collected, created time.Time) error {
 	// The checksum sees each block on its way from the buffer to w, so it is
 	// computed over large slices rather than once per field.
 	sum := crc32.New(castagnoli)

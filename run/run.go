@@ -1,4 +1,18 @@
-package otel
+// Package run summarizes what the cache did during one agent run: each
+// tool call that went through a Cache, the tier that answered it, the time
+// spent in the real tools and the tool time the hits saved.
+//
+// Start a Run with [Start] and pass its context to the wrapped tools; every
+// Cache records each lookup into the Run it finds in the context ([From]).
+// [Run.Summary] returns the totals, by tier and by resource, with the calls
+// in order (up to [MaxCalls]); [Summary.Add] folds several runs into one
+// (per user, say).
+//
+// The tiers are the values of the agentcache.tier span attribute:
+// [otel.TierL1], [otel.TierL2], [otel.TierNegative] and [otel.TierLoader]
+// (the tool ran). A process that never calls Start pays one atomic load per
+// lookup for this package.
+package run
 
 import (
 	"context"
@@ -8,42 +22,44 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentcache/agentcache-go/otel"
 )
 
 type runKey struct{}
 
 // Run collects what the cache did during one agent run: each lookup, the
 // tier that answered, tool time spent and tool time saved. Start one with
-// StartRun and pass its context to the wrapped tools; every Cache records
+// [Start] and pass its context to the wrapped tools; every Cache records
 // into the Run it finds in the context. A Run is safe for concurrent use.
 type Run struct {
 	mu  sync.Mutex // guards sum
-	sum RunSummary
+	sum Summary
 }
 
-// MaxRunCalls bounds RunSummary.Calls; later calls are counted in the
-// totals but not listed.
-const MaxRunCalls = 10_000
+// MaxCalls bounds Summary.Calls; later calls are counted in the totals but
+// not listed.
+const MaxCalls = 10_000
 
 // Call is one lookup as a Run records it.
 type Call struct {
 	Resource string        // the resource (tool) name; "kv" for the key-value API
-	Tier     string        // TierL1, TierL2, TierNegative or TierLoader
+	Tier     string        // otel.TierL1, otel.TierL2, otel.TierNegative or otel.TierLoader
 	Latency  time.Duration // the lookup, end to end
 	Saved    time.Duration // estimated tool time a hit avoided
-	ToolTime time.Duration // time the tool ran for this lookup (TierLoader)
+	ToolTime time.Duration // time the tool ran for this lookup (otel.TierLoader)
 	Failed   bool          // an error other than "not found"
 }
 
-// RunSummary is a Run's totals.
-type RunSummary struct {
+// Summary is a Run's totals.
+type Summary struct {
 	Lookups   int            // tool calls that went through the cache
-	ByTier    map[string]int // lookups by answering tier (TierL1, TierL2, TierNegative, TierLoader)
+	ByTier    map[string]int // lookups by answering tier (otel.TierL1, otel.TierL2, otel.TierNegative, otel.TierLoader)
 	Errors    int            // lookups that returned an error other than "not found"
 	ToolTime  time.Duration  // time spent in the real tools
 	TimeSaved time.Duration  // estimated tool time saved by hits
 	Resources map[string]ResourceSummary
-	Calls     []Call // every lookup in order, up to MaxRunCalls
+	Calls     []Call // every lookup in order, up to MaxCalls
 }
 
 // ResourceSummary is a Run's totals for one resource.
@@ -54,19 +70,19 @@ type ResourceSummary struct {
 	TimeSaved time.Duration
 }
 
-// runsStarted lets RunFrom skip the context walk in processes that never
+// runsStarted lets From skip the context walk in processes that never
 // start a Run (the cache asks on every lookup).
 var runsStarted atomic.Bool
 
-// StartRun returns a context that carries a new Run.
-func StartRun(ctx context.Context) (context.Context, *Run) {
+// Start returns a context that carries a new Run.
+func Start(ctx context.Context) (context.Context, *Run) {
 	runsStarted.Store(true)
 	r := &Run{}
 	return context.WithValue(ctx, runKey{}, r), r
 }
 
-// RunFrom returns the Run ctx carries, or nil.
-func RunFrom(ctx context.Context) *Run {
+// From returns the Run ctx carries, or nil.
+func From(ctx context.Context) *Run {
 	if !runsStarted.Load() {
 		return nil
 	}
@@ -79,12 +95,12 @@ func (r *Run) Record(c Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sum.add(c)
-	if len(r.sum.Calls) < MaxRunCalls {
+	if len(r.sum.Calls) < MaxCalls {
 		r.sum.Calls = append(r.sum.Calls, c)
 	}
 }
 
-func (s *RunSummary) add(c Call) {
+func (s *Summary) add(c Call) {
 	if s.ByTier == nil {
 		s.ByTier = map[string]int{}
 	}
@@ -111,7 +127,7 @@ func (s *RunSummary) add(c Call) {
 }
 
 // Add folds o into s, for totals over several runs (per user, say).
-func (s *RunSummary) Add(o RunSummary) {
+func (s *Summary) Add(o Summary) {
 	if s.ByTier == nil {
 		s.ByTier = map[string]int{}
 	}
@@ -138,11 +154,11 @@ func (s *RunSummary) Add(o RunSummary) {
 		}
 		s.Resources[name] = rs
 	}
-	s.Calls = append(s.Calls, o.Calls[:min(len(o.Calls), max(MaxRunCalls-len(s.Calls), 0))]...)
+	s.Calls = append(s.Calls, o.Calls[:min(len(o.Calls), max(MaxCalls-len(s.Calls), 0))]...)
 }
 
 // Summary returns a copy of the totals so far.
-func (r *Run) Summary() RunSummary {
+func (r *Run) Summary() Summary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.sum
@@ -165,18 +181,18 @@ func cloneMap(m map[string]int) map[string]int {
 }
 
 // HitRatio is the share of lookups answered without running the tool.
-func (s RunSummary) HitRatio() float64 {
+func (s Summary) HitRatio() float64 {
 	if s.Lookups == 0 {
 		return 0
 	}
-	return float64(s.Lookups-s.ByTier[TierLoader]-s.Errors) / float64(s.Lookups)
+	return float64(s.Lookups-s.ByTier[otel.TierLoader]-s.Errors) / float64(s.Lookups)
 }
 
 // String renders the summary as a few lines of text.
-func (s RunSummary) String() string {
+func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d tool calls: %d from L1, %d from L2, %d not-found from the negative cache, %d ran the tool",
-		s.Lookups, s.ByTier[TierL1], s.ByTier[TierL2], s.ByTier[TierNegative], s.ByTier[TierLoader])
+		s.Lookups, s.ByTier[otel.TierL1], s.ByTier[otel.TierL2], s.ByTier[otel.TierNegative], s.ByTier[otel.TierLoader])
 	if s.Errors > 0 {
 		fmt.Fprintf(&b, ", %d errors", s.Errors)
 	}
@@ -190,22 +206,7 @@ func (s RunSummary) String() string {
 	for _, n := range names {
 		r := s.Resources[n]
 		fmt.Fprintf(&b, "  %-20s %3d calls  l1=%d l2=%d negative=%d tool=%d  saved ~%v\n", n, r.Lookups,
-			r.ByTier[TierL1], r.ByTier[TierL2], r.ByTier[TierNegative], r.ByTier[TierLoader], r.TimeSaved.Round(time.Millisecond))
+			r.ByTier[otel.TierL1], r.ByTier[otel.TierL2], r.ByTier[otel.TierNegative], r.ByTier[otel.TierLoader], r.TimeSaved.Round(time.Millisecond))
 	}
 	return b.String()
-}
-
-type callIDKey struct{}
-
-// WithToolCallID returns a context that carries the agent framework's ID
-// for the current tool call; the cache puts it on the execute_tool span as
-// gen_ai.tool.call.id.
-func WithToolCallID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, callIDKey{}, id)
-}
-
-// ToolCallIDFrom returns the tool call ID in ctx, or "".
-func ToolCallIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(callIDKey{}).(string)
-	return id
 }
