@@ -64,10 +64,11 @@ type Summary struct {
 
 // ResourceSummary is a Run's totals for one resource.
 type ResourceSummary struct {
-	Lookups   int
-	ByTier    map[string]int
-	ToolTime  time.Duration
-	TimeSaved time.Duration
+	Lookups   int            // tool calls of the resource
+	ByTier    map[string]int // lookups by answering tier
+	Errors    int            // lookups that returned an error other than "not found"
+	ToolTime  time.Duration  // time spent in the resource's tool
+	TimeSaved time.Duration  // estimated tool time saved by hits
 }
 
 // runsStarted lets From skip the context walk in processes that never
@@ -115,6 +116,7 @@ func (s *Summary) add(c Call) {
 	rs.Lookups++
 	if c.Failed {
 		s.Errors++
+		rs.Errors++
 	} else {
 		s.ByTier[c.Tier]++
 		rs.ByTier[c.Tier]++
@@ -147,6 +149,7 @@ func (s *Summary) Add(o Summary) {
 			rs.ByTier = map[string]int{}
 		}
 		rs.Lookups += or.Lookups
+		rs.Errors += or.Errors
 		rs.ToolTime += or.ToolTime
 		rs.TimeSaved += or.TimeSaved
 		for t, n := range or.ByTier {

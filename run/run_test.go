@@ -37,8 +37,12 @@ func TestRecordTotals(t *testing.T) {
 	if s.ByTier[otel.TierLoader] != 1 || s.ByTier[otel.TierL1] != 1 || s.ByTier[otel.TierNegative] != 1 {
 		t.Fatalf("by tier %v", s.ByTier)
 	}
-	if a := s.Resources["a"]; a.Lookups != 2 || a.ByTier[otel.TierL1] != 1 || a.TimeSaved != 9*time.Millisecond {
+	if a := s.Resources["a"]; a.Lookups != 2 || a.ByTier[otel.TierL1] != 1 || a.TimeSaved != 9*time.Millisecond || a.Errors != 0 {
 		t.Fatalf("resource a %+v", a)
+	}
+	// A resource's lookups add up: its tiers and its errors.
+	if b := s.Resources["b"]; b.Lookups != 2 || b.Errors != 1 || b.ByTier[otel.TierNegative] != 1 {
+		t.Fatalf("resource b %+v", b)
 	}
 	if got := s.HitRatio(); got != 0.5 {
 		t.Fatalf("HitRatio = %v, want 0.5", got)
@@ -109,7 +113,7 @@ func TestAdd(t *testing.T) {
 	if a := all.Resources["a"]; a.Lookups != 2 || a.ByTier[otel.TierLoader] != 1 || a.ByTier[otel.TierL2] != 1 {
 		t.Fatalf("resource a %+v", a)
 	}
-	if b := all.Resources["b"]; b.Lookups != 1 || len(b.ByTier) != 0 {
+	if b := all.Resources["b"]; b.Lookups != 1 || len(b.ByTier) != 0 || b.Errors != 1 {
 		t.Fatalf("resource b %+v", b)
 	}
 }
