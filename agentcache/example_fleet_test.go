@@ -26,9 +26,11 @@ func ExampleNew_sharedL2() {
 	backend := fake.NewBackend(fake.BackendOptions{})
 	defer backend.Close()
 	ctx := context.Background()
-	a, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:")})
+	// A loose L2Timeout, so that a loaded machine cannot time the in-memory
+	// L2 out (the default, 250ms, is meant for Redis).
+	a, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), L2Timeout: time.Minute})
 	defer a.Close(ctx)
-	b, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:")})
+	b, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), L2Timeout: time.Minute})
 	defer b.Close(ctx)
 
 	carts := map[string][]string{"alice": {"book"}, "bob": {"pen"}}

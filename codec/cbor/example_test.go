@@ -27,9 +27,11 @@ func ExampleCodec() {
 	backend := fake.NewBackend(fake.BackendOptions{})
 	defer backend.Close()
 	ctx := context.Background()
-	a, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), Codec: cbor.Codec{}})
+	// A loose L2Timeout, so that a loaded machine cannot time the in-memory
+	// L2 out (the default, 250ms, is meant for Redis).
+	a, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), L2Timeout: time.Minute, Codec: cbor.Codec{}})
 	defer a.Close(ctx)
-	b, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), Codec: cbor.Codec{}})
+	b, _ := agentcache.New(agentcache.Options{L2: backend.Remote("shop:"), L2Timeout: time.Minute, Codec: cbor.Codec{}})
 	defer b.Close(ctx)
 
 	getOrder := resource.Resource{Name: "get_order", TTL: time.Hour}
