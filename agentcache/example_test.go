@@ -118,7 +118,7 @@ func ExampleCache_Invalidate() {
 
 // A tool that answers "not found" is not asked the same question again
 // within the resource's negative TTL.
-func ExampleErrNotFound() {
+func ExampleWrap_notFound() {
 	c, _ := agentcache.New(agentcache.Options{})
 	defer c.Close(context.Background())
 
