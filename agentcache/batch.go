@@ -86,7 +86,7 @@ func WrapBatch[K comparable, V any](c *Cache, r resource.Resource, tool BatchToo
 }
 
 // BatchWindow sets how long Batch.Get waits to gather single-ID calls into
-// one tool call (default defaultBatchWindow).
+// one tool call (default 2ms).
 func BatchWindow(d time.Duration) ToolOption {
 	return namedOption("BatchWindow", func(c *toolConfig) {
 		if d > 0 {
@@ -96,7 +96,7 @@ func BatchWindow(d time.Duration) ToolOption {
 }
 
 // MaxBatchSize caps the IDs of one tool call made by Batch.Get (default
-// defaultMaxBatchSize); a full window is sent at once.
+// 100); a full window is sent at once.
 func MaxBatchSize(n int) ToolOption {
 	return namedOption("MaxBatchSize", func(c *toolConfig) {
 		if n > 0 {
@@ -213,7 +213,7 @@ func (b *Batch[K, V]) send(sid string, w *window[K, V]) {
 			}
 		}
 	}
-	if !b.c.spawn(func() { deliver(b.many(w.ctx, sid, w.ids)) }) {
+	if !b.c.spawnTool(func() { deliver(b.many(w.ctx, sid, w.ids)) }) {
 		deliver(nil) // the cache closed while the window was open
 	}
 }

@@ -59,9 +59,11 @@ type Cache struct {
 	refreshing   sync.Map // L1 key → struct{}: refreshes running
 	checked      sync.Map // reflect.Type → error (nil: carried): result types the codec was asked about
 
-	bgMu     sync.Mutex     // guards bgClosed against bg.Add racing bg.Wait
-	bgClosed bool           // no background work may start
-	bg       sync.WaitGroup // refreshes, lease renewals, batch windows
+	bgMu        sync.Mutex     // guards bgClosed and toolsClosed against Adds racing Waits
+	bgClosed    bool           // no background work may start
+	bg          sync.WaitGroup // refreshes, lease renewals, batch windows
+	toolsClosed bool           // no background tool run may start
+	tools       sync.WaitGroup // background tool runs (refreshes, batches): Close gives them until its ctx ends
 
 	base   context.Context // ends at Close: cancels loads and background work
 	cancel context.CancelFunc
@@ -237,8 +239,8 @@ func New(opts Options) (*Cache, error) {
 // queued when ctx ends are dropped and counted); the snapshot, if
 // configured, is saved. The L2 store is not closed: it belongs to the caller.
 //
-// When ctx ends, the tools still running (loads and background refreshes)
-// have their contexts cancelled. Those that return promptly release their
+// When ctx ends, the tools still running (loads, background refreshes and
+// batches) have their contexts cancelled. Those that return promptly release their
 // leases and announce their fills, each bounded by Options.L2Timeout, so
 // against an unreachable L2 Close may return up to about two L2 timeouts
 // after ctx ends; every goroutine the cache started has then stopped. A tool
@@ -254,7 +256,7 @@ func (c *Cache) Close(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	if err := c.fl.Wait(ctx); err != nil {
+	if err := c.waitTools(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("agentcache: loads still running at Close: %w", err))
 	}
 	c.cancel()
@@ -377,19 +379,51 @@ func (c *Cache) Stats() Stats {
 
 // spawn runs fn on a goroutine that Close waits for, and reports false
 // without running it once Close has begun.
-func (c *Cache) spawn(fn func()) bool {
+func (c *Cache) spawn(fn func()) bool { return c.spawnWork(false, fn) }
+
+// spawnTool is spawn for work that runs a tool (a refresh, a batch): like
+// the loads of the caller's path, Close lets it finish until its ctx ends
+// before it cancels it, and none starts once Close has begun.
+func (c *Cache) spawnTool(fn func()) bool { return c.spawnWork(true, fn) }
+
+func (c *Cache) spawnWork(tool bool, fn func()) bool {
 	c.bgMu.Lock()
-	if c.bgClosed {
+	if c.bgClosed || tool && c.toolsClosed {
 		c.bgMu.Unlock()
 		return false
 	}
 	c.bg.Add(1)
+	if tool {
+		c.tools.Add(1)
+	}
 	c.bgMu.Unlock()
 	go func() {
 		defer c.bg.Done()
+		if tool {
+			defer c.tools.Done()
+		}
 		fn()
 	}()
 	return true
+}
+
+// waitTools waits, until ctx ends, for the loads of the caller's path and
+// the tools running in the background, none of which can start any more.
+func (c *Cache) waitTools(ctx context.Context) error {
+	c.bgMu.Lock()
+	c.toolsClosed = true
+	c.bgMu.Unlock()
+	done := make(chan struct{})
+	go func() { c.tools.Wait(); close(done) }()
+	if err := c.fl.Wait(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // l2Call runs one L2 operation on a caller's behalf behind the breaker and

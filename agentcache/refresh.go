@@ -18,7 +18,7 @@ func refreshAsync[T any](ctx context.Context, c *Cache, lk *lookup, load func(co
 	if _, busy := c.refreshing.LoadOrStore(lk.l1, struct{}{}); busy {
 		return
 	}
-	started := c.spawn(func() {
+	started := c.spawnTool(func() {
 		defer c.refreshing.Delete(lk.l1)
 		rctx := flight.Detach(ctx, c.base)
 		c.stats.refreshes.Add(1)

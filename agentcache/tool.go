@@ -70,6 +70,12 @@ func RefreshAhead(share float64) ToolOption {
 // WriteThrough writes L2 before a call that ran the tool returns, for
 // resources where read-after-write across instances matters more than
 // latency. By default L2 is written in the background.
+//
+// A write that fails does not fail the call: it returns the tool's result
+// (which this instance's L1 holds) without an error, and the failure is
+// logged and counted (Stats.L2Errors, or Stats.WritesSkipped while the
+// breaker is open), as for a background write; other instances then miss
+// and run the tool themselves.
 func WriteThrough() ToolOption {
 	return namedOption("WriteThrough", func(c *toolConfig) { c.writeThrough = true })
 }
@@ -495,7 +501,10 @@ func callSlow[A, R any](ctx context.Context, c *Cache, rs *resState, cfg *toolCo
 //   - a second, different tool under a resource that already caches one
 //     (another function, other argument or result types, another
 //     KeyFunc): the two would share entries. Wrapping the same function
-//     again is fine.
+//     again is fine, and so is the single-ID tool of a resource that
+//     WrapBatch caches (its argument type being the batch's ID type and
+//     its result the batch's value type): both key an entry by the one
+//     ID, so they share entries by design.
 //
 // JSON arguments (A is json.RawMessage, the shape agent frameworks and MCP
 // give tools) are keyed by their canonical form (see package resource), so
