@@ -160,6 +160,7 @@ type counters struct {
 	writesDropped, writesFailed, writesFenced  atomic.Uint64
 	writesSkipped, oversize, unencodable       atomic.Uint64
 	invalidations, fleetErrors, snapshotErrors atomic.Uint64
+	invalidationsHeard                         atomic.Uint64
 }
 
 // New returns a Cache configured by opts, or an error naming each bad option.
@@ -328,9 +329,13 @@ type Stats struct {
 	Oversize      uint64 // values kept out of L2 by MaxValueSize, or found there above it and not read
 	Unencodable   uint64 // loaded values the codec could not encode or decode back: returned to their callers, not cached
 
-	Invalidations  uint64 // Invalidate, Delete and Clear calls
-	FleetErrors    uint64 // of those, how many could not tell the fleet
-	SnapshotErrors uint64 // snapshot saves or restores that failed
+	Invalidations uint64 // Invalidate, Delete and Clear calls
+	FleetErrors   uint64 // of those, how many could not tell the fleet
+	// InvalidationsHeard counts the invalidation messages of other
+	// instances (and their Sets, Deletes and Clears) applied to this one's
+	// L1: the fleet's coherence, seen from here.
+	InvalidationsHeard uint64
+	SnapshotErrors     uint64 // snapshot saves or restores that failed
 
 	L1Evictions     uint64 // entries L1 dropped to stay within L1MaxEntries (steadily rising: L1 is too small for the working set)
 	L1Entries       int    // entries in L1 now
@@ -371,8 +376,9 @@ func (c *Cache) Stats() Stats {
 		WritesFailed: s.writesFailed.Load(), WritesSkipped: s.writesSkipped.Load(),
 		Oversize: s.oversize.Load(), Unencodable: s.unencodable.Load(),
 		Invalidations: s.invalidations.Load(), FleetErrors: s.fleetErrors.Load(),
-		SnapshotErrors: s.snapshotErrors.Load(),
-		L1Evictions:    c.l1.Stats().Evictions, L1Entries: c.l1.Len(), WriteQueueDepth: c.w.depth(),
+		InvalidationsHeard: s.invalidationsHeard.Load(),
+		SnapshotErrors:     s.snapshotErrors.Load(),
+		L1Evictions:        c.l1.Stats().Evictions, L1Entries: c.l1.Len(), WriteQueueDepth: c.w.depth(),
 		Breaker: c.brk.State().String(),
 	}
 }

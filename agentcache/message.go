@@ -126,6 +126,9 @@ func (c *Cache) apply(m message) {
 	if m.From == c.id {
 		return
 	}
+	if len(m.Epochs) > 0 || len(m.Keys) > 0 || m.Clear {
+		c.stats.invalidationsHeard.Add(1)
+	}
 	for _, u := range m.Epochs {
 		// The value is one L2 took (instances publish after L2 did), so it
 		// is adopted if greater.
