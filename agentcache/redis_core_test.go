@@ -653,3 +653,52 @@ func rcProfileInL2(t *testing.T, e *rcEnv, a *Cache, runs *atomic.Int32) (string
 	}
 	return keys[0], valid
 }
+
+// A corrupt L2 value is deleted through the write-behind queue
+// (Cache.corrupt enqueues the delete), while the reload that follows
+// writes the fresh value synchronously (the fleet-lock holder writes
+// through). When the queue is busy, the delete lands after the fresh value
+// and removes it: the next instance misses and runs the tool again.
+func TestCorruptValueDeleteNeverRemovesTheReload(t *testing.T) {
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	// B's writer sends one write per round trip, so a backlog takes a
+	// while to drain.
+	b := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{WriteBatchSize: 1}})
+	ctx := context.Background()
+	var runs atomic.Int32
+	if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	keys := e.keys("kv:*")
+	if len(keys) != 1 {
+		t.Fatalf("entry keys: %q", keys)
+	}
+	if err := e.raw.Set(ctx, keys[0], "corrupt", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Ordinary traffic on B fills its write queue.
+	for i := 0; i < 300; i++ {
+		if err := b.Set(ctx, fmt.Sprintf("other-%d", i), i, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor))
+	if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) || b.Stats().L2Corrupt == 0 {
+		t.Fatalf("B over the corrupt entry: %+v, %v, %d corrupt", v, err, b.Stats().L2Corrupt)
+	}
+	rcWait(t, 30*time.Second, "B's write queue", func() bool { return rcDrained(b) })
+	if e.raw.Exists(ctx, keys[0]).Val() != 1 {
+		t.Errorf("the value B reloaded over the corrupt entry is gone from L2: the queued delete of the corrupt value removed it")
+	}
+
+	c := rcNew(t, Options{L2: e.store()})
+	var cRuns atomic.Int32
+	v, err = Get(ctx, c, "profile:7", rcCounting(&cRuns, rcProfileFor))
+	if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) {
+		t.Fatalf("C: %+v, %v", v, err)
+	}
+	if cRuns.Load() != 0 {
+		t.Fatal("C ran the tool again instead of reading B's reload from L2")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testlog"
+	"github.com/agentcache/agentcache-go/resource"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -336,4 +338,64 @@ func (e *env) redisInfo(section, field string) string {
 		}
 	}
 	return ""
+}
+
+// getWithin calls get with a deadline far shorter than the minute-long
+// leases of the lease tests: a call blocked by a lease until it expires
+// fails with context.DeadlineExceeded.
+func getWithin(ctx context.Context, get func(context.Context, string) (string, error), q string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return get(ctx, q)
+}
+
+// wrapWarm wraps tool on c as res and calls it once, which confirms the
+// cache's epochs with Redis.
+func wrapWarm(t *testing.T, c *agentcache.Cache, res resource.Resource, tool func(context.Context, string) (string, error)) func(context.Context, string) (string, error) {
+	t.Helper()
+	get, err := agentcache.Wrap(c, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(context.Background(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	return get
+}
+
+// waitLeasesReleased waits until no fleet-lock lease is left in Redis, and
+// fails t if one is still there after 10s. The tests that call it use
+// leases of a minute, so a lease that goes away was released, not expired.
+func waitLeasesReleased(t *testing.T, e *env, whose string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the lease of "+whose+" released", func() bool {
+		left, err := e.raw.Keys(context.Background(), e.prefix+"lk:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(left) == 0
+	})
+}
+
+// openBreaker makes c's breaker open by looking up new keys while L2 does
+// not answer.
+func openBreaker(t *testing.T, c *agentcache.Cache) {
+	t.Helper()
+	n := 0
+	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+		n++
+		_, _ = agentcache.Get(context.Background(), c, "poke-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
+		return c.Stats().Breaker == "open"
+	})
+}
+
+// closeBreaker looks up new keys until c's breaker is closed again.
+func closeBreaker(t *testing.T, c *agentcache.Cache) {
+	t.Helper()
+	n := 0
+	waitFor(t, 5*time.Second, "the breaker to close", func() bool {
+		n++
+		_, _ = agentcache.Get(context.Background(), c, "probe-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
+		return c.Stats().Breaker == "closed"
+	})
 }

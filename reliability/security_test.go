@@ -228,3 +228,35 @@ func TestSecurityURLChild(t *testing.T) {
 	}
 	roundTrip(t, open(), open())
 }
+
+// TestURLErrorsNeverShowThePassword: NewFromURL promises that its errors never
+// echo the URL, which may hold a password, but it passes go-redis's parse
+// errors through, and some of them quote the URL's path or query — which is
+// where the credentials land when the URL has a typo. Found by
+// tier/redis.FuzzNewFromURLHidesPassword.
+//
+// Cause: NewFromURL (tier/redis/config.go) strips only *url.Error; go-redis's
+// ParseURL formats "invalid database number: %q" and "invalid URL path: %s"
+// with the path, and "unexpected option: %s" with the query keys.
+// Proposed fix: report the kind of error only ("redis: invalid URL: invalid
+// database number"), cutting go-redis's message at its first ':' after the
+// kind, or redact the userinfo-looking part of the raw URL from it.
+//
+// Status: fixed in 822504e.
+func TestURLErrorsNeverShowThePassword(t *testing.T) {
+	const secret = "s3cret-pw"
+	for _, raw := range []string{
+		"redis:/user:" + secret + "@127.0.0.1:6379", // one slash
+		"redis://127.0.0.1:6379/user:" + secret,     // credentials in the path
+		"redis://127.0.0.1:6379/0?user:" + secret,   // in the query
+	} {
+		_, err := acredis.NewFromURL(raw, acredis.Options{Prefix: "p:"})
+		if err == nil {
+			t.Errorf("%q: no error", strings.ReplaceAll(raw, secret, "***"))
+			continue
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("NewFromURL(%q) = %q: the error shows the password", strings.ReplaceAll(raw, secret, "***"), strings.ReplaceAll(err.Error(), secret, "<PASSWORD>"))
+		}
+	}
+}
