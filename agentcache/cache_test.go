@@ -242,12 +242,10 @@ func TestClosed(t *testing.T) {
 // (in a load and in a background refresh), and says so; when the tool
 // finally returns, its caller gets the answer and nothing breaks.
 func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClockAt(time.Unix(1_000_000, 0))
 	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
-	c, err := New(Options{Now: clock, L2: backend.Remote("close:")})
+	c, err := New(Options{Now: clk.Now, L2: backend.Remote("close:")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,9 +268,7 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	if _, err := get(ctx, "stale"); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute) // "stale" is served stale and refreshed in the background
-	mu.Unlock()
+	clk.Advance(2 * time.Minute) // "stale" is served stale and refreshed in the background
 	if v, err := get(ctx, "stale"); err != nil || v != "first stale" {
 		t.Fatalf("stale read = %q, %v", v, err)
 	}
@@ -350,21 +346,19 @@ func TestSetDeleteClear(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute, TTLJitter: -1})
+	clk := newTestClock()
+	c := newL1(t, Options{Now: clk.Now, DefaultTTL: time.Minute, TTLJitter: -1})
 	var calls atomic.Int32
 	load := func(context.Context, string) (int, error) { return int(calls.Add(1)), nil }
 	ctx := context.Background()
 	if v, _ := Get(ctx, c, "k", load); v != 1 {
 		t.Fatalf("first = %d", v)
 	}
-	now.Add(int64(59 * time.Second))
+	clk.Advance(59 * time.Second)
 	if v, _ := Get(ctx, c, "k", load); v != 1 {
 		t.Fatalf("before TTL = %d, want the cached 1", v)
 	}
-	now.Add(int64(2 * time.Second))
+	clk.Advance(2 * time.Second)
 	if v, _ := Get(ctx, c, "k", load); v != 2 {
 		t.Fatalf("after TTL = %d, want a reload", v)
 	}

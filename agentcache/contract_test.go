@@ -166,18 +166,6 @@ func ctStrings(t *testing.T, e *rcEnv) map[string]ctStr {
 	return out
 }
 
-// ctClock is a clock the test moves by hand.
-type ctClock struct{ ns atomic.Int64 }
-
-func newCtClock() *ctClock {
-	c := &ctClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-
-func (c *ctClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *ctClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // ctCommands is a go-redis hook that counts the commands a client sends
 // (a pipeline counts once per command).
 type ctCommands struct {
@@ -719,7 +707,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 	// refresh runs, as with every other entry point.
 	t.Run("stale entries refresh", func(t *testing.T) {
 		e := rcStart(t)
-		clk := newCtClock()
+		clk := newTestClockAt(time.Now())
 		a := rcNew(t, Options{L2: e.store(), Now: clk.Now, TTLJitter: -1})
 		rcSubscribed(t, a)
 		res := resource.Resource{Name: "ct_stale_products", Scope: scope.Global, TTL: time.Minute, StaleWindow: 10 * time.Minute}

@@ -179,21 +179,9 @@ func TestRedisFleetLeaseHolderDies(t *testing.T) {
 	}
 }
 
-// rcClock is a clock the test moves by hand.
-type rcClock struct{ ns atomic.Int64 }
-
-func newRCClock() *rcClock {
-	c := &rcClock{}
-	c.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *rcClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *rcClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 func TestRedisFleetStaleWhileRevalidate(t *testing.T) {
 	e := rcStart(t)
-	clk := newRCClock()
+	clk := newTestClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	o := Options{Now: clk.Now, TTLJitter: -1}
 	o.L2 = e.store()
 	a := rcNew(t, o)
