@@ -14,7 +14,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -98,7 +100,7 @@ func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *node
 	client := goredis.NewClusterClient(o)
 	client.OnNewNode(func(n *goredis.Client) { n.AddHook(hook) })
 	opts := faultOptions(nil)
-	opts.L2 = storeOn(t, client, prefix)
+	opts.L2 = redisenv.StoreOn(t, client, prefix)
 	return opts
 }
 
@@ -111,9 +113,9 @@ func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *node
 // node; when a master dies and its replica is promoted, no caller sees an
 // error, and L2 and invalidation messages work again afterwards.
 func TestCluster(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	prefix := prefixFor(t)
+	prefix := redisenv.Prefix(t, "rel-")
 	hook := &nodeErrors{errs: map[string]int{}}
 	b, led := &workload.Tools{}, newLedger()
 	var insts []*workload.Instance
@@ -382,9 +384,9 @@ func TestCluster(t *testing.T) {
 //
 // Status: fixed in 2c944b0.
 func TestClusterRecoversSoonAfterAMasterDies(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs(), ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, DialTimeout: dialTimeout}, acredis.Options{Prefix: prefixFor(t)})
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs(), ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, DialTimeout: dialTimeout}, acredis.Options{Prefix: redisenv.Prefix(t, "rel-")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,9 +454,9 @@ func TestClusterRecoversSoonAfterAMasterDies(t *testing.T) {
 //
 // Status: fixed in 822504e.
 func TestClusterRecoversSoonAfterAMasterHangs(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs()}, acredis.Options{Prefix: prefixFor(t)})
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs()}, acredis.Options{Prefix: redisenv.Prefix(t, "rel-")})
 	if err != nil {
 		t.Fatal(err)
 	}

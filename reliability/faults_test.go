@@ -93,7 +93,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	var bals []balanceTool
 	var logs []*breakerLog
 	for _, name := range []string{"A", "B", "C"} {
-		c := newCache(t, faultOptions(e.store(e.srv.Addr())))
+		c := newCache(t, faultOptions(e.store(e.Srv.Addr())))
 		insts = append(insts, wrapInstance(t, name, c, b))
 		bals = append(bals, wrapBalance(t, c, led))
 		logs = append(logs, watchBreaker(c))
@@ -116,7 +116,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	}
 	healthy := workload.SumStats(insts)
 
-	e.srv.Kill()
+	e.Srv.Kill()
 	killed := time.Now()
 	time.Sleep(400 * time.Millisecond)
 	led.set("probe", 2)
@@ -133,7 +133,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	down := workload.SumStats(insts)
 
-	if err := e.srv.Restart(); err != nil {
+	if err := e.Srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
@@ -198,17 +198,17 @@ func TestRedisStalled(t *testing.T) {
 	for _, mode := range []string{"paused", "blackholed", "slow"} {
 		t.Run(mode, func(t *testing.T) {
 			e := startRedis(t)
-			addr := e.srv.Addr()
+			addr := e.Srv.Addr()
 			var fault, heal func()
 			switch mode {
 			case "paused":
-				fault, heal = e.srv.Pause, e.srv.Resume
+				fault, heal = e.Srv.Pause, e.Srv.Resume
 			case "blackholed":
-				p := e.proxy()
+				p := e.Proxy()
 				addr = p.Addr()
 				fault, heal = func() { p.Blackhole(true) }, func() { p.Blackhole(false) }
 			case "slow":
-				p := e.proxy()
+				p := e.Proxy()
 				addr = p.Addr()
 				// 2×150ms per round trip, beyond the 100ms read timeout.
 				fault, heal = func() { p.SetLatency(150 * time.Millisecond) }, func() { p.SetLatency(0) }
@@ -318,7 +318,7 @@ func TestRedisEvictionNeverResurrects(t *testing.T) {
 	e := startRedis(t, redistest.Config{Args: []string{"maxmemory 3mb", "maxmemory-policy allkeys-lru"}})
 	led := newLedger()
 	opts := func() agentcache.Options {
-		o := faultOptions(e.store(e.srv.Addr()))
+		o := faultOptions(e.store(e.Srv.Addr()))
 		o.MaxEpochAge = 200 * time.Millisecond // re-read the epochs often
 		o.Tuning.WriteQueueSize = 1 << 15
 		return o
@@ -352,12 +352,12 @@ func TestRedisEvictionNeverResurrects(t *testing.T) {
 	epochs := func() map[string]string {
 		out := map[string]string{}
 		for _, pattern := range []string{"ep:*", "*}:ep"} {
-			keys, err := e.raw.Keys(ctx, e.prefix+pattern).Result()
+			keys, err := e.Raw.Keys(ctx, e.Prefix+pattern).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, k := range keys {
-				if v, err := e.raw.Get(ctx, k).Result(); err == nil {
+				if v, err := e.Raw.Get(ctx, k).Result(); err == nil {
 					out[k] = v
 				}
 			}
@@ -390,9 +390,9 @@ func TestRedisEvictionNeverResurrects(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		pipe := e.raw.Pipeline()
+		pipe := e.Raw.Pipeline()
 		for i := range 400 {
-			pipe.Set(ctx, fmt.Sprintf("%sraw:%d:%d", e.prefix, round, i), blob, time.Hour)
+			pipe.Set(ctx, fmt.Sprintf("%sraw:%d:%d", e.Prefix, round, i), blob, time.Hour)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatalf("flood: %v", err)
@@ -463,7 +463,7 @@ func TestInvalidationDuringStallIsNotUndoneWhenRedisResumes(t *testing.T) {
 	e := startRedis(t)
 	led := newLedger()
 	opts := func() agentcache.Options {
-		o := faultOptions(e.store(e.srv.Addr()))
+		o := faultOptions(e.store(e.Srv.Addr()))
 		o.MaxEpochAge = 200 * time.Millisecond
 		return o
 	}
@@ -476,7 +476,7 @@ func TestInvalidationDuringStallIsNotUndoneWhenRedisResumes(t *testing.T) {
 		}
 	}
 
-	e.srv.Pause()
+	e.Srv.Pause()
 	// A's breaker opens, so the invalidation below sends nothing at all
 	// (a command sent to the paused server would still be applied when it
 	// resumes).
@@ -488,15 +488,15 @@ func TestInvalidationDuringStallIsNotUndoneWhenRedisResumes(t *testing.T) {
 	err := a.Invalidate(context.Background(), agentcache.TargetResourceScope(balanceRes, "probe"))
 	var fe *agentcache.FleetError
 	if !errors.As(err, &fe) {
-		e.srv.Resume()
+		e.Srv.Resume()
 		t.Fatalf("Invalidate with Redis paused = %v; want a *FleetError", err)
 	}
 	if v := versionOf(t, getA, "probe"); v != 2 {
-		e.srv.Resume()
+		e.Srv.Resume()
 		t.Fatalf("A served version %d right after invalidating it", v)
 	}
 	time.Sleep(300 * time.Millisecond)
-	e.srv.Resume()
+	e.Srv.Resume()
 	resumed := time.Now()
 
 	var aStale, bStale time.Duration
@@ -547,7 +547,7 @@ func TestTimedOutTryLockLeavesNoLease(t *testing.T) {
 		return "answer to " + q, nil
 	}
 	opts := func() agentcache.Options {
-		o := faultOptions(e.store(e.srv.Addr()))
+		o := faultOptions(e.store(e.Srv.Addr()))
 		// Keep the breaker out of it: the lease is the subject. A lease
 		// of a minute cannot expire while the test waits for its release,
 		// so a lease that goes away was released.
@@ -567,13 +567,13 @@ func TestTimedOutTryLockLeavesNoLease(t *testing.T) {
 	}
 	wg.Wait()
 
-	e.srv.Pause()
+	e.Srv.Pause()
 	if _, err := getA(ctx, "q"); err == nil {
-		e.srv.Resume()
+		e.Srv.Resume()
 		t.Fatal("A with Redis paused: want the tool's error")
 	}
-	e.srv.Resume()
-	leases, err := e.raw.Keys(ctx, e.prefix+"lk:*").Result()
+	e.Srv.Resume()
+	leases, err := e.Raw.Keys(ctx, e.Prefix+"lk:*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +604,7 @@ func TestTimedOutTryLockLeavesNoLease(t *testing.T) {
 // Status: fixed in 2c944b0.
 func TestStalledLookupWaitsOutAtMostOneTimeout(t *testing.T) {
 	e := startRedis(t)
-	o := faultOptions(e.store(e.srv.Addr()))
+	o := faultOptions(e.store(e.Srv.Addr()))
 	o.Tuning.Breaker = agentcache.BreakerOptions{Failures: 1000}
 	c := newCache(t, o)
 	e.waitSubscribed(1)
@@ -617,8 +617,8 @@ func TestStalledLookupWaitsOutAtMostOneTimeout(t *testing.T) {
 	if _, err := get(ctx, "warm"); err != nil {
 		t.Fatal(err)
 	}
-	e.srv.Pause()
-	defer e.srv.Resume()
+	e.Srv.Pause()
+	defer e.Srv.Resume()
 	before := c.Stats().L2Errors
 	start := time.Now()
 	if v, err := get(ctx, "fresh"); err != nil || v != "FRESH" {
@@ -656,7 +656,7 @@ func TestExactInvalidationDuringOutageIsNotUndone(t *testing.T) {
 	for _, how := range []string{"Delete", "TargetCall"} {
 		t.Run(how, func(t *testing.T) {
 			e := startRedis(t)
-			p := e.proxy()
+			p := e.Proxy()
 			a := newCache(t, faultOptions(e.store(p.Addr())))
 			e.waitSubscribed(1)
 			var version atomic.Int32
@@ -729,7 +729,7 @@ func TestExactInvalidationDuringOutageIsNotUndone(t *testing.T) {
 // Status: fixed in 822504e.
 func TestLeaseWhoseUnlockFailedIsReleasedWithTheBreakerOpen(t *testing.T) {
 	e := startRedis(t)
-	p := e.proxy()
+	p := e.Proxy()
 	res := resource.Resource{Name: "rel_lease2", Scope: scope.Global, TTL: time.Minute}
 	var proxied atomic.Bool
 	tool := func(ctx context.Context, q string) (string, error) {
@@ -741,7 +741,7 @@ func TestLeaseWhoseUnlockFailedIsReleasedWithTheBreakerOpen(t *testing.T) {
 	oa := faultOptions(e.store(p.Addr()))
 	oa.Tuning.LockLease = time.Minute // cannot expire while the test waits for its release
 	a := newCache(t, oa)
-	ob := faultOptions(e.store(e.srv.Addr()))
+	ob := faultOptions(e.store(e.Srv.Addr()))
 	ob.Tuning.LockLease = oa.Tuning.LockLease
 	b := newCache(t, ob)
 	e.waitSubscribed(2)
@@ -785,7 +785,7 @@ func TestLeaseWhoseUnlockFailedIsReleasedWithTheBreakerOpen(t *testing.T) {
 // Status: fixed in 822504e.
 func TestStalledLeaseHolderWaitsOutAtMostOneTimeout(t *testing.T) {
 	e := startRedis(t)
-	o := faultOptions(e.store(e.srv.Addr()))
+	o := faultOptions(e.store(e.Srv.Addr()))
 	o.Tuning.Breaker = agentcache.BreakerOptions{Failures: 1000}
 	c := newCache(t, o)
 	e.waitSubscribed(1)
@@ -807,8 +807,8 @@ func TestStalledLeaseHolderWaitsOutAtMostOneTimeout(t *testing.T) {
 	slow.Store(true)
 	before := c.Stats().L2Errors
 	// Redis stalls while the tool runs under the lease.
-	time.AfterFunc(50*time.Millisecond, e.srv.Pause)
-	defer e.srv.Resume()
+	time.AfterFunc(50*time.Millisecond, e.Srv.Pause)
+	defer e.Srv.Resume()
 	start := time.Now()
 	if v, err := get(ctx, "fresh"); err != nil || v != "FRESH" {
 		t.Fatalf("%q, %v", v, err)

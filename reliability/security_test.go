@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
@@ -91,10 +93,10 @@ func roundTrip(t testing.TB, sa, sb tier.Remote) {
 // credentials, plain TCP to a TLS port and an untrusted certificate each
 // fail at start with a clear error that never contains the password.
 func TestSecurityACLAndTLS(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	srv := redistest.Start(t, redistest.Config{TLS: true, Password: adminPass, ACLUser: aclUser, ACLPassword: aclPassword})
 	tlsConf := caPool(t, srv.CAFile())
-	prefix := prefixFor(t)
+	prefix := redisenv.Prefix(t, "rel-")
 	config := func(mod func(*acredis.Config)) acredis.Config {
 		c := acredis.Config{Addr: srv.Addr(), Username: aclUser, Password: aclPassword, TLS: tlsConf}
 		if mod != nil {
