@@ -77,9 +77,7 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 			}
 		}()
 	}
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(20 * time.Millisecond)
 	close(release)
 	wg.Wait()
@@ -128,9 +126,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 			}
 		}()
 	}
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(10 * time.Millisecond)
 	close(start)
 	wg.Wait()
@@ -155,17 +151,13 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := Get(ctx, c, "k", load); errc <- err }()
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v", err)
 	}
 	close(release)
-	for c.fl.InFlight() != 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "no load in flight", func() bool { return c.fl.InFlight() == 0 })
 	if v, err := Get(context.Background(), c, "k", load); err != nil || v != "v" {
 		t.Fatalf("Get after = %q, %v", v, err)
 	}
@@ -447,7 +439,7 @@ func TestL1EvictionsAreCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
 	if s := c.Stats(); s.L1Evictions < 900 || s.L1Evictions > 1000 {
 		t.Fatalf("L1Evictions = %d after 1000 writes into 100 entries, want 900..1000", s.L1Evictions)
 	}

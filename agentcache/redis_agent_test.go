@@ -180,7 +180,7 @@ func TestRedisThreeInstancesInvalidateOneUsersCart(t *testing.T) {
 	// On A and C, once the invalidation reaches them; never the old cart
 	// again after that.
 	for _, i := range []int{0, 2} {
-		rcWait(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
+		waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
 			return len(rcCartOf(t, carts[i], "alice")) == 2
 		})
 		for j := 0; j < 20; j++ {
@@ -211,7 +211,7 @@ func TestRedisThreeInstancesInvalidateOneUsersCart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, i := range []int{1, 0, 2} {
-		rcWait(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
+		waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
 			return len(rcCartOf(t, carts[i], "alice")) == 3
 		})
 	}
@@ -415,7 +415,7 @@ func TestRedisInFlightLoadRacedWithInvalidation(t *testing.T) {
 				t.Logf("round %d: the raced load returned version %d to its caller", round, old.V)
 				// A, if it did not invalidate, stops serving version 1 when
 				// the message arrives, and never serves it again.
-				rcWait(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
+				waitFor(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
 				for k := 0; k < 20; k++ {
 					if v := get(getA, user); v.V == 1 {
 						t.Fatalf("round %d: A served version 1 again", round)
@@ -466,7 +466,7 @@ func TestRedisLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 			shop.add("alice", "lamp")
 			ctx := context.Background()
 			if tc.killPubSub {
-				n, err := e.raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int()
+				n, err := e.Raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int()
 				if err != nil || n < 2 {
 					t.Fatalf("CLIENT KILL TYPE pubsub: %d killed, %v; want A's and B's subscriptions", n, err)
 				}
@@ -476,11 +476,11 @@ func TestRedisLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				key := rcScopedEpochKey(e.prefix, rcCartRes, "alice")
-				if e.raw.Exists(ctx, key).Val() != 1 {
+				key := rcScopedEpochKey(e.Prefix, rcCartRes, "alice")
+				if e.Raw.Exists(ctx, key).Val() != 1 {
 					t.Fatalf("epoch key %s not in Redis", key)
 				}
-				if err := e.raw.Set(ctx, key, strconv.FormatUint(rand.Uint64()|1, 10), 0).Err(); err != nil {
+				if err := e.Raw.Set(ctx, key, strconv.FormatUint(rand.Uint64()|1, 10), 0).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -523,7 +523,7 @@ func TestRedisUnreachableDuringInvalidate(t *testing.T) {
 			rcCartOf(t, get, "alice")
 			rcCartOf(t, get, "bob")
 
-			e.srv.Kill()
+			e.Srv.Kill()
 			// Without an invalidation, L1 keeps serving.
 			if got := rcCartOf(t, get, "alice"); !slices.Equal(got, []string{"book"}) || shop.cartRuns("alice") != 1 {
 				t.Fatalf("with Redis dead: %q after %d runs; want the cached cart", got, shop.cartRuns("alice"))
@@ -591,9 +591,9 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rcWait(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
+		waitFor(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
 		h, _ := resource.HashValue(q, resource.Limits{})
-		if n, _ := e.raw.Exists(ctx, e.prefix+string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))).Result(); n != 1 {
+		if n, _ := e.Raw.Exists(ctx, e.Prefix+string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))).Result(); n != 1 {
 			t.Fatalf("inline=%v: no L2 entry under the arguments' hash", inline)
 		}
 		if got, err := getB(ctx, q); err != nil || got != first || runs.Load() != 1 {
@@ -603,7 +603,7 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 			t.Fatal(err)
 		}
 		// b's L1 copy goes when the message reaches it; then b reloads.
-		rcWait(t, 10*time.Second, "the other instance dropping the call", func() bool {
+		waitFor(t, 10*time.Second, "the other instance dropping the call", func() bool {
 			got, err := getB(ctx, q)
 			return err == nil && got != first
 		})
@@ -637,7 +637,7 @@ func TestFailedInvalidationIsNotUndoneWhenRedisAnswersAgain(t *testing.T) {
 	// on A: the fleet is not told.
 	ctx := context.Background()
 	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-		if err := e.raw.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+		if err := e.Raw.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -650,7 +650,7 @@ func TestFailedInvalidationIsNotUndoneWhenRedisAnswersAgain(t *testing.T) {
 	if got := rcCartOf(t, getA, "alice"); !slices.Equal(got, []string{"book", "lamp"}) {
 		t.Fatalf("A right after the local invalidation: %q", got)
 	}
-	if err := e.raw.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+	if err := e.Raw.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -686,7 +686,7 @@ func TestScopeEpochsExpireAfterScopeEpochTTL(t *testing.T) {
 		rcCartOf(t, get, user) // alice: the instance's first lookup
 		seg := keyspace.Segment(rcCartRes.Scope, user)
 		for _, k := range []string{keyspace.ScopeEpochKey(seg), keyspace.ResourceScopeEpochKey(rcCartRes.ID(), seg)} {
-			ttl, err := e.raw.PTTL(ctx, e.prefix+k).Result()
+			ttl, err := e.Raw.PTTL(ctx, e.Prefix+k).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -696,7 +696,7 @@ func TestScopeEpochsExpireAfterScopeEpochTTL(t *testing.T) {
 		}
 	}
 	for _, k := range []string{keyspace.GlobalEpochKey, keyspace.ResourceEpochKey(rcCartRes.ID())} {
-		if ttl := e.raw.PTTL(ctx, e.prefix+k).Val(); ttl != -1 {
+		if ttl := e.Raw.PTTL(ctx, e.Prefix+k).Val(); ttl != -1 {
 			t.Errorf("epoch %s has TTL %v; want none", k, ttl)
 		}
 	}
