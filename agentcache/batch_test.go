@@ -63,7 +63,7 @@ func TestBatchGetManyTiers(t *testing.T) {
 	if cat.callCount() != 1 {
 		t.Fatalf("tool calls = %d", cat.callCount())
 	}
-	waitFor(t, func() bool { return a.Stats().WritesDone >= 4 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone >= 4 })
 	// Instance b: 1-3 from L2, 2000 from the L2 marker, 4 from the tool,
 	// in a single tool call for the one real miss.
 	got, _ = bb.GetMany(ctx, []int{1, 2, 3, 2000, 4})
@@ -133,7 +133,7 @@ func TestBatchMaxSizeAndLeavingCaller(t *testing.T) {
 		go func() { _, err := b.Get(c, i); errc <- err }()
 	}
 	// A full window is sent without waiting for its (hour-long) timer.
-	waitFor(t, func() bool { return calls.Load() == 1 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return calls.Load() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the leaving caller got %v", err)
@@ -300,7 +300,7 @@ func TestMemoizeThroughCache(t *testing.T) {
 	mb, _ := Memoize(fn, MemoOptions[string]{Cache: b, Name: "expensive_llm", TTL: time.Minute})
 	ctx := context.Background()
 	ma.Call(ctx, "q")
-	waitFor(t, func() bool { return a.Stats().WritesDone >= 1 || t.Failed() })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone >= 1 || t.Failed() })
 	if a.Stats().WritesDone < 1 {
 		t.Fatalf("stats %+v", a.Stats())
 	}
@@ -310,7 +310,7 @@ func TestMemoizeThroughCache(t *testing.T) {
 	if err := mb.Invalidate(ctx, "q"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
 	if _, err := Memoize(fn, MemoOptions[string]{Cache: a}); err == nil {
 		t.Fatal("Memoize with a Cache and no Name accepted")
 	}

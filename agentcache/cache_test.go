@@ -79,9 +79,7 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 			}
 		}()
 	}
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(20 * time.Millisecond)
 	close(release)
 	wg.Wait()
@@ -130,9 +128,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 			}
 		}()
 	}
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(10 * time.Millisecond)
 	close(start)
 	wg.Wait()
@@ -157,17 +153,13 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := Get(ctx, c, "k", load); errc <- err }()
-	for c.fl.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v", err)
 	}
 	close(release)
-	for c.fl.InFlight() != 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "no load in flight", func() bool { return c.fl.InFlight() == 0 })
 	if v, err := Get(context.Background(), c, "k", load); err != nil || v != "v" {
 		t.Fatalf("Get after = %q, %v", v, err)
 	}
@@ -244,12 +236,10 @@ func TestClosed(t *testing.T) {
 // (in a load and in a background refresh), and says so; when the tool
 // finally returns, its caller gets the answer and nothing breaks.
 func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClockAt(time.Unix(1_000_000, 0))
 	backend := fake.NewBackend(fake.BackendOptions{})
 	t.Cleanup(func() { backend.Close() })
-	c, err := New(Options{Now: clock, L2: backend.Remote("close:")})
+	c, err := New(Options{Now: clk.Now, L2: backend.Remote("close:")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +262,7 @@ func TestCloseHonoursItsContextWhenAToolIgnoresCancellation(t *testing.T) {
 	if _, err := get(ctx, "stale"); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute) // "stale" is served stale and refreshed in the background
-	mu.Unlock()
+	clk.Advance(2 * time.Minute) // "stale" is served stale and refreshed in the background
 	if v, err := get(ctx, "stale"); err != nil || v != "first stale" {
 		t.Fatalf("stale read = %q, %v", v, err)
 	}
@@ -352,21 +340,19 @@ func TestSetDeleteClear(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	c := newL1(t, Options{Now: clock, DefaultTTL: time.Minute, TTLJitter: -1})
+	clk := newTestClock()
+	c := newL1(t, Options{Now: clk.Now, DefaultTTL: time.Minute, TTLJitter: -1})
 	var calls atomic.Int32
 	load := func(context.Context, string) (int, error) { return int(calls.Add(1)), nil }
 	ctx := context.Background()
 	if v, _ := Get(ctx, c, "k", load); v != 1 {
 		t.Fatalf("first = %d", v)
 	}
-	now.Add(int64(59 * time.Second))
+	clk.Advance(59 * time.Second)
 	if v, _ := Get(ctx, c, "k", load); v != 1 {
 		t.Fatalf("before TTL = %d, want the cached 1", v)
 	}
-	now.Add(int64(2 * time.Second))
+	clk.Advance(2 * time.Second)
 	if v, _ := Get(ctx, c, "k", load); v != 2 {
 		t.Fatalf("after TTL = %d, want a reload", v)
 	}
@@ -516,7 +502,7 @@ func TestL1EvictionsAreCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
 	if s := c.Stats(); s.L1Evictions < 900 || s.L1Evictions > 1000 {
 		t.Fatalf("L1Evictions = %d after 1000 writes into 100 entries, want 900..1000", s.L1Evictions)
 	}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -109,7 +111,7 @@ func ctDrained(c *Cache) bool {
 func ctWaitDrained(t *testing.T, cs ...*Cache) {
 	t.Helper()
 	for _, c := range cs {
-		rcWait(t, 30*time.Second, "the write queue to drain", func() bool { return ctDrained(c) })
+		waitFor(t, 30*time.Second, "the write queue to drain", func() bool { return ctDrained(c) })
 	}
 }
 
@@ -153,76 +155,17 @@ func ctStrings(t *testing.T, e *rcEnv) map[string]ctStr {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]ctStr{}
-	for _, k := range e.keys("*") {
-		if e.raw.Type(ctx, k).Val() != "string" {
+	for _, k := range e.Keys("*") {
+		if e.Raw.Type(ctx, k).Val() != "string" {
 			continue
 		}
-		v, err := e.raw.Get(ctx, k).Result()
+		v, err := e.Raw.Get(ctx, k).Result()
 		if err != nil {
 			continue // expired or deleted since the scan
 		}
-		out[k] = ctStr{val: v, ttl: e.raw.PTTL(ctx, k).Val()}
+		out[k] = ctStr{val: v, ttl: e.Raw.PTTL(ctx, k).Val()}
 	}
 	return out
-}
-
-// ctClock is a clock the test moves by hand.
-type ctClock struct{ ns atomic.Int64 }
-
-func newCtClock() *ctClock {
-	c := &ctClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-
-func (c *ctClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *ctClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
-// ctCommands is a go-redis hook that counts the commands a client sends
-// (a pipeline counts once per command).
-type ctCommands struct {
-	mu    sync.Mutex
-	names []string
-}
-
-func (h *ctCommands) note(cmds ...goredis.Cmder) {
-	h.mu.Lock()
-	for _, c := range cmds {
-		h.names = append(h.names, c.Name())
-	}
-	h.mu.Unlock()
-}
-
-// since returns the names of the commands sent after the first n.
-func (h *ctCommands) since(n int) []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if n >= len(h.names) {
-		return nil
-	}
-	return slices.Clone(h.names[n:])
-}
-
-func (h *ctCommands) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.names)
-}
-
-func (h *ctCommands) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (h *ctCommands) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		h.note(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *ctCommands) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		h.note(cmds...)
-		return next(ctx, cmds)
-	}
 }
 
 // Promise 2 (fenced writes), with Delete and exact invalidation: a write
@@ -475,11 +418,11 @@ func TestEpochNeverGoesBackWhenL2LosesIt(t *testing.T) {
 		var err error
 		switch {
 		case !ok:
-			err = e.raw.Del(ctx, k).Err()
+			err = e.Raw.Del(ctx, k).Err()
 		case w.ttl > 0:
-			err = e.raw.Set(ctx, k, w.val, w.ttl).Err()
+			err = e.Raw.Set(ctx, k, w.val, w.ttl).Err()
 		default:
-			err = e.raw.Set(ctx, k, w.val, 0).Err()
+			err = e.Raw.Set(ctx, k, w.val, 0).Err()
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -508,7 +451,7 @@ func TestEpochNeverGoesBackWhenL2LosesIt(t *testing.T) {
 			if !ok {
 				continue
 			}
-			if v, err := e.raw.Get(ctx, k).Result(); err == nil && v == w.val {
+			if v, err := e.Raw.Get(ctx, k).Result(); err == nil && v == w.val {
 				return fmt.Sprintf("L2 still holds the pre-invalidation value of %s: the newer epoch was not restored", k)
 			}
 		}
@@ -529,7 +472,7 @@ func TestPartitionedInvalidationReachesTheFleetWithinMaxEpochAge(t *testing.T) {
 	const maxAge = 400 * time.Millisecond
 	e := rcStart(t)
 	ctx := context.Background()
-	p := e.proxy()
+	p := e.Proxy()
 	a := rcNew(t, Options{
 		L2: e.storeVia(p.Addr()), MaxEpochAge: maxAge, L2Timeout: 300 * time.Millisecond, Tuning: TuningOptions{Breaker: BreakerOptions{Failures: 1, OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second}},
 	})
@@ -605,12 +548,12 @@ func TestCorruptEpochKeyIsRepairedNotFatal(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctWaitDrained(t, a)
-			keys := e.keys("ep:*")
+			keys := e.Keys("ep:*")
 			if len(keys) == 0 {
-				t.Fatalf("no epoch key (ep:*) under the prefix; keys: %q", e.keys("*"))
+				t.Fatalf("no epoch key (ep:*) under the prefix; keys: %q", e.Keys("*"))
 			}
 			for _, k := range keys {
-				if err := tc.corrupt(ctx, e.raw, k); err != nil {
+				if err := tc.corrupt(ctx, e.Raw, k); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -633,10 +576,10 @@ func TestCorruptEpochKeyIsRepairedNotFatal(t *testing.T) {
 					}
 				}
 				for _, ek := range keys {
-					switch typ := e.raw.Type(ctx, ek).Val(); {
+					switch typ := e.Raw.Type(ctx, ek).Val(); {
 					case typ == "none":
 						return fmt.Sprintf("epoch key %s was not rewritten", ek)
-					case typ == "list", typ == "string" && e.raw.Get(ctx, ek).Val() == garbage:
+					case typ == "list", typ == "string" && e.Raw.Get(ctx, ek).Val() == garbage:
 						return fmt.Sprintf("epoch key %s still holds the corrupt %s", ek, typ)
 					}
 				}
@@ -665,7 +608,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 	// as it is not by a single call.
 	t.Run("exact invalidation pending", func(t *testing.T) {
 		e := rcStart(t)
-		if err := e.raw.Do(ctx, "ACL", "SETUSER", "ct-nodel", "on", ">ct-pw", "~*", "&*", "+@all", "-del", "-unlink").Err(); err != nil {
+		if err := e.Raw.Do(ctx, "ACL", "SETUSER", "ct-nodel", "on", ">ct-pw", "~*", "&*", "+@all", "-del", "-unlink").Err(); err != nil {
 			t.Fatal(err)
 		}
 		a := rcNew(t, Options{
@@ -719,7 +662,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 	// refresh runs, as with every other entry point.
 	t.Run("stale entries refresh", func(t *testing.T) {
 		e := rcStart(t)
-		clk := newCtClock()
+		clk := newTestClockAt(time.Now())
 		a := rcNew(t, Options{L2: e.store(), Now: clk.Now, TTLJitter: -1})
 		rcSubscribed(t, a)
 		res := resource.Resource{Name: "ct_stale_products", Scope: scope.Global, TTL: time.Minute, StaleWindow: 10 * time.Minute}
@@ -784,7 +727,7 @@ func TestMissDoesNotWaitForL2Writes(t *testing.T) {
 	for _, entry := range []string{"Get", "Wrap"} {
 		t.Run(entry, func(t *testing.T) {
 			e := rcStart(t)
-			p := e.proxy()
+			p := e.Proxy()
 			a := rcNew(t, Options{L2: e.storeVia(p.Addr()), L2Timeout: time.Second})
 			t.Cleanup(func() { p.Blackhole(false) }) // before a closes
 			rcSubscribed(t, a)
@@ -968,9 +911,9 @@ func TestClearIsNotBoundByL2Timeout(t *testing.T) {
 	rcSubscribed(t, c)
 	const n, per = 300_000, 10_000
 	for i := 0; i < n; i += per {
-		if _, err := e.raw.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if _, err := e.Raw.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for j := i; j < i+per; j++ {
-				p.Set(ctx, fmt.Sprintf("%skv:00000000000000%02x:bulk-%d", e.prefix, j%256, j), "x", time.Hour)
+				p.Set(ctx, fmt.Sprintf("%skv:00000000000000%02x:bulk-%d", e.Prefix, j%256, j), "x", time.Hour)
 			}
 			return nil
 		}); err != nil {
@@ -987,7 +930,7 @@ func TestClearIsNotBoundByL2Timeout(t *testing.T) {
 	left := 0
 	var cursor uint64
 	for {
-		ks, next, serr := e.raw.Scan(ctx, cursor, e.prefix+"kv:*", 10_000).Result()
+		ks, next, serr := e.Raw.Scan(ctx, cursor, e.Prefix+"kv:*", 10_000).Result()
 		if serr != nil {
 			t.Fatal(serr)
 		}
@@ -1008,7 +951,7 @@ func TestClearIsNotBoundByL2Timeout(t *testing.T) {
 // OpenFor has passed.
 func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 	ctx := context.Background()
-	dead := func(t *testing.T) (*Cache, *ctCommands) {
+	dead := func(t *testing.T) (*Cache, *redistest.RoundTrips) {
 		t.Helper()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -1017,10 +960,10 @@ func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 		addr := ln.Addr().String()
 		ln.Close() // nothing listens there now
 		client := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
-		hook := &ctCommands{}
+		hook := &redistest.RoundTrips{}
 		client.AddHook(hook)
 		c := rcNew(t, Options{
-			L2:        rcStoreOn(t, client, rcPrefix(t)),
+			L2:        redisenv.StoreOn(t, client, redisenv.Prefix(t, "ac-")),
 			L2Timeout: 300 * time.Millisecond, Tuning: TuningOptions{Breaker: BreakerOptions{OpenFor: 30 * time.Second, MaxOpenFor: 30 * time.Second}},
 		})
 		return c, hook
@@ -1028,22 +971,22 @@ func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 	loader := func(_ context.Context, k string) (string, error) { return "loaded " + k, nil }
 
 	t.Run("L1 hit", func(t *testing.T) {
-		rcNoLeaks(t)
+		leakcheck.Check(t)
 		c, hook := dead(t)
 		if err := c.Set(ctx, "k", "set", time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		n := hook.count()
+		n := hook.Len()
 		if v, err := Get(ctx, c, "k", loader); err != nil || v != "set" {
 			t.Fatalf("Get of a key just Set: %q, %v", v, err)
 		}
-		if sent := hook.since(n); len(sent) > 0 {
+		if sent := redistest.Commands(hook.Since(n)); len(sent) > 0 {
 			t.Errorf("an L1 hit with Redis down sent %d L2 commands %q (it waited for L2)", len(sent), sent)
 		}
 	})
 
 	t.Run("distinct keys", func(t *testing.T) {
-		rcNoLeaks(t)
+		leakcheck.Check(t)
 		c, hook := dead(t)
 		if v, err := Get(ctx, c, "k0", loader); err != nil || v != "loaded k0" {
 			t.Fatalf("first lookup: %q, %v", v, err)
@@ -1051,14 +994,14 @@ func TestDeadRedisAtStartCostsOneTimeout(t *testing.T) {
 		if s := c.Stats(); s.Breaker != "open" {
 			t.Errorf("after the first lookup failed to reach a dead Redis, the breaker is %s (L2 errors %d); want open", s.Breaker, s.L2Errors)
 		}
-		n := hook.count()
+		n := hook.Len()
 		for i := 1; i < 10; i++ {
 			k := fmt.Sprintf("k%d", i)
 			if v, err := Get(ctx, c, k, loader); err != nil || v != "loaded "+k {
 				t.Fatalf("Get(%s): %q, %v", k, v, err)
 			}
 		}
-		if sent := hook.since(n); len(sent) > 0 {
+		if sent := redistest.Commands(hook.Since(n)); len(sent) > 0 {
 			t.Errorf("9 lookups after the first failure sent %d L2 commands %q; want none until the breaker's OpenFor (30s) has passed (breaker now %s, L2 errors %d)",
 				len(sent), sent, c.Stats().Breaker, c.Stats().L2Errors)
 		}

@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/fake"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // fleet opens n caches sharing one L2, as n pods would.
@@ -65,10 +69,100 @@ func stampede(t *testing.T, cs []*Cache, callers int, opts ...ToolOption) int32 
 	return runs.Load()
 }
 
-func TestFleetLockOneToolCall(t *testing.T) {
-	cs := memFleet(t, 8, Options{})
-	if n := stampede(t, cs, 50); n != 1 {
-		t.Fatalf("8 instances x 50 callers ran the tool %d times, want 1", n)
+// l2Backend is one L2 that the tests of a promise run over.
+type l2Backend struct {
+	name string
+	// stores returns n L2s that share one keyspace, each on a client of
+	// its own, as each pod has one.
+	stores func(t *testing.T, n int) []tier.Remote
+}
+
+// l2Backends are the L2s of the promises that hold whatever the L2: the
+// in-memory tier/fake, one real redis-server and a real 3-master Redis
+// Cluster (internal/redistest).
+var l2Backends = []l2Backend{
+	{"in-memory", func(t *testing.T, n int) []tier.Remote {
+		b := fake.NewBackend(fake.BackendOptions{})
+		t.Cleanup(func() { b.Close() })
+		stores := make([]tier.Remote, n)
+		for i := range stores {
+			stores[i] = b.Remote("fleet:")
+		}
+		return stores
+	}},
+	{"one server", func(t *testing.T, n int) []tier.Remote {
+		e := rcStart(t)
+		stores := make([]tier.Remote, n)
+		for i := range stores {
+			stores[i] = e.store()
+		}
+		return stores
+	}},
+	{"3-master cluster", func(t *testing.T, n int) []tier.Remote {
+		leakcheck.Check(t)
+		cl := redistest.StartCluster(t, 3, 0)
+		prefix := redisenv.Prefix(t, "ac-")
+		stores := make([]tier.Remote, n)
+		for i := range stores {
+			o := cl.ClusterOptions()
+			o.ContextTimeoutEnabled = true
+			stores[i] = redisenv.StoreOn(t, goredis.NewClusterClient(o), prefix)
+		}
+		return stores
+	}},
+}
+
+// The fleet lock: 8 instances sharing one L2, 50 concurrent callers of one
+// cold key on each, run the tool once, and every caller gets its value.
+func TestFleetLockRunsTheToolOnceFor400Callers(t *testing.T) {
+	const instances, callers = 8, 50
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			stores := backend.stores(t, instances)
+			res := resource.Resource{Name: "rc_search", TTL: time.Minute}
+			var runs atomic.Int32
+			tools := make([]func(context.Context, string) (string, error), instances)
+			cs := make([]*Cache, instances)
+			for i := range cs {
+				cs[i] = rcNew(t, Options{L2: stores[i]})
+				tools[i], _ = Wrap(cs[i], res, func(ctx context.Context, q string) (string, error) {
+					runs.Add(1)
+					time.Sleep(100 * time.Millisecond) // a slow, paid tool
+					return "results for " + q, nil
+				})
+			}
+			start := make(chan struct{})
+			var got atomic.Int32
+			var wg sync.WaitGroup
+			for i := range cs {
+				for j := 0; j < callers; j++ {
+					wg.Go(func() {
+						<-start
+						v, err := tools[i](context.Background(), "redis cluster slots")
+						if err != nil || v != "results for redis cluster slots" {
+							t.Errorf("instance %d caller %d: %q, %v", i, j, v, err)
+							return
+						}
+						got.Add(1)
+					})
+				}
+			}
+			close(start)
+			wg.Wait()
+			var waits, l2Hits uint64
+			for _, c := range cs {
+				s := c.Stats()
+				waits += s.FleetWaits
+				l2Hits += s.L2Hits
+			}
+			t.Logf("%d callers got the value; %d fleet waits, %d L2 hits", got.Load(), waits, l2Hits)
+			if n := runs.Load(); n != 1 {
+				t.Fatalf("%d instances x %d callers ran the tool %d times, want 1", instances, callers, n)
+			}
+			if got.Load() != instances*callers {
+				t.Fatalf("%d of %d callers got the value", got.Load(), instances*callers)
+			}
+		})
 	}
 }
 
@@ -79,51 +173,111 @@ func TestWithoutFleetLockEachInstanceLoads(t *testing.T) {
 	}
 }
 
-func TestFleetLockHolderDiesAnotherTakesOver(t *testing.T) {
-	cs := memFleet(t, 2, Options{Tuning: TuningOptions{LockLease: 300 * time.Millisecond}})
-	res := resource.Resource{Name: "slow_llm", TTL: time.Minute}
-	holderStarted := make(chan struct{})
-	var runs atomic.Int32
-	hold, _ := Wrap(cs[0], res, func(ctx context.Context, q string) (string, error) {
-		runs.Add(1)
-		close(holderStarted)
-		<-ctx.Done() // the holder's process goes away mid-load
-		return "", ctx.Err()
-	})
-	other, _ := Wrap(cs[1], res, func(ctx context.Context, q string) (string, error) {
-		runs.Add(1)
-		return "answer", nil
-	})
-	go hold(context.Background(), "q")
-	<-holderStarted
-	done := make(chan error, 1)
-	go func() {
-		v, err := other(context.Background(), "q")
-		if err == nil && v != "answer" {
-			err = errors.New("wrong value " + v)
-		}
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("the waiter finished while the lease was held: %v", err)
-	default:
-	}
-	// The holder's pod shuts down: Close gives loads a moment, then cancels.
-	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancel()
-	cs[0].Close(closeCtx)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no instance completed the load after the holder died")
-	}
-	if runs.Load() != 2 {
-		t.Fatalf("tool ran %d times, want 2 (the dead holder and the taker)", runs.Load())
+// A fleet-lock holder that dies mid-load (its pod closed, or cut off from
+// L2 so that it can neither renew nor release its lease) does not block
+// the key: the waiter on another instance takes the lease over once it
+// lapses and loads, within a few leases.
+func TestFleetLeaseOfADeadHolderIsTakenOver(t *testing.T) {
+	for _, c := range []struct {
+		name, how string
+		backend   l2Backend
+		lease     time.Duration
+		bound     time.Duration // how long B may take once A died
+	}{
+		{"in-memory/closed", "closed", l2Backends[0], 300 * time.Millisecond, 5 * time.Second},
+		{"one server/closed", "closed", l2Backends[1], 500 * time.Millisecond, 2 * time.Second},
+		{"one server/partitioned", "partitioned", l2Backends[1], 500 * time.Millisecond, 2 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := Options{L2Timeout: time.Second, Tuning: TuningOptions{LockLease: c.lease}}
+			var a, b *Cache
+			var p *redistest.Proxy
+			if c.how == "partitioned" {
+				// A reaches Redis through a proxy that will blackhole it:
+				// A can then neither renew nor release its lease.
+				e := rcStart(t)
+				p = e.Proxy()
+				o.L2 = e.storeVia(p.Addr())
+				a = rcNew(t, o)
+				o.L2 = e.store()
+				b = rcNew(t, o)
+			} else {
+				stores := c.backend.stores(t, 2)
+				o.L2 = stores[0]
+				a = rcNew(t, o)
+				o.L2 = stores[1]
+				b = rcNew(t, o)
+			}
+			if c.backend.name != "in-memory" {
+				rcSubscribed(t, a, b)
+			}
+			res := resource.Resource{Name: "rc_slow_llm", TTL: time.Minute}
+			var aRuns, bRuns atomic.Int32
+			started := make(chan struct{})
+			hold, _ := Wrap(a, res, func(ctx context.Context, q string) (string, error) {
+				aRuns.Add(1)
+				close(started)
+				<-ctx.Done() // A's pod goes away mid-load
+				return "", ctx.Err()
+			})
+			other, _ := Wrap(b, res, func(ctx context.Context, q string) (string, error) {
+				bRuns.Add(1)
+				return "answer to " + q, nil
+			})
+			aDone := make(chan error, 1)
+			go func() {
+				_, err := hold(context.Background(), "q")
+				aDone <- err
+			}()
+			<-started
+			type result struct {
+				v   string
+				err error
+				at  time.Time
+			}
+			bDone := make(chan result, 1)
+			go func() {
+				v, err := other(context.Background(), "q")
+				bDone <- result{v, err, time.Now()}
+			}()
+			waitFor(t, 5*time.Second, "B to find A's lease", func() bool { return b.Stats().FleetWaits >= 1 })
+			select {
+			case r := <-bDone:
+				t.Fatalf("the waiter finished while the lease was held: %q, %v", r.v, r.err)
+			default:
+			}
+			if bRuns.Load() != 0 {
+				t.Fatal("B ran the tool while A held the lease")
+			}
+
+			if p != nil {
+				p.Blackhole(true)
+			}
+			died := time.Now()
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+				defer cancel()
+				_ = a.Close(ctx) // gives the load 10ms, then cancels it
+			}()
+			select {
+			case r := <-bDone:
+				if r.err != nil || r.v != "answer to q" {
+					t.Fatalf("B: %q, %v", r.v, r.err)
+				}
+				t.Logf("B completed the load %v after A died", r.at.Sub(died).Round(time.Millisecond))
+			case <-time.After(c.bound):
+				t.Fatalf("no instance completed the load within %v of the holder's death (lease %v)", c.bound, c.lease)
+			}
+			<-closed
+			if err := <-aDone; err == nil {
+				t.Fatal("A's caller got no error from a cancelled load")
+			}
+			if aRuns.Load() != 1 || bRuns.Load() != 1 {
+				t.Fatalf("tool runs: A %d, B %d; want 1 and 1 (the dead holder and the taker)", aRuns.Load(), bRuns.Load())
+			}
+		})
 	}
 }
 
@@ -173,7 +327,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		t.Fatalf("stale read = %d, %v; want the old value at once", v, err)
 	}
 	<-refreshed // one background refresh
-	waitFor(t, func() bool { v, _ := get(ctx, "oslo"); return v == 2 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { v, _ := get(ctx, "oslo"); return v == 2 })
 	if s := c.Stats(); s.StaleHits < 1 || s.Refreshes != 1 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -182,7 +336,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	for i := 0; i < 3; i++ {
 		// Each stale read starts a refresh unless one is still running.
-		waitFor(t, func() bool {
+		waitFor(t, 5*time.Second, "the condition", func() bool {
 			if v, err := get(ctx, "oslo"); v != 2 || err != nil {
 				t.Fatalf("stale read with a failing tool = %d, %v", v, err)
 			}
@@ -213,8 +367,8 @@ func TestRefreshAhead(t *testing.T) {
 	if v, _ := get(ctx, struct{}{}); v != 1 {
 		t.Fatalf("refresh-ahead read = %d, want the current value", v)
 	}
-	waitFor(t, func() bool { return version.Load() == 2 })
-	waitFor(t, func() bool { v, _ := get(ctx, struct{}{}); return v == 2 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return version.Load() == 2 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { v, _ := get(ctx, struct{}{}); return v == 2 })
 }
 
 func TestTTLJitterSpreadsExpiry(t *testing.T) {
@@ -254,5 +408,5 @@ func TestUnsharedEpochsStayOutOfL2(t *testing.T) {
 	b.SetError(nil)
 	// Once the breaker's pause (L2 never answered, so one failure opened
 	// it) is over, a lookup confirms the epochs and its entry reaches L2.
-	waitFor(t, func() bool { get(context.Background(), "lima"); return c.Stats().WritesDone >= 1 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { get(context.Background(), "lima"); return c.Stats().WritesDone >= 1 })
 }

@@ -567,7 +567,7 @@ func mtRunSeed(t *testing.T, seed uint64, dur time.Duration) {
 		m.pods[p].cur = inc
 	}
 	t.Cleanup(m.closeAll) // if the test stops early; runs before the stores close
-	t.Cleanup(e.srv.Resume)
+	t.Cleanup(e.Srv.Resume)
 	for p := range m.pods {
 		rcSubscribed(t, m.pods[p].cur.c)
 	}
@@ -591,7 +591,7 @@ func mtRunSeed(t *testing.T, seed uint64, dur time.Duration) {
 	wg.Wait()
 	ran := time.Since(m.t0)
 	m.gates.release()
-	e.srv.Resume()
+	e.Srv.Resume()
 	m.closeAll()
 	for _, f := range faults {
 		m.record(f)
@@ -927,7 +927,7 @@ func mtPlanFaults(rng *rand.Rand, dur time.Duration) []mtFaultPlan {
 
 func (m *mtRun) runFaults(plan []mtFaultPlan) []*mtRec {
 	var out []*mtRec
-	defer m.e.srv.Resume()
+	defer m.e.Srv.Resume()
 	for _, f := range plan {
 		if d := f.at - time.Since(m.t0); d > 0 {
 			time.Sleep(d)
@@ -937,18 +937,18 @@ func (m *mtRun) runFaults(plan []mtFaultPlan) []*mtRec {
 		switch f.kind {
 		case "redis pause", "redis stall":
 			r.op = fmt.Sprintf("Redis paused for %v", f.down.Round(time.Millisecond))
-			m.e.srv.Pause()
+			m.e.Srv.Pause()
 			time.Sleep(f.down)
-			m.e.srv.Resume()
+			m.e.Srv.Resume()
 		case "redis restart":
 			if f.down > 0 {
 				r.op = fmt.Sprintf("Redis killed, restarted %v later", f.down.Round(time.Millisecond))
-				m.e.srv.Kill()
+				m.e.Srv.Kill()
 				time.Sleep(f.down)
 			} else {
 				r.op = "Redis restarted"
 			}
-			if err := m.e.srv.Restart(); err != nil {
+			if err := m.e.Srv.Restart(); err != nil {
 				m.t.Errorf("Redis restart: %v", err)
 			}
 		case "pod restart":

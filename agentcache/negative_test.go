@@ -15,16 +15,6 @@ import (
 
 var getOrder = resource.Resource{Name: "get_order", Scope: scope.User, TTL: time.Minute, NegativeTTL: 10 * time.Second}
 
-type testClock struct{ ns atomic.Int64 }
-
-func newTestClock() *testClock {
-	c := &testClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 func TestNegativeCacheL1Only(t *testing.T) {
 	clk := newTestClock()
 	c := newL1(t, Options{Now: clk.Now})

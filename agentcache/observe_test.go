@@ -119,7 +119,7 @@ func TestTelemetryPerTier(t *testing.T) {
 
 	getA(ctx, "o-1") // loader
 	getA(ctx, "o-1") // l1
-	waitFor(t, func() bool { return a.Stats().WritesDone == 1 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone == 1 })
 	getB(ctx, "o-1")     // l2
 	getA(ctx, "missing") // loader, not found
 	getA(ctx, "missing") // negative
@@ -303,17 +303,6 @@ func TestToolCallIDOnSpan(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // An L2 hit on an instance that never ran the tool still knows what the hit
 // saved: the tool's run time travels with the value.
 func TestTimeSavedAcrossInstances(t *testing.T) {
@@ -330,7 +319,7 @@ func TestTimeSavedAcrossInstances(t *testing.T) {
 	sb, _ := Wrap(b, res, tool)
 	ctxA, runA := run.Start(context.Background())
 	sa(ctxA, "q")
-	waitFor(t, func() bool { return a.Stats().WritesDone == 1 })
+	waitFor(t, 5*time.Second, "a's write", func() bool { return a.Stats().WritesDone == 1 })
 	ctxB, runB := run.Start(context.Background())
 	sb(ctxB, "q")
 	ra, rb := runA.Summary(), runB.Summary()

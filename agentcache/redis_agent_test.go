@@ -180,7 +180,7 @@ func TestRedisThreeInstancesInvalidateOneUsersCart(t *testing.T) {
 	// On A and C, once the invalidation reaches them; never the old cart
 	// again after that.
 	for _, i := range []int{0, 2} {
-		rcWait(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
+		waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
 			return len(rcCartOf(t, carts[i], "alice")) == 2
 		})
 		for j := 0; j < 20; j++ {
@@ -211,7 +211,7 @@ func TestRedisThreeInstancesInvalidateOneUsersCart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, i := range []int{1, 0, 2} {
-		rcWait(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
+		waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
 			return len(rcCartOf(t, carts[i], "alice")) == 3
 		})
 	}
@@ -415,7 +415,7 @@ func TestRedisInFlightLoadRacedWithInvalidation(t *testing.T) {
 				t.Logf("round %d: the raced load returned version %d to its caller", round, old.V)
 				// A, if it did not invalidate, stops serving version 1 when
 				// the message arrives, and never serves it again.
-				rcWait(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
+				waitFor(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
 				for k := 0; k < 20; k++ {
 					if v := get(getA, user); v.V == 1 {
 						t.Fatalf("round %d: A served version 1 again", round)
@@ -466,7 +466,7 @@ func TestRedisLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 			shop.add("alice", "lamp")
 			ctx := context.Background()
 			if tc.killPubSub {
-				n, err := e.raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int()
+				n, err := e.Raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Int()
 				if err != nil || n < 2 {
 					t.Fatalf("CLIENT KILL TYPE pubsub: %d killed, %v; want A's and B's subscriptions", n, err)
 				}
@@ -476,11 +476,11 @@ func TestRedisLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				key := rcScopedEpochKey(e.prefix, rcCartRes, "alice")
-				if e.raw.Exists(ctx, key).Val() != 1 {
+				key := rcScopedEpochKey(e.Prefix, rcCartRes, "alice")
+				if e.Raw.Exists(ctx, key).Val() != 1 {
 					t.Fatalf("epoch key %s not in Redis", key)
 				}
-				if err := e.raw.Set(ctx, key, strconv.FormatUint(rand.Uint64()|1, 10), 0).Err(); err != nil {
+				if err := e.Raw.Set(ctx, key, strconv.FormatUint(rand.Uint64()|1, 10), 0).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -523,7 +523,7 @@ func TestRedisUnreachableDuringInvalidate(t *testing.T) {
 			rcCartOf(t, get, "alice")
 			rcCartOf(t, get, "bob")
 
-			e.srv.Kill()
+			e.Srv.Kill()
 			// Without an invalidation, L1 keeps serving.
 			if got := rcCartOf(t, get, "alice"); !slices.Equal(got, []string{"book"}) || shop.cartRuns("alice") != 1 {
 				t.Fatalf("with Redis dead: %q after %d runs; want the cached cart", got, shop.cartRuns("alice"))
@@ -591,9 +591,9 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rcWait(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
+		waitFor(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
 		h, _ := resource.HashValue(q, resource.Limits{})
-		if n, _ := e.raw.Exists(ctx, e.prefix+string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))).Result(); n != 1 {
+		if n, _ := e.Raw.Exists(ctx, e.Prefix+string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))).Result(); n != 1 {
 			t.Fatalf("inline=%v: no L2 entry under the arguments' hash", inline)
 		}
 		if got, err := getB(ctx, q); err != nil || got != first || runs.Load() != 1 {
@@ -603,9 +603,101 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 			t.Fatal(err)
 		}
 		// b's L1 copy goes when the message reaches it; then b reloads.
-		rcWait(t, 10*time.Second, "the other instance dropping the call", func() bool {
+		waitFor(t, 10*time.Second, "the other instance dropping the call", func() bool {
 			got, err := getB(ctx, q)
 			return err == nil && got != first
 		})
+	}
+}
+
+// An invalidation that could not reach Redis (a *FleetError) applies
+// locally, but the new epoch value is never written to L2 later. When L2
+// answers again, the next confirmation (epochs.load) replaces the cell's
+// local value with the old one still in L2: the invalidating instance
+// serves the pre-invalidation entry again from L2, and the other instances
+// never learn of the invalidation, although FleetError promises they stop
+// serving the old value within MaxEpochAge once they reach L2.
+func TestFailedInvalidationIsNotUndoneWhenRedisAnswersAgain(t *testing.T) {
+	const maxAge = 300 * time.Millisecond
+	e := rcStart(t)
+	shop := newRCShop(map[string][]string{"alice": {"book"}})
+	o := Options{MaxEpochAge: maxAge, L2Timeout: time.Second}
+	o.L2 = e.store()
+	a := rcNew(t, o)
+	o.L2 = e.store()
+	b := rcNew(t, o)
+	rcSubscribed(t, a, b)
+	getA, getB := rcWrapCart(t, a, shop), rcWrapCart(t, b, shop)
+	rcCartOf(t, getA, "alice")
+	if got := rcCartOf(t, getB, "alice"); !slices.Equal(got, []string{"book"}) || b.Stats().L2Hits != 1 {
+		t.Fatalf("B: %q, %d L2 hits", got, b.Stats().L2Hits)
+	}
+
+	// Redis refuses writes (out of memory) while alice's cart is invalidated
+	// on A: the fleet is not told.
+	ctx := context.Background()
+	for _, kv := range [][2]string{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if err := e.Raw.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shop.add("alice", "lamp")
+	err := a.Invalidate(ctx, TargetResourceScope(rcCartRes, "alice"))
+	var fe *FleetError
+	if !errors.As(err, &fe) {
+		t.Fatalf("Invalidate with writes refused = %v; want a *FleetError", err)
+	}
+	if got := rcCartOf(t, getA, "alice"); !slices.Equal(got, []string{"book", "lamp"}) {
+		t.Fatalf("A right after the local invalidation: %q", got)
+	}
+	if err := e.Raw.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis is healthy again. Watch both instances for several MaxEpochAges.
+	var aOld atomic.Int32
+	deadline := time.Now().Add(8 * maxAge)
+	bNew := false
+	for time.Now().Before(deadline) {
+		if got := rcCartOf(t, getA, "alice"); len(got) != 2 && aOld.Add(1) == 1 {
+			t.Errorf("A, which invalidated alice's cart, served the old cart %q again once Redis answered", got)
+		}
+		bNew = len(rcCartOf(t, getB, "alice")) == 2
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !bNew {
+		t.Errorf("B still served alice's old cart %v after Redis answered again (MaxEpochAge %v)", 8*maxAge, maxAge)
+	}
+}
+
+// Per-scope epochs must expire after Options.Tuning.ScopeEpochTTL. epochs.load
+// sends every cell it confirms in one LoadEpochs call with the TTL of the
+// first key (e.ttlFor(keys[0])), and the global epoch, which never expires,
+// comes first: the scope epochs created by the first lookup of an instance
+// (or after a subscription reset, or after an idle MaxEpochAge) get no
+// expiry, and one key per user and resource stays in Redis forever.
+func TestScopeEpochsExpireAfterScopeEpochTTL(t *testing.T) {
+	e := rcStart(t)
+	shop := newRCShop(map[string][]string{})
+	a := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{ScopeEpochTTL: time.Hour}})
+	get := rcWrapCart(t, a, shop)
+	ctx := context.Background()
+	for _, user := range []string{"alice", "bob"} {
+		rcCartOf(t, get, user) // alice: the instance's first lookup
+		seg := keyspace.Segment(rcCartRes.Scope, user)
+		for _, k := range []string{keyspace.ScopeEpochKey(seg), keyspace.ResourceScopeEpochKey(rcCartRes.ID(), seg)} {
+			ttl, err := e.Raw.PTTL(ctx, e.Prefix+k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl <= 0 || ttl > time.Hour {
+				t.Errorf("%s's epoch %s has TTL %v; want ScopeEpochTTL (1h)", user, k, ttl)
+			}
+		}
+	}
+	for _, k := range []string{keyspace.GlobalEpochKey, keyspace.ResourceEpochKey(rcCartRes.ID())} {
+		if ttl := e.Raw.PTTL(ctx, e.Prefix+k).Val(); ttl != -1 {
+			t.Errorf("epoch %s has TTL %v; want none", k, ttl)
+		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,51 +14,38 @@ import (
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
-// roundTrips counts what reaches the nodes: pipelines and single commands.
-type roundTrips struct {
-	pipelines, commands atomic.Int64
-	crossslot           atomic.Int64
-	mu                  sync.Mutex
-	log                 []string
-}
-
-func (r *roundTrips) note(s string) {
-	r.mu.Lock()
-	r.log = append(r.log, s)
-	r.mu.Unlock()
-}
-
-func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		r.commands.Add(1)
-		r.note(cmd.Name())
-		err := next(ctx, cmd)
-		if err != nil && strings.Contains(err.Error(), "CROSSSLOT") {
-			r.crossslot.Add(1)
+// tripLog describes each of trips: its command, or the size and first
+// command of its pipeline.
+func tripLog(trips []redistest.Trip) []string {
+	var log []string
+	for _, tr := range trips {
+		if tr.Pipeline {
+			log = append(log, fmt.Sprintf("pipeline of %d %s", len(tr.Cmds), tr.Cmds[0].Name()))
+		} else {
+			log = append(log, tr.Cmds[0].Name())
 		}
-		return err
 	}
+	return log
 }
-func (r *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		r.pipelines.Add(1)
-		r.note(fmt.Sprintf("pipeline of %d %s", len(cmds), cmds[0].Name()))
-		err := next(ctx, cmds)
-		for _, c := range cmds {
+
+// crossSlotErrors counts the commands of trips that failed with CROSSSLOT.
+func crossSlotErrors(trips []redistest.Trip) int {
+	n := 0
+	for _, tr := range trips {
+		for _, c := range tr.Cmds {
 			if c.Err() != nil && strings.Contains(c.Err().Error(), "CROSSSLOT") {
-				r.crossslot.Add(1)
+				n++
 			}
 		}
-		return err
 	}
+	return n
 }
 
 // TestRedisClusterBatchOneRoundTripPerNode reads a 100-ID batch of a global
 // resource — one hash slot per ID — from a 3-master cluster.
 func TestRedisClusterBatchOneRoundTripPerNode(t *testing.T) {
 	cl := redistest.StartCluster(t, 3, 0)
-	rt := &roundTrips{}
+	rt := &redistest.RoundTrips{}
 	opts := cl.ClusterOptions()
 	opts.OnConnect = nil
 	client := goredis.NewClusterClient(opts)
@@ -81,23 +66,21 @@ func TestRedisClusterBatchOneRoundTripPerNode(t *testing.T) {
 	if got, err := bw.GetMany(ctx, ids); err != nil || len(got) != 100 {
 		t.Fatalf("filling GetMany: %d values, %v", len(got), err)
 	}
-	waitFor(t, func() bool { return writer.Stats().WritesDone >= 100 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return writer.Stats().WritesDone >= 100 })
 
 	// A second instance reads all 100 from L2.
 	reader := newL1(t, Options{L2: store})
 	br, _ := WrapBatch(reader, resource.Resource{Name: "get_products", TTL: time.Minute}, cat.get)
 	// Warm the epochs (once the subscription is up, so they stay
 	// confirmed) and the connections, then count one batch.
-	waitFor(t, func() bool { return reader.bus.resets.Load() >= 1 })
+	waitFor(t, 5*time.Second, "the condition", func() bool { return reader.bus.resets.Load() >= 1 })
 	br.GetMany(ctx, []int{-1})
-	waitFor(t, func() bool { return reader.Stats().WritesDone >= 1 }) // the probe's "not found" marker
+	waitFor(t, 5*time.Second, "the condition", func() bool { return reader.Stats().WritesDone >= 1 }) // the probe's "not found" marker
 	reader.l1.Clear()
-	rt.mu.Lock()
-	rt.log = nil
-	rt.mu.Unlock()
-	before := rt.pipelines.Load() + rt.commands.Load()
+	before := rt.Len()
 	got, err := br.GetMany(ctx, ids)
-	trips := rt.pipelines.Load() + rt.commands.Load() - before
+	batch := rt.Since(before)
+	trips := len(batch)
 	if err != nil || len(got) != 100 || got[42] != "product-42" {
 		t.Fatalf("GetMany from L2: %d values, %v", len(got), err)
 	}
@@ -107,11 +90,11 @@ func TestRedisClusterBatchOneRoundTripPerNode(t *testing.T) {
 	if s := reader.Stats(); s.L2Hits < 100 {
 		t.Fatalf("L2 hits = %d", s.L2Hits)
 	}
-	if rt.crossslot.Load() != 0 {
-		t.Fatalf("%d CROSSSLOT errors", rt.crossslot.Load())
+	if n := crossSlotErrors(rt.Trips()); n != 0 {
+		t.Fatalf("%d CROSSSLOT errors", n)
 	}
 	if trips > 3 {
-		t.Fatalf("100 keys over 3 masters took %d round trips, want at most one per master: %v", trips, rt.log)
+		t.Fatalf("100 keys over 3 masters took %d round trips, want at most one per master: %v", trips, tripLog(batch))
 	}
-	t.Logf("100-key batch from a 3-master cluster: %d round trips: %v", trips, rt.log)
+	t.Logf("100-key batch from a 3-master cluster: %d round trips: %v", trips, tripLog(batch))
 }

@@ -20,41 +20,21 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
-	"github.com/agentcache/agentcache-go/internal/leakcheck"
-	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testlog"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
-// rcEnv is one test's private redis-server and a key prefix of its own.
-type rcEnv struct {
-	t      *testing.T
-	srv    *redistest.Server
-	prefix string
-	raw    *goredis.Client // inspects and tampers with Redis directly
-}
+// rcEnv is one test's private redis-server and a key prefix of its own
+// (internal/testkit/redisenv).
+type rcEnv struct{ *redisenv.Env }
 
-// rcStart starts a redis-server for t. It first arranges the goroutine leak
-// check, so that check runs after every other cleanup of the test.
+// rcStart starts a redis-server for t, with keys under an "ac-" prefix.
+// It first arranges the goroutine leak check, so that check runs after
+// every other cleanup of the test.
 func rcStart(t *testing.T) *rcEnv {
 	t.Helper()
-	rcNoLeaks(t)
-	srv := redistest.Start(t)
-	return &rcEnv{t: t, srv: srv, prefix: rcPrefix(t), raw: srv.Client(t)}
-}
-
-// rcPrefix is a key prefix derived from the test's name.
-func rcPrefix(t *testing.T) string {
-	name := strings.Map(func(r rune) rune {
-		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return r
-		}
-		return '-'
-	}, t.Name())
-	if len(name) > 100 {
-		name = name[len(name)-100:]
-	}
-	return "ac-" + name + ":"
+	return &rcEnv{redisenv.Start(t, "ac-")}
 }
 
 // store returns a Store on a client of its own, as each pod has one. The
@@ -62,57 +42,19 @@ func rcPrefix(t *testing.T) string {
 // so that Options.L2Timeout bounds every call; srv.Client's client would
 // wait out go-redis's 3s read timeout on a paused server instead.
 func (e *rcEnv) store(tune ...func(*goredis.Options)) *acredis.Store {
-	e.t.Helper()
-	o := e.srv.Options()
+	e.T.Helper()
+	o := e.Srv.Options()
 	o.ContextTimeoutEnabled = true
 	for _, f := range tune {
 		f(o)
 	}
-	return rcStoreOn(e.t, goredis.NewClient(o), e.prefix)
+	return redisenv.StoreOn(e.T, goredis.NewClient(o), e.Prefix)
 }
 
 // storeVia is store with the client pointed at addr (a fault proxy).
 func (e *rcEnv) storeVia(addr string) *acredis.Store {
-	e.t.Helper()
+	e.T.Helper()
 	return e.store(func(o *goredis.Options) { o.Addr = addr })
-}
-
-// rcStoreOn returns a Store with prefix on client; both are closed when the
-// test ends, after the caches that use them.
-func rcStoreOn(t *testing.T, client goredis.UniversalClient, prefix string) *acredis.Store {
-	t.Helper()
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := acredis.New(client, acredis.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-// proxy starts a fault proxy in front of the server.
-func (e *rcEnv) proxy() *redistest.Proxy {
-	e.t.Helper()
-	return redistest.StartProxy(e.t, e.srv.Addr())
-}
-
-// keys returns the keys under the prefix that match pattern (a SCAN MATCH
-// pattern relative to the prefix).
-func (e *rcEnv) keys(pattern string) []string {
-	e.t.Helper()
-	var out []string
-	var cursor uint64
-	for {
-		ks, next, err := e.raw.Scan(context.Background(), cursor, e.prefix+pattern, 1000).Result()
-		if err != nil {
-			e.t.Fatalf("SCAN %s%s: %v", e.prefix, pattern, err)
-		}
-		out = append(out, ks...)
-		if next == 0 {
-			return out
-		}
-		cursor = next
-	}
 }
 
 // rcNew opens a Cache that is closed when the test ends. Its warnings go to
@@ -148,8 +90,9 @@ func rcLogger(t *testing.T) *slog.Logger {
 	return testlog.New(t, slog.LevelDebug)
 }
 
-// rcWait polls cond until it holds, failing the test after d.
-func rcWait(t *testing.T, d time.Duration, what string, cond func() bool) {
+// waitFor polls cond until it holds, failing the test after d. It is the
+// one polling helper of this package's tests.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -166,7 +109,7 @@ func rcWait(t *testing.T, d time.Duration, what string, cond func() bool) {
 func rcSubscribed(t *testing.T, cs ...*Cache) {
 	t.Helper()
 	for _, c := range cs {
-		rcWait(t, 10*time.Second, "invalidation subscription", func() bool { return c.bus.resets.Load() >= 1 })
+		waitFor(t, 10*time.Second, "invalidation subscription", func() bool { return c.bus.resets.Load() >= 1 })
 	}
 }
 
@@ -174,13 +117,6 @@ func rcSubscribed(t *testing.T, cs ...*Cache) {
 func rcDrained(c *Cache) bool {
 	s := c.Stats()
 	return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced+s.WritesDropped >= s.WritesQueued
-}
-
-// rcNoLeaks fails t if goroutines of this module, go-redis or otter that
-// started during the test are still running once its cleanups are done.
-func rcNoLeaks(t *testing.T) {
-	t.Helper()
-	leakcheck.Check(t)
 }
 
 // rcProfile is a typed value with nested fields, to check that what another
@@ -231,7 +167,7 @@ func TestRedisL2HitAcrossInstances(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("A: Get = %+v, %v", got, err)
 	}
-	rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+	waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
 
 	got, err = Get(ctx, b, "profile:42", loadB)
 	if err != nil {
@@ -280,7 +216,7 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 			ctx := context.Background()
 			var runs atomic.Int32
 			key, valid := rcProfileInL2(t, e, a, &runs)
-			if err := e.raw.Set(ctx, key, tc.corrupt(valid), time.Hour).Err(); err != nil {
+			if err := e.Raw.Set(ctx, key, tc.corrupt(valid), time.Hour).Err(); err != nil {
 				t.Fatal(err)
 			}
 
@@ -297,17 +233,17 @@ func TestRedisCorruptL2PayloadIsAMiss(t *testing.T) {
 			if s := b.Stats(); s.L2Corrupt < 1 || s.L2Hits != 0 {
 				t.Fatalf("B: L2Corrupt %d, L2Hits %d; want the corrupt entry counted and not served", s.L2Corrupt, s.L2Hits)
 			}
-			rcWait(t, 5*time.Second, "corrupt key deleted", func() bool {
-				return e.raw.Exists(ctx, key).Val() == 0
+			waitFor(t, 5*time.Second, "corrupt key deleted", func() bool {
+				return e.Raw.Exists(ctx, key).Val() == 0
 			})
-			rcWait(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+			waitFor(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
 
 			// The next load replaces it, and a third instance reads that.
 			v, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor))
 			if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) {
 				t.Fatalf("B: reload = %+v, %v", v, err)
 			}
-			rcWait(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+			waitFor(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
 			c := rcNew(t, Options{L2: e.store()})
 			var cRuns atomic.Int32
 			v, err = Get(ctx, c, "profile:7", rcCounting(&cRuns, func(string) rcProfile { return rcProfile{} }))
@@ -335,7 +271,7 @@ func TestRedisKilledNeverAnErrorThenRecovers(t *testing.T) {
 		t.Fatalf("before the kill: %q, %v", v, err)
 	}
 
-	e.srv.Kill()
+	e.Srv.Kill()
 	for i := 0; i < 30; i++ {
 		k := fmt.Sprintf("down-%d", i)
 		for _, c := range []*Cache{a, b} {
@@ -360,13 +296,13 @@ func TestRedisKilledNeverAnErrorThenRecovers(t *testing.T) {
 		}
 	}
 
-	if err := e.srv.Restart(); err != nil {
+	if err := e.Srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	// Each call may probe the breaker; both close again.
 	i := 0
 	for name, c := range map[string]*Cache{"A": a, "B": b} {
-		rcWait(t, 10*time.Second, name+"'s breaker to close", func() bool {
+		waitFor(t, 10*time.Second, name+"'s breaker to close", func() bool {
 			i++
 			k := fmt.Sprintf("probe-%d", i)
 			if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
@@ -379,7 +315,7 @@ func TestRedisKilledNeverAnErrorThenRecovers(t *testing.T) {
 	var bRuns atomic.Int32
 	fromB := rcCounting(&bRuns, func(string) string { return "loaded by B" })
 	hits := b.Stats().L2Hits
-	rcWait(t, 10*time.Second, "an L2 hit on B after the restart", func() bool {
+	waitFor(t, 10*time.Second, "an L2 hit on B after the restart", func() bool {
 		i++
 		k := fmt.Sprintf("after-%d", i)
 		if _, err := Get(ctx, a, k, load); err != nil {
@@ -401,9 +337,9 @@ func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
 			var store *acredis.Store
 			switch mode {
 			case "paused":
-				store, fault, heal = e.store(), e.srv.Pause, e.srv.Resume
+				store, fault, heal = e.store(), e.Srv.Pause, e.Srv.Resume
 			case "blackholed":
-				p := e.proxy()
+				p := e.Proxy()
 				store = e.storeVia(p.Addr())
 				fault, heal = func() { p.Blackhole(true) }, func() { p.Blackhole(false) }
 			}
@@ -416,7 +352,7 @@ func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
 			if v, err := Get(ctx, c, "warm", load); err != nil || v != value("warm") {
 				t.Fatalf("healthy: %q, %v", v, err)
 			}
-			entries := len(e.keys("kv:*"))
+			entries := len(e.Keys("kv:*"))
 
 			fault()
 			for i := 0; i < 10; i++ {
@@ -435,13 +371,13 @@ func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
 
 			heal()
 			i := 0
-			rcWait(t, 10*time.Second, "L2 in use again", func() bool {
+			waitFor(t, 10*time.Second, "L2 in use again", func() bool {
 				i++
 				k := fmt.Sprintf("healed-%d", i)
 				if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
 					t.Fatalf("after healing: Get(%s) = %q, %v", k, v, err)
 				}
-				return c.Stats().Breaker == "closed" && len(e.keys("kv:*")) > entries
+				return c.Stats().Breaker == "closed" && len(e.Keys("kv:*")) > entries
 			})
 		})
 	}
@@ -456,10 +392,10 @@ func TestRedisFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 	if err := c.Set(ctx, "warm", -1, 0); err != nil {
 		t.Fatal(err)
 	}
-	rcWait(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+	waitFor(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
 
-	e.srv.Pause()
-	t.Cleanup(e.srv.Resume) // before c closes
+	e.Srv.Pause()
+	t.Cleanup(e.Srv.Resume) // before c closes
 	const n = 200
 	done := make(chan error, 1)
 	go func() {
@@ -488,10 +424,10 @@ func TestRedisFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 		t.Fatalf("L1 after dropped writes: %d, %v", v, err)
 	}
 
-	e.srv.Resume()
+	e.Srv.Resume()
 	// Not rcDrained: the drops here were never queued, and counting them
 	// would call the queue drained while its one write is still in flight.
-	rcWait(t, 30*time.Second, "the queued writes", func() bool {
+	waitFor(t, 30*time.Second, "the queued writes", func() bool {
 		s := c.Stats()
 		return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced >= s.WritesQueued
 	})
@@ -508,12 +444,12 @@ func TestRedisCloseDrainsWriteQueue(t *testing.T) {
 	if err := c.Set(ctx, "warm", -1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	rcWait(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+	waitFor(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
 
 	// With Redis paused the writer is stuck, so the writes are still
 	// queued when Close starts.
-	e.srv.Pause()
-	t.Cleanup(e.srv.Resume)
+	e.Srv.Pause()
+	t.Cleanup(e.Srv.Resume)
 	const n = 50
 	for i := 0; i < n; i++ {
 		if err := c.Set(ctx, fmt.Sprintf("k%d", i), i, time.Hour); err != nil {
@@ -529,8 +465,8 @@ func TestRedisCloseDrainsWriteQueue(t *testing.T) {
 		defer cancel()
 		closed <- c.Close(cctx)
 	}()
-	rcWait(t, 5*time.Second, "Close to start", c.closed.Load)
-	e.srv.Resume()
+	waitFor(t, 5*time.Second, "Close to start", c.closed.Load)
+	e.Srv.Resume()
 	select {
 	case err := <-closed:
 		if err != nil {
@@ -585,13 +521,13 @@ func TestRedisOversizeValueStaysOutOfL2(t *testing.T) {
 	if v, _ := Get(ctx, a, "big", rcCounting(&aRuns, value)); v != big || aRuns.Load() != 2 {
 		t.Fatalf("A: big value not served from L1 (loader runs %d)", aRuns.Load())
 	}
-	rcWait(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
-	keys := e.keys("kv:*")
+	waitFor(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
+	keys := e.Keys("kv:*")
 	if len(keys) != 1 {
 		t.Fatalf("entry keys in Redis: %q; want only the small value's", keys)
 	}
 	for _, k := range keys {
-		if n := e.raw.StrLen(ctx, k).Val(); n > limit {
+		if n := e.Raw.StrLen(ctx, k).Val(); n > limit {
 			t.Fatalf("%s holds %d bytes, over MaxValueSize %d", k, n, limit)
 		}
 	}
@@ -619,7 +555,7 @@ func TestRedisOversizeL2ValueIsNotRead(t *testing.T) {
 	// The same envelope with a payload padded past B's bound: valid JSON,
 	// so only the size keeps B from decoding it.
 	big := append(slices.Clip(valid[:len(valid)-1]), []byte(strings.Repeat(" ", 8192)+"}")...)
-	if err := e.raw.Set(ctx, key, big, time.Hour).Err(); err != nil {
+	if err := e.Raw.Set(ctx, key, big, time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
@@ -639,12 +575,12 @@ func rcProfileInL2(t *testing.T, e *rcEnv, a *Cache, runs *atomic.Int32) (string
 	if _, err := Get(ctx, a, "profile:7", rcCounting(runs, rcProfileFor)); err != nil {
 		t.Fatal(err)
 	}
-	rcWait(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
-	keys := e.keys("kv:*")
+	waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+	keys := e.Keys("kv:*")
 	if len(keys) != 1 {
 		t.Fatalf("entry keys under the prefix: %q, want exactly one", keys)
 	}
-	valid, err := e.raw.Get(ctx, keys[0]).Bytes()
+	valid, err := e.Raw.Get(ctx, keys[0]).Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,4 +588,53 @@ func rcProfileInL2(t *testing.T, e *rcEnv, a *Cache, runs *atomic.Int32) (string
 		t.Fatalf("the value A wrote does not open: %v", err)
 	}
 	return keys[0], valid
+}
+
+// A corrupt L2 value is deleted through the write-behind queue
+// (Cache.corrupt enqueues the delete), while the reload that follows
+// writes the fresh value synchronously (the fleet-lock holder writes
+// through). When the queue is busy, the delete lands after the fresh value
+// and removes it: the next instance misses and runs the tool again.
+func TestCorruptValueDeleteNeverRemovesTheReload(t *testing.T) {
+	e := rcStart(t)
+	a := rcNew(t, Options{L2: e.store()})
+	// B's writer sends one write per round trip, so a backlog takes a
+	// while to drain.
+	b := rcNew(t, Options{L2: e.store(), Tuning: TuningOptions{WriteBatchSize: 1}})
+	ctx := context.Background()
+	var runs atomic.Int32
+	if _, err := Get(ctx, a, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	keys := e.Keys("kv:*")
+	if len(keys) != 1 {
+		t.Fatalf("entry keys: %q", keys)
+	}
+	if err := e.Raw.Set(ctx, keys[0], "corrupt", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Ordinary traffic on B fills its write queue.
+	for i := 0; i < 300; i++ {
+		if err := b.Set(ctx, fmt.Sprintf("other-%d", i), i, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor))
+	if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) || b.Stats().L2Corrupt == 0 {
+		t.Fatalf("B over the corrupt entry: %+v, %v, %d corrupt", v, err, b.Stats().L2Corrupt)
+	}
+	waitFor(t, 30*time.Second, "B's write queue", func() bool { return rcDrained(b) })
+	if e.Raw.Exists(ctx, keys[0]).Val() != 1 {
+		t.Errorf("the value B reloaded over the corrupt entry is gone from L2: the queued delete of the corrupt value removed it")
+	}
+
+	c := rcNew(t, Options{L2: e.store()})
+	var cRuns atomic.Int32
+	v, err = Get(ctx, c, "profile:7", rcCounting(&cRuns, rcProfileFor))
+	if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) {
+		t.Fatalf("C: %+v, %v", v, err)
+	}
+	if cRuns.Load() != 0 {
+		t.Fatal("C ran the tool again instead of reading B's reload from L2")
+	}
 }

@@ -34,15 +34,15 @@ func integrityTool(t *testing.T, c *Cache, r resource.Resource, runs *atomic.Int
 
 // rcOneKey returns the one entry key under the prefix that contains part.
 func (e *rcEnv) oneKey(part string) string {
-	e.t.Helper()
+	e.T.Helper()
 	var found []string
-	for _, k := range e.keys("{*") {
+	for _, k := range e.Keys("{*") {
 		if strings.Contains(k, part) && !strings.HasSuffix(k, ":ep") {
 			found = append(found, k)
 		}
 	}
 	if len(found) != 1 {
-		e.t.Fatalf("keys containing %q: %q, want one", part, found)
+		e.T.Fatalf("keys containing %q: %q, want one", part, found)
 	}
 	return found[0]
 }
@@ -50,14 +50,14 @@ func (e *rcEnv) oneKey(part string) string {
 // copyKey copies from's value (and expiry) to to, as someone with access to
 // Redis can.
 func (e *rcEnv) copyKey(from, to string) {
-	e.t.Helper()
+	e.T.Helper()
 	ctx := context.Background()
-	v, err := e.raw.Get(ctx, from).Bytes()
+	v, err := e.Raw.Get(ctx, from).Bytes()
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	if err := e.raw.Set(ctx, to, v, time.Hour).Err(); err != nil {
-		e.t.Fatal(err)
+	if err := e.Raw.Set(ctx, to, v, time.Hour).Err(); err != nil {
+		e.T.Fatal(err)
 	}
 }
 
@@ -78,13 +78,13 @@ func TestRedisValueCopiedToAnotherKeyIsNotServed(t *testing.T) {
 			if _, err := integrityTool(t, a, docs, &runs)(ctx, "public"); err != nil {
 				t.Fatal(err)
 			}
-			rcWait(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 1 })
+			waitFor(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 1 })
 			from := e.oneKey("docs@")
 			h, err := resource.HashValue("secret", resource.Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			to := e.prefix + string(keyspace.AppendEntryKey(nil, docs.ID(), "", h.String()))
+			to := e.Prefix + string(keyspace.AppendEntryKey(nil, docs.ID(), "", h.String()))
 			e.copyKey(from, to)
 			b := rcNew(t, Options{L2: e.store(), Secret: secret})
 			got, err := integrityTool(t, b, docs, &runs)(ctx, "secret")
@@ -100,12 +100,12 @@ func TestRedisValueCopiedToAnotherKeyIsNotServed(t *testing.T) {
 			if _, err := integrityTool(t, a, carts, &runs)(scope.WithUser(ctx, "alice"), "mine"); err != nil {
 				t.Fatal(err)
 			}
-			rcWait(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 2 })
+			waitFor(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 2 })
 			alice := e.oneKey("carts@0:u:alice}")
 			bob := strings.Replace(alice, "u:alice}", "u:bob}", 1)
 			e.copyKey(alice, bob)
-			e.copyKey(e.prefix+keyspace.ScopeEpochKey("u:alice"), e.prefix+keyspace.ScopeEpochKey("u:bob"))
-			e.copyKey(rcScopedEpochKey(e.prefix, carts, "alice"), rcScopedEpochKey(e.prefix, carts, "bob"))
+			e.copyKey(e.Prefix+keyspace.ScopeEpochKey("u:alice"), e.Prefix+keyspace.ScopeEpochKey("u:bob"))
+			e.copyKey(rcScopedEpochKey(e.Prefix, carts, "alice"), rcScopedEpochKey(e.Prefix, carts, "bob"))
 			c := rcNew(t, Options{L2: e.store(), Secret: secret})
 			got, err = integrityTool(t, c, carts, &runs)(scope.WithUser(ctx, "bob"), "mine")
 			if err != nil || got != "doc mine for bob" {
@@ -131,7 +131,7 @@ func TestRedisForgedValuesAreRefused(t *testing.T) {
 	if _, err := integrityTool(t, plain, docs, &runs)(ctx, "q"); err != nil {
 		t.Fatal(err)
 	}
-	rcWait(t, 5*time.Second, "the write", func() bool { return rcDrained(plain) && plain.Stats().WritesDone >= 1 })
+	waitFor(t, 5*time.Second, "the write", func() bool { return rcDrained(plain) && plain.Stats().WritesDone >= 1 })
 	keyed := rcNew(t, Options{L2: e.store(), Secret: integritySecret})
 	if _, err := integrityTool(t, keyed, docs, &runs)(ctx, "q"); err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestRedisForgedValuesAreRefused(t *testing.T) {
 	if s := keyed.Stats(); runs.Load() != 2 || s.L2Hits != 0 || s.L2Corrupt != 1 {
 		t.Errorf("a keyed instance over an unkeyed value: %d runs, %d L2 hits, %d corrupt; want it refused and the tool run", runs.Load(), s.L2Hits, s.L2Corrupt)
 	}
-	rcWait(t, 5*time.Second, "the keyed write", func() bool { return rcDrained(keyed) && keyed.Stats().WritesDone >= 1 })
+	waitFor(t, 5*time.Second, "the keyed write", func() bool { return rcDrained(keyed) && keyed.Stats().WritesDone >= 1 })
 	peer := rcNew(t, Options{L2: e.store(), Secret: integritySecret})
 	if got, err := integrityTool(t, peer, docs, &runs)(ctx, "q"); err != nil || runs.Load() != 2 || peer.Stats().L2Hits != 1 {
 		t.Errorf("an instance with the same secret: %q, %v, %d runs; want an L2 hit", got, err, runs.Load())
@@ -159,7 +159,7 @@ func TestRedisForgedValuesAreRefused(t *testing.T) {
 	st := plain.stampFor(ctx, &lookup{r: plain.resources[docs.ID()]})
 	gen := st.Token()
 	forged := keyspace.NewSealer(nil).Append(nil, key, keyspace.KindValue, 1, gen, time.Now().Add(365*24*time.Hour), 0, []byte(`"planted"`))
-	if err := e.raw.Set(ctx, e.prefix+key, forged, time.Hour).Err(); err != nil {
+	if err := e.Raw.Set(ctx, e.Prefix+key, forged, time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
 	fresh := rcNew(t, Options{L2: e.store()})

@@ -173,7 +173,7 @@ func TestRedisNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
 		get func(context.Context, int) (string, error)
 		id  int
 	}{{getA, 1}, {getB, 3}} {
-		rcWait(t, negTTL+5*time.Second, fmt.Sprintf("order %d to reach the tool again", step.id), func() bool {
+		waitFor(t, negTTL+5*time.Second, fmt.Sprintf("order %d to reach the tool again", step.id), func() bool {
 			notFound(step.get, step.id)
 			return orders.runs.Load() > runs
 		})
@@ -198,7 +198,7 @@ func TestRedisNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
 	if orders.runs.Load() != runs+1 {
 		t.Fatal("after invalidating alice's orders, A still answered order 5 from the negative cache")
 	}
-	rcWait(t, 5*time.Second, "B to ask the tool about order 7 again", func() bool {
+	waitFor(t, 5*time.Second, "B to ask the tool about order 7 again", func() bool {
 		notFound(getB, 7)
 		return orders.runs.Load() == runs+2
 	})
@@ -296,7 +296,7 @@ func TestRedisNegativeNoFalseNotFound(t *testing.T) {
 	// Their L2 markers are left out: a lookup of an existing ID reads its
 	// own key, never another's, so they cannot change what it finds.
 	epochOf := func(key string) uint64 {
-		v, err := e.raw.Get(ctx, e.prefix+key).Uint64()
+		v, err := e.Raw.Get(ctx, e.Prefix+key).Uint64()
 		if err != nil {
 			t.Fatalf("epoch %s: %v", key, err)
 		}
@@ -429,12 +429,12 @@ func TestRedisNegativeMarkerNeverReplacesValue(t *testing.T) {
 			kindAt := func(id int) byte {
 				h, _ := resource.HashValue(id, resource.Limits{})
 				kind := byte(0)
-				for _, k := range e.keys("{*") {
-					pk := keyspace.Parse(strings.TrimPrefix(k, e.prefix))
+				for _, k := range e.Keys("{*") {
+					pk := keyspace.Parse(strings.TrimPrefix(k, e.Prefix))
 					if pk.Type != keyspace.Entry || pk.Hash != h.String() {
 						continue
 					}
-					v, err := e.raw.Get(ctx, k).Bytes()
+					v, err := e.Raw.Get(ctx, k).Bytes()
 					if err != nil {
 						t.Fatalf("item %d: %v", id, err)
 					}
@@ -451,7 +451,7 @@ func TestRedisNegativeMarkerNeverReplacesValue(t *testing.T) {
 			}
 			drained := func() {
 				t.Helper()
-				rcWait(t, 10*time.Second, "the write queues", func() bool { return rcDrained(a) && rcDrained(b) })
+				waitFor(t, 10*time.Second, "the write queues", func() bool { return rcDrained(a) && rcDrained(b) })
 			}
 
 			// B's marker lands after A's value: B read L2 before A wrote.
@@ -554,7 +554,7 @@ func TestRedisNegativeRepeatsTheToolsMessage(t *testing.T) {
 	if _, err := getA(alice, 42); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "invoice 42 does not exist") {
 		t.Fatalf("the tool's own answer: %v", err)
 	}
-	rcWait(t, 5*time.Second, "A's marker in L2", func() bool { return a.Stats().WritesDone >= 1 })
+	waitFor(t, 5*time.Second, "A's marker in L2", func() bool { return a.Stats().WritesDone >= 1 })
 	for name, get := range map[string]func(context.Context, int) (string, error){"A": getA, "B": getB} {
 		_, err := get(alice, 42)
 		if !errors.Is(err, ErrNotFound) {

@@ -80,7 +80,7 @@ func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
 	e := rcStart(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "l1.snapshot")
-	p := e.proxy()
+	p := e.Proxy()
 	withSnapshot := func() Options {
 		return Options{L2: e.storeVia(p.Addr()), MaxEpochAge: time.Hour, L2Timeout: 100 * time.Millisecond,
 			Snapshot: SnapshotOptions{Path: path}}

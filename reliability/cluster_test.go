@@ -14,10 +14,13 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
 // searchRes2 is the fleet-lock probe of TestCluster.
@@ -97,7 +100,7 @@ func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *node
 	client := goredis.NewClusterClient(o)
 	client.OnNewNode(func(n *goredis.Client) { n.AddHook(hook) })
 	opts := faultOptions(nil)
-	opts.L2 = storeOn(t, client, prefix)
+	opts.L2 = redisenv.StoreOn(t, client, prefix)
 	return opts
 }
 
@@ -110,9 +113,9 @@ func clusterStore(t *testing.T, cl *redistest.Cluster, prefix string, hook *node
 // node; when a master dies and its replica is promoted, no caller sees an
 // error, and L2 and invalidation messages work again afterwards.
 func TestCluster(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	prefix := prefixFor(t)
+	prefix := redisenv.Prefix(t, "rel-")
 	hook := &nodeErrors{errs: map[string]int{}}
 	b, led := &workload.Tools{}, newLedger()
 	var insts []*workload.Instance
@@ -359,4 +362,150 @@ func TestCluster(t *testing.T) {
 		t.Logf("%d calls (%d not found, %d fleet errors); stats healthy %s; end %s", w.Ops.Load(), w.NotFound.Load(), w.FleetErrors.Load(), brief(healthy), brief(end))
 		t.Logf("node errors seen by go-redis (never by callers): %v", hook.snapshot())
 	})
+}
+
+// TestClusterRecoversSoonAfterAMasterDies: after a master of a Redis
+// Cluster dies and its replica is promoted, a store made by
+// tier/redis.NewFromConfig keeps sending the dead master's slots to the
+// dead address — every such L2 call fails and the breaker flaps — until
+// go-redis reloads its slot map, which it does on a MOVED reply (a dead
+// node sends none) or every ClusterStateReloadInterval, 60s by default.
+//
+// Promise (issue 10): a master killed and its replica promoted, the cache
+// degrades and recovers; here it recovers only a minute later.
+//
+// Cause: tier/redis reloads the slot map (ClusterClient.ReloadState) only
+// from the subscription's watchdog (tier/redis/pubsub.go, watch), which
+// covers the one node the subscription is on; data commands that fail
+// against a dead node never trigger a reload, and NewFromConfig leaves
+// ClusterStateReloadInterval at go-redis's 60s. (When the dead master is
+// the subscription's node, the watchdog reloads the map and all is well;
+// the test kills another one.)
+//
+// Status: fixed in 2c944b0.
+func TestClusterRecoversSoonAfterAMasterDies(t *testing.T) {
+	leakcheck.Check(t)
+	cl := redistest.StartCluster(t, 3, 1)
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs(), ReadTimeout: ioTimeout, WriteTimeout: ioTimeout, DialTimeout: dialTimeout}, acredis.Options{Prefix: redisenv.Prefix(t, "rel-")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	o := faultOptions(store)
+	c := newCache(t, o)
+	ctx := context.Background()
+	load := func(context.Context, string) (int, error) { return 1, nil }
+	// New keys (L1 misses, so L2 reads) in every slot range.
+	n := 0
+	touch := func() {
+		for range 64 {
+			n++
+			_, _ = agentcache.Get(ctx, c, "k"+strconv.Itoa(n), load)
+		}
+	}
+	touch()
+	// Kill a master other than the one the invalidation channel (and so
+	// the subscription, whose watchdog reloads the slot map) lives on.
+	slot, err := store.Client().ClusterKeySlot(ctx, store.Prefix()+"inv").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := (int(slot)*3/16384 + 1) % 3
+	if _, err := cl.KillMaster(victim); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.WaitForFailover(fctx); err != nil {
+		t.Fatal(err)
+	}
+	failedOver := time.Now()
+	// Recovered: a whole second of traffic with no L2 error.
+	quiet := time.Time{}
+	var last uint64
+	for time.Since(failedOver) < 10*time.Second {
+		touch()
+		if n := c.Stats().L2Errors; n != last || c.Stats().Breaker != "closed" {
+			last, quiet = n, time.Time{}
+		} else if quiet.IsZero() {
+			quiet = time.Now()
+		} else if time.Since(quiet) > time.Second {
+			t.Logf("L2 healthy again %v after the failover", quiet.Sub(failedOver).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("10s after the replica took over, L2 calls still fail (%d L2 errors, breaker %s): the client still asks the dead master", last, c.Stats().Breaker)
+}
+
+// TestClusterRecoversSoonAfterAMasterHangs is the failover of
+// TestClusterRecoversSoonAfterAMasterDies with a master that hangs
+// (SIGSTOP: its connections stay open, nothing answers) instead of dying,
+// and the library's default timeouts.
+//
+// Cause: the fix of TestClusterRecoversSoonAfterAMasterDies
+// (tier/redis/store.go, Store.fail) asks go-redis for a new slot map only
+// when ctx.Err() == nil; against a hung node every command ends because the
+// caller's deadline (L2Timeout, with ContextTimeoutEnabled) expired, so no
+// reload is ever asked for. Proposed fix: skip the reload only when ctx was
+// cancelled (context.Canceled: the caller gave up), not when its deadline
+// expired — a deadline is how a hung node shows itself; ReloadState is lazy
+// and coalesced, so asking often costs nothing.
+//
+// Status: fixed in 822504e.
+func TestClusterRecoversSoonAfterAMasterHangs(t *testing.T) {
+	leakcheck.Check(t)
+	cl := redistest.StartCluster(t, 3, 1)
+	store, err := acredis.NewFromConfig(acredis.Config{Addrs: cl.Addrs()}, acredis.Options{Prefix: redisenv.Prefix(t, "rel-")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	c := newCache(t, agentcache.Options{L2: store, Tuning: agentcache.TuningOptions{Breaker: faultBreaker}})
+	ctx := context.Background()
+	load := func(context.Context, string) (int, error) { return 1, nil }
+	n := 0
+	touch := func() {
+		for range 64 {
+			n++
+			_, _ = agentcache.Get(ctx, c, "k"+strconv.Itoa(n), load)
+		}
+	}
+	touch()
+	// Hang a master other than the subscription's.
+	cc := store.Client().(*goredis.ClusterClient)
+	sub, err := cc.MasterForKey(ctx, store.Prefix()+"inv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *redistest.Server
+	for _, node := range cl.Nodes() {
+		if node.Role == redistest.RoleMaster && node.Server.Addr() != sub.Options().Addr {
+			victim = node.Server
+			break
+		}
+	}
+	victim.Pause()
+	t.Cleanup(victim.Resume)
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := cl.WaitForFailover(fctx); err != nil {
+		t.Fatal(err)
+	}
+	failedOver := time.Now()
+	quiet := time.Time{}
+	var last uint64
+	for time.Since(failedOver) < 10*time.Second {
+		touch()
+		if s := c.Stats(); s.L2Errors != last || s.Breaker != "closed" {
+			last, quiet = s.L2Errors, time.Time{}
+		} else if quiet.IsZero() {
+			quiet = time.Now()
+		} else if time.Since(quiet) > time.Second {
+			t.Logf("L2 healthy again %v after the failover", quiet.Sub(failedOver).Round(time.Millisecond))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("10s after the replica took over from the hung master, L2 calls still fail (%d L2 errors, breaker %s)", last, c.Stats().Breaker)
 }

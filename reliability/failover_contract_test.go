@@ -15,7 +15,9 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -30,7 +32,7 @@ func ctClusterCache(t *testing.T, cl *redistest.Cluster, prefix string, maxAge t
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = dialTimeout, ioTimeout, ioTimeout
 	o.ContextTimeoutEnabled = true
 	o.DisableIdentity = true // Redis 7.0 has no CLIENT SETINFO
-	opts := faultOptions(storeOn(t, goredis.NewClusterClient(o), prefix))
+	opts := faultOptions(redisenv.StoreOn(t, goredis.NewClusterClient(o), prefix))
 	opts.MaxEpochAge = maxAge
 	return newCache(t, opts)
 }
@@ -55,9 +57,9 @@ func ctNodeClient(t *testing.T, addr string) *goredis.Client {
 // afterwards does not serve it either.
 func TestFailoverNeverTakesAnEpochBack(t *testing.T) {
 	const maxAge = 500 * time.Millisecond
-	checkLeaks(t)
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 1)
-	prefix := prefixFor(t)
+	prefix := redisenv.Prefix(t, "rel-")
 	ctx := context.Background()
 	a := ctClusterCache(t, cl, prefix, maxAge)
 

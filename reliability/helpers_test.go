@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +23,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
-	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testlog"
+	"github.com/agentcache/agentcache-go/resource"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -40,35 +42,16 @@ const (
 // 100-400ms, so an outage opens it at once and a recovery closes it fast.
 var faultBreaker = agentcache.BreakerOptions{Failures: 3, OpenFor: 100 * time.Millisecond, MaxOpenFor: 400 * time.Millisecond}
 
-// env is one test's private redis-server and a key prefix of its own.
-type env struct {
-	t      *testing.T
-	srv    *redistest.Server
-	prefix string
-	raw    *goredis.Client // inspects and tampers with Redis directly
-}
+// env is one test's private redis-server and a key prefix of its own
+// (internal/testkit/redisenv).
+type env struct{ *redisenv.Env }
 
-// startRedis starts a redis-server for t. It arranges the leak check first,
-// so that the check runs after every other cleanup of the test.
+// startRedis starts a redis-server for t, with keys under a "rel-" prefix.
+// It arranges the leak check first, so that the check runs after every
+// other cleanup of the test.
 func startRedis(t *testing.T, cfg ...redistest.Config) *env {
 	t.Helper()
-	checkLeaks(t)
-	srv := redistest.Start(t, cfg...)
-	return &env{t: t, srv: srv, prefix: prefixFor(t), raw: srv.Client(t)}
-}
-
-// prefixFor is a key prefix derived from the test's name.
-func prefixFor(t testing.TB) string {
-	name := strings.Map(func(r rune) rune {
-		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return r
-		}
-		return '-'
-	}, t.Name())
-	if len(name) > 80 {
-		name = name[len(name)-80:]
-	}
-	return "rel-" + name + ":"
+	return &env{redisenv.Start(t, "rel-", cfg...)}
 }
 
 // clientOptions is the go-redis configuration of every instance in the
@@ -87,49 +70,30 @@ func clientOptions(addr string) *goredis.Options {
 // store returns a Store on a client of its own to addr (the server, or a
 // fault proxy in front of it), as each pod has one.
 func (e *env) store(addr string, tune ...func(*goredis.Options)) *acredis.Store {
-	e.t.Helper()
+	e.T.Helper()
 	o := clientOptions(addr)
 	for _, f := range tune {
 		f(o)
 	}
-	return storeOn(e.t, goredis.NewClient(o), e.prefix)
-}
-
-// storeOn returns a Store with prefix on client; both are closed when the
-// test ends, after the caches that use them.
-func storeOn(t testing.TB, client goredis.UniversalClient, prefix string) *acredis.Store {
-	t.Helper()
-	t.Cleanup(func() { _ = client.Close() })
-	s, err := acredis.New(client, acredis.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-// proxy starts a fault proxy in front of the server.
-func (e *env) proxy() *redistest.Proxy {
-	e.t.Helper()
-	return redistest.StartProxy(e.t, e.srv.Addr())
+	return redisenv.StoreOn(e.T, goredis.NewClient(o), e.Prefix)
 }
 
 // subscribers returns how many instances listen to the invalidation
 // channel of the prefix (agentcache publishes on prefix+"inv").
 func (e *env) subscribers() int64 {
-	n, err := e.raw.PubSubNumSub(context.Background(), e.prefix+"inv").Result()
+	n, err := e.Raw.PubSubNumSub(context.Background(), e.Prefix+"inv").Result()
 	if err != nil {
 		return -1
 	}
-	return n[e.prefix+"inv"]
+	return n[e.Prefix+"inv"]
 }
 
 // waitSubscribed waits until n instances listen for invalidations. Each
 // instance's first delivery drops its L1, so tests that count hits start
 // after it.
 func (e *env) waitSubscribed(n int) {
-	e.t.Helper()
-	waitFor(e.t, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return e.subscribers() >= int64(n) })
+	e.T.Helper()
+	waitFor(e.T, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return e.subscribers() >= int64(n) })
 	time.Sleep(20 * time.Millisecond) // the Reset reaches the cache just after SUBSCRIBE is confirmed
 }
 
@@ -184,13 +148,6 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// checkLeaks fails t if goroutines of this module, go-redis or otter that
-// started during the test are still running once its cleanups are done.
-func checkLeaks(t testing.TB) {
-	t.Helper()
-	leakcheck.Check(t)
 }
 
 // breakerLog records the breaker states a cache goes through, as
@@ -326,7 +283,7 @@ func (l *latencies) String() string {
 
 // redisInfo returns one field of INFO from the server.
 func (e *env) redisInfo(section, field string) string {
-	s, err := e.raw.Info(context.Background(), section).Result()
+	s, err := e.Raw.Info(context.Background(), section).Result()
 	if err != nil {
 		return ""
 	}
@@ -336,4 +293,64 @@ func (e *env) redisInfo(section, field string) string {
 		}
 	}
 	return ""
+}
+
+// getWithin calls get with a deadline far shorter than the minute-long
+// leases of the lease tests: a call blocked by a lease until it expires
+// fails with context.DeadlineExceeded.
+func getWithin(ctx context.Context, get func(context.Context, string) (string, error), q string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return get(ctx, q)
+}
+
+// wrapWarm wraps tool on c as res and calls it once, which confirms the
+// cache's epochs with Redis.
+func wrapWarm(t *testing.T, c *agentcache.Cache, res resource.Resource, tool func(context.Context, string) (string, error)) func(context.Context, string) (string, error) {
+	t.Helper()
+	get, err := agentcache.Wrap(c, res, tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(context.Background(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	return get
+}
+
+// waitLeasesReleased waits until no fleet-lock lease is left in Redis, and
+// fails t if one is still there after 10s. The tests that call it use
+// leases of a minute, so a lease that goes away was released, not expired.
+func waitLeasesReleased(t *testing.T, e *env, whose string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the lease of "+whose+" released", func() bool {
+		left, err := e.Raw.Keys(context.Background(), e.Prefix+"lk:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(left) == 0
+	})
+}
+
+// openBreaker makes c's breaker open by looking up new keys while L2 does
+// not answer.
+func openBreaker(t *testing.T, c *agentcache.Cache) {
+	t.Helper()
+	n := 0
+	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+		n++
+		_, _ = agentcache.Get(context.Background(), c, "poke-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
+		return c.Stats().Breaker == "open"
+	})
+}
+
+// closeBreaker looks up new keys until c's breaker is closed again.
+func closeBreaker(t *testing.T, c *agentcache.Cache) {
+	t.Helper()
+	n := 0
+	waitFor(t, 5*time.Second, "the breaker to close", func() bool {
+		n++
+		_, _ = agentcache.Get(context.Background(), c, "probe-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
+		return c.Stats().Breaker == "closed"
+	})
 }

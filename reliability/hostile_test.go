@@ -244,3 +244,113 @@ func TestHostileArguments(t *testing.T) {
 	}
 	t.Logf("%d hostile arguments, %d bad scope IDs and keys refused; the tools never ran", len(cases), 18)
 }
+
+// TestInvalidUTF8ArgumentsNeverShareAnEntry: Wrap hashes a Go string that is not
+// valid UTF-8 as encoding/json would encode it, each bad byte replaced by
+// U+FFFD, so different arguments share one cache entry and a caller gets
+// the answer computed for other arguments. Wrap of JSON arguments refuses the same input
+// with resource.ErrInvalidJSON.
+//
+// Promise (issue 10, "Hostile input"): invalid-UTF-8 arguments get a clear
+// error; and the key of a call identifies its arguments.
+//
+// Cause: resource.HashValue (resource/encode.go, via appendSanitized in
+// resource/canonical.go) sanitizes invalid UTF-8 instead of failing, to
+// match json.Marshal.
+//
+// Status: fixed in 2c944b0.
+func TestInvalidUTF8ArgumentsNeverShareAnEntry(t *testing.T) {
+	c := newCache(t, agentcache.Options{})
+	var runs atomic.Int32
+	echo, err := agentcache.Wrap(c, resource.Resource{Name: "rel_echo", TTL: time.Minute},
+		func(ctx context.Context, s string) (string, error) { runs.Add(1); return s, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err1 := echo(ctx, "id-\xff")
+	second, err2 := echo(ctx, "id-\xfe")
+	switch {
+	case err1 != nil && err2 != nil:
+		if !errors.Is(err1, resource.ErrInvalidJSON) || runs.Load() != 0 {
+			t.Errorf("invalid UTF-8: %v after %d tool runs; want a clear error before the tool", err1, runs.Load())
+		}
+	case err1 == nil && err2 == nil && second == first:
+		t.Errorf("Wrap served the answer for %q to a call with %q: invalid UTF-8 arguments share one entry (and get no error)", first, "id-\xfe")
+	case err1 == nil && err2 == nil:
+		t.Logf("invalid UTF-8 arguments are cached apart (no error, though)")
+	default:
+		t.Errorf("inconsistent: %v, %v", err1, err2)
+	}
+}
+
+// TestHugeMapArgumentIsRefusedBeforeItIsEncoded: Wrap refuses an oversized map argument
+// only after encoding every member and sorting all the keys: a map of a
+// million short keys — about 15MB of JSON, which an application that decodes
+// model output into map[string]any can be handed — takes seconds to be
+// refused (2.8s here, 17s under -race), where a slice of a million ints is
+// refused in 45ms.
+//
+// Promise (issue 10; resource.Limits.MaxBytes): huge arguments get a clear
+// error quickly; HashValue "fails as soon as it has written more" than
+// MaxBytes.
+//
+// Cause: resource/encode.go checks the size (checkSize) only when a
+// container or string ends, and encObject collects, encodes and sorts every
+// member (closeObject) before that check. A check inside the member and
+// element loops — and, before the loop, len × the smallest member against
+// the remaining budget — would refuse it at once.
+//
+// Status: fixed in 2c944b0.
+func TestHugeMapArgumentIsRefusedBeforeItIsEncoded(t *testing.T) {
+	c := newCache(t, agentcache.Options{})
+	var runs atomic.Int32
+	tool, err := agentcache.Wrap(c, resource.Resource{Name: "rel_map", TTL: time.Minute},
+		func(ctx context.Context, m map[string]countedInt) (int, error) { runs.Add(1); return len(m), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300k members, about 5MB of JSON against the 1MiB default limit.
+	// Counted structurally: each member the hasher encodes calls its
+	// MarshalJSON once, and an early refusal encodes few of them.
+	const keys = 300_000
+	m := make(map[string]countedInt, keys)
+	for i := range keys {
+		m["key-"+strconv.Itoa(i)] = countedInt(i)
+	}
+	// The count works: a small map's members are each encoded once.
+	marshalled.Store(0)
+	if _, err := tool(context.Background(), map[string]countedInt{"a": 1, "b": 2}); err != nil || marshalled.Load() != 2 {
+		t.Fatalf("a map of 2 members: %v, %d encodings; want 2", err, marshalled.Load())
+	}
+	runs.Store(0)
+	marshalled.Store(0)
+	_, err = tool(context.Background(), m)
+	if !errors.Is(err, resource.ErrTooLarge) || runs.Load() != 0 {
+		t.Fatalf("map of %d keys: %v after %d tool runs; want ErrTooLarge", keys, err, runs.Load())
+	}
+	n := marshalled.Load()
+	t.Logf("refused after encoding %d of %d members", n, keys)
+	if n > keys/4 {
+		t.Errorf("refusing a map of %d members encoded %d of them first; the size limit must stop the encoding", keys, n)
+	}
+}
+
+// marshalled counts countedInt.MarshalJSON calls.
+var marshalled atomic.Int64
+
+// countedInt is an int that counts its encodings.
+type countedInt int
+
+func (n countedInt) MarshalJSON() ([]byte, error) {
+	marshalled.Add(1)
+	return strconv.AppendInt(nil, int64(n), 10), nil
+}
+
+// UnmarshalJSON makes countedInt a type that encodes all it holds, as the
+// cache requires of argument types that encode themselves.
+func (n *countedInt) UnmarshalJSON(b []byte) error {
+	v, err := strconv.Atoi(string(b))
+	*n = countedInt(v)
+	return err
+}

@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -129,7 +130,7 @@ func (h *replyCheck) ProcessPipelineHook(next goredis.ProcessPipelineHook) gored
 // answer, and, below the cache, every GET reply names the user of its key.
 func TestIsolationUnderCancellation(t *testing.T) {
 	e := startRedis(t)
-	p := e.proxy()
+	p := e.Proxy()
 	p.SetLatency(100 * time.Microsecond)
 	const instances, users, workers = 3, 40, 32
 	hook := &replyCheck{}
@@ -156,7 +157,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 			return o
 		}())
 		client.AddHook(hook)
-		o := faultOptions(storeOn(t, client, e.prefix))
+		o := faultOptions(redisenv.StoreOn(t, client, e.Prefix))
 		o.L1MaxEntries = 64
 		o.L2Timeout = 500 * time.Millisecond // queueing for the one connection is not a failure
 		c := newCache(t, o)
@@ -174,10 +175,10 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	// reads run in flights, its epoch confirmations in the background),
 	// but the application's commands are cut off on the connection the
 	// cache uses next.
-	appKey := func(user string) string { return e.prefix + "app:" + user }
+	appKey := func(user string) string { return e.Prefix + "app:" + user }
 	for u := range users {
 		user := "user-" + strconv.Itoa(u)
-		if err := e.raw.Set(context.Background(), appKey(user), "owned by "+user, 0).Err(); err != nil {
+		if err := e.Raw.Set(context.Background(), appKey(user), "owned by "+user, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,70 +14,18 @@ import (
 	"github.com/agentcache/agentcache-go/tier"
 )
 
-// roundTrips counts, per node, the pipelines and the single commands that
-// go-redis sends.
-type roundTrips struct {
-	mu        sync.Mutex
-	pipelines map[string]int // node address → pipelines sent
-	commands  map[string]int // node address → single commands sent
-}
-
-func newRoundTrips() *roundTrips {
-	return &roundTrips{pipelines: map[string]int{}, commands: map[string]int{}}
-}
-
-// install adds a counting hook to every node client of cc. It must run
-// before cc sends anything, since it only sees nodes created afterwards.
-func (r *roundTrips) install(cc *goredis.ClusterClient) {
-	cc.OnNewNode(func(node *goredis.Client) {
-		node.AddHook(nodeCounter{r: r, addr: node.Options().Addr})
-	})
-}
-
-func (r *roundTrips) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	clear(r.pipelines)
-	clear(r.commands)
-}
-
-// snapshot returns the counts since the last reset.
-func (r *roundTrips) snapshot() (pipelines, commands map[string]int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// nodeTrips returns the pipelines and the single commands that r saw sent
+// to each node since its last Reset.
+func nodeTrips(r *redistest.RoundTrips) (pipelines, commands map[string]int) {
 	pipelines, commands = map[string]int{}, map[string]int{}
-	for k, v := range r.pipelines {
-		pipelines[k] = v
-	}
-	for k, v := range r.commands {
-		commands[k] = v
+	for _, trip := range r.Trips() {
+		if trip.Pipeline {
+			pipelines[trip.Addr]++
+		} else {
+			commands[trip.Addr]++
+		}
 	}
 	return pipelines, commands
-}
-
-type nodeCounter struct {
-	r    *roundTrips
-	addr string
-}
-
-func (h nodeCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (h nodeCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		h.r.mu.Lock()
-		h.r.commands[h.addr]++
-		h.r.mu.Unlock()
-		return next(ctx, cmd)
-	}
-}
-
-func (h nodeCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		h.r.mu.Lock()
-		h.r.pipelines[h.addr]++
-		h.r.mu.Unlock()
-		return next(ctx, cmds)
-	}
 }
 
 func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
@@ -89,8 +36,8 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 	o.ContextTimeoutEnabled = true
 	cc := goredis.NewClusterClient(o)
 	t.Cleanup(func() { _ = cc.Close() })
-	rt := newRoundTrips()
-	rt.install(cc)
+	rt := &redistest.RoundTrips{}
+	rt.Install(cc)
 
 	s, err := New(cc, Options{Prefix: "rt:"})
 	if err != nil {
@@ -158,11 +105,11 @@ func TestClusterBatchesOneRoundTripPerMaster(t *testing.T) {
 	}
 	check := func(op string, call func() error) {
 		t.Helper()
-		rt.reset()
+		rt.Reset()
 		if err := call(); err != nil {
 			t.Fatalf("%s of 100 keys over %d masters: %v", op, masters, err)
 		}
-		pipelines, commands := rt.snapshot()
+		pipelines, commands := nodeTrips(rt)
 		total := 0
 		for addr, n := range pipelines {
 			total += n

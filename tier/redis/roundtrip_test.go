@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,79 +16,32 @@ import (
 	"github.com/agentcache/agentcache-go/tier"
 )
 
-// trips counts round trips as issue 15 counts them: one per ProcessHook or
-// ProcessPipelineHook call, per server. The slot-map loads of a cluster
-// client (CLUSTER ...) are the client's own, not a call's, and are left out.
-type trips struct {
-	mu   sync.Mutex
-	n    map[string]int      // server → round trips
-	what map[string][]string // server → the commands of each round trip
-}
-
-func newTrips() *trips { return &trips{n: map[string]int{}, what: map[string][]string{}} }
-
-func (r *trips) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	clear(r.n)
-	clear(r.what)
-}
-
-func (r *trips) add(addr string, cmds []goredis.Cmder) {
-	names := make([]string, 0, len(cmds))
-	for _, c := range cmds {
-		if c.Name() != "cluster" {
-			names = append(names, c.Name())
+// tripCounts returns the round trips of r since its last Reset per server,
+// as issue 15 counts them: one per ProcessHook or ProcessPipelineHook call.
+// The slot-map loads of a cluster client (CLUSTER ...) are the client's own,
+// not a call's, and are left out. It also returns what each trip sent.
+func tripCounts(r *redistest.RoundTrips) (map[string]int, string) {
+	n := map[string]int{}
+	what := map[string][]string{}
+	for _, trip := range r.Trips() {
+		names := slices.DeleteFunc(trip.Names(), func(name string) bool { return name == "cluster" })
+		if len(names) == 0 {
+			continue
 		}
+		n[trip.Addr]++
+		what[trip.Addr] = append(what[trip.Addr], strings.Join(names, " "))
 	}
-	if len(names) == 0 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n[addr]++
-	r.what[addr] = append(r.what[addr], strings.Join(names, " "))
+	return n, fmt.Sprint(what)
 }
 
-// counts returns the round trips per server since the last reset, and what
-// they sent.
-func (r *trips) counts() (map[string]int, string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return maps.Clone(r.n), fmt.Sprint(r.what)
-}
-
-// hook counts the round trips of one server's client.
-func (r *trips) hook(addr string) goredis.Hook { return tripHook{r: r, addr: addr} }
-
-type tripHook struct {
-	r    *trips
-	addr string
-}
-
-func (h tripHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-
-func (h tripHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error {
-		h.r.add(h.addr, []goredis.Cmder{cmd})
-		return next(ctx, cmd)
-	}
-}
-
-func (h tripHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		h.r.add(h.addr, cmds)
-		return next(ctx, cmds)
-	}
-}
-
-// expect runs fn and fails t unless it cost want round trips on each of
-// the servers named, and none on any other.
-func (r *trips) expect(t *testing.T, what string, want map[string]int, fn func()) {
+// expectTrips runs fn and fails t unless it cost want round trips (as
+// tripCounts counts them) on each of the servers named, and none on any
+// other.
+func expectTrips(t *testing.T, r *redistest.RoundTrips, what string, want map[string]int, fn func()) {
 	t.Helper()
-	r.reset()
+	r.Reset()
 	fn()
-	got, sent := r.counts()
+	got, sent := tripCounts(r)
 	if !maps.Equal(got, want) {
 		t.Errorf("%s: round trips %v, want %v (sent %s)", what, got, want, sent)
 	}
@@ -126,8 +78,8 @@ func TestRoundTripsSingle(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	client := singleClient(t, srv)
-	tr := newTrips()
-	client.AddHook(tr.hook("server"))
+	tr := &redistest.RoundTrips{}
+	client.AddHook(tr.Node("server"))
 	admin := singleClient(t, srv) // INFO, SCRIPT FLUSH and the subscriber: not counted
 	listener, err := New(admin, Options{Prefix: "rt:"})
 	if err != nil {
@@ -155,14 +107,14 @@ func TestRoundTripsSingle(t *testing.T) {
 	calls := func(round string) {
 		var vals []uint64
 		var reads []tier.ReadResult
-		tr.expect(t, round+"ReadRecords of 2 epochs and 1 key with a lease", one, func() {
+		expectTrips(t, tr, round+"ReadRecords of 2 epochs and 1 key with a lease", one, func() {
 			var err error
 			vals, reads, err = s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}k", Lease: lease, Gen: 5}})
 			if err != nil || len(vals) != 2 || len(reads) != 1 || reads[0].Err != nil || !reads[0].Leased {
 				t.Fatalf("ReadRecords = (%v, %+v, %v), want the epochs and the lease", vals, reads, err)
 			}
 		})
-		tr.expect(t, round+"WriteRecords with a release and a notice", one, func() {
+		expectTrips(t, tr, round+"WriteRecords with a release and a notice", one, func() {
 			w := tier.RecordWrite{Key: "{u1}k", Record: tier.AppendRecord(nil, tier.KindValue, reads[0].Now, 5, []byte("v")),
 				TTL: time.Minute, Release: lease, Notice: notice("w")}
 			out, err := s.WriteRecords(ctx, []tier.RecordWrite{w})
@@ -173,7 +125,7 @@ func TestRoundTripsSingle(t *testing.T) {
 		wantNotice("w;")
 		var stamps []int64
 		var bumped []uint64
-		tr.expect(t, round+"Invalidate of 1 tombstone and 3 epochs", one, func() {
+		expectTrips(t, tr, round+"Invalidate of 1 tombstone and 3 epochs", one, func() {
 			var err error
 			stamps, bumped, err = s.Invalidate(ctx,
 				[]tier.TombstoneOp{{Key: "{u1}k", TTL: time.Minute, Notice: notice("t")}},
@@ -204,29 +156,29 @@ func TestRoundTripsSingle(t *testing.T) {
 	if err := admin.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	tr.expect(t, "ReadRecords after SCRIPT FLUSH", map[string]int{"server": 2}, func() {
+	expectTrips(t, tr, "ReadRecords after SCRIPT FLUSH", map[string]int{"server": 2}, func() {
 		_, reads, err := s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}x", Lease: &tier.Lease{Key: "lk:{u1}x", Token: "b", TTL: time.Minute}}})
 		if err != nil || !reads[0].Leased {
 			t.Fatalf("ReadRecords after SCRIPT FLUSH = (%+v, %v), want the lease taken (once)", reads, err)
 		}
 	})
-	tr.expect(t, "ReadRecords once the scripts are back", one, func() {
+	expectTrips(t, tr, "ReadRecords once the scripts are back", one, func() {
 		if _, _, err := s.ReadRecords(ctx, epochs, []tier.ReadOp{{Key: "{u1}x"}}); err != nil {
 			t.Fatal(err)
 		}
 	})
 	// The leases (the same rule).
-	tr.expect(t, "Unlock, first use of its script", one, func() {
+	expectTrips(t, tr, "Unlock, first use of its script", one, func() {
 		if ok, err := s.Unlock(ctx, "lk:{u1}x", "b"); err != nil || !ok {
 			t.Fatalf("Unlock = (%v, %v)", ok, err)
 		}
 	})
-	tr.expect(t, "TryLock, first use of its script", one, func() {
+	expectTrips(t, tr, "TryLock, first use of its script", one, func() {
 		if ok, err := s.TryLock(ctx, "lk:{u1}y", "c", time.Minute); err != nil || !ok {
 			t.Fatalf("TryLock = (%v, %v)", ok, err)
 		}
 	})
-	tr.expect(t, "TryLock of a held lease", one, func() {
+	expectTrips(t, tr, "TryLock of a held lease", one, func() {
 		if ok, err := s.TryLock(ctx, "lk:{u1}y", "d", time.Minute); err != nil || ok {
 			t.Fatalf("TryLock of a held lease = (%v, %v), want (false, nil)", ok, err)
 		}
@@ -278,8 +230,8 @@ func TestRoundTripsCluster(t *testing.T) {
 	o.ContextTimeoutEnabled = true
 	cc := goredis.NewClusterClient(o)
 	t.Cleanup(func() { _ = cc.Close() })
-	tr := newTrips()
-	cc.OnNewNode(func(node *goredis.Client) { node.AddHook(tr.hook(node.Options().Addr)) })
+	tr := &redistest.RoundTrips{}
+	tr.Install(cc)
 	const prefix = "rtc:"
 	s, err := New(cc, Options{Prefix: prefix})
 	if err != nil {
@@ -299,28 +251,28 @@ func TestRoundTripsCluster(t *testing.T) {
 
 	// The first use on a: one round trip there.
 	epochsA := []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[a] + "e2", TTL: time.Hour}}
-	tr.expect(t, "first ReadRecords, all on one master", map[string]int{a: 1}, func() {
+	expectTrips(t, tr, "first ReadRecords, all on one master", map[string]int{a: 1}, func() {
 		if _, _, err := s.ReadRecords(ctx, epochsA, []tier.ReadOp{{Key: tag[a] + "k"}}); err != nil {
 			t.Fatal(err)
 		}
 	})
 	// b and c have not seen the scripts yet: the first use there carries
 	// them too, though a's did.
-	tr.expect(t, "first ReadRecords on the other masters", map[string]int{b: 1, cn: 1}, func() {
+	expectTrips(t, tr, "first ReadRecords on the other masters", map[string]int{b: 1, cn: 1}, func() {
 		_, reads, err := s.ReadRecords(ctx, []tier.EpochOp{{Key: tag[b] + "e"}, {Key: tag[cn] + "e"}}, []tier.ReadOp{{Key: tag[b] + "k", Lease: &tier.Lease{Key: "lk:" + tag[b] + "k", Token: "t", TTL: time.Minute}}})
 		if err != nil || !reads[0].Leased {
 			t.Fatalf("ReadRecords = (%+v, %v), want the lease (taken once)", reads, err)
 		}
 	})
 	var reads []tier.ReadResult
-	tr.expect(t, "ReadRecords of 2 epochs and 1 key on three masters", map[string]int{a: 1, b: 1, cn: 1}, func() {
+	expectTrips(t, tr, "ReadRecords of 2 epochs and 1 key on three masters", map[string]int{a: 1, b: 1, cn: 1}, func() {
 		var err error
 		_, reads, err = s.ReadRecords(ctx, []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[b] + "e"}}, []tier.ReadOp{{Key: tag[cn] + "k", Lease: &tier.Lease{Key: "lk:" + tag[cn] + "k", Token: "t", TTL: time.Minute}}})
 		if err != nil || !reads[0].Leased {
 			t.Fatalf("ReadRecords = (%+v, %v), want the lease", reads, err)
 		}
 	})
-	tr.expect(t, "WriteRecords with a release and a notice", map[string]int{cn: 1}, func() {
+	expectTrips(t, tr, "WriteRecords with a release and a notice", map[string]int{cn: 1}, func() {
 		w := tier.RecordWrite{Key: tag[cn] + "k", Record: tier.AppendRecord(nil, tier.KindValue, reads[0].Now, 1, nil),
 			Release: &tier.Lease{Key: "lk:" + tag[cn] + "k", Token: "t", TTL: time.Minute}, Notice: &tier.Notice{Channel: "n", Before: []byte("w")}}
 		if out, err := s.WriteRecords(ctx, []tier.RecordWrite{w}); err != nil || out[0].Outcome != tier.Written {
@@ -332,7 +284,7 @@ func TestRoundTripsCluster(t *testing.T) {
 	}
 	tombs := []tier.TombstoneOp{{Key: tag[cn] + "k", TTL: time.Minute, Notice: &tier.Notice{Channel: "n", Before: []byte("t")}}}
 	bumps := []tier.EpochOp{{Key: tag[a] + "e1"}, {Key: tag[b] + "e"}, {Key: tag[cn] + "e", Notice: &tier.Notice{Channel: "n", Before: []byte("e")}}}
-	tr.expect(t, "Invalidate of 1 tombstone and 3 epochs on three masters, first tombstones and bumps", map[string]int{a: 1, b: 1, cn: 1}, func() {
+	expectTrips(t, tr, "Invalidate of 1 tombstone and 3 epochs on three masters, first tombstones and bumps", map[string]int{a: 1, b: 1, cn: 1}, func() {
 		stamps, vals, err := s.Invalidate(ctx, tombs, bumps)
 		if err != nil {
 			t.Fatal(err)
@@ -351,7 +303,7 @@ func TestRoundTripsCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, round := range []string{"first use", "again"} {
-		tr.expect(t, "Invalidate with WaitReplicas, "+round, map[string]int{a: 1, b: 1, cn: 1}, func() {
+		expectTrips(t, tr, "Invalidate with WaitReplicas, "+round, map[string]int{a: 1, b: 1, cn: 1}, func() {
 			if _, _, err := w.Invalidate(ctx, tombs, bumps); err != nil {
 				t.Fatal(err)
 			}
@@ -368,8 +320,8 @@ func TestRoundTripsCluster(t *testing.T) {
 	ro.ContextTimeoutEnabled, ro.ReadOnly = true, true
 	rc := goredis.NewClusterClient(ro)
 	t.Cleanup(func() { _ = rc.Close() })
-	rtr := newTrips()
-	rc.OnNewNode(func(node *goredis.Client) { node.AddHook(rtr.hook(node.Options().Addr)) })
+	rtr := &redistest.RoundTrips{}
+	rtr.Install(rc)
 	rs, err := New(rc, Options{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -377,11 +329,11 @@ func TestRoundTripsCluster(t *testing.T) {
 	if _, err := s.LoadEpochs(ctx, []tier.EpochOp{{Key: "ro:e"}}); err != nil { // the key exists
 		t.Fatal(err)
 	}
-	rtr.reset()
+	rtr.Reset()
 	if _, err := rs.LoadEpochs(ctx, []tier.EpochOp{{Key: "ro:e", Known: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	_, sent := rtr.counts()
+	_, sent := tripCounts(rtr)
 	if strings.Contains(sent, "get") || !strings.Contains(sent, "eval") {
 		t.Fatalf("LoadEpochs on a ReadOnly cluster client sent %s; want the epoch scripts and no GET", sent)
 	}
@@ -402,15 +354,15 @@ func TestRoundTripsWaitReadTimeout(t *testing.T) {
 		o.ReadTimeout = c.readTimeout
 		client := goredis.NewClient(o)
 		t.Cleanup(func() { _ = client.Close() })
-		tr := newTrips()
-		client.AddHook(tr.hook("server"))
+		tr := &redistest.RoundTrips{}
+		client.AddHook(tr.Node("server"))
 		s, err := New(client, Options{Prefix: "rtw:", WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
 		warm(t, client)
-		tr.expect(t, fmt.Sprintf("Invalidate with WaitReplicas, read timeout %v", c.readTimeout), map[string]int{"server": c.want}, func() {
+		expectTrips(t, tr, fmt.Sprintf("Invalidate with WaitReplicas, read timeout %v", c.readTimeout), map[string]int{"server": c.want}, func() {
 			_, _, err := s.Invalidate(ctx, []tier.TombstoneOp{{Key: "k", TTL: time.Minute}}, []tier.EpochOp{{Key: "e"}})
 			if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
 				t.Fatalf("Invalidate on a server without replicas: %v, want the missing acknowledgement", err)
@@ -427,8 +379,8 @@ func TestLoadEpochsReadsPlainlyWhatIsThere(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	client := singleClient(t, srv)
-	tr := newTrips()
-	client.AddHook(tr.hook("server"))
+	tr := &redistest.RoundTrips{}
+	client.AddHook(tr.Node("server"))
 	s, err := New(client, Options{Prefix: "le:"})
 	if err != nil {
 		t.Fatal(err)
@@ -445,7 +397,7 @@ func TestLoadEpochsReadsPlainlyWhatIsThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	var vals []uint64
-	tr.expect(t, "LoadEpochs of epochs that are there", map[string]int{"server": 1}, func() {
+	expectTrips(t, tr, "LoadEpochs of epochs that are there", map[string]int{"server": 1}, func() {
 		if vals, err = s.LoadEpochs(ctx, []tier.EpochOp{{Key: "a", Known: 100}, {Key: "b"}}); err != nil {
 			t.Fatal(err)
 		}
@@ -453,7 +405,7 @@ func TestLoadEpochsReadsPlainlyWhatIsThere(t *testing.T) {
 	if vals[0] != 100 || vals[1] != 200 {
 		t.Fatalf("LoadEpochs = %v, want [100 200]", vals)
 	}
-	tr.expect(t, "LoadEpochs with keys to create, raise and repair", map[string]int{"server": 2}, func() {
+	expectTrips(t, tr, "LoadEpochs with keys to create, raise and repair", map[string]int{"server": 2}, func() {
 		if vals, err = s.LoadEpochs(ctx, []tier.EpochOp{{Key: "a"}, {Key: "low", Known: 50}, {Key: "new", Known: 7}, {Key: "junk"}, {Key: "list"}}); err != nil {
 			t.Fatal(err)
 		}
