@@ -183,7 +183,7 @@ func TestIsolationUnderCancellation(t *testing.T) {
 		}
 	}
 
-	var answers, cancelled, failures atomic.Int64
+	var answers, cancelled, failures, appTimeouts atomic.Int64
 	var mu sync.Mutex
 	var first []string
 	fail := func(s string) {
@@ -264,11 +264,19 @@ func TestIsolationUnderCancellation(t *testing.T) {
 						fail(user + " read the application's key and got " + got)
 					}
 				}
+				var ne net.Error
 				switch {
 				case err == nil:
 					answers.Add(1)
 				case ctx.Err() != nil && (errors.Is(err, ctx.Err()) || app):
 					cancelled.Add(1)
+				case app && errors.As(err, &ne) && ne.Timeout():
+					// The application's own read, on the client's 100ms
+					// ReadTimeout, behind 32 workers on one connection: on
+					// a loaded machine it can time out. Its reply is what
+					// this test checks (the hook), not its latency; the
+					// cache's lookups never see such an error.
+					appTimeouts.Add(1)
 				default:
 					fail(user + ": " + err.Error())
 				}
@@ -288,8 +296,8 @@ func TestIsolationUnderCancellation(t *testing.T) {
 	hook.mu.Lock()
 	mismatches := hook.mismatches
 	hook.mu.Unlock()
-	t.Logf("%d answers checked, %d calls cancelled; below the cache %d GET replies checked, %d commands cut off by a cancelled context; %d L2 hits, %d tool runs",
-		answers.Load(), cancelled.Load(), hook.checked.Load(), hook.cancelled.Load(), s.L2Hits, b.Runs.Load())
+	t.Logf("%d answers checked, %d calls cancelled, %d application reads timed out; below the cache %d GET replies checked, %d commands cut off by a cancelled context; %d L2 hits, %d tool runs",
+		answers.Load(), cancelled.Load(), appTimeouts.Load(), hook.checked.Load(), hook.cancelled.Load(), s.L2Hits, b.Runs.Load())
 	if len(mismatches) > 0 {
 		t.Errorf("%d GET replies belonged to another user's key: %s", len(mismatches), strings.Join(mismatches[:min(5, len(mismatches))], "; "))
 	}
