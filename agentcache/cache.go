@@ -235,13 +235,14 @@ func New(opts Options) (*Cache, error) {
 	return c, nil
 }
 
-// Close stops the cache: new calls fail with ErrClosed; loads in flight are
-// given until ctx ends to finish; the L2 write queue is drained (writes still
-// queued when ctx ends are dropped and counted); the snapshot, if
-// configured, is saved. The L2 store is not closed: it belongs to the caller.
+// Close stops the cache: new calls fail with ErrClosed; the tools running
+// (callers' loads, background refreshes, batches) are given until ctx ends
+// to finish; the L2 write queue is drained (writes still queued when ctx
+// ends are dropped and counted); the snapshot, if configured, is saved. The
+// L2 store is not closed: it belongs to the caller.
 //
-// When ctx ends, the tools still running (loads, background refreshes and
-// batches) have their contexts cancelled. Those that return promptly release their
+// When ctx ends, the tools still running have their contexts cancelled.
+// Those that return promptly release their
 // leases and announce their fills, each bounded by Options.L2Timeout, so
 // against an unreachable L2 Close may return up to about two L2 timeouts
 // after ctx ends; every goroutine the cache started has then stopped. A tool
