@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,7 +303,7 @@ func TestFleetWaiterRespectsItsContext(t *testing.T) {
 	close(release)
 }
 
-func TestStaleWhileRevalidate(t *testing.T) {
+func TestStaleWhileRevalidateWithoutL2(t *testing.T) {
 	clk := newTestClock()
 	cs := memFleet(t, 1, Options{Now: clk.Now, TTLJitter: -1})
 	c := cs[0]
@@ -346,6 +347,133 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	clk.Advance(2 * time.Hour) // the window is over: the error surfaces
 	if _, err := get(ctx, "oslo"); err == nil {
 		t.Fatal("after the stale window a failing tool still gave a value")
+	}
+}
+
+// Stale-while-revalidate across the fleet: past the TTL and inside the
+// stale window, every instance serves the old value at once while one
+// refresh runs for the fleet; the refreshed value reaches every instance;
+// a failing refresh keeps the stale value until the window ends, and then
+// the error surfaces. (Without L2: TestStaleWhileRevalidateWithoutL2.)
+func TestStaleWhileRevalidateAcrossTheFleet(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			stores := backend.stores(t, 2)
+			clk := newTestClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			a := rcNew(t, Options{L2: stores[0], Now: clk.Now, TTLJitter: -1})
+			b := rcNew(t, Options{L2: stores[1], Now: clk.Now, TTLJitter: -1})
+			rcSubscribed(t, a, b)
+			res := resource.Resource{Name: "rc_rates", TTL: time.Minute, StaleWindow: time.Hour}
+			var runs atomic.Int32
+			var failing atomic.Bool
+			type gate struct{ entered, release chan struct{} }
+			var held atomic.Pointer[gate] // when set, the next run waits for release
+			tool := func(ctx context.Context, base string) (int32, error) {
+				n := runs.Add(1)
+				if g := held.Swap(nil); g != nil {
+					close(g.entered)
+					<-g.release
+				}
+				if failing.Load() {
+					return 0, errors.New("rates API down")
+				}
+				return n, nil
+			}
+			getA, _ := Wrap(a, res, tool)
+			getB, _ := Wrap(b, res, tool)
+			gets := []func(context.Context, string) (int32, error){getA, getB}
+			ctx := context.Background()
+			if v, err := getA(ctx, "EUR"); err != nil || v != 1 {
+				t.Fatalf("A: %d, %v", v, err)
+			}
+			if v, err := getB(ctx, "EUR"); err != nil || v != 1 || b.Stats().L2Hits != 1 {
+				t.Fatalf("B: %d, %v, %d L2 hits", v, err, b.Stats().L2Hits)
+			}
+
+			// Past the TTL, inside the stale window: 20 callers on two instances
+			// get the old value while the refresh is held, so none waited for it.
+			g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+			held.Store(g)
+			clk.Advance(2 * time.Minute)
+			var wg sync.WaitGroup
+			for _, get := range gets {
+				for i := 0; i < 10; i++ {
+					wg.Go(func() {
+						if v, err := get(ctx, "EUR"); err != nil || v != 1 {
+							t.Errorf("stale read: %d, %v; want the old value at once", v, err)
+						}
+					})
+				}
+			}
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				close(g.release)
+				t.Fatal("stale readers waited for the refresh")
+			}
+			select {
+			case <-g.entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no background refresh started")
+			}
+			if n := runs.Load(); n != 2 {
+				t.Fatalf("%d tool runs, want the first load and one refresh", n)
+			}
+			for name, c := range map[string]*Cache{"A": a, "B": b} {
+				if s := c.Stats(); s.StaleHits == 0 {
+					t.Fatalf("%s counted no stale hits: %+v", name, s)
+				}
+			}
+			close(g.release)
+			for i, get := range gets {
+				waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to serve the refreshed value", i), func() bool {
+					v, err := get(ctx, "EUR")
+					if err != nil {
+						t.Fatalf("instance %d: %v", i, err)
+					}
+					return v == 2
+				})
+			}
+			for i := 0; i < 10; i++ {
+				for _, get := range gets {
+					if v, _ := get(ctx, "EUR"); v != 2 {
+						t.Fatalf("read after the refresh: %d", v)
+					}
+				}
+			}
+			if n := runs.Load(); n != 2 {
+				t.Fatalf("the refresh ran the tool %d times across the fleet, want once", n-1)
+			}
+
+			// A failing refresh keeps the stale value until the window ends.
+			failing.Store(true)
+			clk.Advance(2 * time.Minute)
+			for i := 0; i < 20; i++ {
+				for j, get := range gets {
+					if v, err := get(ctx, "EUR"); err != nil || v != 2 {
+						t.Fatalf("instance %d with a failing refresh: %d, %v; want the stale value", j, v, err)
+					}
+				}
+			}
+			waitFor(t, 5*time.Second, "a refresh attempt", func() bool {
+				getA(ctx, "EUR")
+				return runs.Load() > 2
+			})
+			for j, get := range gets {
+				if v, err := get(ctx, "EUR"); err != nil || v != 2 {
+					t.Fatalf("instance %d after a failed refresh: %d, %v", j, v, err)
+				}
+			}
+			// Once the window is over the error surfaces.
+			clk.Advance(2 * time.Hour)
+			for j, get := range gets {
+				if v, err := get(ctx, "EUR"); err == nil {
+					t.Fatalf("instance %d after the stale window: %d and no error", j, v)
+				}
+			}
+		})
 	}
 }
 

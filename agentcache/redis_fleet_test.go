@@ -1,148 +1,22 @@
 package agentcache
 
-// Real-Redis tests of the fleet (issue 7): stale serving with a background
-// refresh, and a stampede of separate OS processes. The fleet lock's
-// promises over every backend are in fleet_test.go.
+// Real-Redis tests of the fleet (issue 7): a stampede of separate OS
+// processes. The fleet's promises over every backend (the fleet lock,
+// stale-while-revalidate) are in fleet_test.go.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/agentcache/agentcache-go/resource"
 )
-
-func TestRedisFleetStaleWhileRevalidate(t *testing.T) {
-	e := rcStart(t)
-	clk := newTestClockAt(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	o := Options{Now: clk.Now, TTLJitter: -1}
-	o.L2 = e.store()
-	a := rcNew(t, o)
-	o.L2 = e.store()
-	b := rcNew(t, o)
-	rcSubscribed(t, a, b)
-	res := resource.Resource{Name: "rc_rates", TTL: time.Minute, StaleWindow: time.Hour}
-	var runs atomic.Int32
-	var failing atomic.Bool
-	type gate struct{ entered, release chan struct{} }
-	var held atomic.Pointer[gate] // when set, the next run waits for release
-	tool := func(ctx context.Context, base string) (int32, error) {
-		n := runs.Add(1)
-		if g := held.Swap(nil); g != nil {
-			close(g.entered)
-			<-g.release
-		}
-		if failing.Load() {
-			return 0, errors.New("rates API down")
-		}
-		return n, nil
-	}
-	getA, _ := Wrap(a, res, tool)
-	getB, _ := Wrap(b, res, tool)
-	gets := []func(context.Context, string) (int32, error){getA, getB}
-	ctx := context.Background()
-	if v, err := getA(ctx, "EUR"); err != nil || v != 1 {
-		t.Fatalf("A: %d, %v", v, err)
-	}
-	if v, err := getB(ctx, "EUR"); err != nil || v != 1 || b.Stats().L2Hits != 1 {
-		t.Fatalf("B: %d, %v, %d L2 hits", v, err, b.Stats().L2Hits)
-	}
-
-	// Past the TTL, inside the stale window: 20 callers on two instances
-	// get the old value while the refresh is held, so none waited for it.
-	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
-	held.Store(g)
-	clk.Advance(2 * time.Minute)
-	var wg sync.WaitGroup
-	for _, get := range gets {
-		for i := 0; i < 10; i++ {
-			wg.Go(func() {
-				if v, err := get(ctx, "EUR"); err != nil || v != 1 {
-					t.Errorf("stale read: %d, %v; want the old value at once", v, err)
-				}
-			})
-		}
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		close(g.release)
-		t.Fatal("stale readers waited for the refresh")
-	}
-	select {
-	case <-g.entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no background refresh started")
-	}
-	if n := runs.Load(); n != 2 {
-		t.Fatalf("%d tool runs, want the first load and one refresh", n)
-	}
-	for name, c := range map[string]*Cache{"A": a, "B": b} {
-		if s := c.Stats(); s.StaleHits == 0 {
-			t.Fatalf("%s counted no stale hits: %+v", name, s)
-		}
-	}
-	close(g.release)
-	for i, get := range gets {
-		waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to serve the refreshed value", i), func() bool {
-			v, err := get(ctx, "EUR")
-			if err != nil {
-				t.Fatalf("instance %d: %v", i, err)
-			}
-			return v == 2
-		})
-	}
-	for i := 0; i < 10; i++ {
-		for _, get := range gets {
-			if v, _ := get(ctx, "EUR"); v != 2 {
-				t.Fatalf("read after the refresh: %d", v)
-			}
-		}
-	}
-	if n := runs.Load(); n != 2 {
-		t.Fatalf("the refresh ran the tool %d times across the fleet, want once", n-1)
-	}
-
-	// A failing refresh keeps the stale value until the window ends.
-	failing.Store(true)
-	clk.Advance(2 * time.Minute)
-	for i := 0; i < 20; i++ {
-		for j, get := range gets {
-			if v, err := get(ctx, "EUR"); err != nil || v != 2 {
-				t.Fatalf("instance %d with a failing refresh: %d, %v; want the stale value", j, v, err)
-			}
-		}
-	}
-	waitFor(t, 5*time.Second, "a refresh attempt", func() bool {
-		getA(ctx, "EUR")
-		return runs.Load() > 2
-	})
-	for j, get := range gets {
-		if v, err := get(ctx, "EUR"); err != nil || v != 2 {
-			t.Fatalf("instance %d after a failed refresh: %d, %v", j, v, err)
-		}
-	}
-	// Once the window is over the error surfaces.
-	clk.Advance(2 * time.Hour)
-	for j, get := range gets {
-		if v, err := get(ctx, "EUR"); err == nil {
-			t.Fatalf("instance %d after the stale window: %d and no error", j, v)
-		}
-	}
-}
 
 // rcFleetReport is what internal/testkit/fleetproc prints.
 type rcFleetReport struct {
