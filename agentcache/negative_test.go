@@ -90,7 +90,7 @@ func TestNegativeClearedByInvalidation(t *testing.T) {
 	}
 }
 
-func TestNegativeFloodKeepsPositiveEntries(t *testing.T) {
+func TestNegativeFloodKeepsPositiveEntriesWithoutL2(t *testing.T) {
 	c := newL1(t, Options{L1MaxEntries: 1000})
 	get, _ := Wrap(c, resource.Resource{Name: "get_product", TTL: time.Hour, NegativeTTL: time.Hour}, func(ctx context.Context, id int) (string, error) {
 		if id < 500 {

@@ -204,57 +204,64 @@ func TestRedisNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
 	})
 }
 
-func TestRedisNegativeFloodKeepsPositiveL1Entries(t *testing.T) {
+// A flood of "not found" answers (an agent guessing IDs) does not evict the
+// positive entries from L1, through single calls and batches, with the
+// negatives shared through L2: over the in-memory L2 and a redis-server.
+// (Without L2: TestNegativeFloodKeepsPositiveEntriesWithoutL2.)
+func TestNegativeFloodKeepsPositiveL1EntriesWithL2(t *testing.T) {
 	const positives, negatives = 1000, 100_000
 	res := resource.Resource{Name: "rc_item", TTL: 10 * time.Minute, NegativeTTL: 10 * time.Minute}
-	e := rcStart(t)
-	// An L1 of twice the positives: negative keys kept as L1 entries would
-	// evict them many times over. A generous L2Timeout: a busy machine must
-	// not make L2 look unhealthy.
-	c := rcNew(t, Options{L2: e.store(), L2Timeout: 5 * time.Second, L1MaxEntries: 2 * positives,
-		Negative: NegativeOptions{ExpectedKeys: 2 * negatives}})
-	rcSubscribed(t, c)
-	orders := &rcOrders{}
-	// Without the fleet lock a miss costs one L2 round trip, which keeps
-	// 100k misses affordable; the negative cache does not depend on it.
-	get, _ := Wrap(c, res, orders.get, NoFleetLock())
-	batch, err := WrapBatch(c, res, orders.getMany)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for i := 0; i < positives; i++ {
-		if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
-			t.Fatalf("order %d: %q, %v", 2*i, v, err)
-		}
-	}
-	hits := c.Stats().L1Hits
-	for i := 0; i < positives; i++ {
-		get(ctx, 2*i)
-	}
-	if d := c.Stats().L1Hits - hits; d != positives {
-		t.Fatalf("before the flood only %d of %d positive entries were L1 hits", d, positives)
-	}
+	for _, backend := range l2Backends[:2] { // a cluster adds nothing here but time
+		t.Run(backend.name, func(t *testing.T) {
+			// An L1 of twice the positives: negative keys kept as L1 entries would
+			// evict them many times over. A generous L2Timeout: a busy machine must
+			// not make L2 look unhealthy.
+			c := rcNew(t, Options{L2: backend.stores(t, 1)[0], L2Timeout: 5 * time.Second, L1MaxEntries: 2 * positives,
+				Negative: NegativeOptions{ExpectedKeys: 2 * negatives}})
+			rcSubscribed(t, c)
+			orders := &rcOrders{}
+			// Without the fleet lock a miss costs one L2 round trip, which keeps
+			// 100k misses affordable; the negative cache does not depend on it.
+			get, _ := Wrap(c, res, orders.get, NoFleetLock())
+			batch, err := WrapBatch(c, res, orders.getMany)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			for i := 0; i < positives; i++ {
+				if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
+					t.Fatalf("order %d: %q, %v", 2*i, v, err)
+				}
+			}
+			hits := c.Stats().L1Hits
+			for i := 0; i < positives; i++ {
+				get(ctx, 2*i)
+			}
+			if d := c.Stats().L1Hits - hits; d != positives {
+				t.Fatalf("before the flood only %d of %d positive entries were L1 hits", d, positives)
+			}
 
-	// Guesses through single calls and through batches (cheaper under
-	// -race): both read paths remember "not found" answers.
-	const single = 30_000
-	rcEvenOdd(t, c, get, nil, func(i int) int { return 1_000_001 + 2*i }, single)
-	rcEvenOdd(t, c, nil, batch, func(i int) int { return 2_000_001 + 2*i }, negatives-single)
-	if s := c.Stats(); s.NegativeStored < negatives {
-		t.Fatalf("%d negatives stored, want %d", s.NegativeStored, negatives)
-	}
+			// Guesses through single calls and through batches (cheaper under
+			// -race): both read paths remember "not found" answers.
+			const single = 30_000
+			rcEvenOdd(t, c, get, nil, func(i int) int { return 1_000_001 + 2*i }, single)
+			rcEvenOdd(t, c, nil, batch, func(i int) int { return 2_000_001 + 2*i }, negatives-single)
+			if s := c.Stats(); s.NegativeStored < negatives {
+				t.Fatalf("%d negatives stored, want %d", s.NegativeStored, negatives)
+			}
 
-	before, runs := c.Stats(), orders.runs.Load()
-	for i := 0; i < positives; i++ {
-		if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
-			t.Fatalf("order %d after the flood: %q, %v", 2*i, v, err)
-		}
-	}
-	after := c.Stats()
-	if d := after.L1Hits - before.L1Hits; d != positives || orders.runs.Load() != runs || after.L2Hits != before.L2Hits {
-		t.Fatalf("after %d negative keys: %d of %d positive entries were L1 hits (%d L2 hits, %d tool runs)",
-			negatives, d, positives, after.L2Hits-before.L2Hits, orders.runs.Load()-runs)
+			before, runs := c.Stats(), orders.runs.Load()
+			for i := 0; i < positives; i++ {
+				if v, err := get(ctx, 2*i); err != nil || v != rcOrder(2*i) {
+					t.Fatalf("order %d after the flood: %q, %v", 2*i, v, err)
+				}
+			}
+			after := c.Stats()
+			if d := after.L1Hits - before.L1Hits; d != positives || orders.runs.Load() != runs || after.L2Hits != before.L2Hits {
+				t.Fatalf("after %d negative keys: %d of %d positive entries were L1 hits (%d L2 hits, %d tool runs)",
+					negatives, d, positives, after.L2Hits-before.L2Hits, orders.runs.Load()-runs)
+			}
+		})
 	}
 }
 
