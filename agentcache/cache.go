@@ -327,7 +327,7 @@ type Stats struct {
 	WritesFenced  uint64 // L2 writes not made: an invalidation or a newer write came after their load began
 	WritesFailed  uint64 // L2 writes the store refused
 	WritesSkipped uint64 // L2 writes not attempted: the breaker was open
-	Oversize      uint64 // values kept out of L2 by MaxValueSize, or found there above it and not read
+	Oversize      uint64 // values kept out of L2 by MaxValueSize (or found there above it, not read), or out of a snapshot by its format's limits
 	Unencodable   uint64 // loaded values the codec could not encode or decode back: returned to their callers, not cached
 
 	Invalidations uint64 // Invalidate, Delete and Clear calls

@@ -452,8 +452,8 @@ func TestSnapshotLeavesOutValuesTooLargeForIt(t *testing.T) {
 	if err := c.Close(ctx); err != nil {
 		t.Fatalf("Close: %v; an entry too large for the snapshot must not fail the save", err)
 	}
-	if s := c.Stats(); s.SnapshotErrors != 0 {
-		t.Fatalf("SnapshotErrors = %d, want 0", s.SnapshotErrors)
+	if s := c.Stats(); s.SnapshotErrors != 0 || s.Oversize != 1 {
+		t.Fatalf("SnapshotErrors = %d, Oversize = %d; want 0 and 1 (the entry left out is counted)", s.SnapshotErrors, s.Oversize)
 	}
 	if !strings.Contains(logs.String(), "left out of the snapshot") || !strings.Contains(logs.String(), "1 entries") {
 		t.Fatalf("no warning names the entry left out:\n%s", logs.String())

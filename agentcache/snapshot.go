@@ -237,6 +237,7 @@ func (c *Cache) saveSnapshot() error {
 		return fmt.Errorf("agentcache: saving snapshot: %w", err)
 	}
 	if tooLarge > 0 {
+		c.stats.oversize.Add(uint64(tooLarge))
 		c.warn("snapshot oversize", "agentcache: entries left out of the snapshot",
 			fmt.Errorf("%d entries over the snapshot format's limits (key %d bytes, value %d bytes)", tooLarge, disk.MaxKeyLen, disk.MaxValueLen))
 	}
