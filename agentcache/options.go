@@ -261,7 +261,8 @@ type NegativeOptions struct {
 
 // SnapshotOptions configures the disk snapshot of L1. A snapshot holds
 // encoded values of up to 64 MiB (disk.MaxValueLen), whatever MaxValueSize
-// says: a save leaves a larger entry out, and logs how many it left out.
+// says: a save leaves a larger entry out, logs how many it left out and
+// counts them in Stats.Oversize.
 type SnapshotOptions struct {
 	// Path of the snapshot file. Empty: no snapshot.
 	Path string
