@@ -152,42 +152,48 @@ func rcCounting[T any](runs *atomic.Int32, value func(key string) T) func(contex
 	}
 }
 
-func TestRedisL2HitAcrossInstances(t *testing.T) {
-	e := rcStart(t)
-	a := rcNew(t, Options{L2: e.store()})
-	b := rcNew(t, Options{L2: e.store()})
-	rcSubscribed(t, a, b)
-	ctx := context.Background()
-	var aRuns, bRuns atomic.Int32
-	loadA := rcCounting(&aRuns, rcProfileFor)
-	loadB := rcCounting(&bRuns, func(key string) rcProfile { return rcProfile{ID: "from B"} })
+// What one instance loads, another is served from L2, decoded to the same
+// value, and then from its own L1 — whatever the L2.
+func TestL2HitAcrossInstances(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			stores := backend.stores(t, 2)
+			a := rcNew(t, Options{L2: stores[0]})
+			b := rcNew(t, Options{L2: stores[1]})
+			rcSubscribed(t, a, b)
+			ctx := context.Background()
+			var aRuns, bRuns atomic.Int32
+			loadA := rcCounting(&aRuns, rcProfileFor)
+			loadB := rcCounting(&bRuns, func(key string) rcProfile { return rcProfile{ID: "from B"} })
 
-	want := rcProfileFor("profile:42")
-	got, err := Get(ctx, a, "profile:42", loadA)
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("A: Get = %+v, %v", got, err)
-	}
-	waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+			want := rcProfileFor("profile:42")
+			got, err := Get(ctx, a, "profile:42", loadA)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("A: Get = %+v, %v", got, err)
+			}
+			waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
 
-	got, err = Get(ctx, b, "profile:42", loadB)
-	if err != nil {
-		t.Fatalf("B: Get: %v", err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("B decoded %+v from L2, want %+v", got, want)
-	}
-	if s := b.Stats(); s.L2Hits != 1 || s.Misses != 0 || bRuns.Load() != 0 {
-		t.Fatalf("B: L2 hits %d, misses %d, loader runs %d; want 1, 0, 0 (stats %+v)", s.L2Hits, s.Misses, bRuns.Load(), s)
-	}
-	// The L2 hit filled B's L1.
-	if got, err = Get(ctx, b, "profile:42", loadB); err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("B again: %+v, %v", got, err)
-	}
-	if s := b.Stats(); s.L1Hits != 1 || s.L2Hits != 1 {
-		t.Fatalf("B's second read: L1 hits %d, L2 hits %d; want 1 and 1", s.L1Hits, s.L2Hits)
-	}
-	if aRuns.Load() != 1 {
-		t.Fatalf("A's loader ran %d times", aRuns.Load())
+			got, err = Get(ctx, b, "profile:42", loadB)
+			if err != nil {
+				t.Fatalf("B: Get: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("B decoded %+v from L2, want %+v", got, want)
+			}
+			if s := b.Stats(); s.L2Hits != 1 || s.Misses != 0 || bRuns.Load() != 0 {
+				t.Fatalf("B: L2 hits %d, misses %d, loader runs %d; want 1, 0, 0 (stats %+v)", s.L2Hits, s.Misses, bRuns.Load(), s)
+			}
+			// The L2 hit filled B's L1.
+			if got, err = Get(ctx, b, "profile:42", loadB); err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("B again: %+v, %v", got, err)
+			}
+			if s := b.Stats(); s.L1Hits != 1 || s.L2Hits != 1 {
+				t.Fatalf("B's second read: L1 hits %d, L2 hits %d; want 1 and 1", s.L1Hits, s.L2Hits)
+			}
+			if aRuns.Load() != 1 {
+				t.Fatalf("A's loader ran %d times", aRuns.Load())
+			}
+		})
 	}
 }
 
