@@ -2,6 +2,7 @@ package agentcache
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,5 +66,57 @@ func TestCloseLetsBackgroundToolsFinish(t *testing.T) {
 	}
 	if got := c.Stats().Refreshes; got != 1 {
 		t.Fatalf("Refreshes = %d, want 1", got)
+	}
+}
+
+// TestCloseLetsABatchToolFinish: the same for a batch tool that Batch.Get
+// dispatched in the background: Close waits for it, and its callers get
+// their values.
+func TestCloseLetsABatchToolFinish(t *testing.T) {
+	c, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var cancelled atomic.Bool
+	b, err := WrapBatch(c, resource.Resource{Name: "close_batch", TTL: time.Minute},
+		func(ctx context.Context, ids []int) (map[int]string, error) {
+			close(entered)
+			<-release
+			cancelled.Store(ctx.Err() != nil)
+			out := map[int]string{}
+			for _, id := range ids {
+				out[id] = "item"
+			}
+			return out, nil
+		}, MaxBatchSize(1)) // a full window goes out at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		v, err := b.Get(context.Background(), 1)
+		if err == nil && v != "item" {
+			err = errors.New("got " + v)
+		}
+		got <- err
+	}()
+	<-entered
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a batch tool was still running", err)
+	case <-time.After(50 * time.Millisecond): // not an assertion: a chance for a wrong Close to show
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("the batch's caller got %v", err)
+	}
+	if cancelled.Load() {
+		t.Fatal("the batch tool's context was cancelled by a Close whose ctx never ended")
 	}
 }
