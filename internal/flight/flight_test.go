@@ -4,16 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 type ctxKey struct{}
 
-func TestDoRunsOncePerKey(t *testing.T) {
+// The tests run in a synctest bubble where concurrency matters:
+// synctest.Wait returns once every goroutine the test started is blocked,
+// which is how a test knows that every caller has joined a load (no sleeps),
+// and the bubble's clock makes a timeout instant.
+
+func TestDoRunsOncePerKey(t *testing.T) { synctest.Test(t, testDoRunsOncePerKey) }
+
+func testDoRunsOncePerKey(t *testing.T) {
 	g := New(context.Background(), 0)
 	var runs atomic.Int32
 	release := make(chan struct{})
@@ -34,11 +41,11 @@ func TestDoRunsOncePerKey(t *testing.T) {
 			results[i] = v
 		}()
 	}
-	// Let every caller join before the load ends.
-	for g.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
+	// Every caller has joined the one load before it ends.
+	synctest.Wait()
+	if n, in := runs.Load(), g.InFlight(); n != 1 || in != 1 {
+		t.Fatalf("50 callers of one key started %d loads (%d in flight), want 1", n, in)
 	}
-	time.Sleep(20 * time.Millisecond)
 	close(release)
 	wg.Wait()
 	if n := runs.Load(); n != 1 {
@@ -54,7 +61,9 @@ func TestDoRunsOncePerKey(t *testing.T) {
 	}
 }
 
-func TestWaiterLeavesLoadGoesOn(t *testing.T) {
+func TestWaiterLeavesLoadGoesOn(t *testing.T) { synctest.Test(t, testWaiterLeavesLoadGoesOn) }
+
+func testWaiterLeavesLoadGoesOn(t *testing.T) {
 	g := New(context.Background(), 0)
 	release := make(chan struct{})
 	finished := make(chan any, 1)
@@ -74,9 +83,7 @@ func TestWaiterLeavesLoadGoesOn(t *testing.T) {
 			t.Errorf("cancelled waiter got %v, want context.Canceled", err)
 		}
 	}()
-	for g.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	synctest.Wait()
 	// A second waiter joins and stays.
 	got := make(chan any, 1)
 	go func() {
@@ -86,9 +93,9 @@ func TestWaiterLeavesLoadGoesOn(t *testing.T) {
 		}
 		got <- v
 	}()
-	time.Sleep(10 * time.Millisecond)
+	synctest.Wait()
 	cancel()
-	time.Sleep(10 * time.Millisecond)
+	synctest.Wait() // the cancelled waiter has left; the load has not ended
 	close(release)
 	if v := <-finished; v != "trace" {
 		t.Fatalf("load saw %v, want the caller's value and a live context", v)
@@ -99,6 +106,10 @@ func TestWaiterLeavesLoadGoesOn(t *testing.T) {
 }
 
 func TestPanicBecomesErrorForEveryWaiter(t *testing.T) {
+	synctest.Test(t, testPanicBecomesErrorForEveryWaiter)
+}
+
+func testPanicBecomesErrorForEveryWaiter(t *testing.T) {
 	g := New(context.Background(), 0)
 	boom := errors.New("boom")
 	var wg sync.WaitGroup
@@ -117,15 +128,14 @@ func TestPanicBecomesErrorForEveryWaiter(t *testing.T) {
 			}
 		}()
 	}
-	for g.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(10 * time.Millisecond)
+	synctest.Wait() // every waiter has joined the load
 	close(start)
 	wg.Wait()
 }
 
-func TestBaseCancelsLoadsAndWait(t *testing.T) {
+func TestBaseCancelsLoadsAndWait(t *testing.T) { synctest.Test(t, testBaseCancelsLoadsAndWait) }
+
+func testBaseCancelsLoadsAndWait(t *testing.T) {
 	base, stop := context.WithCancel(context.Background())
 	g := New(base, 0)
 	errc := make(chan error, 1)
@@ -136,9 +146,7 @@ func TestBaseCancelsLoadsAndWait(t *testing.T) {
 		})
 		errc <- err
 	}()
-	for g.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	synctest.Wait()
 	stop()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
@@ -148,7 +156,9 @@ func TestBaseCancelsLoadsAndWait(t *testing.T) {
 	}
 }
 
-func TestTimeout(t *testing.T) {
+func TestTimeout(t *testing.T) { synctest.Test(t, testTimeout) }
+
+func testTimeout(t *testing.T) {
 	g := New(context.Background(), 20*time.Millisecond)
 	_, err, _ := g.Do(context.Background(), "k", func(ctx context.Context) (any, error) {
 		<-ctx.Done()
@@ -165,16 +175,16 @@ func TestTimeout(t *testing.T) {
 func TestWaitConcurrentWithDo(t *testing.T) {
 	g := New(context.Background(), 0)
 	var stop atomic.Bool
-	var wg sync.WaitGroup
+	var loads, waits sync.WaitGroup
 	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; !stop.Load(); i++ {
+		loads.Go(func() {
+			for i := range 5000 {
 				g.Do(context.Background(), fmt.Sprint(w, "/", i), func(context.Context) (any, error) { return nil, nil })
 			}
 		})
 	}
 	for range 2 {
-		wg.Go(func() {
+		waits.Go(func() {
 			for !stop.Load() {
 				if err := g.Wait(context.Background()); err != nil {
 					t.Error(err)
@@ -182,9 +192,9 @@ func TestWaitConcurrentWithDo(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	loads.Wait()
 	stop.Store(true)
-	wg.Wait()
+	waits.Wait()
 	if err := g.Wait(context.Background()); err != nil || g.InFlight() != 0 {
 		t.Fatalf("Wait = %v, InFlight = %d after every Do returned", err, g.InFlight())
 	}
@@ -192,7 +202,9 @@ func TestWaitConcurrentWithDo(t *testing.T) {
 
 // Once the base context has ended, no new load starts (it could outlive
 // its owner's Close); a load already running is still joined.
-func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) {
+func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) { synctest.Test(t, testDoAfterBaseEndsStartsNoLoad) }
+
+func testDoAfterBaseEndsStartsNoLoad(t *testing.T) {
 	base, cancel := context.WithCancel(context.Background())
 	g := New(base, 0)
 	release := make(chan struct{})
@@ -204,9 +216,7 @@ func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) {
 		})
 		joined <- err
 	}()
-	for g.InFlight() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	synctest.Wait()
 	cancel()
 	ran := false
 	if _, err, _ := g.Do(context.Background(), "new", func(context.Context) (any, error) { ran = true; return nil, nil }); err != ErrClosed || ran {
@@ -218,7 +228,9 @@ func TestDoAfterBaseEndsStartsNoLoad(t *testing.T) {
 	}
 }
 
-func TestAliasJoinsTheLoadInFlight(t *testing.T) {
+func TestAliasJoinsTheLoadInFlight(t *testing.T) { synctest.Test(t, testAliasJoinsTheLoadInFlight) }
+
+func testAliasJoinsTheLoadInFlight(t *testing.T) {
 	g := New(context.Background(), 0)
 	release := make(chan struct{})
 	var runs atomic.Int32
@@ -229,9 +241,7 @@ func TestAliasJoinsTheLoadInFlight(t *testing.T) {
 	}
 	first := make(chan any, 1)
 	go func() { v, _, _ := g.Do(context.Background(), "a", load); first <- v }()
-	for g.InFlight() == 0 {
-		runtime.Gosched()
-	}
+	synctest.Wait()
 	if !g.Alias("a", "b") {
 		t.Fatal("Alias of a load in flight failed")
 	}
