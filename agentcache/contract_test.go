@@ -26,6 +26,8 @@ import (
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // ctCartRes is the per-user resource of most tests here.
@@ -123,23 +125,6 @@ func ctBacklog(t *testing.T, c *Cache, n int) {
 		if err := c.Set(context.Background(), fmt.Sprintf("traffic-%d", i), i, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// ctWaitFor polls check until it returns "", failing the test with its
-// last answer after d.
-func ctWaitFor(t *testing.T, d time.Duration, check func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		why := check()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, why)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -406,7 +391,7 @@ func TestEpochNeverGoesBackWhenL2LosesIt(t *testing.T) {
 	}
 	t.Logf("keys the invalidation wrote: %q", changed)
 	// B has seen the invalidation before L2 loses it.
-	ctWaitFor(t, 5*time.Second, func() string {
+	wait.Until(t, 5*time.Second, func() string {
 		if v := ctCall(t, getB, "alice"); v == old {
 			return fmt.Sprintf("B still serves %q after the invalidation", v)
 		}
@@ -445,7 +430,7 @@ func TestEpochNeverGoesBackWhenL2LosesIt(t *testing.T) {
 	for name, n := range served {
 		t.Errorf("%s served the pre-invalidation value %q %d times after L2 lost the invalidation's epoch", name, old, n)
 	}
-	ctWaitFor(t, 5*maxAge, func() string {
+	wait.Until(t, 5*maxAge, func() string {
 		for _, k := range changed {
 			w, ok := before[k]
 			if !ok {
@@ -503,7 +488,7 @@ func TestPartitionedInvalidationReachesTheFleetWithinMaxEpochAge(t *testing.T) {
 	}
 	p.Blackhole(false)
 	healed := time.Now()
-	ctWaitFor(t, 5*maxAge, func() string {
+	wait.Until(t, 5*maxAge, func() string {
 		if v := ctCall(t, getB, "alice"); v == old {
 			return fmt.Sprintf("B still serves the value A invalidated during the partition (%q), %v after it healed (MaxEpochAge %v; A's breaker: %s)",
 				v, time.Since(healed).Round(time.Millisecond), maxAge, a.Stats().Breaker)
@@ -558,7 +543,7 @@ func TestCorruptEpochKeyIsRepairedNotFatal(t *testing.T) {
 				}
 			}
 			i := 0
-			ctWaitFor(t, 10*time.Second, func() string {
+			wait.Until(t, 10*time.Second, func() string {
 				i++
 				k := fmt.Sprintf("k%d", i)
 				if v, err := Get(ctx, a, k, fromA); err != nil || v != "A's "+k {
@@ -694,7 +679,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 			if err := read.get(); err != nil {
 				t.Fatalf("%s of stale entries: %v", read.name, err)
 			}
-			ctWaitFor(t, 5*time.Second, func() string {
+			wait.Until(t, 5*time.Second, func() string {
 				if s := a.Stats(); s.Refreshes == refreshes || runs.Load() == before {
 					return fmt.Sprintf("%s served stale entries (%d stale hits) but started no refresh (refreshes %d → %d, tool runs %d → %d)",
 						read.name, s.StaleHits, refreshes, s.Refreshes, before, runs.Load())
@@ -704,7 +689,7 @@ func TestBatchReadsLikeSingleCalls(t *testing.T) {
 			// Every refresh this read started has finished (a GetMany starts
 			// one per stale key): one still running would keep the next
 			// read's refresh of its key from starting.
-			ctWaitFor(t, 5*time.Second, func() string {
+			wait.Until(t, 5*time.Second, func() string {
 				running := 0
 				a.refreshing.Range(func(any, any) bool { running++; return true })
 				if running > 0 {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // Promise 3 (fleet bound) after a restart from a snapshot: entries that
@@ -55,7 +57,7 @@ func TestSnapshotRestartHonoursChangesMadeWhileDown(t *testing.T) {
 	if v, err := Get(ctx, a2, "kept", loader); err != nil || v != "old kept" {
 		t.Fatalf("the untouched entry after the restart: %q, %v; want it served without its loader", v, err)
 	}
-	ctWaitFor(t, 5*maxAge, func() string {
+	wait.Until(t, 5*maxAge, func() string {
 		var stale []string
 		if v := ctCall(t, getA2, "alice"); v == old {
 			stale = append(stale, fmt.Sprintf("the exact-invalidated call (%q)", v))
@@ -114,7 +116,7 @@ func TestSnapshotRestartServesRestoredEntriesWhileL2Unreachable(t *testing.T) {
 	// L2 answers again: the entry changed while A was down is no longer
 	// served from the snapshot.
 	p.Blackhole(false)
-	ctWaitFor(t, 10*time.Second, func() string {
+	wait.Until(t, 10*time.Second, func() string {
 		if v, err := Get(ctx, a2, "changed", loader); err != nil || v != "new changed" {
 			return fmt.Sprintf("after L2 came back, %q is %q (%v); want %q from L2", "changed", v, err, "new changed")
 		}

@@ -21,6 +21,8 @@ import (
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // searchRes2 is the fleet-lock probe of TestCluster.
@@ -125,7 +127,7 @@ func TestCluster(t *testing.T) {
 		insts = append(insts, wrapInstance(t, name, c, b))
 		bals = append(bals, wrapBalance(t, c, led))
 	}
-	waitFor(t, 10*time.Second, "three subscribers", func() bool {
+	wait.For(t, 10*time.Second, "three subscribers", func() bool {
 		n := 0
 		for _, node := range cl.Nodes() {
 			if node.Role != redistest.RoleMaster {
@@ -156,7 +158,7 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("A profile: %+v, %v", got, err)
 			}
 		}
-		waitFor(t, 5*time.Second, "A's writes", func() bool { s := a.C.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone >= users })
+		wait.For(t, 5*time.Second, "A's writes", func() bool { s := a.C.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone >= users })
 		for _, in := range []*workload.Instance{bb, c} {
 			for i := range users {
 				if got, err := in.Profile(user(i), "name"); err != nil || got.User != "user-"+strconv.Itoa(i) {
@@ -184,7 +186,7 @@ func TestCluster(t *testing.T) {
 			if err := a.C.Invalidate(ctx, target); err != nil {
 				t.Fatalf("Invalidate #%d: %v", i, err)
 			}
-			waitFor(t, time.Second, fmt.Sprintf("B to drop user-%d's profile after invalidation #%d", u, i), func() bool {
+			wait.For(t, time.Second, fmt.Sprintf("B to drop user-%d's profile after invalidation #%d", u, i), func() bool {
 				got, err := bb.Profile(user(u), "name")
 				return err == nil && got.Run != before.Run
 			})
@@ -208,7 +210,7 @@ func TestCluster(t *testing.T) {
 		if _, err := a.Products.GetMany(ctx, ids); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "A's batch writes", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
+		wait.For(t, 5*time.Second, "A's batch writes", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
 		l2 := bb.C.Stats().L2Hits
 		got, err := bb.Products.GetMany(ctx, ids)
 		if err != nil || len(got) != 90 {
@@ -222,7 +224,7 @@ func TestCluster(t *testing.T) {
 		if _, err := a.Orders(user(4), workload.NoOrder+1); !errors.Is(err, agentcache.ErrNotFound) {
 			t.Fatalf("A orders: %v", err)
 		}
-		waitFor(t, 5*time.Second, "A's negative marker", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
+		wait.For(t, 5*time.Second, "A's negative marker", func() bool { return a.C.Stats().WriteQueueDepth == 0 })
 		runs = b.Runs.Load()
 		if _, err := bb.Orders(user(4), workload.NoOrder+1); !errors.Is(err, agentcache.ErrNotFound) || b.Runs.Load() != runs {
 			t.Fatalf("B orders: %v after %d tool runs; want not found from L2", err, b.Runs.Load()-runs)
@@ -260,14 +262,14 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		load := func(context.Context, string) (string, error) { return "loaded", nil }
-		waitFor(t, 2*time.Second, "B reads A's Set", func() bool {
+		wait.For(t, 2*time.Second, "B reads A's Set", func() bool {
 			v, err := agentcache.Get(ctx, bb.C, "greeting", load)
 			return err == nil && v == "hello"
 		})
 		if err := a.C.Delete(ctx, "greeting"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 2*time.Second, "B drops A's Delete", func() bool {
+		wait.For(t, 2*time.Second, "B drops A's Delete", func() bool {
 			v, err := agentcache.Get(ctx, bb.C, "greeting", load)
 			return err == nil && v == "loaded"
 		})
@@ -346,7 +348,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("Invalidate after the failover: %v", err)
 		}
 		inv := time.Now()
-		waitFor(t, faultOptions(nil).MaxEpochAge+time.Second, "B to see the invalidation after the failover", func() bool {
+		wait.For(t, faultOptions(nil).MaxEpochAge+time.Second, "B to see the invalidation after the failover", func() bool {
 			return versionOf(t, bals[1], "probe") == 2
 		})
 		propagated := time.Since(inv)

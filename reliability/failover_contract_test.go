@@ -20,6 +20,8 @@ import (
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // ctFailoverRes is the per-user resource of the failover test.
@@ -79,7 +81,7 @@ func TestFailoverNeverTakesAnEpochBack(t *testing.T) {
 		return v
 	}
 	old := call()
-	waitFor(t, 5*time.Second, "A's writes", func() bool { s := a.Stats(); return s.WriteQueueDepth == 0 })
+	wait.For(t, 5*time.Second, "A's writes", func() bool { s := a.Stats(); return s.WriteQueueDepth == 0 })
 
 	// The master that holds alice's resource epoch, and its replica.
 	raw := cl.Client(t)

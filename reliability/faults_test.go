@@ -16,6 +16,8 @@ import (
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // balanceRes is the probe of the staleness checks: a per-user value whose
@@ -232,7 +234,7 @@ func TestRedisStalled(t *testing.T) {
 
 			fault()
 			faulted := time.Now()
-			waitFor(t, 5*time.Second, "every breaker open", func() bool {
+			wait.For(t, 5*time.Second, "every breaker open", func() bool {
 				for _, in := range insts {
 					if in.C.Stats().Breaker == "closed" {
 						return false
@@ -249,7 +251,7 @@ func TestRedisStalled(t *testing.T) {
 			heal()
 			healed := time.Now()
 			l2 := workload.SumStats(insts).L2Hits
-			waitFor(t, 10*time.Second, "breakers closed and L2 hits again", func() bool {
+			wait.For(t, 10*time.Second, "breakers closed and L2 hits again", func() bool {
 				for _, in := range insts {
 					if in.C.Stats().Breaker != "closed" {
 						return false
@@ -480,7 +482,7 @@ func TestInvalidationDuringStallIsNotUndoneWhenRedisResumes(t *testing.T) {
 	// A's breaker opens, so the invalidation below sends nothing at all
 	// (a command sent to the paused server would still be applied when it
 	// resumes).
-	waitFor(t, 5*time.Second, "A's breaker open", func() bool {
+	wait.For(t, 5*time.Second, "A's breaker open", func() bool {
 		_, _ = agentcache.Get(context.Background(), a, "poke", func(context.Context, string) (int, error) { return 1, nil })
 		return a.Stats().Breaker == "open"
 	})
@@ -693,7 +695,7 @@ func TestExactInvalidationDuringOutageIsNotUndone(t *testing.T) {
 			if read() != 1 {
 				t.Fatal("version 1 not served")
 			}
-			waitFor(t, 5*time.Second, "the value in L2", func() bool { s := a.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone > 0 })
+			wait.For(t, 5*time.Second, "the value in L2", func() bool { s := a.Stats(); return s.WriteQueueDepth == 0 && s.WritesDone > 0 })
 
 			p.Blackhole(true)
 			openBreaker(t, a)

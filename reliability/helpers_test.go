@@ -28,6 +28,8 @@ import (
 	"github.com/agentcache/agentcache-go/internal/testlog"
 	"github.com/agentcache/agentcache-go/resource"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // The fault scenarios run with short timeouts so that a fault is felt, and
@@ -93,7 +95,7 @@ func (e *env) subscribers() int64 {
 // after it.
 func (e *env) waitSubscribed(n int) {
 	e.T.Helper()
-	waitFor(e.T, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return e.subscribers() >= int64(n) })
+	wait.For(e.T, 10*time.Second, fmt.Sprintf("%d subscribers", n), func() bool { return e.subscribers() >= int64(n) })
 	time.Sleep(20 * time.Millisecond) // the Reset reaches the cache just after SUBSCRIBE is confirmed
 }
 
@@ -136,18 +138,6 @@ func faultOptions(l2 *acredis.Store) agentcache.Options {
 
 func testLogger(t testing.TB) *slog.Logger {
 	return testlog.New(t, slog.LevelInfo)
-}
-
-// waitFor polls cond until it holds, failing the test after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // breakerLog records the breaker states a cache goes through, as
@@ -323,7 +313,7 @@ func wrapWarm(t *testing.T, c *agentcache.Cache, res resource.Resource, tool fun
 // leases of a minute, so a lease that goes away was released, not expired.
 func waitLeasesReleased(t *testing.T, e *env, whose string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the lease of "+whose+" released", func() bool {
+	wait.For(t, 10*time.Second, "the lease of "+whose+" released", func() bool {
 		left, err := e.Raw.Keys(context.Background(), e.Prefix+"lk:*").Result()
 		if err != nil {
 			t.Fatal(err)
@@ -337,7 +327,7 @@ func waitLeasesReleased(t *testing.T, e *env, whose string) {
 func openBreaker(t *testing.T, c *agentcache.Cache) {
 	t.Helper()
 	n := 0
-	waitFor(t, 5*time.Second, "the breaker to open", func() bool {
+	wait.For(t, 5*time.Second, "the breaker to open", func() bool {
 		n++
 		_, _ = agentcache.Get(context.Background(), c, "poke-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
 		return c.Stats().Breaker == "open"
@@ -348,7 +338,7 @@ func openBreaker(t *testing.T, c *agentcache.Cache) {
 func closeBreaker(t *testing.T, c *agentcache.Cache) {
 	t.Helper()
 	n := 0
-	waitFor(t, 5*time.Second, "the breaker to close", func() bool {
+	wait.For(t, 5*time.Second, "the breaker to close", func() bool {
 		n++
 		_, _ = agentcache.Get(context.Background(), c, "probe-"+strconv.Itoa(n), func(context.Context, string) (int, error) { return n, nil })
 		return c.Stats().Breaker == "closed"

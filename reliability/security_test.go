@@ -20,6 +20,8 @@ import (
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 const (
@@ -73,7 +75,7 @@ func roundTrip(t testing.TB, sa, sb tier.Remote) {
 	if err := a.Invalidate(ctx, agentcache.TargetResourceScope(res, "alice")); err != nil {
 		t.Fatalf("Invalidate: %v", err)
 	}
-	waitFor(t, 5*time.Second, "B to reload after A's invalidation", func() bool {
+	wait.For(t, 5*time.Second, "B to reload after A's invalidation", func() bool {
 		got, err := gb(ctx, "q")
 		return err == nil && got != first
 	})

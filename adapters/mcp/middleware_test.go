@@ -25,6 +25,8 @@ import (
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 var (
@@ -273,7 +275,7 @@ func TestConcurrentIdenticalCallsRunOnce(t *testing.T) {
 			results[i] = textOf(t, call(t, cs, "get_weather", `{"city":"Lima"}`))
 		})
 	}
-	waitFor(t, func() bool { return f.ran("get_weather") > 0 })
+	wait.For(t, 5*time.Second, "get_weather runs", func() bool { return f.ran("get_weather") > 0 })
 	time.Sleep(20 * time.Millisecond) // let the other calls join the load
 	close(f.gate)
 	wg.Wait()
@@ -395,7 +397,7 @@ func TestSharedErrorResult(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, func() bool { return f.ran("flaky") > 0 })
+	wait.For(t, 5*time.Second, "flaky runs", func() bool { return f.ran("flaky") > 0 })
 	time.Sleep(20 * time.Millisecond)
 	close(f.gate)
 	wg.Wait()
@@ -643,15 +645,4 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.next.RoundTrip(r)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

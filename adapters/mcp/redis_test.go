@@ -1,6 +1,8 @@
 package agentmcp_test
 
 import (
+	"time"
+
 	"context"
 	"strings"
 	"testing"
@@ -9,6 +11,8 @@ import (
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // TestTwoInstancesShareRedis runs two MCP servers, each with its own Cache
@@ -36,7 +40,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	if want != "cart of alice (run 1)" {
 		t.Fatalf("first call: %q", want)
 	}
-	waitFor(t, func() bool { return a.cache.Stats().WritesDone > 0 }) // written behind
+	wait.For(t, 5*time.Second, "a writes get_cart to L2 (written behind)", func() bool { return a.cache.Stats().WritesDone > 0 })
 	if got := textOf(t, call(t, onB, "get_cart", `{}`)); got != want {
 		t.Errorf("instance b: %q, want a's %q from L2", got, want)
 	}
@@ -47,7 +51,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 
 	call(t, onB, "add_to_cart", `{"item":"tea"}`)
 	// b invalidated; a learns it from the invalidation message.
-	waitFor(t, func() bool {
+	wait.For(t, 5*time.Second, "a serves the cart loaded after b's add_to_cart", func() bool {
 		return strings.HasPrefix(textOf(t, call(t, onA, "get_cart", `{}`)), "cart of alice (run 2)")
 	})
 	wantRuns(t, a, "get_cart", 2)

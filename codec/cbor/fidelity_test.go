@@ -30,6 +30,8 @@ import (
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // env is one redis-server for a test and the stores made on it.
@@ -85,15 +87,6 @@ func drained(c *agentcache.Cache) bool {
 	return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced+s.WritesDropped >= s.WritesQueued
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-	}
-}
-
 // fidelity runs v through every tier and fails t unless all four copies
 // are deeply equal (and ==, when comparable and not pointers), and deeply
 // equal to want when want is set (else to v).
@@ -120,7 +113,7 @@ func fidelity[R any](t *testing.T, e *env, name string, v R, want any) {
 	b := open(t, agentcache.Options{L2: e.store()})
 	first := call(a)
 	l1 := call(a)
-	waitFor(t, name+": the write to L2", func() bool { return drained(a) && a.Stats().WritesDone > 0 })
+	wait.For(t, 10*time.Second, name+": the write to L2", func() bool { return drained(a) && a.Stats().WritesDone > 0 })
 	l2 := call(b)
 	if err := a.Close(ctx); err != nil { // saves the snapshot
 		t.Fatal(err)

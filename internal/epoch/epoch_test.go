@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // store is an in-memory tier.Epochs: values never go below known, and a
@@ -148,11 +150,10 @@ func TestDeadCellMisses(t *testing.T) {
 			break
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Val() != 0 && time.Now().Before(deadline) {
+	wait.For(t, 5*time.Second, "the cell of s:a is evicted", func() bool {
 		tb.Scoped("s:z" + time.Now().String())
-		time.Sleep(time.Millisecond)
-	}
+		return c.Val() == 0
+	})
 	if c.Val() != 0 || s.Valid(tb.Tick()) || s.Current() {
 		t.Fatalf("an evicted cell: value %d, stamp valid %v current %v; want 0 and neither", c.Val(), s.Valid(tb.Tick()), s.Current())
 	}

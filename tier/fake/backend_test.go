@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/tiertest"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 func TestRemoteConformance(t *testing.T) {
@@ -108,13 +111,12 @@ func TestRemoteSweeperIsBoundedAndStops(t *testing.T) {
 	clock.Advance(2 * time.Second)
 	// Nothing touches the expired keys: only the sweeper can remove them,
 	// three at most per sweep.
-	deadline := time.Now().Add(10 * time.Second)
-	for stored() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweeper left %d entries, want 1", stored())
+	wait.Until(t, 10*time.Second, func() string {
+		if n := stored(); n != 1 {
+			return fmt.Sprintf("sweeper left %d entries, want 1", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 	done := make(chan struct{})
 	go func() {
 		_ = b.Close() // waits for the sweeper goroutine to return

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 type fakeClock struct{ ns atomic.Int64 }
@@ -123,14 +125,10 @@ func TestStoreBound(t *testing.T) {
 		s.Set(strconv.Itoa(i), i)
 	}
 	// Eviction runs in otter's maintenance; a read drives it.
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Len() > 100 && time.Now().Before(deadline) {
+	wait.For(t, 5*time.Second, "Len <= 100", func() bool {
 		s.Get("0")
-		time.Sleep(time.Millisecond)
-	}
-	if n := s.Len(); n > 100 {
-		t.Fatalf("Len = %d, want <= 100", n)
-	}
+		return s.Len() <= 100
+	})
 	if ev := s.Stats().Evictions; ev < 9_900 {
 		t.Fatalf("Evictions = %d, want >= 9900", ev)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // recv returns the next delivery of sub or fails t after 20s.
@@ -153,14 +155,13 @@ func TestSubscriptionGoroutinesStop(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
+	wait.Until(t, 10*time.Second, func() string {
+		if n := runtime.NumGoroutine(); n > before {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			return fmt.Sprintf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 	if err := client.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("the caller's client was closed with the store: %v", err)
 	}

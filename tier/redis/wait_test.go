@@ -11,6 +11,8 @@ import (
 
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // With WaitReplicas, an epoch bump and a tombstone return only once a
@@ -66,17 +68,12 @@ func TestWaitReplicasOnCluster(t *testing.T) {
 			t.Errorf("%s with every replica paused: %v; want an error saying the replicas did not acknowledge", what, err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := s.BumpEpochs(ctx, epochs)
-		if err == nil {
-			break
+	wait.Until(t, 5*time.Second, func() string {
+		if _, err := s.BumpEpochs(ctx, epochs); err != nil {
+			return fmt.Sprintf("BumpEpochs after the replicas resumed: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("BumpEpochs after the replicas resumed: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // A single server without replicas cannot satisfy WaitReplicas: the call

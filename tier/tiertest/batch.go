@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 func (s *suite) testBatchGetter(t *testing.T) {
@@ -173,7 +175,7 @@ func (s *suite) testBatchWriter(t *testing.T) {
 		wantValue(t, ctx, st, "overwritten", []byte("7"))
 		wantValue(t, ctx, st, "{slot}x", []byte("8"))
 		wantValue(t, ctx, st, "empty", []byte{})
-		eventually(t, "batch write with a 100ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "batch write with a 100ms TTL expires", func() bool {
 			_, ok := mustGet(t, ctx, st, "short")
 			return !ok
 		})
@@ -237,7 +239,7 @@ func (s *suite) testAdder(t *testing.T) {
 		if ok, err := a.SetIfAbsent(ctx, "k", []byte("v1"), 100*time.Millisecond); err != nil || !ok {
 			t.Fatalf("SetIfAbsent = (%v, %v), want (true, nil)", ok, err)
 		}
-		eventually(t, "SetIfAbsent succeeds again once the first write expired", func() bool {
+		wait.For(t, 10*time.Second, "SetIfAbsent succeeds again once the first write expired", func() bool {
 			ok, err := a.SetIfAbsent(ctx, "k", []byte("v2"), 0)
 			if err != nil {
 				t.Fatalf("SetIfAbsent: %v", err)

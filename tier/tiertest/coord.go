@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 func (s *suite) testEpochs(t *testing.T) {
@@ -282,7 +284,7 @@ func (s *suite) testEpochs(t *testing.T) {
 		load(t, e, []string{"was-short"}, zeros(1), short)
 		kept := bump(t, e, []string{"was-short"}, zeros(1), 0)[0]
 		for k, old := range expiring {
-			eventually(t, "epoch "+k+" with a 100ms TTL expires", func() bool {
+			wait.For(t, 10*time.Second, "epoch "+k+" with a 100ms TTL expires", func() bool {
 				_, ok := mustGet(t, ctx, st, k)
 				return !ok
 			})
@@ -393,7 +395,7 @@ func (s *suite) testEpochs(t *testing.T) {
 			t.Fatalf("BumpEpochs with mixed TTLs: %v", err)
 		}
 		for _, k := range []string{"load-short", "bump-short"} {
-			eventually(t, "epoch "+k+" with a 100ms TTL expires", func() bool {
+			wait.For(t, 10*time.Second, "epoch "+k+" with a 100ms TTL expires", func() bool {
 				_, ok := mustGet(t, ctx, st, k)
 				return !ok
 			})
@@ -699,7 +701,7 @@ func (s *suite) testLocker(t *testing.T) {
 		t.Parallel()
 		l := s.open(t, "lockttl").(tier.Locker)
 		expect(t, try(t, l, "TryLock", "k", "a", 100*time.Millisecond), true, "TryLock by a")
-		eventually(t, "b takes the lease after a's expired", func() bool {
+		wait.For(t, 10*time.Second, "b takes the lease after a's expired", func() bool {
 			return try(t, l, "TryLock", "k", "b", time.Hour)
 		})
 		expect(t, try(t, l, "Extend", "k", "a", time.Hour), false, "Extend by a after expiry")
@@ -734,7 +736,7 @@ func (s *suite) testLocker(t *testing.T) {
 		// The lease taken over expires.
 		mustSet(t, ctx, st, "e", []byte("stale"), 0)
 		expect(t, try(t, l, "TryLock", "e", "a", 100*time.Millisecond), true, "TryLock by a (100ms) on a lease key that never expires")
-		eventually(t, "b takes the lease a took over once it expired", func() bool {
+		wait.For(t, 10*time.Second, "b takes the lease a took over once it expired", func() bool {
 			return try(t, l, "TryLock", "e", "b", time.Hour)
 		})
 		// A lease with an expiry is a lease, whatever it holds.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // Records in this file are built with tier.AppendRecord and stamped with
@@ -312,7 +314,7 @@ func (s *suite) testFencer(t *testing.T) {
 		wantNoRecord(t, f, "neg")
 		wantNoRecord(t, f, "garbage")
 		for _, k := range []string{"short", "tiny"} {
-			eventually(t, "record "+k+" with a short TTL expires", func() bool {
+			wait.For(t, 10*time.Second, "record "+k+" with a short TTL expires", func() bool {
 				return !readKey(t, f, k).Found
 			})
 		}
@@ -324,7 +326,7 @@ func (s *suite) testFencer(t *testing.T) {
 		if got := writeRecords(t, f, tier.RecordWrite{Key: "long", Record: rec(tier.KindValue, now+2, "short now"), TTL: 100 * time.Millisecond}); got[0] != tier.Written {
 			t.Fatalf("write over an older record: %s", outcomeName(got[0]))
 		}
-		eventually(t, "record rewritten with a 100ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "record rewritten with a 100ms TTL expires", func() bool {
 			return !readKey(t, f, "long").Found
 		})
 	})
@@ -525,7 +527,7 @@ func (s *suite) testFencer(t *testing.T) {
 		// A load that begins after the invalidation lands: its read's clock
 		// is past the tombstone's stamp.
 		var after int64
-		eventually(t, "the store's clock passes the tombstone's stamp", func() bool {
+		wait.For(t, 10*time.Second, "the store's clock passes the tombstone's stamp", func() bool {
 			after = clockAt(t, f, "k")
 			return after > stamp
 		})
@@ -584,7 +586,7 @@ func (s *suite) testFencer(t *testing.T) {
 		tombstone(t, f, 100*time.Millisecond, "k", "tiny")
 		tombstone(t, f, time.Nanosecond, "tiny")
 		for _, k := range []string{"k", "tiny"} {
-			eventually(t, "tombstone "+k+" with a short TTL expires", func() bool {
+			wait.For(t, 10*time.Second, "tombstone "+k+" with a short TTL expires", func() bool {
 				return !readKey(t, f, k).Found
 			})
 		}
@@ -684,7 +686,7 @@ func (s *suite) testFencer(t *testing.T) {
 		if d := c - a; d < int64(pause*8/10/time.Microsecond) || d > elapsed.Microseconds()+1_000_000 {
 			t.Fatalf("the store's clock moved %d over %v (a pause of %v): Now is not in microseconds", d, elapsed, pause)
 		}
-		eventually(t, "the store's clock moves", func() bool { return clockAt(t, f, "k") > c })
+		wait.For(t, 10*time.Second, "the store's clock moves", func() bool { return clockAt(t, f, "k") > c })
 	})
 
 	t.Run("Isolation", func(t *testing.T) {
@@ -878,7 +880,7 @@ func (s *suite) testFencer(t *testing.T) {
 			}
 		}
 		// Each op's key gets its own TTL.
-		eventually(t, "an epoch ReadRecords created with a 100ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "an epoch ReadRecords created with a 100ms TTL expires", func() bool {
 			_, ok := mustGet(t, ctx, st, "{e}short")
 			return !ok
 		})
@@ -989,7 +991,7 @@ func (s *suite) testFencer(t *testing.T) {
 			}
 		}
 		// Each tombstone has its own TTL.
-		eventually(t, "a tombstone with a 100ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "a tombstone with a 100ms TTL expires", func() bool {
 			return !readKey(t, f, "{i}short").Found
 		})
 		wantTombstone(t, f, "{i}k", stamps[0])
@@ -1150,7 +1152,7 @@ func (s *suite) testFencer(t *testing.T) {
 		put(t, f, "{g}m", recGen(tier.KindMarker, now, 7, ""), tier.Written)
 		stamp := tombstone(t, f, time.Hour, "{g}f")[0]
 		var after int64
-		eventually(t, "the store's clock passes the tombstone's stamp", func() bool {
+		wait.For(t, 10*time.Second, "the store's clock passes the tombstone's stamp", func() bool {
 			after = clockAt(t, f, "{g}f")
 			return after > stamp
 		})
@@ -1305,7 +1307,7 @@ func (s *suite) testFencer(t *testing.T) {
 		if !readLeased(t, f, "{x}e", "a", 100*time.Millisecond).Leased {
 			t.Fatal("ReadRecords did not take a free lease")
 		}
-		eventually(t, "another token takes the lease once it expired", func() bool {
+		wait.For(t, 10*time.Second, "another token takes the lease once it expired", func() bool {
 			return readLeased(t, f, "{x}e", "b", time.Hour).Leased
 		})
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/tier"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // keyZoo holds keys that a careless store would mangle: hash-tag braces,
@@ -115,7 +117,7 @@ func (s *suite) testRemote(t *testing.T) {
 		if v, ok := mustGet(t, ctx, st, "short"); ok && string(v) != "v" {
 			t.Fatalf("Get(short) = %q before expiry, want \"v\"", v)
 		}
-		eventually(t, "key with a 150ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "key with a 150ms TTL expires", func() bool {
 			_, ok := mustGet(t, ctx, st, "short")
 			return !ok
 		})
@@ -131,7 +133,7 @@ func (s *suite) testRemote(t *testing.T) {
 		mustSet(t, ctx, st, "ns", []byte("v"), time.Nanosecond)
 		mustSet(t, ctx, st, "us", []byte("v"), 1500*time.Microsecond)
 		for _, k := range []string{"ns", "us"} {
-			eventually(t, "key "+k+" with a sub-millisecond TTL expires", func() bool {
+			wait.For(t, 10*time.Second, "key "+k+" with a sub-millisecond TTL expires", func() bool {
 				_, ok := mustGet(t, ctx, st, k)
 				return !ok
 			})
@@ -147,7 +149,7 @@ func (s *suite) testRemote(t *testing.T) {
 		mustSet(t, ctx, st, "was-short", []byte("old"), 100*time.Millisecond)
 		mustSet(t, ctx, st, "was-short", []byte("new"), 0)
 		mustSet(t, ctx, st, "marker", []byte("v"), 100*time.Millisecond)
-		eventually(t, "marker with a 100ms TTL expires", func() bool {
+		wait.For(t, 10*time.Second, "marker with a 100ms TTL expires", func() bool {
 			_, ok := mustGet(t, ctx, st, "marker")
 			return !ok
 		})
