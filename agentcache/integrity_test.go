@@ -105,6 +105,7 @@ func TestCorruptValueDeleteNeverRemovesTheReload(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := kvL2Key(a, "profile:7")
+			waitFor(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
 			if keys, ok := e.Keys("kv:*"); ok && !slices.Equal(keys, []string{key}) {
 				t.Fatalf("entry keys: %q, want %q", keys, key)
 			}
