@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier/disk"
 	"github.com/agentcache/agentcache-go/tier/fake"
@@ -506,4 +509,152 @@ func TestL1EvictionsAreCounted(t *testing.T) {
 	if s := c.Stats(); s.L1Evictions < 900 || s.L1Evictions > 1000 {
 		t.Fatalf("L1Evictions = %d after 1000 writes into 100 entries, want 900..1000", s.L1Evictions)
 	}
+}
+
+// What one instance loads, another is served from L2, decoded to the same
+// value, and then from its own L1 — whatever the L2.
+func TestL2HitAcrossInstances(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			stores := backend.stores(t, 2)
+			a := rcNew(t, Options{L2: stores[0]})
+			b := rcNew(t, Options{L2: stores[1]})
+			rcSubscribed(t, a, b)
+			ctx := context.Background()
+			var aRuns, bRuns atomic.Int32
+			loadA := rcCounting(&aRuns, rcProfileFor)
+			loadB := rcCounting(&bRuns, func(key string) rcProfile { return rcProfile{ID: "from B"} })
+
+			want := rcProfileFor("profile:42")
+			got, err := Get(ctx, a, "profile:42", loadA)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("A: Get = %+v, %v", got, err)
+			}
+			waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+
+			got, err = Get(ctx, b, "profile:42", loadB)
+			if err != nil {
+				t.Fatalf("B: Get: %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("B decoded %+v from L2, want %+v", got, want)
+			}
+			if s := b.Stats(); s.L2Hits != 1 || s.Misses != 0 || bRuns.Load() != 0 {
+				t.Fatalf("B: L2 hits %d, misses %d, loader runs %d; want 1, 0, 0 (stats %+v)", s.L2Hits, s.Misses, bRuns.Load(), s)
+			}
+			// The L2 hit filled B's L1.
+			if got, err = Get(ctx, b, "profile:42", loadB); err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("B again: %+v, %v", got, err)
+			}
+			if s := b.Stats(); s.L1Hits != 1 || s.L2Hits != 1 {
+				t.Fatalf("B's second read: L1 hits %d, L2 hits %d; want 1 and 1", s.L1Hits, s.L2Hits)
+			}
+			if aRuns.Load() != 1 {
+				t.Fatalf("A's loader ran %d times", aRuns.Load())
+			}
+		})
+	}
+}
+
+func TestOversizeValueStaysOutOfL2(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			e := backend.open(t, 2)
+			const limit = 256
+			a := rcNew(t, Options{L2: e.stores[0], MaxValueSize: limit})
+			b := rcNew(t, Options{L2: e.stores[1], MaxValueSize: limit})
+			rcSubscribed(t, a, b)
+			ctx := context.Background()
+			big := strings.Repeat("x", 4*limit)
+			value := func(key string) string {
+				if strings.HasPrefix(key, "big") {
+					return big
+				}
+				return "small " + key
+			}
+			var aRuns, bRuns atomic.Int32
+			for _, k := range []string{"big", "small"} {
+				if v, err := Get(ctx, a, k, rcCounting(&aRuns, value)); err != nil || v != value(k) {
+					t.Fatalf("A: Get(%s) = %d bytes, %v", k, len(v), err)
+				}
+			}
+			if s := a.Stats(); s.Oversize != 1 {
+				t.Fatalf("A: Oversize = %d, want 1", s.Oversize)
+			}
+			// The big value stays in A's L1.
+			if v, _ := Get(ctx, a, "big", rcCounting(&aRuns, value)); v != big || aRuns.Load() != 2 {
+				t.Fatalf("A: big value not served from L1 (loader runs %d)", aRuns.Load())
+			}
+			waitFor(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
+			small, bigKey := kvL2Key(a, "small"), kvL2Key(a, "big")
+			if v, ok := e.Get(bigKey); ok {
+				t.Fatalf("%s holds %d bytes; want the value over MaxValueSize %d kept out of L2", bigKey, len(v), limit)
+			}
+			if v, ok := e.Get(small); !ok || len(v) > limit {
+				t.Fatalf("%s: %d bytes, found %v; want the small value, within MaxValueSize %d", small, len(v), ok, limit)
+			}
+			// Where the L2 lists its keys: nothing else either.
+			if keys, ok := e.Keys("kv:*"); ok && !slices.Equal(keys, []string{small}) {
+				t.Fatalf("entry keys in L2: %q; want only the small value's", keys)
+			}
+			// B finds the small value in L2 and loads the big one itself.
+			for _, k := range []string{"small", "big"} {
+				if v, err := Get(ctx, b, k, rcCounting(&bRuns, value)); err != nil || v != value(k) {
+					t.Fatalf("B: Get(%s): %v", k, err)
+				}
+			}
+			if s := b.Stats(); s.L2Hits != 1 || bRuns.Load() != 1 || s.Oversize != 1 {
+				t.Fatalf("B: %d L2 hits, %d loader runs, %d oversize; want 1, 1 (the big value), 1", s.L2Hits, bRuns.Load(), s.Oversize)
+			}
+		})
+	}
+}
+
+// TestOversizeL2ValueIsNotRead: MaxValueSize bounds reads too. A value
+// planted in L2 above it (or written by an instance with a larger bound) is
+// a miss, counted in Stats.Oversize, and never decoded.
+func TestOversizeL2ValueIsNotRead(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			e := backend.open(t, 2)
+			a := rcNew(t, Options{L2: e.stores[0]})
+			b := rcNew(t, Options{L2: e.stores[1], MaxValueSize: 4096})
+			ctx := context.Background()
+			var runs atomic.Int32
+			key, valid := profileInL2(t, e, a, &runs)
+			// The same envelope with a payload padded past B's bound: valid
+			// JSON, so only the size keeps B from decoding it.
+			big := append(slices.Clip(valid[:len(valid)-1]), []byte(strings.Repeat(" ", 8192)+"}")...)
+			e.Set(key, big, time.Hour)
+			if _, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor)); err != nil {
+				t.Fatal(err)
+			}
+			if s := b.Stats(); s.Oversize == 0 || s.L2Hits != 0 || runs.Load() != 2 {
+				t.Fatalf("B: Oversize %d, L2 hits %d, tool runs %d; want the oversize value counted, not served, and the tool run again", s.Oversize, s.L2Hits, runs.Load())
+			}
+		})
+	}
+}
+
+// profileInL2 has a load profile:7 through the key-value API (counted in
+// runs), waits for its L2 write and returns the entry's key and the bytes
+// it wrote, checked to open as an envelope.
+func profileInL2(t *testing.T, e *l2Env, a *Cache, runs *atomic.Int32) (string, []byte) {
+	t.Helper()
+	if _, err := Get(context.Background(), a, "profile:7", rcCounting(runs, rcProfileFor)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+	key := kvL2Key(a, "profile:7")
+	if keys, ok := e.Keys("kv:*"); ok && !slices.Equal(keys, []string{key}) {
+		t.Fatalf("entry keys under the prefix: %q, want exactly %q", keys, key)
+	}
+	valid, ok := e.Get(key)
+	if !ok {
+		t.Fatalf("%s is not in L2 after A's write", key)
+	}
+	if _, err := keyspace.OpenEnvelope(valid); err != nil {
+		t.Fatalf("the value A wrote does not open: %v", err)
+	}
+	return key, valid
 }

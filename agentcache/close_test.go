@@ -3,6 +3,7 @@ package agentcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,5 +119,70 @@ func TestCloseLetsABatchToolFinish(t *testing.T) {
 	}
 	if cancelled.Load() {
 		t.Fatal("the batch tool's context was cancelled by a Close whose ctx never ended")
+	}
+}
+
+// Close drains the write-behind queue: writes held up by a stalled L2 when
+// Close starts all land once L2 answers, and a new instance reads them.
+func TestCloseDrainsWriteQueue(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			e := backend.open(t, 2)
+			c := rcNew(t, Options{L2: e.stores[0], L2Timeout: 20 * time.Second})
+			rcSubscribed(t, c)
+			ctx := context.Background()
+			if err := c.Set(ctx, "warm", -1, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+
+			// With L2 paused the writer is stuck, so the writes are still
+			// queued, or in the writer's stalled call, when Close starts.
+			e.Pause()
+			const n = 50
+			for i := 0; i < n; i++ {
+				if err := c.Set(ctx, fmt.Sprintf("k%d", i), i, time.Hour); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Not WriteQueueDepth: the writer may have taken all of them
+			// into the one call that the pause holds up (WriteBatchSize > n).
+			if s := c.Stats(); s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced+s.WritesDropped >= s.WritesQueued {
+				t.Fatalf("every write settled while L2 is paused; the test cannot tell whether Close drains (stats %+v)", s)
+			}
+			closed := make(chan error, 1)
+			go func() {
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				closed <- c.Close(cctx)
+			}()
+			waitFor(t, 5*time.Second, "Close to start", c.closed.Load)
+			e.Resume()
+			select {
+			case err := <-closed:
+				if err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+			case <-time.After(40 * time.Second):
+				t.Fatal("Close did not return")
+			}
+			if s := c.Stats(); s.WritesDone != n+1 || s.WritesDropped != 0 {
+				t.Fatalf("after Close: %d writes done, %d dropped; want %d and 0", s.WritesDone, s.WritesDropped, n+1)
+			}
+
+			// Everything is in L2: a new instance reads it all from there.
+			d := rcNew(t, Options{L2: e.stores[1]})
+			never := func(_ context.Context, key string) (int, error) {
+				return 0, fmt.Errorf("%s was not in L2 after Close", key)
+			}
+			for i := 0; i < n; i++ {
+				if v, err := Get(ctx, d, fmt.Sprintf("k%d", i), never); err != nil || v != i {
+					t.Fatalf("k%d after Close: %d, %v", i, v, err)
+				}
+			}
+			if s := d.Stats(); s.L2Hits != n {
+				t.Fatalf("new instance: %d L2 hits, want %d", s.L2Hits, n)
+			}
+		})
 	}
 }

@@ -3,7 +3,7 @@ package agentcache
 // Regression tests of the consistency contract (DESIGN.md, "Consistency
 // contract", and the round-trip budget), each named after the promise it
 // checks and each run against a real redis-server. They use the public API
-// of the package and the rc* helpers of redis_core_test.go; they look at
+// of the package and the rc* helpers of redisenv_test.go; they look at
 // Redis directly only to check or tamper with what the cache stored. The
 // helpers of this file are the ct* names.
 

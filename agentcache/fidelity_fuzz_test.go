@@ -568,7 +568,7 @@ func ffOpen(t *testing.T, l2 tier.Remote, snapshot string) *agentcache.Cache {
 }
 
 // ffDrained reports whether every write c queued has been sent (rcDrained
-// of redis_core_test.go, restated outside the package).
+// of redisenv_test.go, restated outside the package).
 func ffDrained(c *agentcache.Cache) bool {
 	s := c.Stats()
 	return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced+s.WritesDropped >= s.WritesQueued

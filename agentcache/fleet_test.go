@@ -9,13 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
-	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/fake"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // fleet opens n caches sharing one L2, as n pods would.
@@ -68,49 +65,6 @@ func stampede(t *testing.T, cs []*Cache, callers int, opts ...ToolOption) int32 
 	close(start)
 	wg.Wait()
 	return runs.Load()
-}
-
-// l2Backend is one L2 that the tests of a promise run over.
-type l2Backend struct {
-	name string
-	// stores returns n L2s that share one keyspace, each on a client of
-	// its own, as each pod has one.
-	stores func(t *testing.T, n int) []tier.Remote
-}
-
-// l2Backends are the L2s of the promises that hold whatever the L2: the
-// in-memory tier/fake, one real redis-server and a real 3-master Redis
-// Cluster (internal/redistest).
-var l2Backends = []l2Backend{
-	{"in-memory", func(t *testing.T, n int) []tier.Remote {
-		b := fake.NewBackend(fake.BackendOptions{})
-		t.Cleanup(func() { b.Close() })
-		stores := make([]tier.Remote, n)
-		for i := range stores {
-			stores[i] = b.Remote("fleet:")
-		}
-		return stores
-	}},
-	{"one server", func(t *testing.T, n int) []tier.Remote {
-		e := rcStart(t)
-		stores := make([]tier.Remote, n)
-		for i := range stores {
-			stores[i] = e.store()
-		}
-		return stores
-	}},
-	{"3-master cluster", func(t *testing.T, n int) []tier.Remote {
-		leakcheck.Check(t)
-		cl := redistest.StartCluster(t, 3, 0)
-		prefix := redisenv.Prefix(t, "ac-")
-		stores := make([]tier.Remote, n)
-		for i := range stores {
-			o := cl.ClusterOptions()
-			o.ContextTimeoutEnabled = true
-			stores[i] = redisenv.StoreOn(t, goredis.NewClusterClient(o), prefix)
-		}
-		return stores
-	}},
 }
 
 // The fleet lock: 8 instances sharing one L2, 50 concurrent callers of one
