@@ -41,7 +41,7 @@ type rcOwned struct {
 func TestScopesStayIsolatedUnderCancellations(t *testing.T) {
 	for _, backend := range []l2Backend{
 		l2Backends[0],
-		{"one server, a pool of 1", func(t *testing.T, n int) []tier.Remote {
+		{name: "one server, a pool of 1", stores: func(t *testing.T, n int) []tier.Remote {
 			e := rcStart(t)
 			stores := make([]tier.Remote, n)
 			for i := range stores {
@@ -49,7 +49,7 @@ func TestScopesStayIsolatedUnderCancellations(t *testing.T) {
 			}
 			return stores
 		}},
-		{"3-master cluster, pools of 1", func(t *testing.T, n int) []tier.Remote {
+		{name: "3-master cluster, pools of 1", stores: func(t *testing.T, n int) []tier.Remote {
 			leakcheck.Check(t)
 			cl := redistest.StartCluster(t, 3, 0)
 			prefix := redisenv.Prefix(t, "ac-")
