@@ -21,6 +21,7 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
@@ -221,13 +222,12 @@ func populate(t *testing.T, st *redis.Store, r *runs) *instance {
 
 func waitWrites(t *testing.T, c *agentcache.Cache, n uint64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().WritesDone < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("L2 writes: %+v, want %d done", c.Stats(), n)
+	wait.Until(t, 10*time.Second, func() string {
+		if s := c.Stats(); s.WritesDone < n {
+			return fmt.Sprintf("L2 writes: %+v, want %d done", s, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // ran returns the labels whose tool ran since before.
@@ -412,13 +412,9 @@ func TestStats(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := search(context.Background(), "epochs"); done <- err }()
-	deadline := time.Now().Add(5 * time.Second)
-	for byResource(statsJSON(t))["search_docs@0"].Leases != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("stats never saw the lease of the running load")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "stats to see the lease of the running load", func() bool {
+		return byResource(statsJSON(t))["search_docs@0"].Leases == 1
+	})
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -562,21 +558,17 @@ func TestInvalidate(t *testing.T) {
 	}
 	// The instance that filled the cache is told by the message: it stops
 	// serving alice's old cart (gen 1) and keeps everything else.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := a.callAll(t)
-		if got["cart/alice/1"] == 2 && got["cart/alice/2"] == 2 {
-			for k, v := range got {
-				if !strings.HasPrefix(k, "cart/alice/") && v != 1 && v != -1 {
-					t.Errorf("the first instance serves %s gen %d", k, v)
-				}
-			}
-			break
+	var got map[string]int
+	wait.Until(t, 5*time.Second, func() string {
+		if got = a.callAll(t); got["cart/alice/1"] != 2 || got["cart/alice/2"] != 2 {
+			return fmt.Sprintf("the first instance still serves %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first instance still serves %v", got)
+		return ""
+	})
+	for k, v := range got {
+		if !strings.HasPrefix(k, "cart/alice/") && v != 1 && v != -1 {
+			t.Errorf("the first instance serves %s gen %d", k, v)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 
 	step([]string{"-user", "bob"}, []string{"cart/bob/1"})
