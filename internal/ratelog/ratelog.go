@@ -4,6 +4,7 @@
 package ratelog
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -34,18 +35,43 @@ func (r *Log) Logger() *slog.Logger { return r.l }
 // next line of the kind says how many were suppressed. kind must come from
 // a bounded set (a call site, a format string), never from data.
 func (r *Log) Warn(kind, msg string, args ...any) {
-	r.mu.Lock()
-	now := r.now()
-	if t, ok := r.last[kind]; ok && now.Sub(t) < r.every {
-		r.held[kind]++
-		r.mu.Unlock()
+	held, ok := r.admit(kind)
+	if !ok {
 		return
 	}
-	held := r.held[kind]
-	r.last[kind], r.held[kind] = now, 0
-	r.mu.Unlock()
 	if held > 0 {
 		args = append(args, "suppressed", held)
 	}
 	r.l.Warn(msg, args...)
+}
+
+// Warnf is Warn for a line made by fmt.Sprintf(format, v...) after prefix,
+// with format as its kind. The line is formatted only when it is written:
+// a held-back line costs a map lookup, not a Sprintf.
+func (r *Log) Warnf(prefix, format string, v ...any) {
+	held, ok := r.admit(format)
+	if !ok {
+		return
+	}
+	msg := prefix + fmt.Sprintf(format, v...)
+	if held > 0 {
+		r.l.Warn(msg, "suppressed", held)
+		return
+	}
+	r.l.Warn(msg)
+}
+
+// admit reports whether a line of kind is written now, and how many lines
+// of the kind were held back since the last one.
+func (r *Log) admit(kind string) (held int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if t, seen := r.last[kind]; seen && now.Sub(t) < r.every {
+		r.held[kind]++
+		return 0, false
+	}
+	held = r.held[kind]
+	r.last[kind], r.held[kind] = now, 0
+	return held, true
 }

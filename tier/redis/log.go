@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -40,5 +39,5 @@ func SetLogger(l *slog.Logger, every time.Duration) error {
 type clientLog struct{ r *ratelog.Log }
 
 func (c clientLog) Printf(_ context.Context, format string, v ...any) {
-	c.r.Warn(format, "redis: go-redis: "+fmt.Sprintf(format, v...))
+	c.r.Warnf("redis: go-redis: ", format, v...)
 }
