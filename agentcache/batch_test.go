@@ -11,9 +11,14 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier/fake"
+	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
 var getProducts = resource.Resource{Name: "get_products", TTL: time.Minute}
@@ -63,7 +68,7 @@ func TestBatchGetManyTiers(t *testing.T) {
 	if cat.callCount() != 1 {
 		t.Fatalf("tool calls = %d", cat.callCount())
 	}
-	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone >= 4 })
+	wait.For(t, 5*time.Second, "a's 4 L2 writes", func() bool { return a.Stats().WritesDone >= 4 })
 	// Instance b: 1-3 from L2, 2000 from the L2 marker, 4 from the tool,
 	// in a single tool call for the one real miss.
 	got, _ = bb.GetMany(ctx, []int{1, 2, 3, 2000, 4})
@@ -133,7 +138,7 @@ func TestBatchMaxSizeAndLeavingCaller(t *testing.T) {
 		go func() { _, err := b.Get(c, i); errc <- err }()
 	}
 	// A full window is sent without waiting for its (hour-long) timer.
-	waitFor(t, 5*time.Second, "the condition", func() bool { return calls.Load() == 1 })
+	wait.For(t, 5*time.Second, "the full window sent", func() bool { return calls.Load() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the leaving caller got %v", err)
@@ -300,17 +305,14 @@ func TestMemoizeThroughCache(t *testing.T) {
 	mb, _ := Memoize(fn, MemoOptions[string]{Cache: b, Name: "expensive_llm", TTL: time.Minute})
 	ctx := context.Background()
 	ma.Call(ctx, "q")
-	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone >= 1 || t.Failed() })
-	if a.Stats().WritesDone < 1 {
-		t.Fatalf("stats %+v", a.Stats())
-	}
+	wait.For(t, 5*time.Second, "a's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
 	if v, _ := mb.Call(ctx, "q"); v != "r:q" || runs.Load() != 1 {
 		t.Fatalf("the memo on b did not use L2: %q, runs %d", v, runs.Load())
 	}
 	if err := mb.Invalidate(ctx, "q"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the condition", func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
+	wait.For(t, 5*time.Second, "a's memo to see b's invalidation", func() bool { ma.Call(ctx, "q"); return runs.Load() == 2 })
 	if _, err := Memoize(fn, MemoOptions[string]{Cache: a}); err == nil {
 		t.Fatal("Memoize with a Cache and no Name accepted")
 	}
@@ -324,4 +326,90 @@ func TestMemoizeThroughCache(t *testing.T) {
 			t.Errorf("Memoize with a Cache and %s = %v, want a refusal", name, err)
 		}
 	}
+}
+
+// tripLog describes each of trips: its command, or the size and first
+// command of its pipeline.
+func tripLog(trips []redistest.Trip) []string {
+	var log []string
+	for _, tr := range trips {
+		if tr.Pipeline {
+			log = append(log, fmt.Sprintf("pipeline of %d %s", len(tr.Cmds), tr.Cmds[0].Name()))
+		} else {
+			log = append(log, tr.Cmds[0].Name())
+		}
+	}
+	return log
+}
+
+// crossSlotErrors counts the commands of trips that failed with CROSSSLOT.
+func crossSlotErrors(trips []redistest.Trip) int {
+	n := 0
+	for _, tr := range trips {
+		for _, c := range tr.Cmds {
+			if c.Err() != nil && strings.Contains(c.Err().Error(), "CROSSSLOT") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// A 100-ID batch of a global resource (one hash slot per ID) read from L2
+// costs at most one round trip per master, with no CROSSSLOT error. A
+// property of a cluster, so it runs on the 3-master cluster only.
+func TestBatchFromAClusterIsOneRoundTripPerMaster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, 0)
+	rt := &redistest.RoundTrips{}
+	opts := cl.ClusterOptions()
+	opts.OnConnect = nil
+	client := goredis.NewClusterClient(opts)
+	t.Cleanup(func() { client.Close() })
+	client.OnNewNode(func(n *goredis.Client) { n.AddHook(rt) })
+	store, err := acredis.New(client, acredis.Options{Prefix: "batch:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := newL1(t, Options{L2: store})
+	cat := &catalog{}
+	bw, _ := WrapBatch(writer, resource.Resource{Name: "get_products", TTL: time.Minute}, cat.get)
+	ids := make([]int, 100)
+	for i := range ids {
+		ids[i] = i
+	}
+	ctx := context.Background()
+	if got, err := bw.GetMany(ctx, ids); err != nil || len(got) != 100 {
+		t.Fatalf("filling GetMany: %d values, %v", len(got), err)
+	}
+	wait.For(t, 5*time.Second, "the writer's 100 L2 writes", func() bool { return writer.Stats().WritesDone >= 100 })
+
+	// A second instance reads all 100 from L2.
+	reader := newL1(t, Options{L2: store})
+	br, _ := WrapBatch(reader, resource.Resource{Name: "get_products", TTL: time.Minute}, cat.get)
+	// Warm the epochs (once the subscription is up, so they stay
+	// confirmed) and the connections, then count one batch.
+	wait.For(t, 5*time.Second, "the reader's subscription", func() bool { return reader.bus.resets.Load() >= 1 })
+	br.GetMany(ctx, []int{-1})
+	wait.For(t, 5*time.Second, "the reader's write of the probe's marker", func() bool { return reader.Stats().WritesDone >= 1 }) // the probe's "not found" marker
+	reader.l1.Clear()
+	before := rt.Len()
+	got, err := br.GetMany(ctx, ids)
+	batch := rt.Since(before)
+	trips := len(batch)
+	if err != nil || len(got) != 100 || got[42] != "product-42" {
+		t.Fatalf("GetMany from L2: %d values, %v", len(got), err)
+	}
+	if cat.callCount() != 2 { // the fill and the probe for -1
+		t.Fatalf("tool calls = %d; the batch did not come from L2; writer %+v reader %+v", cat.callCount(), writer.Stats(), reader.Stats())
+	}
+	if s := reader.Stats(); s.L2Hits < 100 {
+		t.Fatalf("L2 hits = %d", s.L2Hits)
+	}
+	if n := crossSlotErrors(rt.Trips()); n != 0 {
+		t.Fatalf("%d CROSSSLOT errors", n)
+	}
+	if trips > 3 {
+		t.Fatalf("100 keys over 3 masters took %d round trips, want at most one per master: %v", trips, tripLog(batch))
+	}
+	t.Logf("100-key batch from a 3-master cluster: %d round trips: %v", trips, tripLog(batch))
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier/disk"
 	"github.com/agentcache/agentcache-go/tier/fake"
@@ -82,7 +83,7 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
+	wait.For(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(20 * time.Millisecond)
 	close(release)
 	wg.Wait()
@@ -131,7 +132,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
+	wait.For(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	time.Sleep(10 * time.Millisecond)
 	close(start)
 	wg.Wait()
@@ -156,13 +157,13 @@ func TestCancelledWaiterLeavesLoadIsCached(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { _, err := Get(ctx, c, "k", load); errc <- err }()
-	waitFor(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
+	wait.For(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v", err)
 	}
 	close(release)
-	waitFor(t, 5*time.Second, "no load in flight", func() bool { return c.fl.InFlight() == 0 })
+	wait.For(t, 5*time.Second, "no load in flight", func() bool { return c.fl.InFlight() == 0 })
 	if v, err := Get(context.Background(), c, "k", load); err != nil || v != "v" {
 		t.Fatalf("Get after = %q, %v", v, err)
 	}
@@ -505,7 +506,7 @@ func TestL1EvictionsAreCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "the condition", func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
+	wait.For(t, 5*time.Second, "L1 down to its bound", func() bool { s := c.Stats(); return s.L1Entries <= 100 && s.L1Evictions >= 900 })
 	if s := c.Stats(); s.L1Evictions < 900 || s.L1Evictions > 1000 {
 		t.Fatalf("L1Evictions = %d after 1000 writes into 100 entries, want 900..1000", s.L1Evictions)
 	}
@@ -530,7 +531,7 @@ func TestL2HitAcrossInstances(t *testing.T) {
 			if err != nil || !reflect.DeepEqual(got, want) {
 				t.Fatalf("A: Get = %+v, %v", got, err)
 			}
-			waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+			wait.For(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
 
 			got, err = Get(ctx, b, "profile:42", loadB)
 			if err != nil {
@@ -585,7 +586,7 @@ func TestOversizeValueStaysOutOfL2(t *testing.T) {
 			if v, _ := Get(ctx, a, "big", rcCounting(&aRuns, value)); v != big || aRuns.Load() != 2 {
 				t.Fatalf("A: big value not served from L1 (loader runs %d)", aRuns.Load())
 			}
-			waitFor(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
+			wait.For(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
 			small, bigKey := kvL2Key(a, "small"), kvL2Key(a, "big")
 			if v, ok := e.Get(bigKey); ok {
 				t.Fatalf("%s holds %d bytes; want the value over MaxValueSize %d kept out of L2", bigKey, len(v), limit)
@@ -644,7 +645,7 @@ func profileInL2(t *testing.T, e *l2Env, a *Cache, runs *atomic.Int32) (string, 
 	if _, err := Get(context.Background(), a, "profile:7", rcCounting(runs, rcProfileFor)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
+	wait.For(t, 5*time.Second, "A's L2 write", func() bool { return a.Stats().WritesDone >= 1 })
 	key := kvL2Key(a, "profile:7")
 	if keys, ok := e.Keys("kv:*"); ok && !slices.Equal(keys, []string{key}) {
 		t.Fatalf("entry keys under the prefix: %q, want exactly %q", keys, key)

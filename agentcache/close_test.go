@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 )
 
@@ -134,7 +135,7 @@ func TestCloseDrainsWriteQueue(t *testing.T) {
 			if err := c.Set(ctx, "warm", -1, time.Hour); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+			wait.For(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
 
 			// With L2 paused the writer is stuck, so the writes are still
 			// queued, or in the writer's stalled call, when Close starts.
@@ -156,7 +157,7 @@ func TestCloseDrainsWriteQueue(t *testing.T) {
 				defer cancel()
 				closed <- c.Close(cctx)
 			}()
-			waitFor(t, 5*time.Second, "Close to start", c.closed.Load)
+			wait.For(t, 5*time.Second, "Close to start", c.closed.Load)
 			e.Resume()
 			select {
 			case err := <-closed:

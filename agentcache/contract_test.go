@@ -24,10 +24,9 @@ import (
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // ctCartRes is the per-user resource of most tests here.
@@ -113,7 +112,7 @@ func ctDrained(c *Cache) bool {
 func ctWaitDrained(t *testing.T, cs ...*Cache) {
 	t.Helper()
 	for _, c := range cs {
-		waitFor(t, 30*time.Second, "the write queue to drain", func() bool { return ctDrained(c) })
+		wait.For(t, 30*time.Second, "the write queue to drain", func() bool { return ctDrained(c) })
 	}
 }
 
@@ -246,7 +245,7 @@ func TestInvalidationFencesARunningLoad(t *testing.T) {
 		}
 		return tool, started, release
 	}
-	wait := func(t *testing.T, ch chan struct{}, what string) {
+	recv := func(t *testing.T, ch chan struct{}, what string) {
 		t.Helper()
 		select {
 		case <-ch:
@@ -279,14 +278,14 @@ func TestInvalidationFencesARunningLoad(t *testing.T) {
 				defer close(done)
 				first, _ = getA(alice, ctQ)
 			}()
-			wait(t, started, "the tool to start")
+			recv(t, started, "the tool to start")
 			old := truth.value("alice")
 			truth.bump("alice")
 			if err := a.Invalidate(ctx, target.t); err != nil {
 				t.Fatalf("Invalidate: %v", err)
 			}
 			close(release)
-			wait(t, done, "the first call to return")
+			recv(t, done, "the first call to return")
 			if first != old {
 				t.Fatalf("the first call returned %q; want the value its tool read, %q", first, old)
 			}
@@ -325,14 +324,14 @@ func TestInvalidationFencesARunningLoad(t *testing.T) {
 			defer close(done)
 			first, _ = Get(ctx, a, "k", blockedLoader)
 		}()
-		wait(t, started, "the loader to start")
+		recv(t, started, "the loader to start")
 		old := value()
 		version.Add(1)
 		if err := a.Delete(ctx, "k"); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
 		close(release)
-		wait(t, done, "the first Get to return")
+		recv(t, done, "the first Get to return")
 		if first != old {
 			t.Fatalf("the first Get returned %q; want %q", first, old)
 		}

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -58,7 +59,7 @@ func fidelity[R any](t *testing.T, e *rcEnv, name string, v R, want any) {
 	b := rcNew(t, Options{L2: e.store()})
 	first := call(a)
 	l1 := call(a)
-	waitFor(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) && a.Stats().WritesDone > 0 })
+	wait.For(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) && a.Stats().WritesDone > 0 })
 	l2 := call(b)
 	if err := a.Close(ctx); err != nil { // saves the snapshot
 		t.Fatal(err)

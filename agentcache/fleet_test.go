@@ -1,15 +1,23 @@
 package agentcache
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/fake"
@@ -195,7 +203,7 @@ func TestFleetLeaseOfADeadHolderIsTakenOver(t *testing.T) {
 				v, err := other(context.Background(), "q")
 				bDone <- result{v, err, time.Now()}
 			}()
-			waitFor(t, 5*time.Second, "B to find A's lease", func() bool { return b.Stats().FleetWaits >= 1 })
+			wait.For(t, 5*time.Second, "B to find A's lease", func() bool { return b.Stats().FleetWaits >= 1 })
 			select {
 			case r := <-bDone:
 				t.Fatalf("the waiter finished while the lease was held: %q, %v", r.v, r.err)
@@ -282,7 +290,7 @@ func TestStaleWhileRevalidateWithoutL2(t *testing.T) {
 		t.Fatalf("stale read = %d, %v; want the old value at once", v, err)
 	}
 	<-refreshed // one background refresh
-	waitFor(t, 5*time.Second, "the condition", func() bool { v, _ := get(ctx, "oslo"); return v == 2 })
+	wait.For(t, 5*time.Second, "the refreshed value", func() bool { v, _ := get(ctx, "oslo"); return v == 2 })
 	if s := c.Stats(); s.StaleHits < 1 || s.Refreshes != 1 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -291,7 +299,7 @@ func TestStaleWhileRevalidateWithoutL2(t *testing.T) {
 	clk.Advance(2 * time.Minute)
 	for i := 0; i < 3; i++ {
 		// Each stale read starts a refresh unless one is still running.
-		waitFor(t, 5*time.Second, "the condition", func() bool {
+		wait.For(t, 5*time.Second, "a refresh per stale read", func() bool {
 			if v, err := get(ctx, "oslo"); v != 2 || err != nil {
 				t.Fatalf("stale read with a failing tool = %d, %v", v, err)
 			}
@@ -382,7 +390,7 @@ func TestStaleWhileRevalidateAcrossTheFleet(t *testing.T) {
 			}
 			close(g.release)
 			for i, get := range gets {
-				waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to serve the refreshed value", i), func() bool {
+				wait.For(t, 5*time.Second, fmt.Sprintf("instance %d to serve the refreshed value", i), func() bool {
 					v, err := get(ctx, "EUR")
 					if err != nil {
 						t.Fatalf("instance %d: %v", i, err)
@@ -411,7 +419,7 @@ func TestStaleWhileRevalidateAcrossTheFleet(t *testing.T) {
 					}
 				}
 			}
-			waitFor(t, 5*time.Second, "a refresh attempt", func() bool {
+			wait.For(t, 5*time.Second, "a refresh attempt", func() bool {
 				getA(ctx, "EUR")
 				return runs.Load() > 2
 			})
@@ -449,8 +457,8 @@ func TestRefreshAhead(t *testing.T) {
 	if v, _ := get(ctx, struct{}{}); v != 1 {
 		t.Fatalf("refresh-ahead read = %d, want the current value", v)
 	}
-	waitFor(t, 5*time.Second, "the condition", func() bool { return version.Load() == 2 })
-	waitFor(t, 5*time.Second, "the condition", func() bool { v, _ := get(ctx, struct{}{}); return v == 2 })
+	wait.For(t, 5*time.Second, "the refresh ahead of expiry", func() bool { return version.Load() == 2 })
+	wait.For(t, 5*time.Second, "the refreshed value", func() bool { v, _ := get(ctx, struct{}{}); return v == 2 })
 }
 
 func TestTTLJitterSpreadsExpiry(t *testing.T) {
@@ -490,5 +498,135 @@ func TestUnsharedEpochsStayOutOfL2(t *testing.T) {
 	b.SetError(nil)
 	// Once the breaker's pause (L2 never answered, so one failure opened
 	// it) is over, a lookup confirms the epochs and its entry reaches L2.
-	waitFor(t, 5*time.Second, "the condition", func() bool { get(context.Background(), "lima"); return c.Stats().WritesDone >= 1 })
+	wait.For(t, 5*time.Second, "the entry's write once the epochs are confirmed", func() bool { get(context.Background(), "lima"); return c.Stats().WritesDone >= 1 })
+}
+
+// rcFleetReport is what internal/testkit/fleetproc prints.
+type rcFleetReport struct {
+	PID    int      `json:"pid"`
+	Runs   int64    `json:"runs"`
+	Values []string `json:"values"`
+	Errors []string `json:"errors"`
+}
+
+// Four OS processes, 25 callers each, ask for one cold key at the same
+// moment: the fleet lock lets one of the 100 run the tool and the others
+// read its value. Separate processes share nothing but Redis, so this runs
+// on one redis-server only (internal/testkit/fleetproc dials an address).
+func TestFleetLockHoldsAcrossProcesses(t *testing.T) {
+	const procs, callers = 4, 25
+	e := rcStart(t)
+	bin := rcBuildFleetProc(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	type proc struct {
+		cmd    *exec.Cmd
+		lines  chan string
+		stderr *bytes.Buffer
+	}
+	ps := make([]*proc, procs)
+	for i := range ps {
+		cmd := exec.CommandContext(ctx, bin, "-addr", e.Srv.Addr(), "-prefix", e.Prefix, "-start", "go",
+			"-query", "redis cluster slots", "-callers", fmt.Sprint(callers), "-delay", "300ms")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{cmd: cmd, lines: make(chan string, 4), stderr: &bytes.Buffer{}}
+		cmd.Stderr = p.stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("process %d stderr:\n%s", i, p.stderr)
+			}
+		})
+		go func() {
+			defer close(p.lines)
+			sc := bufio.NewScanner(out)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				p.lines <- sc.Text()
+			}
+		}()
+		ps[i] = p
+	}
+	next := func(i int) string {
+		t.Helper()
+		select {
+		case l, ok := <-ps[i].lines:
+			if !ok {
+				t.Fatalf("process %d ended its output early", i)
+			}
+			return l
+		case <-time.After(90 * time.Second):
+			t.Fatalf("process %d said nothing for 90s", i)
+		}
+		return ""
+	}
+	for i := range ps {
+		if l := next(i); l != "ready" {
+			t.Fatalf("process %d: %q, want ready", i, l)
+		}
+	}
+	// Every process has its Cache open on the cold key: start them at once.
+	if err := e.Raw.Set(ctx, e.Prefix+"go", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var runs int64
+	for i, p := range ps {
+		var rep rcFleetReport
+		if err := json.Unmarshal([]byte(next(i)), &rep); err != nil {
+			t.Fatalf("process %d: %v", i, err)
+		}
+		for range p.lines { // until the process closes its output
+		}
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, p.stderr)
+		}
+		t.Logf("process %d (pid %d): tool ran %d times", i, rep.PID, rep.Runs)
+		runs += rep.Runs
+		if len(rep.Values) != callers {
+			t.Fatalf("process %d reported %d callers, want %d", i, len(rep.Values), callers)
+		}
+		for j, v := range rep.Values {
+			if v != "results for redis cluster slots" || rep.Errors[j] != "" {
+				t.Errorf("process %d caller %d: %q, error %q", i, j, v, rep.Errors[j])
+			}
+		}
+	}
+	if runs != 1 {
+		t.Fatalf("%d processes x %d callers ran the tool %d times, want 1", procs, callers, runs)
+	}
+}
+
+// rcBuildFleetProc builds internal/testkit/fleetproc into a temporary directory,
+// with the race detector when this test binary has it (so the build reuses
+// the packages the test build compiled).
+func rcBuildFleetProc(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "fleetproc")
+	args := []string{"build", "-o", bin}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				args = append(args, "-race")
+			}
+		}
+	}
+	args = append(args, "github.com/agentcache/agentcache-go/internal/testkit/fleetproc")
+	cmd := exec.Command(goTool, args...)
+	cmd.Dir = ".." // the module root; tests run in the package's directory
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %v: %v\n%s", args, err, out)
+	}
+	return bin
 }

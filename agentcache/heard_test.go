@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/tier/fake"
 )
 
@@ -17,7 +18,7 @@ func TestInvalidationsHeardAreCounted(t *testing.T) {
 	a := newL1(t, Options{L2: backend.Remote("heard:")})
 	b := newL1(t, Options{L2: backend.Remote("heard:")})
 	ctx := context.Background()
-	waitFor(t, 5*time.Second, "both subscriptions", func() bool { return a.bus.live.Load() && b.bus.live.Load() })
+	wait.For(t, 5*time.Second, "both subscriptions", func() bool { return a.bus.live.Load() && b.bus.live.Load() })
 	for name, act := range map[string]func() error{
 		"Invalidate": func() error { return a.Invalidate(ctx, TargetUser("alice")) },
 		"Delete":     func() error { return a.Delete(ctx, "k") },
@@ -27,7 +28,7 @@ func TestInvalidationsHeardAreCounted(t *testing.T) {
 		if err := act(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		waitFor(t, 5*time.Second, name+" heard by b", func() bool { return b.Stats().InvalidationsHeard > before })
+		wait.For(t, 5*time.Second, name+" heard by b", func() bool { return b.Stats().InvalidationsHeard > before })
 	}
 	if got := a.Stats().InvalidationsHeard; got != 0 {
 		t.Fatalf("a counted %d of its own invalidations as heard, want 0", got)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -64,15 +65,15 @@ func TestCorruptL2PayloadIsAMiss(t *testing.T) {
 					if s := b.Stats(); s.L2Corrupt < 1 || s.L2Hits != 0 {
 						t.Fatalf("B: L2Corrupt %d, L2Hits %d; want the corrupt entry counted and not served", s.L2Corrupt, s.L2Hits)
 					}
-					waitFor(t, 5*time.Second, "corrupt key deleted", func() bool { return !e.Exists(key) })
-					waitFor(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+					wait.For(t, 5*time.Second, "corrupt key deleted", func() bool { return !e.Exists(key) })
+					wait.For(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
 
 					// The next load replaces it, and a third instance reads that.
 					v, err := Get(ctx, b, "profile:7", rcCounting(&runs, rcProfileFor))
 					if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) {
 						t.Fatalf("B: reload = %+v, %v", v, err)
 					}
-					waitFor(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
+					wait.For(t, 5*time.Second, "B's queue drained", func() bool { return rcDrained(b) })
 					c := rcNew(t, Options{L2: e.stores[2]})
 					var cRuns atomic.Int32
 					v, err = Get(ctx, c, "profile:7", rcCounting(&cRuns, func(string) rcProfile { return rcProfile{} }))
@@ -105,7 +106,7 @@ func TestCorruptValueDeleteNeverRemovesTheReload(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := kvL2Key(a, "profile:7")
-			waitFor(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
+			wait.For(t, 5*time.Second, "A's queue drained", func() bool { return rcDrained(a) })
 			if keys, ok := e.Keys("kv:*"); ok && !slices.Equal(keys, []string{key}) {
 				t.Fatalf("entry keys: %q, want %q", keys, key)
 			}
@@ -123,7 +124,7 @@ func TestCorruptValueDeleteNeverRemovesTheReload(t *testing.T) {
 			if err != nil || !reflect.DeepEqual(v, rcProfileFor("profile:7")) || b.Stats().L2Corrupt == 0 {
 				t.Fatalf("B over the corrupt entry: %+v, %v, %d corrupt", v, err, b.Stats().L2Corrupt)
 			}
-			waitFor(t, 30*time.Second, "B's write queue", func() bool { return rcDrained(b) })
+			wait.For(t, 30*time.Second, "B's write queue", func() bool { return rcDrained(b) })
 			if !e.Exists(key) {
 				t.Errorf("the value B reloaded over the corrupt entry is gone from L2: the queued delete of the corrupt value removed it")
 			}
@@ -198,7 +199,7 @@ func TestValueCopiedToAnotherKeyIsNotServed(t *testing.T) {
 					if _, err := integrityTool(t, a, docs, &runs)(ctx, "public"); err != nil {
 						t.Fatal(err)
 					}
-					waitFor(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 1 })
+					wait.For(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 1 })
 					from := entryL2Key(t, docs, "", "public")
 					onlyEntryOf(t, e, docs, from)
 					e.Copy(from, entryL2Key(t, docs, "", "secret"))
@@ -216,7 +217,7 @@ func TestValueCopiedToAnotherKeyIsNotServed(t *testing.T) {
 					if _, err := integrityTool(t, a, carts, &runs)(scope.WithUser(ctx, "alice"), "mine"); err != nil {
 						t.Fatal(err)
 					}
-					waitFor(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 2 })
+					wait.For(t, 5*time.Second, "A's write", func() bool { return rcDrained(a) && a.Stats().WritesDone >= 2 })
 					alice := entryL2Key(t, carts, "alice", "mine")
 					onlyEntryOf(t, e, carts, alice)
 					e.Copy(alice, entryL2Key(t, carts, "bob", "mine"))
@@ -252,7 +253,7 @@ func TestForgedValuesAreRefused(t *testing.T) {
 			if _, err := integrityTool(t, plain, docs, &runs)(ctx, "q"); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "the write", func() bool { return rcDrained(plain) && plain.Stats().WritesDone >= 1 })
+			wait.For(t, 5*time.Second, "the write", func() bool { return rcDrained(plain) && plain.Stats().WritesDone >= 1 })
 			keyed := rcNew(t, Options{L2: e.stores[1], Secret: integritySecret})
 			if _, err := integrityTool(t, keyed, docs, &runs)(ctx, "q"); err != nil {
 				t.Fatal(err)
@@ -260,7 +261,7 @@ func TestForgedValuesAreRefused(t *testing.T) {
 			if s := keyed.Stats(); runs.Load() != 2 || s.L2Hits != 0 || s.L2Corrupt != 1 {
 				t.Errorf("a keyed instance over an unkeyed value: %d runs, %d L2 hits, %d corrupt; want it refused and the tool run", runs.Load(), s.L2Hits, s.L2Corrupt)
 			}
-			waitFor(t, 5*time.Second, "the keyed write", func() bool { return rcDrained(keyed) && keyed.Stats().WritesDone >= 1 })
+			wait.For(t, 5*time.Second, "the keyed write", func() bool { return rcDrained(keyed) && keyed.Stats().WritesDone >= 1 })
 			peer := rcNew(t, Options{L2: e.stores[2], Secret: integritySecret})
 			if got, err := integrityTool(t, peer, docs, &runs)(ctx, "q"); err != nil || runs.Load() != 2 || peer.Stats().L2Hits != 1 {
 				t.Errorf("an instance with the same secret: %q, %v, %d runs; want an L2 hit", got, err, runs.Load())

@@ -23,6 +23,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
@@ -201,7 +202,7 @@ func TestInvalidatingOneUsersCartReachesEveryInstance(t *testing.T) {
 			// On A and C, once the invalidation reaches them; never the old cart
 			// again after that.
 			for _, i := range []int{0, 2} {
-				waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
+				wait.For(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's old cart", i), func() bool {
 					return len(rcCartOf(t, carts[i], "alice")) == 2
 				})
 				for j := 0; j < 20; j++ {
@@ -232,7 +233,7 @@ func TestInvalidatingOneUsersCartReachesEveryInstance(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, i := range []int{1, 0, 2} {
-				waitFor(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
+				wait.For(t, 5*time.Second, fmt.Sprintf("instance %d to drop alice's cart", i), func() bool {
 					return len(rcCartOf(t, carts[i], "alice")) == 3
 				})
 			}
@@ -336,7 +337,7 @@ func TestLoadRacedWithInvalidationIsNeverServedAfterIt(t *testing.T) {
 						t.Logf("round %d: the raced load returned version %d to its caller", round, old.V)
 						// A, if it did not invalidate, stops serving version 1 when
 						// the message arrives, and never serves it again.
-						waitFor(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
+						wait.For(t, 5*time.Second, "A to drop version 1", func() bool { return get(getA, user).V != 1 })
 						for k := 0; k < 20; k++ {
 							if v := get(getA, user); v.V == 1 {
 								t.Fatalf("round %d: A served version 1 again", round)
@@ -420,7 +421,7 @@ func TestLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 					}
 					bumped := time.Now()
 					bound := 5 * maxAge
-					waitFor(t, bound, fmt.Sprintf("A to stop serving alice's old cart after her epoch changed (MaxEpochAge %v)", maxAge), func() bool {
+					wait.For(t, bound, fmt.Sprintf("A to stop serving alice's old cart after her epoch changed (MaxEpochAge %v)", maxAge), func() bool {
 						return len(rcCartOf(t, getA, "alice")) == 2
 					})
 					t.Logf("A served the new cart %v after the epoch changed", time.Since(bumped).Round(time.Millisecond))
@@ -429,7 +430,7 @@ func TestLostInvalidationEndsWithinMaxEpochAge(t *testing.T) {
 							t.Fatalf("A served %q again", got)
 						}
 					}
-					waitFor(t, time.Until(bumped.Add(bound)), "B to stop serving alice's old cart after her epoch changed", func() bool {
+					wait.For(t, time.Until(bumped.Add(bound)), "B to stop serving alice's old cart after her epoch changed", func() bool {
 						return len(rcCartOf(t, getB, "alice")) == 2
 					})
 				})
@@ -550,7 +551,7 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
+				wait.For(t, 10*time.Second, "the write to L2", func() bool { return rcDrained(a) })
 				h, _ := resource.HashValue(q, resource.Limits{})
 				if _, ok := rawGet(t, raw, string(keyspace.AppendEntryKey(nil, res.ID(), "u:alice", h.String()))); !ok {
 					t.Fatalf("inline=%v: no L2 entry under the arguments' hash", inline)
@@ -562,7 +563,7 @@ func TestCallsShareEntriesAndInvalidateAtEveryArgumentLength(t *testing.T) {
 					t.Fatal(err)
 				}
 				// b's L1 copy goes when the message reaches it; then b reloads.
-				waitFor(t, 10*time.Second, "the other instance dropping the call", func() bool {
+				wait.For(t, 10*time.Second, "the other instance dropping the call", func() bool {
 					got, err := getB(ctx, q)
 					return err == nil && got != first
 				})

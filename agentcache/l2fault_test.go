@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
 
@@ -68,7 +69,7 @@ func TestL2DownIsNeverAnErrorThenRecovers(t *testing.T) {
 			// Each call may probe the breaker; both close again.
 			i := 0
 			for name, c := range map[string]*Cache{"A": a, "B": b} {
-				waitFor(t, 10*time.Second, name+"'s breaker to close", func() bool {
+				wait.For(t, 10*time.Second, name+"'s breaker to close", func() bool {
 					i++
 					k := fmt.Sprintf("probe-%d", i)
 					if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {
@@ -81,7 +82,7 @@ func TestL2DownIsNeverAnErrorThenRecovers(t *testing.T) {
 			var bRuns atomic.Int32
 			fromB := rcCounting(&bRuns, func(string) string { return "loaded by B" })
 			hits := b.Stats().L2Hits
-			waitFor(t, 10*time.Second, "an L2 hit on B once L2 is back", func() bool {
+			wait.For(t, 10*time.Second, "an L2 hit on B once L2 is back", func() bool {
 				i++
 				k := fmt.Sprintf("after-%d", i)
 				if _, err := Get(ctx, a, k, load); err != nil {
@@ -101,7 +102,7 @@ func TestL2DownIsNeverAnErrorThenRecovers(t *testing.T) {
 // is blackholed) end at L2Timeout, and the caller gets the loader's value.
 // Only real Redis: tier/fake has no call that hangs until its context
 // ends.
-func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
+func TestCallsToAHungL2EndAtL2Timeout(t *testing.T) {
 	for _, mode := range []string{"paused", "blackholed"} {
 		t.Run(mode, func(t *testing.T) {
 			e := rcStart(t)
@@ -143,7 +144,7 @@ func TestRedisSlowL2CallsStillSucceed(t *testing.T) {
 
 			heal()
 			i := 0
-			waitFor(t, 10*time.Second, "L2 in use again", func() bool {
+			wait.For(t, 10*time.Second, "L2 in use again", func() bool {
 				i++
 				k := fmt.Sprintf("healed-%d", i)
 				if v, err := Get(ctx, c, k, load); err != nil || v != value(k) {

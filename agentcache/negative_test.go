@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/internal/epoch"
 	"github.com/agentcache/agentcache-go/internal/keyspace"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 )
@@ -286,7 +287,7 @@ func TestNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
 				get func(context.Context, int) (string, error)
 				id  int
 			}{{getA, 1}, {getB, 3}} {
-				waitFor(t, negTTL+5*time.Second, fmt.Sprintf("order %d to reach the tool again", step.id), func() bool {
+				wait.For(t, negTTL+5*time.Second, fmt.Sprintf("order %d to reach the tool again", step.id), func() bool {
 					notFound(step.get, step.id)
 					return orders.runs.Load() > runs
 				})
@@ -311,7 +312,7 @@ func TestNegativeSharedByTheFleetUntilItsTTL(t *testing.T) {
 			if orders.runs.Load() != runs+1 {
 				t.Fatal("after invalidating alice's orders, A still answered order 5 from the negative cache")
 			}
-			waitFor(t, 5*time.Second, "B to ask the tool about order 7 again", func() bool {
+			wait.For(t, 5*time.Second, "B to ask the tool about order 7 again", func() bool {
 				notFound(getB, 7)
 				return orders.runs.Load() == runs+2
 			})
@@ -591,7 +592,7 @@ func TestNegativeMarkerNeverReplacesValue(t *testing.T) {
 					}
 					drained := func() {
 						t.Helper()
-						waitFor(t, 10*time.Second, "the write queues", func() bool { return rcDrained(a) && rcDrained(b) })
+						wait.For(t, 10*time.Second, "the write queues", func() bool { return rcDrained(a) && rcDrained(b) })
 					}
 
 					// B's marker lands after A's value: B read L2 before A wrote.
@@ -697,7 +698,7 @@ func TestNegativeRepeatsTheToolsMessage(t *testing.T) {
 			if _, err := getA(alice, 42); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "invoice 42 does not exist") {
 				t.Fatalf("the tool's own answer: %v", err)
 			}
-			waitFor(t, 5*time.Second, "A's marker in L2", func() bool { return a.Stats().WritesDone >= 1 })
+			wait.For(t, 5*time.Second, "A's marker in L2", func() bool { return a.Stats().WritesDone >= 1 })
 			for name, get := range map[string]func(context.Context, int) (string, error){"A": getA, "B": getB} {
 				_, err := get(alice, 42)
 				if !errors.Is(err, ErrNotFound) {

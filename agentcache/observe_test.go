@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/run"
@@ -119,7 +120,7 @@ func TestTelemetryPerTier(t *testing.T) {
 
 	getA(ctx, "o-1") // loader
 	getA(ctx, "o-1") // l1
-	waitFor(t, 5*time.Second, "the condition", func() bool { return a.Stats().WritesDone == 1 })
+	wait.For(t, 5*time.Second, "a's L2 write", func() bool { return a.Stats().WritesDone == 1 })
 	getB(ctx, "o-1")     // l2
 	getA(ctx, "missing") // loader, not found
 	getA(ctx, "missing") // negative
@@ -319,7 +320,7 @@ func TestTimeSavedAcrossInstances(t *testing.T) {
 	sb, _ := Wrap(b, res, tool)
 	ctxA, runA := run.Start(context.Background())
 	sa(ctxA, "q")
-	waitFor(t, 5*time.Second, "a's write", func() bool { return a.Stats().WritesDone == 1 })
+	wait.For(t, 5*time.Second, "a's write", func() bool { return a.Stats().WritesDone == 1 })
 	ctxB, runB := run.Start(context.Background())
 	sb(ctxB, "q")
 	ra, rb := runA.Summary(), runB.Summary()

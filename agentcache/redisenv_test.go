@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/internal/testlog"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
 )
@@ -85,26 +86,13 @@ func rcLogger(t *testing.T) *slog.Logger {
 	return testlog.New(t, slog.LevelDebug)
 }
 
-// waitFor polls cond until it holds, failing the test after d. It is the
-// one polling helper of this package's tests.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // rcSubscribed waits until c's invalidation subscription is active. Its
 // first delivery is a Reset, which drops L1; tests that count L1 hits wait
 // for it first.
 func rcSubscribed(t *testing.T, cs ...*Cache) {
 	t.Helper()
 	for _, c := range cs {
-		waitFor(t, 10*time.Second, "invalidation subscription", func() bool { return c.bus.resets.Load() >= 1 })
+		wait.For(t, 10*time.Second, "invalidation subscription", func() bool { return c.bus.resets.Load() >= 1 })
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 func TestFullWriteQueueDropsWithoutWaiting(t *testing.T) {
@@ -23,7 +25,7 @@ func TestFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 			if err := c.Set(ctx, "warm", -1, 0); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
+			wait.For(t, 5*time.Second, "the warm-up write", func() bool { return c.Stats().WritesDone == 1 })
 
 			e.Pause()
 			const n = 200
@@ -58,7 +60,7 @@ func TestFullWriteQueueDropsWithoutWaiting(t *testing.T) {
 			// Not rcDrained: the drops here were never queued, and counting
 			// them would call the queue drained while its one write is still
 			// in flight.
-			waitFor(t, 30*time.Second, "the queued writes", func() bool {
+			wait.For(t, 30*time.Second, "the queued writes", func() bool {
 				s := c.Stats()
 				return s.WriteQueueDepth == 0 && s.WritesDone+s.WritesFailed+s.WritesSkipped+s.WritesFenced >= s.WritesQueued
 			})

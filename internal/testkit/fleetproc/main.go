@@ -1,9 +1,9 @@
-// Command fleetproc is one pod of the multi-process fleet test in
-// agentcache/redis_fleet_test.go. It opens a Cache on a Redis server under a
-// key prefix shared with the other processes, prints "ready", waits until a
-// start key appears in Redis, calls one cold key from many goroutines at
-// once, and prints one line of JSON: how often its tool ran and what every
-// caller got.
+// Command fleetproc is one pod of the multi-process fleet test,
+// TestFleetLockHoldsAcrossProcesses in agentcache/fleet_test.go. It opens a
+// Cache on a Redis server under a key prefix shared with the other
+// processes, prints "ready", waits until a start key appears in Redis,
+// calls one cold key from many goroutines at once, and prints one line of
+// JSON: how often its tool ran and what every caller got.
 //
 //	fleetproc -addr 127.0.0.1:6379 -prefix test: -start go -callers 25
 package main
