@@ -39,15 +39,6 @@ var (
 	rcWeatherRes = resource.Resource{Name: "rc_weather", Scope: scope.Global, TTL: time.Minute}
 )
 
-type rcCartArgs struct {
-	Currency string `json:"currency"`
-}
-
-type rcCart struct {
-	User  string   `json:"user"`
-	Items []string `json:"items"`
-}
-
 // rcShop is a cart store shared by every instance of a test; its get_cart
 // answer names the user it was computed for.
 type rcShop struct {
@@ -61,15 +52,15 @@ func newRCShop(items map[string][]string) *rcShop {
 	return &rcShop{items: items, runs: map[string]int{}}
 }
 
-func (s *rcShop) cart(ctx context.Context, _ rcCartArgs) (rcCart, error) {
+func (s *rcShop) cart(ctx context.Context, _ cartArgs) (cart, error) {
 	u, ok := scope.UserFrom(ctx)
 	if !ok {
-		return rcCart{}, errors.New("get_cart ran without a user")
+		return cart{}, errors.New("get_cart ran without a user")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.runs[u]++
-	return rcCart{User: u, Items: slices.Clone(s.items[u])}, nil
+	return cart{User: u, Items: slices.Clone(s.items[u])}, nil
 }
 
 func (s *rcShop) add(user, item string) {
@@ -98,7 +89,7 @@ func (s *rcShop) weather(ctx context.Context, city string) (string, error) {
 	return "sunny in " + city, nil
 }
 
-type rcCartTool = func(context.Context, rcCartArgs) (rcCart, error)
+type rcCartTool = func(context.Context, cartArgs) (cart, error)
 
 // rcWrapCart wraps the shop's get_cart on c.
 func rcWrapCart(t *testing.T, c *Cache, shop *rcShop) rcCartTool {
@@ -113,7 +104,7 @@ func rcWrapCart(t *testing.T, c *Cache, shop *rcShop) rcCartTool {
 // rcCartOf reads user's cart and checks it is user's.
 func rcCartOf(t *testing.T, get rcCartTool, user string) []string {
 	t.Helper()
-	got, err := get(scope.WithUser(context.Background(), user), rcCartArgs{Currency: "EUR"})
+	got, err := get(scope.WithUser(context.Background(), user), cartArgs{Currency: "EUR"})
 	if err != nil {
 		t.Fatalf("get_cart for %s: %v", user, err)
 	}
