@@ -305,9 +305,16 @@ type Stats struct {
 	L2Hits uint64 // lookups answered by L2
 	Misses uint64 // lookups that reached the loader
 
-	StaleHits      uint64 // of the L1 and L2 hits, how many were served stale
-	Refreshes      uint64 // background refreshes started (stale or ahead)
-	FleetWaits     uint64 // times a load waited for another instance's lease
+	StaleHits  uint64 // of the L1 and L2 hits, how many were served stale
+	Refreshes  uint64 // background refreshes started (stale or ahead)
+	FleetWaits uint64 // times a load waited for another instance's lease
+	// Joined counts the lookups that joined a lookup of the same key
+	// already running on this instance (its L2 read and, on a miss, its
+	// tool run) instead of starting their own: the herd one call served.
+	// Each joined lookup is counted as it joins, and again under the tier
+	// that answered it.
+	Joined uint64
+
 	NegativeHits   uint64 // lookups answered "not found" by the negative cache
 	NegativeStored uint64 // "not found" answers remembered
 
@@ -370,7 +377,8 @@ func (c *Cache) Stats() Stats {
 		L1Hits: s.l1Hits.Load(), L2Hits: s.l2Hits.Load(), Misses: s.misses.Load(),
 		NegativeHits: s.negativeHits.Load(), NegativeStored: s.negativeStored.Load(),
 		StaleHits: s.staleHits.Load(), Refreshes: s.refreshes.Load(), FleetWaits: s.fleetWaits.Load(),
-		Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(),
+		Joined: c.fl.Joined(),
+		Loads:  s.loads.Load(), LoadErrors: s.loadErrors.Load(),
 		L2Errors: s.l2Errors.Load(), L2Corrupt: s.l2Corrupt.Load() + c.epochRepairs(),
 		WritesQueued: s.writesQueued.Load(), WritesDone: s.writesDone.Load(), WritesDropped: s.writesDropped.Load(),
 		WritesFenced: s.writesFenced.Load(),

@@ -83,12 +83,12 @@ func TestConcurrentMissesLoadOnce(t *testing.T) {
 			}
 		}()
 	}
-	wait.For(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
-	time.Sleep(20 * time.Millisecond)
+	// Every caller but the first joins its load before it returns.
+	wait.For(t, 5*time.Second, "99 callers joining the load", func() bool { return c.Stats().Joined == 99 })
 	close(release)
 	wg.Wait()
-	if calls.Load() != 1 {
-		t.Fatalf("loader ran %d times for 100 concurrent misses", calls.Load())
+	if s := c.Stats(); calls.Load() != 1 || s.Loads != 1 || s.Misses != 100 {
+		t.Fatalf("100 concurrent misses ran the loader %d times; stats %+v", calls.Load(), s)
 	}
 }
 
@@ -132,8 +132,7 @@ func TestLoaderPanicIsAnErrorForEveryWaiter(t *testing.T) {
 			}
 		}()
 	}
-	wait.For(t, 5*time.Second, "a load in flight", func() bool { return c.fl.InFlight() != 0 })
-	time.Sleep(10 * time.Millisecond)
+	wait.For(t, 5*time.Second, "9 callers joining the load", func() bool { return c.Stats().Joined == 9 })
 	close(start)
 	wg.Wait()
 	if s := c.Stats(); s.LoadErrors != 1 {

@@ -275,8 +275,7 @@ func TestConcurrentIdenticalCallsRunOnce(t *testing.T) {
 			results[i] = textOf(t, call(t, cs, "get_weather", `{"city":"Lima"}`))
 		})
 	}
-	wait.For(t, 5*time.Second, "get_weather runs", func() bool { return f.ran("get_weather") > 0 })
-	time.Sleep(20 * time.Millisecond) // let the other calls join the load
+	wait.For(t, 5*time.Second, "the other calls joining the load", func() bool { return f.cache.Stats().Joined == n-1 })
 	close(f.gate)
 	wg.Wait()
 	for i, r := range results {

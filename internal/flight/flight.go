@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +62,8 @@ type Group struct {
 	// WaitGroup forbids.
 	running int
 	idle    chan struct{}
+
+	joined atomic.Uint64 // callers of Do that joined a load in flight
 }
 
 // New returns a Group whose loads are cancelled when base ends and, if
@@ -76,6 +79,9 @@ func New(base context.Context, timeout time.Duration) *Group {
 func (g *Group) Do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (v any, err error, shared bool) {
 	g.mu.Lock()
 	c, ok := g.calls[key]
+	if ok {
+		g.joined.Add(1)
+	}
 	if !ok && g.base.Err() != nil {
 		// The owner has closed: no load starts that could outlive it.
 		g.mu.Unlock()
@@ -148,6 +154,10 @@ func (g *Group) Alias(key, alias string) bool {
 	g.aliased++
 	return true
 }
+
+// Joined reports how many calls of Do have joined a load in flight instead
+// of starting one, counted as they join (before the load returns).
+func (g *Group) Joined() uint64 { return g.joined.Load() }
 
 // InFlight reports the number of loads running.
 func (g *Group) InFlight() int {

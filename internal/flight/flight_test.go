@@ -43,8 +43,8 @@ func testDoRunsOncePerKey(t *testing.T) {
 	}
 	// Every caller has joined the one load before it ends.
 	synctest.Wait()
-	if n, in := runs.Load(), g.InFlight(); n != 1 || in != 1 {
-		t.Fatalf("50 callers of one key started %d loads (%d in flight), want 1", n, in)
+	if n, in, j := runs.Load(), g.InFlight(), g.Joined(); n != 1 || in != 1 || j != 49 {
+		t.Fatalf("50 callers of one key started %d loads (%d in flight) and %d joined, want 1 and 49", n, in, j)
 	}
 	close(release)
 	wg.Wait()

@@ -412,6 +412,7 @@ func SumStats(insts []*Instance) agentcache.Stats {
 		s.Invalidations += x.Invalidations
 		s.FleetErrors += x.FleetErrors
 		s.FleetWaits += x.FleetWaits
+		s.Joined += x.Joined
 	}
 	return s
 }
