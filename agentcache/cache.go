@@ -65,10 +65,11 @@ type Cache struct {
 	toolsClosed bool           // no background tool run may start
 	tools       sync.WaitGroup // background tool runs (refreshes, batches): Close gives them until its ctx ends
 
-	base   context.Context // ends at Close: cancels loads and background work
-	cancel context.CancelFunc
-	closed atomic.Bool
-	stats  counters
+	base      context.Context // ends at Close: cancels loads and background work
+	cancel    context.CancelFunc
+	closed    atomic.Bool
+	closeDone chan struct{} // closed when the first Close returns
+	stats     counters
 
 	repairsDone chan struct{} // closed when the repair loop has stopped
 
@@ -169,7 +170,7 @@ func New(opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, seal: keyspace.NewSealer(o.Secret), resources: map[string]*resState{}}
+	c := &Cache{opts: o, l2: o.L2, codec: o.Codec, seal: keyspace.NewSealer(o.Secret), resources: map[string]*resState{}, closeDone: make(chan struct{})}
 	if r, ok := o.L2.(tier.Repairer); ok {
 		c.repairsAtNew = r.Repairs()
 	}
@@ -250,13 +251,21 @@ func New(opts Options) (*Cache, error) {
 // ctx.Err(), and when the tool returns, its caller gets the answer, L1 takes
 // it, and its L2 write is dropped and counted.
 //
-// Close is idempotent: a second call returns nil at once (also while the
-// first is still draining), as tier stores' Close does. Every other method,
-// and every wrapper (Wrap, WrapBatch, Memoize), returns ErrClosed after it.
+// Close may be called more than once, from any goroutine: a later call
+// waits for the first to finish and returns nil, or, if its ctx ends first,
+// an error wrapping ctx.Err(); so a second shutdown path that returns from
+// Close knows the queue has been drained. Every other method, and every
+// wrapper (Wrap, WrapBatch, Memoize), returns ErrClosed after it.
 func (c *Cache) Close(ctx context.Context) error {
 	if !c.closed.CompareAndSwap(false, true) {
-		return nil
+		select {
+		case <-c.closeDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("agentcache: Close: the first Close is still draining: %w", ctx.Err())
+		}
 	}
+	defer close(c.closeDone)
 	var errs []error
 	if err := c.waitTools(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("agentcache: loads still running at Close: %w", err))

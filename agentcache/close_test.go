@@ -158,6 +158,21 @@ func TestCloseDrainsWriteQueue(t *testing.T) {
 				closed <- c.Close(cctx)
 			}()
 			wait.For(t, 5*time.Second, "Close to start", c.closed.Load)
+			// A second Close waits for the first: with a context that has
+			// ended it says the first is still draining; with one that does
+			// not end it returns once the queue is drained.
+			ended, cancel := context.WithCancel(ctx)
+			cancel()
+			if err := c.Close(ended); !errors.Is(err, context.Canceled) {
+				t.Fatalf("a second Close while the first drains, its ctx ended: %v; want context.Canceled", err)
+			}
+			second := make(chan Stats, 1)
+			go func() {
+				if err := c.Close(ctx); err != nil {
+					t.Errorf("a second Close while the first drains: %v", err)
+				}
+				second <- c.Stats()
+			}()
 			e.Resume()
 			select {
 			case err := <-closed:
@@ -169,6 +184,9 @@ func TestCloseDrainsWriteQueue(t *testing.T) {
 			}
 			if s := c.Stats(); s.WritesDone != n+1 || s.WritesDropped != 0 {
 				t.Fatalf("after Close: %d writes done, %d dropped; want %d and 0", s.WritesDone, s.WritesDropped, n+1)
+			}
+			if s := <-second; s.WritesDone != n+1 {
+				t.Fatalf("the second Close returned with %d writes done; want all %d (it returned before the first had drained)", s.WritesDone, n+1)
 			}
 
 			// Everything is in L2: a new instance reads it all from there.
