@@ -13,7 +13,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
@@ -48,47 +50,54 @@ func (c *catalog) callCount() int {
 	return len(c.calls)
 }
 
-func TestBatchGetManyTiers(t *testing.T) {
-	backend := fake.NewBackend(fake.BackendOptions{})
-	t.Cleanup(func() { backend.Close() })
-	a := newL1(t, Options{L2: backend.Remote("b:")})
-	b := newL1(t, Options{L2: backend.Remote("b:")})
-	cat := &catalog{}
-	ba, _ := WrapBatch(a, getProducts, cat.get)
-	bb, _ := WrapBatch(b, getProducts, cat.get)
-	ctx := context.Background()
+// A batch takes each ID from the tier that has it: another instance's L2
+// entries and its "not found" marker, and asks the tool once for the rest;
+// a single-ID tool of the resource shares the entries. Over every L2.
+func TestBatchServesEachIDFromTheTierThatHasIt(t *testing.T) {
+	for _, backend := range l2Backends {
+		t.Run(backend.name, func(t *testing.T) {
+			stores := backend.stores(t, 2)
+			a := rcNew(t, Options{L2: stores[0]})
+			b := rcNew(t, Options{L2: stores[1]})
+			rcSubscribed(t, a, b)
+			cat := &catalog{}
+			ba, _ := WrapBatch(a, getProducts, cat.get)
+			bb, _ := WrapBatch(b, getProducts, cat.get)
+			ctx := context.Background()
 
-	got, err := ba.GetMany(ctx, []int{1, 2, 3, 2000})
-	if err != nil || len(got) != 3 || got[2] != "product-2" {
-		t.Fatalf("GetMany = %v, %v", got, err)
-	}
-	if _, ok := got[2000]; ok {
-		t.Fatal("a missing ID was returned")
-	}
-	if cat.callCount() != 1 {
-		t.Fatalf("tool calls = %d", cat.callCount())
-	}
-	wait.For(t, 5*time.Second, "a's 4 L2 writes", func() bool { return a.Stats().WritesDone >= 4 })
-	// Instance b: 1-3 from L2, 2000 from the L2 marker, 4 from the tool,
-	// in a single tool call for the one real miss.
-	got, _ = bb.GetMany(ctx, []int{1, 2, 3, 2000, 4})
-	if len(got) != 4 || cat.callCount() != 2 || !slices.Equal(cat.calls[1], []int{4}) {
-		t.Fatalf("second batch: %v, calls %v", got, cat.calls)
-	}
-	if s := b.Stats(); s.L2Hits != 3 || s.NegativeHits != 1 {
-		t.Fatalf("b stats %+v", s)
-	}
-	// And a's L1 answers without anyone.
-	ba.GetMany(ctx, []int{1, 2, 3})
-	if cat.callCount() != 2 {
-		t.Fatal("L1 hits reached the tool")
-	}
-	// A single-argument tool of the same resource shares the entries.
-	single, _ := Wrap(a, getProducts, func(ctx context.Context, id int) (string, error) {
-		return "", errors.New("must not run: the batch cached it")
-	})
-	if v, err := single(ctx, 2); err != nil || v != "product-2" {
-		t.Fatalf("single-ID tool over a batch entry: %q, %v", v, err)
+			got, err := ba.GetMany(ctx, []int{1, 2, 3, 2000})
+			if err != nil || len(got) != 3 || got[2] != "product-2" {
+				t.Fatalf("GetMany = %v, %v", got, err)
+			}
+			if _, ok := got[2000]; ok {
+				t.Fatal("a missing ID was returned")
+			}
+			if cat.callCount() != 1 {
+				t.Fatalf("tool calls = %d", cat.callCount())
+			}
+			wait.For(t, 5*time.Second, "a's 4 L2 writes", func() bool { return a.Stats().WritesDone >= 4 })
+			// Instance b: 1-3 from L2, 2000 from the L2 marker, 4 from the tool,
+			// in a single tool call for the one real miss.
+			got, _ = bb.GetMany(ctx, []int{1, 2, 3, 2000, 4})
+			if len(got) != 4 || cat.callCount() != 2 || !slices.Equal(cat.calls[1], []int{4}) {
+				t.Fatalf("second batch: %v, calls %v", got, cat.calls)
+			}
+			if s := b.Stats(); s.L2Hits != 3 || s.NegativeHits != 1 {
+				t.Fatalf("b stats %+v", s)
+			}
+			// And a's L1 answers without anyone.
+			ba.GetMany(ctx, []int{1, 2, 3})
+			if cat.callCount() != 2 {
+				t.Fatal("L1 hits reached the tool")
+			}
+			// A single-argument tool of the same resource shares the entries.
+			single, _ := Wrap(a, getProducts, func(ctx context.Context, id int) (string, error) {
+				return "", errors.New("must not run: the batch cached it")
+			})
+			if v, err := single(ctx, 2); err != nil || v != "product-2" {
+				t.Fatalf("single-ID tool over a batch entry: %q, %v", v, err)
+			}
+		})
 	}
 }
 
@@ -359,6 +368,7 @@ func crossSlotErrors(trips []redistest.Trip) int {
 // costs at most one round trip per master, with no CROSSSLOT error. A
 // property of a cluster, so it runs on the 3-master cluster only.
 func TestBatchFromAClusterIsOneRoundTripPerMaster(t *testing.T) {
+	leakcheck.Check(t)
 	cl := redistest.StartCluster(t, 3, 0)
 	rt := &redistest.RoundTrips{}
 	opts := cl.ClusterOptions()
@@ -366,7 +376,7 @@ func TestBatchFromAClusterIsOneRoundTripPerMaster(t *testing.T) {
 	client := goredis.NewClusterClient(opts)
 	t.Cleanup(func() { client.Close() })
 	client.OnNewNode(func(n *goredis.Client) { n.AddHook(rt) })
-	store, err := acredis.New(client, acredis.Options{Prefix: "batch:"})
+	store, err := acredis.New(client, acredis.Options{Prefix: redisenv.Prefix(t, "ac-")})
 	if err != nil {
 		t.Fatal(err)
 	}
