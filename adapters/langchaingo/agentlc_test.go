@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentcache/agentcache-go/adapters/langchaingo"
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier/fake"
@@ -355,10 +356,9 @@ func TestConcurrentCallsRunOnce(t *testing.T) {
 			}
 		})
 	}
-	for inner.runs.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	// Both spellings of the input are one key: the 7 other calls join the
+	// first one's load.
+	wait.For(t, 5*time.Second, "7 calls joining the load", func() bool { return c.Stats().Joined == 7 })
 	close(release)
 	wg.Wait()
 	wantRuns(t, inner, 1)

@@ -396,8 +396,7 @@ func TestSharedErrorResult(t *testing.T) {
 			}
 		})
 	}
-	wait.For(t, 5*time.Second, "flaky runs", func() bool { return f.ran("flaky") > 0 })
-	time.Sleep(20 * time.Millisecond)
+	wait.For(t, 5*time.Second, "3 calls joining the load", func() bool { return f.cache.Stats().Joined == 3 })
 	close(f.gate)
 	wg.Wait()
 }
