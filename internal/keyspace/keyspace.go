@@ -35,7 +35,6 @@ import (
 	"encoding/binary"
 	"errors"
 	stdhash "hash"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -535,14 +534,26 @@ var ErrUnbound = errors.New("an L2 value not written for its key")
 // carry no tag: a forged one only makes a miss.
 type Sealer struct {
 	keyed bool
-	pool  sync.Pool // of hash.Hash (stdhash)
+	pool  sync.Pool // of *tagger
 }
+
+// tagger is the scratch of one tag computation: the bytes hashed before the
+// payload, and with a secret, the HMAC and its sum. Pooled, so that a tag
+// check (one per L2 hit) allocates nothing.
+type tagger struct {
+	buf []byte
+	mac stdhash.Hash // nil without a secret
+	sum [sha256.Size]byte
+}
+
+// maxTaggerBuf bounds the scratch a pooled tagger keeps.
+const maxTaggerBuf = 8 << 10
 
 // NewSealer returns the Sealer for secret (nil or empty: unkeyed).
 func NewSealer(secret []byte) *Sealer {
 	s := &Sealer{keyed: len(secret) > 0}
 	if !s.keyed {
-		s.pool.New = func() any { return sha256.New() }
+		s.pool.New = func() any { return &tagger{buf: make([]byte, 0, 256)} }
 		return s
 	}
 	// A subkey of its own, so that the secret's other uses never see
@@ -550,7 +561,7 @@ func NewSealer(secret []byte) *Sealer {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("agentcache entry tag v1"))
 	sub := m.Sum(nil)
-	s.pool.New = func() any { return hmac.New(sha256.New, sub) }
+	s.pool.New = func() any { return &tagger{buf: make([]byte, 0, 256), mac: hmac.New(sha256.New, sub)} }
 	return s
 }
 
@@ -599,22 +610,25 @@ func (s *Sealer) Open(key string, b []byte) (Envelope, error) {
 // tag, is head. kind is the writer's (a store may turn a value into a fenced
 // value).
 func (s *Sealer) tag(dst *[TagLen]byte, key string, kind byte, head, payload []byte) {
-	h := s.pool.Get().(stdhash.Hash)
-	h.Reset()
-	var n [binary.MaxVarintLen64 + 1]byte
-	nb := binary.AppendUvarint(n[:0], uint64(len(key)))
-	h.Write(nb)
-	io.WriteString(h, key)
+	t := s.pool.Get().(*tagger)
+	b := binary.AppendUvarint(t.buf[:0], uint64(len(key)))
+	b = append(b, key...)
 	if s.keyed {
 		// Everything the writer chose, in the header: bytes 10- (the
 		// generation on); the stamp (2-9) is the store's to rewrite.
-		h.Write([]byte{kind})
-		h.Write(head[10:])
-		h.Write(payload)
+		b = append(b, kind)
+		b = append(b, head[10:]...)
+		t.mac.Reset()
+		t.mac.Write(b)
+		t.mac.Write(payload)
+		copy(dst[:], t.mac.Sum(t.sum[:0]))
 	} else {
-		h.Write([]byte("agentcache key tag v1"))
+		b = append(b, "agentcache key tag v1"...)
+		t.sum = sha256.Sum256(b)
+		copy(dst[:], t.sum[:])
 	}
-	var sum [sha256.Size]byte
-	copy(dst[:], h.Sum(sum[:0]))
-	s.pool.Put(h)
+	if cap(b) <= maxTaggerBuf {
+		t.buf = b[:0]
+	}
+	s.pool.Put(t)
 }

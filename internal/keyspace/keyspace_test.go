@@ -2,8 +2,10 @@ package keyspace
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -349,4 +351,44 @@ func setByte(b []byte, i int, v byte) []byte {
 	c := append([]byte{}, b...)
 	c[i] = v
 	return c
+}
+
+// TestUnkeyedTagIsStable pins the unkeyed tag's bytes: entries written by
+// an instance of another build must keep opening (the L2 layout).
+func TestUnkeyedTagIsStable(t *testing.T) {
+	s := NewSealer(nil)
+	for _, c := range []struct{ key, tag string }{
+		{"{get_cart@1:u:alice}:3f2a", "3193d3e4b23e4404160735946b01fcf6"},
+		{"", "a6d162c5827eef921315899f1a13093e"},
+		{strings.Repeat("k", 300), "b8df47333c144deaaf25e5f7ea2c9a88"},
+	} {
+		b := s.Append(nil, c.key, KindValue, 1, 2, time.Time{}, 0, []byte(`"v"`))
+		e, err := s.Open(c.key, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hex.EncodeToString(e.Tag[:]); got != c.tag {
+			t.Errorf("tag of %.20q = %s, want %s", c.key, got, c.tag)
+		}
+	}
+}
+
+// BenchmarkSealerOpen is one L2 value's tag check, as every L2 hit makes it.
+func BenchmarkSealerOpen(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		secret []byte
+	}{{"unkeyed", nil}, {"keyed", []byte("0123456789abcdef0123")}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := NewSealer(bc.secret)
+			key := "{get_cart@1:u:alice}:3f2a9c1be07d4a55"
+			env := s.Append(nil, key, KindValue, 7, 42, time.Time{}, time.Second, []byte(`{"user":"alice","items":["a","b","c"]}`))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Open(key, env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
