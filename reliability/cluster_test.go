@@ -17,12 +17,11 @@ import (
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // searchRes2 is the fleet-lock probe of TestCluster.

@@ -18,10 +18,9 @@ import (
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // ctFailoverRes is the per-user resource of the failover test.

@@ -13,11 +13,10 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/internal/testkit/workload"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // balanceRes is the probe of the staleness checks: a per-user value whose

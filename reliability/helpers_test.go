@@ -25,11 +25,10 @@ import (
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/internal/testlog"
 	"github.com/agentcache/agentcache-go/resource"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // The fault scenarios run with short timeouts so that a fault is felt, and

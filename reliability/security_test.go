@@ -16,12 +16,11 @@ import (
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
 	"github.com/agentcache/agentcache-go/internal/testkit/redisenv"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	"github.com/agentcache/agentcache-go/tier"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 const (

@@ -22,11 +22,10 @@ import (
 
 	"github.com/agentcache/agentcache-go/adapters/mcp"
 	"github.com/agentcache/agentcache-go/agentcache"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	acotel "github.com/agentcache/agentcache-go/otel"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 var (

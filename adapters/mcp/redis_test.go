@@ -9,10 +9,9 @@ import (
 
 	"github.com/agentcache/agentcache-go/agentcache"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // TestTwoInstancesShareRedis runs two MCP servers, each with its own Cache

@@ -26,12 +26,11 @@ import (
 	"github.com/agentcache/agentcache-go/codec/cbor"
 	"github.com/agentcache/agentcache-go/internal/leakcheck"
 	"github.com/agentcache/agentcache-go/internal/redistest"
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/internal/testlog"
 	"github.com/agentcache/agentcache-go/resource"
 	"github.com/agentcache/agentcache-go/scope"
 	acredis "github.com/agentcache/agentcache-go/tier/redis"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 // env is one redis-server for a test and the stores made on it.

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // store is an in-memory tier.Epochs: values never go below known, and a

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 	"github.com/agentcache/agentcache-go/tier"
 	"github.com/agentcache/agentcache-go/tier/tiertest"
-
-	"github.com/agentcache/agentcache-go/internal/testkit/wait"
 )
 
 func TestRemoteConformance(t *testing.T) {

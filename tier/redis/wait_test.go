@@ -10,9 +10,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/agentcache/agentcache-go/internal/redistest"
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // With WaitReplicas, an epoch bump and a tombstone return only once a

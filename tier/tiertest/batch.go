@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 func (s *suite) testBatchGetter(t *testing.T) {

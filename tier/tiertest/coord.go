@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 func (s *suite) testEpochs(t *testing.T) {

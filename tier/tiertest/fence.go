@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // Records in this file are built with tier.AppendRecord and stamped with

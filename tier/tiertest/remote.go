@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentcache/agentcache-go/tier"
-
 	"github.com/agentcache/agentcache-go/internal/testkit/wait"
+	"github.com/agentcache/agentcache-go/tier"
 )
 
 // keyZoo holds keys that a careless store would mangle: hash-tag braces,
