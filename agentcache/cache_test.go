@@ -364,18 +364,19 @@ func TestTTLExpiry(t *testing.T) {
 func TestSnapshotWarmStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "l1.snap")
 	ctx := context.Background()
-	c, err := New(Options{Snapshot: SnapshotOptions{Path: path}})
+	clk := newTestClock()
+	c, err := New(Options{Snapshot: SnapshotOptions{Path: path}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Set(ctx, "a", user{ID: "a", Name: "Ada"}, time.Hour)
-	c.Set(ctx, "short", 1, time.Millisecond)
+	c.Set(ctx, "short", 1, time.Minute)
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Millisecond)
+	clk.Advance(2 * time.Minute) // down for longer than "short" lives
 
-	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}})
+	c2 := newL1(t, Options{Snapshot: SnapshotOptions{Path: path}, Now: clk.Now})
 	never := func(context.Context, string) (user, error) {
 		return user{}, errors.New("loader must not run: the snapshot has it")
 	}
