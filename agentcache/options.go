@@ -133,12 +133,13 @@ type Options struct {
 	// Tuning holds internals that rarely need changing.
 	Tuning TuningOptions
 
-	// Now is the clock of entries: their expiry and freshness, stale
-	// windows, refresh-ahead, the age of what the cache knows of epochs.
-	// Default time.Now. Tests inject one to move time by hand. The
-	// durations the cache reports (lookup latency, a tool's run time, the
-	// time a hit saved, span times) are measured with the process's
-	// monotonic clock whatever Now is.
+	// Now is the clock of entries (their expiry and freshness, stale
+	// windows, refresh-ahead), of the L2 circuit breaker's pauses and of
+	// the log's rate limit. Default time.Now. Tests inject one to move time
+	// by hand. What the cache measures (lookup latency, a tool's run time,
+	// the time a hit saved, span times) and how long it trusts what it
+	// knows of the epochs (MaxEpochAge) follow the process's own clock
+	// whatever Now is.
 	Now func() time.Time
 }
 
