@@ -41,15 +41,15 @@ type rcOwned struct {
 func TestScopesStayIsolatedUnderCancellations(t *testing.T) {
 	for _, backend := range []l2Backend{
 		l2Backends[0],
-		{name: "one server, a pool of 1", stores: func(t *testing.T, n int) []tier.Remote {
+		{name: "one server, a pool of 1", open: func(t *testing.T, n int) *l2Env {
 			e := rcStart(t)
 			stores := make([]tier.Remote, n)
 			for i := range stores {
 				stores[i] = e.store(func(o *goredis.Options) { o.PoolSize = 1 })
 			}
-			return stores
+			return &l2Env{t: t, stores: stores}
 		}},
-		{name: "3-master cluster, pools of 1", stores: func(t *testing.T, n int) []tier.Remote {
+		{name: "3-master cluster, pools of 1", open: func(t *testing.T, n int) *l2Env {
 			leakcheck.Check(t)
 			cl := redistest.StartCluster(t, 3, 0)
 			prefix := redisenv.Prefix(t, "ac-")
@@ -60,7 +60,7 @@ func TestScopesStayIsolatedUnderCancellations(t *testing.T) {
 				o.PoolSize = 1
 				stores[i] = redisenv.StoreOn(t, goredis.NewClusterClient(o), prefix)
 			}
-			return stores
+			return &l2Env{t: t, stores: stores}
 		}},
 	} {
 		t.Run(backend.name, func(t *testing.T) {

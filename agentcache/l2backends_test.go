@@ -36,49 +36,21 @@ import (
 // l2Backend is one L2 that the tests of a promise run over.
 type l2Backend struct {
 	name string
-	// stores returns n L2s that share one keyspace, each on a client of
-	// its own, as each pod has one.
-	stores func(t *testing.T, n int) []tier.Remote
-	// open returns n such L2s with raw access to their keyspace.
+	// open returns n L2s that share one keyspace, each on a client of its
+	// own, as each pod has one, with raw access to their keyspace.
 	open func(t *testing.T, n int) *l2Env
 }
+
+// stores returns the n L2s of open, for tests that need no raw access.
+func (b l2Backend) stores(t *testing.T, n int) []tier.Remote { return b.open(t, n).stores }
 
 // l2Backends are the L2s of the promises that hold whatever the L2: the
 // in-memory tier/fake, one real redis-server and a real 3-master Redis
 // Cluster (internal/redistest).
 var l2Backends = []l2Backend{
-	{
-		name: "in-memory",
-		stores: func(t *testing.T, n int) []tier.Remote {
-			b := fake.NewBackend(fake.BackendOptions{})
-			t.Cleanup(func() { b.Close() })
-			stores := make([]tier.Remote, n)
-			for i := range stores {
-				stores[i] = b.Remote("fleet:")
-			}
-			return stores
-		},
-		open: openMemL2,
-	},
-	{
-		name: "one server",
-		stores: func(t *testing.T, n int) []tier.Remote {
-			e := rcStart(t)
-			stores := make([]tier.Remote, n)
-			for i := range stores {
-				stores[i] = e.store()
-			}
-			return stores
-		},
-		open: openServerL2,
-	},
-	{
-		name: "3-master cluster",
-		stores: func(t *testing.T, n int) []tier.Remote {
-			return openClusterL2(t, n).stores
-		},
-		open: openClusterL2,
-	},
+	{name: "in-memory", open: openMemL2},
+	{name: "one server", open: openServerL2},
+	{name: "3-master cluster", open: openClusterL2},
 }
 
 // l2Env is an L2 keyspace opened by l2Backend.open: the stores that share
