@@ -353,16 +353,23 @@ func setByte(b []byte, i int, v byte) []byte {
 	return c
 }
 
-// TestUnkeyedTagIsStable pins the unkeyed tag's bytes: entries written by
-// an instance of another build must keep opening (the L2 layout).
-func TestUnkeyedTagIsStable(t *testing.T) {
-	s := NewSealer(nil)
-	for _, c := range []struct{ key, tag string }{
-		{"{get_cart@1:u:alice}:3f2a", "3193d3e4b23e4404160735946b01fcf6"},
-		{"", "a6d162c5827eef921315899f1a13093e"},
-		{strings.Repeat("k", 300), "b8df47333c144deaaf25e5f7ea2c9a88"},
+// TestTagsAreStable pins the tags' bytes, without and with a secret:
+// entries written by an instance of another build must keep opening (the
+// L2 layout).
+func TestTagsAreStable(t *testing.T) {
+	plain, keyed := NewSealer(nil), NewSealer([]byte("0123456789abcdef0123"))
+	for _, c := range []struct {
+		s        *Sealer
+		key, tag string
+	}{
+		{plain, "{get_cart@1:u:alice}:3f2a", "3193d3e4b23e4404160735946b01fcf6"},
+		{plain, "", "a6d162c5827eef921315899f1a13093e"},
+		{plain, strings.Repeat("k", 300), "b8df47333c144deaaf25e5f7ea2c9a88"},
+		{keyed, "{get_cart@1:u:alice}:3f2a", "fce9d7c3beb5f136f94d50df56b54089"},
+		{keyed, strings.Repeat("k", 300), "0e7450bb226070489f3a8af7a0de5b81"},
 	} {
-		b := s.Append(nil, c.key, KindValue, 1, 2, time.Time{}, 0, []byte(`"v"`))
+		s := c.s
+		b := s.Append(nil, c.key, KindValue, 1, 2, time.UnixMilli(1_700_000_000_000), time.Second, []byte(`"v"`))
 		e, err := s.Open(c.key, b)
 		if err != nil {
 			t.Fatal(err)
