@@ -35,30 +35,26 @@ func (r *Log) Logger() *slog.Logger { return r.l }
 // next line of the kind says how many were suppressed. kind must come from
 // a bounded set (a call site, a format string), never from data.
 func (r *Log) Warn(kind, msg string, args ...any) {
-	held, ok := r.admit(kind)
-	if !ok {
-		return
+	if held, ok := r.admit(kind); ok {
+		r.write(msg, held, args)
 	}
-	if held > 0 {
-		args = append(args, "suppressed", held)
-	}
-	r.l.Warn(msg, args...)
 }
 
 // Warnf is Warn for a line made by fmt.Sprintf(format, v...) after prefix,
 // with format as its kind. The line is formatted only when it is written:
 // a held-back line costs a map lookup, not a Sprintf.
 func (r *Log) Warnf(prefix, format string, v ...any) {
-	held, ok := r.admit(format)
-	if !ok {
-		return
+	if held, ok := r.admit(format); ok {
+		r.write(prefix+fmt.Sprintf(format, v...), held, nil)
 	}
-	msg := prefix + fmt.Sprintf(format, v...)
+}
+
+// write writes one admitted line, with the count held back before it.
+func (r *Log) write(msg string, held int, args []any) {
 	if held > 0 {
-		r.l.Warn(msg, "suppressed", held)
-		return
+		args = append(args, "suppressed", held)
 	}
-	r.l.Warn(msg)
+	r.l.Warn(msg, args...)
 }
 
 // admit reports whether a line of kind is written now, and how many lines
