@@ -375,7 +375,7 @@ func TestBatchFromAClusterIsOneRoundTripPerMaster(t *testing.T) {
 	opts.OnConnect = nil
 	client := goredis.NewClusterClient(opts)
 	t.Cleanup(func() { client.Close() })
-	client.OnNewNode(func(n *goredis.Client) { n.AddHook(rt) })
+	rt.Install(client)
 	store, err := acredis.New(client, acredis.Options{Prefix: redisenv.Prefix(t, "ac-")})
 	if err != nil {
 		t.Fatal(err)
